@@ -1,0 +1,59 @@
+# Headwater — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+CLUSTER := python3 hack/cluster/localcluster.py
+# Set when the local cluster runs: KUBECONFIG, REGISTRY, KUBECTL, ...
+CLUSTER_ENV = $(shell $(CLUSTER) env 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: install-deps
+install-deps: ## install Debian packages, the venv and the Kubernetes binaries (idempotent)
+	bash hack/install-deps.sh
+
+.PHONY: lint
+lint: install-deps ## ruff, mypy --strict, import contracts, generated files up to date
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: test
+test: install-deps lint ## everything, on a fresh machine: set-up, lint, unit and e2e tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: ## unit tests only (no cluster)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+.PHONY: cluster-up
+cluster-up: install-deps ## start the local cluster and registry; prints the env file path last
+	$(CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: ## stop everything cluster-up started
+	$(CLUSTER) down
+
+.PHONY: run
+run: ## run the operator in the foreground against the local cluster (or $$KUBECONFIG)
+	@if [ -n "$(CLUSTER_ENV)" ]; then set -a; . "$(CLUSTER_ENV)"; set +a; \
+	  export HEADWATER_REGISTRY=$${HEADWATER_REGISTRY:-$$REGISTRY}; fi; \
+	  exec $(BIN)/headwater operator run --all-namespaces
+
+.PHONY: demo
+demo: install-deps ## the seed's flow on the local cluster
+	bash hack/demo.sh
+
+.PHONY: bench
+bench: ## performance figures (lands with the triggers and import issues)
+	@echo "bench: not yet — the benchmarks arrive with ImageStream imports and triggers"; exit 2
+
+.PHONY: manifests
+manifests: ## regenerate the CRDs and deploy/install.yaml
+	$(BIN)/python hack/gen_crds.py
+	$(BIN)/python hack/gen_install.py
