@@ -396,8 +396,11 @@ def start_registry() -> None:
 def start_git_daemon() -> None:
     root = STATE / "git"
     root.mkdir(parents=True, exist_ok=True)
+    # git-daemon itself, not `git daemon`: the wrapper would fork it as a
+    # child and our pid would be the wrapper's.
+    exec_path = sh("git", "--exec-path").stdout.strip()
     start("git-daemon", [
-        "git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
+        f"{exec_path}/git-daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
         f"--listen={NODE_IP}", f"--port={GIT_PORT}", str(root),
     ])
     wait_for("the git daemon", lambda: _port_open(NODE_IP, GIT_PORT), 15, ["git-daemon"])
@@ -776,6 +779,21 @@ def _our_shims() -> list[int]:
     return pids
 
 
+def _children_of(parents: list[int]) -> list[int]:
+    wanted = set(parents)
+    children = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid in wanted:
+            children.append(int(proc.name))
+    return children
+
+
 def _mounts_under(root: Path) -> list[str]:
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -843,7 +861,10 @@ def _remove_cgroups() -> None:
 
 def _clean_runtime_leftovers() -> None:
     """What a crashed run leaves that the next one must not inherit."""
-    for pid in _our_shims():
+    shims = _our_shims()
+    # Containers are children of their shim (it is their subreaper); killing a
+    # pid namespace's first process ends the whole namespace.
+    for pid in [*_children_of(shims), *shims]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
