@@ -219,8 +219,18 @@ def build_archive(cache: Path, recipe: ImageRecipe) -> Path:
         local = f"localhost/headwater-{recipe.name}:{recipe.cache_key()}"
         buildah = buildah_base(cache)
         run(
-            [*buildah, "bud", "--isolation", "chroot", "--layers=false", "-t", local,
-             "-f", str(ctx / "Containerfile"), str(ctx)],
+            [
+                *buildah,
+                "bud",
+                "--isolation",
+                "chroot",
+                "--layers=false",
+                "-t",
+                local,
+                "-f",
+                str(ctx / "Containerfile"),
+                str(ctx),
+            ],
             stdout=subprocess.DEVNULL,
         )
         partial = target.with_suffix(".partial")
@@ -237,8 +247,13 @@ def build_archive(cache: Path, recipe: ImageRecipe) -> Path:
 
 def registry_has(registry: str, recipe: ImageRecipe) -> bool:
     result = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false",
-         f"docker://{registry}/{recipe.repository}:{recipe.tag}"],
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{registry}/{recipe.repository}:{recipe.tag}",
+        ],
         capture_output=True,
     )
     return result.returncode == 0
@@ -253,8 +268,16 @@ def ensure_images(cache: Path, registry: str, names: list[str] | None = None) ->
         archive = build_archive(cache, recipe)
         if not registry_has(registry, recipe):
             log(f"pushing {ref}")
-            run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                 f"oci-archive:{archive}", f"docker://{ref}"])
+            run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                    f"oci-archive:{archive}",
+                    f"docker://{ref}",
+                ]
+            )
         refs[name] = ref
     return refs
 

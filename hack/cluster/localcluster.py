@@ -25,6 +25,7 @@ Only the Python standard library is used: this runs before any venv exists.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -40,7 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import images  # noqa: E402
+
+import images
 
 HERE = Path(__file__).resolve().parent
 
@@ -190,10 +192,9 @@ def stop(name: str, timeout: float = 15) -> None:
         if _alive(pid):
             log(f"{name} (pid {pid}) ignored SIGTERM; killing")
             os.kill(pid, signal.SIGKILL)
-        try:  # reap it if it is our child (it is not, across invocations)
+        # Reap it if it is our child (it is not, across invocations).
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     path.unlink(missing_ok=True)
 
 
@@ -210,7 +211,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: list[st
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:  # noqa: S110 - any failure of a probe means "not yet"
             pass
         for name in logs:
             if (PIDS / f"{name}.pid").exists() and pid_of(name) is None:
@@ -238,8 +239,14 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return sh(str(BIN / "kubectl"), "--kubeconfig", str(STATE / "admin.kubeconfig"), *args,
-              check=check, quiet=True)
+    return sh(
+        str(BIN / "kubectl"),
+        "--kubeconfig",
+        str(STATE / "admin.kubeconfig"),
+        *args,
+        check=check,
+        quiet=True,
+    )
 
 
 # --- certificates ------------------------------------------------------------
@@ -260,13 +267,36 @@ def _openssl_cert(name: str, cn: str, org: str | None, sans: list[str], usage: s
     if sans:
         lines.append("subjectAltName=" + ",".join(sans))
     ext.write_text("\n".join(lines) + "\n")
-    sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-       "-out", str(key))
+    sh(
+        "openssl",
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        str(key),
+    )
     csr = PKI / f"{name}.csr"
     sh("openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
-    sh("openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / "ca.crt"),
-       "-CAkey", str(PKI / "ca.key"), "-CAcreateserial", "-days", "3650",
-       "-extfile", str(ext), "-out", str(crt))
+    sh(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(PKI / "ca.crt"),
+        "-CAkey",
+        str(PKI / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
     csr.unlink()
     key.chmod(0o600)
 
@@ -274,31 +304,70 @@ def _openssl_cert(name: str, cn: str, org: str | None, sans: list[str], usage: s
 def make_pki() -> None:
     PKI.mkdir(parents=True, exist_ok=True)
     if not (PKI / "ca.crt").exists():
-        sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-out", str(PKI / "ca.key"))
-        sh("openssl", "req", "-x509", "-new", "-key", str(PKI / "ca.key"), "-days", "3650",
-           "-subj", "/CN=headwater-local-ca", "-out", str(PKI / "ca.crt"))
+        sh(
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            str(PKI / "ca.key"),
+        )
+        sh(
+            "openssl",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(PKI / "ca.key"),
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=headwater-local-ca",
+            "-out",
+            str(PKI / "ca.crt"),
+        )
     apiserver_sans = [
-        f"IP:{NODE_IP}", f"IP:{KUBERNETES_SERVICE_IP}", "IP:127.0.0.1", "DNS:localhost",
-        "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+        f"IP:{NODE_IP}",
+        f"IP:{KUBERNETES_SERVICE_IP}",
+        "IP:127.0.0.1",
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
     ]
     _openssl_cert("apiserver", "kube-apiserver", None, apiserver_sans, "serverAuth")
     # The API server calls kubelets (logs, exec) as a superuser of its own.
-    _openssl_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters",
-                  [], "clientAuth")
+    _openssl_cert(
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        "system:masters",
+        [],
+        "clientAuth",
+    )
     _openssl_cert("admin", "headwater-admin", "system:masters", [], "clientAuth")
     _openssl_cert("controller-manager", "system:kube-controller-manager", None, [], "clientAuth")
     _openssl_cert("scheduler", "system:kube-scheduler", None, [], "clientAuth")
     _openssl_cert("kube-proxy", "system:kube-proxy", None, [], "clientAuth")
     # The Node authorizer recognises kubelets by this exact name and group.
     _openssl_cert("kubelet-client", f"system:node:{NODE_NAME}", "system:nodes", [], "clientAuth")
-    _openssl_cert("kubelet-serving", NODE_NAME, None, [f"IP:{NODE_IP}", f"DNS:{NODE_NAME}"],
-                  "serverAuth")
+    _openssl_cert(
+        "kubelet-serving", NODE_NAME, None, [f"IP:{NODE_IP}", f"DNS:{NODE_NAME}"], "serverAuth"
+    )
     if not (PKI / "sa.key").exists():
         # RSA: every consumer of service-account tokens understands RS256.
-        sh("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-           "-out", str(PKI / "sa.key"))
+        sh(
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            str(PKI / "sa.key"),
+        )
         sh("openssl", "pkey", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
     for name, cert in (
         ("admin", "admin"),
@@ -315,20 +384,24 @@ def _write_kubeconfig(path: Path, cert: str) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": "headwater",
-            "cluster": {
-                "server": f"https://{NODE_IP}:{APISERVER_PORT}",
-                "certificate-authority": str(PKI / "ca.crt"),
-            },
-        }],
-        "users": [{
-            "name": cert,
-            "user": {
-                "client-certificate": str(PKI / f"{cert}.crt"),
-                "client-key": str(PKI / f"{cert}.key"),
-            },
-        }],
+        "clusters": [
+            {
+                "name": "headwater",
+                "cluster": {
+                    "server": f"https://{NODE_IP}:{APISERVER_PORT}",
+                    "certificate-authority": str(PKI / "ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": cert,
+                "user": {
+                    "client-certificate": str(PKI / f"{cert}.crt"),
+                    "client-key": str(PKI / f"{cert}.key"),
+                },
+            }
+        ],
         "contexts": [{"name": "headwater", "context": {"cluster": "headwater", "user": cert}}],
         "current-context": "headwater",
     }
@@ -356,22 +429,24 @@ def write_cni_config() -> None:
     conflist = {
         "cniVersion": "1.0.0",
         "name": "headwater",
-        "plugins": [{
-            "type": "bridge",
-            "bridge": BRIDGE,
-            "isGateway": True,
-            # No masquerading: pods talk to this machine and to each other only.
-            "ipMasq": False,
-            "hairpinMode": True,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
-                # Only a route to Services (kube-proxy NATs them to the node);
-                # no default route, so nothing in a pod can aim past this machine.
-                "routes": [{"dst": SERVICE_CIDR, "gw": NODE_IP}],
-                "dataDir": str(STATE / "cni" / "ipam"),
-            },
-        }],
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                # No masquerading: pods talk to this machine and to each other only.
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                    # Only a route to Services (kube-proxy NATs them to the node);
+                    # no default route, so nothing in a pod can aim past this machine.
+                    "routes": [{"dst": SERVICE_CIDR, "gw": NODE_IP}],
+                    "dataDir": str(STATE / "cni" / "ipam"),
+                },
+            }
+        ],
     }
     (netd / "10-headwater.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
 
@@ -383,12 +458,20 @@ def start_registry() -> None:
     data = STATE / "registry-data"
     data.mkdir(parents=True, exist_ok=True)
     config = STATE / "registry.yml"
-    config.write_text(json.dumps({
-        "version": 0.1,
-        "log": {"level": "info"},
-        "storage": {"filesystem": {"rootdirectory": str(data)}, "delete": {"enabled": True}},
-        "http": {"addr": REGISTRY, "headers": {"X-Content-Type-Options": ["nosniff"]}},
-    }, indent=2))
+    config.write_text(
+        json.dumps(
+            {
+                "version": 0.1,
+                "log": {"level": "info"},
+                "storage": {
+                    "filesystem": {"rootdirectory": str(data)},
+                    "delete": {"enabled": True},
+                },
+                "http": {"addr": REGISTRY, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+            },
+            indent=2,
+        )
+    )
     start("registry", ["docker-registry", "serve", str(config)])
     wait_for("the registry", lambda: _http_ok(f"http://{REGISTRY}/v2/"), 30, ["registry"])
 
@@ -399,10 +482,18 @@ def start_git_daemon() -> None:
     # git-daemon itself, not `git daemon`: the wrapper would fork it as a
     # child and our pid would be the wrapper's.
     exec_path = sh("git", "--exec-path").stdout.strip()
-    start("git-daemon", [
-        f"{exec_path}/git-daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
-        f"--listen={NODE_IP}", f"--port={GIT_PORT}", str(root),
-    ])
+    start(
+        "git-daemon",
+        [
+            f"{exec_path}/git-daemon",
+            "--reuseaddr",
+            "--export-all",
+            f"--base-path={root}",
+            f"--listen={NODE_IP}",
+            f"--port={GIT_PORT}",
+            str(root),
+        ],
+    )
     wait_for("the git daemon", lambda: _port_open(NODE_IP, GIT_PORT), 15, ["git-daemon"])
 
 
@@ -411,81 +502,117 @@ def start_etcd() -> None:
     data.mkdir(parents=True, exist_ok=True)
     data.chmod(0o700)
     # Plain HTTP on loopback only: nothing but the API server on this machine talks to it.
-    start("etcd", [
-        str(BIN / "etcd"), "--name", "headwater", "--data-dir", str(data),
-        "--listen-client-urls", f"http://{ETCD_CLIENT}",
-        "--advertise-client-urls", f"http://{ETCD_CLIENT}",
-        "--listen-peer-urls", f"http://{ETCD_PEER}",
-        "--initial-advertise-peer-urls", f"http://{ETCD_PEER}",
-        "--initial-cluster", f"headwater=http://{ETCD_PEER}",
-        "--listen-metrics-urls", "http://127.0.0.1:12381",
-        # Tests churn namespaces; keep the database small.
-        "--auto-compaction-retention", "5m", "--quota-backend-bytes", str(2 * 1024**3),
-        "--unsafe-no-fsync",  # throwaway test data; fsync dominates etcd latency on VMs
-    ])
+    start(
+        "etcd",
+        [
+            str(BIN / "etcd"),
+            "--name",
+            "headwater",
+            "--data-dir",
+            str(data),
+            "--listen-client-urls",
+            f"http://{ETCD_CLIENT}",
+            "--advertise-client-urls",
+            f"http://{ETCD_CLIENT}",
+            "--listen-peer-urls",
+            f"http://{ETCD_PEER}",
+            "--initial-advertise-peer-urls",
+            f"http://{ETCD_PEER}",
+            "--initial-cluster",
+            f"headwater=http://{ETCD_PEER}",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:12381",
+            # Tests churn namespaces; keep the database small.
+            "--auto-compaction-retention",
+            "5m",
+            "--quota-backend-bytes",
+            str(2 * 1024**3),
+            "--unsafe-no-fsync",  # throwaway test data; fsync dominates etcd latency on VMs
+        ],
+    )
     wait_for("etcd", lambda: _http_ok("http://127.0.0.1:12381/health"), 30, ["etcd"])
 
 
 def start_apiserver() -> None:
-    start("kube-apiserver", [
-        str(BIN / "kube-apiserver"),
-        f"--advertise-address={NODE_IP}", f"--bind-address={NODE_IP}",
-        f"--secure-port={APISERVER_PORT}",
-        f"--etcd-servers=http://{ETCD_CLIENT}",
-        f"--client-ca-file={PKI / 'ca.crt'}",
-        f"--tls-cert-file={PKI / 'apiserver.crt'}",
-        f"--tls-private-key-file={PKI / 'apiserver.key'}",
-        f"--kubelet-client-certificate={PKI / 'apiserver-kubelet-client.crt'}",
-        f"--kubelet-client-key={PKI / 'apiserver-kubelet-client.key'}",
-        f"--kubelet-certificate-authority={PKI / 'ca.crt'}",
-        "--kubelet-preferred-address-types=InternalIP",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={PKI / 'sa.pub'}",
-        f"--service-account-signing-key-file={PKI / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
-        # Build pods run buildah, which needs a privileged container.
-        "--allow-privileged=true",
-        "--profiling=false",
-    ])
-    wait_for("kube-apiserver /readyz",
-             lambda: _https_ok(f"https://{NODE_IP}:{APISERVER_PORT}/readyz"),
-             90, ["kube-apiserver", "etcd"])
+    start(
+        "kube-apiserver",
+        [
+            str(BIN / "kube-apiserver"),
+            f"--advertise-address={NODE_IP}",
+            f"--bind-address={NODE_IP}",
+            f"--secure-port={APISERVER_PORT}",
+            f"--etcd-servers=http://{ETCD_CLIENT}",
+            f"--client-ca-file={PKI / 'ca.crt'}",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}",
+            f"--tls-private-key-file={PKI / 'apiserver.key'}",
+            f"--kubelet-client-certificate={PKI / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={PKI / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={PKI / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={PKI / 'sa.pub'}",
+            f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # Build pods run buildah, which needs a privileged container.
+            "--allow-privileged=true",
+            "--profiling=false",
+        ],
+    )
+    wait_for(
+        "kube-apiserver /readyz",
+        lambda: _https_ok(f"https://{NODE_IP}:{APISERVER_PORT}/readyz"),
+        90,
+        ["kube-apiserver", "etcd"],
+    )
 
 
 def start_controller_manager() -> None:
-    start("kube-controller-manager", [
-        str(BIN / "kube-controller-manager"),
-        f"--kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        f"--authentication-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        f"--authorization-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        "--bind-address=127.0.0.1",
-        # One identity per controller, so RBAC denials name the controller.
-        "--use-service-account-credentials=true",
-        f"--service-account-private-key-file={PKI / 'sa.key'}",
-        # Without it pods wait forever for the kube-root-ca.crt ConfigMap.
-        f"--root-ca-file={PKI / 'ca.crt'}",
-        f"--cluster-signing-cert-file={PKI / 'ca.crt'}",
-        f"--cluster-signing-key-file={PKI / 'ca.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--leader-elect=false",
-    ])
+    start(
+        "kube-controller-manager",
+        [
+            str(BIN / "kube-controller-manager"),
+            f"--kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            # One identity per controller, so RBAC denials name the controller.
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={PKI / 'sa.key'}",
+            # Without it pods wait forever for the kube-root-ca.crt ConfigMap.
+            f"--root-ca-file={PKI / 'ca.crt'}",
+            f"--cluster-signing-cert-file={PKI / 'ca.crt'}",
+            f"--cluster-signing-key-file={PKI / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--leader-elect=false",
+        ],
+    )
 
 
 def start_scheduler() -> None:
     config = STATE / "scheduler.yaml"
-    config.write_text(json.dumps({
-        "apiVersion": "kubescheduler.config.k8s.io/v1",
-        "kind": "KubeSchedulerConfiguration",
-        "clientConnection": {"kubeconfig": str(STATE / "scheduler.kubeconfig")},
-        "leaderElection": {"leaderElect": False},
-    }, indent=2))
-    start("kube-scheduler", [
-        str(BIN / "kube-scheduler"), f"--config={config}", "--bind-address=127.0.0.1",
-        f"--authentication-kubeconfig={STATE / 'scheduler.kubeconfig'}",
-        f"--authorization-kubeconfig={STATE / 'scheduler.kubeconfig'}",
-    ])
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "kubescheduler.config.k8s.io/v1",
+                "kind": "KubeSchedulerConfiguration",
+                "clientConnection": {"kubeconfig": str(STATE / "scheduler.kubeconfig")},
+                "leaderElection": {"leaderElect": False},
+            },
+            indent=2,
+        )
+    )
+    start(
+        "kube-scheduler",
+        [
+            str(BIN / "kube-scheduler"),
+            f"--config={config}",
+            "--bind-address=127.0.0.1",
+            f"--authentication-kubeconfig={STATE / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={STATE / 'scheduler.kubeconfig'}",
+        ],
+    )
 
 
 def start_containerd() -> None:
@@ -500,14 +627,14 @@ def start_containerd() -> None:
     pause = f"{REGISTRY}/{images.RECIPES['pause'].repository}:{images.RECIPES['pause'].tag}"
     config = base / "config.toml"
     config.write_text(f"""version = 2
-root = "{base / 'root'}"
-state = "{base / 'state'}"
+root = "{base / "root"}"
+state = "{base / "state"}"
 
 [grpc]
   address = "{CONTAINERD_SOCK}"
 
 [ttrpc]
-  address = "{base / 'containerd.sock.ttrpc'}"
+  address = "{base / "containerd.sock.ttrpc"}"
 
 [debug]
   address = ""
@@ -525,7 +652,7 @@ state = "{base / 'state'}"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "{STATE / 'cni' / 'net.d'}"
+    conf_dir = "{STATE / "cni" / "net.d"}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -535,16 +662,20 @@ state = "{base / 'state'}"
         # containerd 1.6 cannot tell the kubelet its driver; both use cgroupfs.
         SystemdCgroup = false
         # runc's own state beside ours, not in /run/containerd.
-        Root = "{base / 'runc'}"
+        Root = "{base / "runc"}"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{base / 'certs.d'}"
+    config_path = "{base / "certs.d"}"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{base / 'opt'}"
+  path = "{base / "opt"}"
 """)
     start("containerd", ["containerd", "--config", str(config)])
-    wait_for("containerd", lambda: CONTAINERD_SOCK.is_socket() and _ctr("version").returncode == 0,
-             30, ["containerd"])
+    wait_for(
+        "containerd",
+        lambda: CONTAINERD_SOCK.is_socket() and _ctr("version").returncode == 0,
+        30,
+        ["containerd"],
+    )
 
 
 def _ctr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -555,71 +686,85 @@ def start_kubelet() -> None:
     root = STATE / "kubelet"
     root.mkdir(parents=True, exist_ok=True)
     config = STATE / "kubelet-config.yaml"
-    config.write_text(json.dumps({
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "address": NODE_IP,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": 10248,
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(PKI / "ca.crt")},
-        },
-        "authorization": {"mode": "Webhook"},
-        "tlsCertFile": str(PKI / "kubelet-serving.crt"),
-        "tlsPrivateKeyFile": str(PKI / "kubelet-serving.key"),
-        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCK}",
-        # containerd 1.6 does not report its cgroup driver; it runs cgroupfs.
-        "cgroupDriver": "cgroupfs",
-        # This machine mounts cgroup v1; 1.35 refuses it unless told.
-        "failCgroupV1": False,
-        "failSwapOn": False,
-        "clusterDomain": "cluster.local",
-        # No DNS server in this cluster; pods use the host's resolv.conf.
-        "resolvConf": "/etc/resolv.conf",
-        # Small disks: do not evict test pods or collect images early.
-        "evictionHard": {
-            "memory.available": "100Mi",
-            "nodefs.available": "1%",
-            "nodefs.inodesFree": "1%",
-            "imagefs.available": "1%",
-        },
-        "imageGCHighThresholdPercent": 99,
-        "imageGCLowThresholdPercent": 98,
-        "serializeImagePulls": False,
-        "maxPods": 110,
-        # hugetlb is in the kernel but not mounted here.
-        "cgroupsPerQOS": True,
-        "enforceNodeAllocatable": ["pods"],
-        "localStorageCapacityIsolation": True,
-    }, indent=2))
-    start("kubelet", [
-        str(BIN / "kubelet"), f"--config={config}",
-        f"--kubeconfig={STATE / 'kubelet.kubeconfig'}",
-        f"--root-dir={root}",
-        f"--node-ip={NODE_IP}",
-        f"--hostname-override={NODE_NAME}",
-        "--v=1",
-    ])
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                "kind": "KubeletConfiguration",
+                "address": NODE_IP,
+                "readOnlyPort": 0,
+                "healthzBindAddress": "127.0.0.1",
+                "healthzPort": 10248,
+                "authentication": {
+                    "anonymous": {"enabled": False},
+                    "webhook": {"enabled": True},
+                    "x509": {"clientCAFile": str(PKI / "ca.crt")},
+                },
+                "authorization": {"mode": "Webhook"},
+                "tlsCertFile": str(PKI / "kubelet-serving.crt"),
+                "tlsPrivateKeyFile": str(PKI / "kubelet-serving.key"),
+                "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCK}",
+                # containerd 1.6 does not report its cgroup driver; it runs cgroupfs.
+                "cgroupDriver": "cgroupfs",
+                # This machine mounts cgroup v1; 1.35 refuses it unless told.
+                "failCgroupV1": False,
+                "failSwapOn": False,
+                "clusterDomain": "cluster.local",
+                # No DNS server in this cluster; pods use the host's resolv.conf.
+                "resolvConf": "/etc/resolv.conf",
+                # Small disks: do not evict test pods or collect images early.
+                "evictionHard": {
+                    "memory.available": "100Mi",
+                    "nodefs.available": "1%",
+                    "nodefs.inodesFree": "1%",
+                    "imagefs.available": "1%",
+                },
+                "imageGCHighThresholdPercent": 99,
+                "imageGCLowThresholdPercent": 98,
+                "serializeImagePulls": False,
+                "maxPods": 110,
+                # hugetlb is in the kernel but not mounted here.
+                "cgroupsPerQOS": True,
+                "enforceNodeAllocatable": ["pods"],
+                "localStorageCapacityIsolation": True,
+            },
+            indent=2,
+        )
+    )
+    start(
+        "kubelet",
+        [
+            str(BIN / "kubelet"),
+            f"--config={config}",
+            f"--kubeconfig={STATE / 'kubelet.kubeconfig'}",
+            f"--root-dir={root}",
+            f"--node-ip={NODE_IP}",
+            f"--hostname-override={NODE_NAME}",
+            "--v=1",
+        ],
+    )
 
 
 def start_kube_proxy() -> None:
     config = STATE / "kube-proxy.yaml"
-    config.write_text(json.dumps({
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "clientConnection": {"kubeconfig": str(STATE / "kube-proxy.kubeconfig")},
-        "mode": "iptables",
-        "clusterCIDR": POD_CIDR,
-        "hostnameOverride": NODE_NAME,
-        "bindAddress": "127.0.0.1",
-        "healthzBindAddress": "127.0.0.1:10256",
-        "metricsBindAddress": "127.0.0.1:10249",
-        # Leave the machine's conntrack sysctls alone.
-        "conntrack": {"maxPerCore": 0},
-    }, indent=2))
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+                "kind": "KubeProxyConfiguration",
+                "clientConnection": {"kubeconfig": str(STATE / "kube-proxy.kubeconfig")},
+                "mode": "iptables",
+                "clusterCIDR": POD_CIDR,
+                "hostnameOverride": NODE_NAME,
+                "bindAddress": "127.0.0.1",
+                "healthzBindAddress": "127.0.0.1:10256",
+                "metricsBindAddress": "127.0.0.1:10249",
+                # Leave the machine's conntrack sysctls alone.
+                "conntrack": {"maxPerCore": 0},
+            },
+            indent=2,
+        )
+    )
     start("kube-proxy", [str(BIN / "kube-proxy"), f"--config={config}"])
 
 
@@ -627,8 +772,14 @@ def start_kube_proxy() -> None:
 
 
 def _node_ready() -> bool:
-    out = kubectl("get", "node", NODE_NAME, "-o",
-                  "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+    out = kubectl(
+        "get",
+        "node",
+        NODE_NAME,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    )
     return out.stdout.strip() == "True"
 
 
@@ -647,22 +798,32 @@ def smoke_pod(refs: dict[str, str]) -> None:
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
-            "containers": [{
-                "name": "smoke",
-                "image": refs["busybox"],
-                # Reaching the registry on the node address proves pod networking.
-                "command": ["sh", "-c", f"wget -q -O /dev/null http://{REGISTRY}/v2/ && echo ok"],
-            }],
+            "containers": [
+                {
+                    "name": "smoke",
+                    "image": refs["busybox"],
+                    # Reaching the registry on the node address proves pod networking.
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"wget -q -O /dev/null http://{REGISTRY}/v2/ && echo ok",
+                    ],
+                }
+            ],
         },
     }
     subprocess.run(
         [str(BIN / "kubectl"), "--kubeconfig", str(STATE / "admin.kubeconfig"), "apply", "-f", "-"],
-        input=json.dumps(manifest), text=True, check=True, capture_output=True,
+        input=json.dumps(manifest),
+        text=True,
+        check=True,
+        capture_output=True,
     )
 
     def done() -> bool:
-        phase = kubectl("get", "pod", name, "-n", "default", "-o", "jsonpath={.status.phase}",
-                        check=False).stdout.strip()
+        phase = kubectl(
+            "get", "pod", name, "-n", "default", "-o", "jsonpath={.status.phase}", check=False
+        ).stdout.strip()
         if phase == "Failed":
             logs = kubectl("logs", name, "-n", "default", check=False)
             raise ClusterError(f"smoke pod failed: {logs.stdout}{logs.stderr}")
@@ -708,8 +869,15 @@ def check_prerequisites() -> None:
             "the kernel has no br_netfilter (no /proc/sys/net/bridge): Service traffic from "
             "pods cannot be routed by kube-proxy on this machine"
         )
-    required = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                "kubelet", "kube-proxy", "kubectl"]
+    required = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubectl",
+    ]
     if any(not (BIN / b).exists() for b in required):
         log(f"Kubernetes {K8S_VERSION} binaries not cached in {BIN}; building them")
         result = subprocess.run(["bash", str(HERE / "build-binaries.sh")])
@@ -730,7 +898,7 @@ def up() -> None:
                 log("cluster already running")
                 print(ENV_FILE)
                 return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log(f"cluster processes run but the API does not answer ({exc}); restarting")
     if any(state.values()) or any(PIDS.glob("*.pid")):
         dead = [n for n, p in state.items() if p is None and (PIDS / f"{n}.pid").exists()]
@@ -831,9 +999,12 @@ def _remove_kube_iptables() -> None:
             chains = [ln[1:].split()[0] for ln in dump if ln.startswith(":KUBE-")]
             for rule in dump:
                 parts = shlex.split(rule)
-                if rule.startswith("-A ") and "-j" in parts and (
-                    parts[parts.index("-j") + 1].startswith("KUBE-")
-                ) and not parts[1].startswith("KUBE-"):
+                if (
+                    rule.startswith("-A ")
+                    and "-j" in parts
+                    and (parts[parts.index("-j") + 1].startswith("KUBE-"))
+                    and not parts[1].startswith("KUBE-")
+                ):
                     sh(tool, "-t", table, "-D", *parts[1:], check=False, quiet=True)
             for chain in chains:
                 sh(tool, "-t", table, "-F", chain, check=False, quiet=True)
@@ -849,14 +1020,10 @@ def _remove_cgroups() -> None:
         if not top.is_dir():
             continue
         for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             top.rmdir()
-        except OSError:
-            pass
 
 
 def _clean_runtime_leftovers() -> None:
@@ -865,10 +1032,8 @@ def _clean_runtime_leftovers() -> None:
     # Containers are children of their shim (it is their subreaper); killing a
     # pid namespace's first process ends the whole namespace.
     for pid in [*_children_of(shims), *shims]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if STATE.exists():
         _unmount_all(STATE)
     if shutil.which(str(BIN / "kube-proxy")) or (BIN / "kube-proxy").exists():
@@ -923,8 +1088,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the cluster (idempotent); prints the env file path last")
     down_p = sub.add_parser("down", help="stop everything `up` started")
-    down_p.add_argument("--purge", action="store_true",
-                        help="also delete certificates, registry data and the state dir")
+    down_p.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete certificates, registry data and the state dir",
+    )
     sub.add_parser("status", help="show which components run, by pid")
     sub.add_parser("env", help="print the env file path if the cluster runs")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ reason on other clusters.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -52,8 +51,7 @@ def _start_local_cluster() -> Path:
 
 def _local_cluster_running() -> bool:
     return (
-        subprocess.run(["python3", str(LOCALCLUSTER), "env"], capture_output=True).returncode
-        == 0
+        subprocess.run(["python3", str(LOCALCLUSTER), "env"], capture_output=True).returncode == 0
     )
 
 
@@ -80,7 +78,9 @@ def cluster() -> Iterator[Cluster]:
     )
     c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     c.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
         "crd/imagestreams.image.headwater.dev",
         "crd/buildconfigs.build.headwater.dev",
         "crd/builds.build.headwater.dev",

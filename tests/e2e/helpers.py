@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,8 @@ def registry_digest(registry: str, repository: str, reference: str) -> str:
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - test registry
         digest = resp.headers["Docker-Content-Digest"]
-    assert digest and digest.startswith("sha256:"), f"no digest header for {repository}"
+    assert digest, f"no Docker-Content-Digest header for {repository}"
+    assert digest.startswith("sha256:"), digest
     return str(digest)
 
 
@@ -62,8 +64,20 @@ def buildah_build_and_push(
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
     _run(
-        [*base, "bud", "--isolation", "chroot", "--tls-verify=false", "--layers=false",
-         "-f", str(context / dockerfile), *args, "-t", ref, str(context)],
+        [
+            *base,
+            "bud",
+            "--isolation",
+            "chroot",
+            "--tls-verify=false",
+            "--layers=false",
+            "-f",
+            str(context / dockerfile),
+            *args,
+            "-t",
+            ref,
+            str(context),
+        ],
         timeout,
     )
     digestfile = workdir / "digest"
@@ -124,10 +138,8 @@ class Cluster:
         doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
         self.kubectl("apply", "-n", namespace, "-f", "-", input=doc)
 
-    def get_json(self, *args: str) -> dict[str, object]:
-        out = self.kubectl("get", *args, "-o", "json").stdout
-        result: dict[str, object] = json.loads(out)
-        return result
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
     def need_registry(self) -> str:
         if not self.registry:

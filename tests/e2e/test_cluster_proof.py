@@ -52,7 +52,8 @@ def test_job_termination_message_and_logs(cluster: Cluster, namespace: str) -> N
     )
     pods = cluster.get_json("pods", "-n", namespace, "-l", "job-name=report")
     items = pods["items"]
-    assert isinstance(items, list) and len(items) == 1
+    assert isinstance(items, list)
+    assert len(items) == 1
     pod = items[0]
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0
@@ -118,8 +119,14 @@ def test_buildah_pod_builds_from_git_and_pushes(
         namespace,
     )
     done = cluster.kubectl(
-        "wait", "-n", namespace, "--for=jsonpath={.status.phase}=Succeeded", "pod/build",
-        "--timeout=300s", check=False, timeout=320,
+        "wait",
+        "-n",
+        namespace,
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/build",
+        "--timeout=300s",
+        check=False,
+        timeout=320,
     )
     if done.returncode != 0:
         logs = cluster.kubectl("logs", "-n", namespace, "build", check=False)
@@ -177,12 +184,18 @@ def test_deployment_rolls_out_each_new_digest(
         image = f"{registry}/{repository}@{digest}"
         cluster.apply(_deployment("web", image), namespace)
         cluster.kubectl(
-            "rollout", "status", "-n", namespace, "deployment/web", "--timeout=120s",
+            "rollout",
+            "status",
+            "-n",
+            namespace,
+            "deployment/web",
+            "--timeout=120s",
             timeout=130,
         )
         pods = cluster.get_json("pods", "-n", namespace, "-l", "app=web")
         running = [
-            p for p in pods["items"]  # type: ignore[union-attr]
+            p
+            for p in pods["items"]
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         ]
         assert running, "no running pod after rollout"
@@ -190,4 +203,4 @@ def test_deployment_rolls_out_each_new_digest(
         # The runtime really pulled that content: the pod reports the digest it runs.
         assert all(digest in p["status"]["containerStatuses"][0]["imageID"] for p in running)
     rs = cluster.get_json("replicasets", "-n", namespace, "-l", "app=web")
-    assert len(rs["items"]) == 2  # type: ignore[arg-type]
+    assert len(rs["items"]) == 2

@@ -1,0 +1,12 @@
+"""Headwater: OpenShift's ImageStreams, BuildConfigs and Builds for plain Kubernetes."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("headwater")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
