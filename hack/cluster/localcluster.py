@@ -252,6 +252,20 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 # --- certificates ------------------------------------------------------------
 
 
+def _ec_key(path: Path) -> None:
+    # P-256: every Kubernetes component accepts it, and it is quick to make.
+    sh(
+        "openssl",
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        str(path),
+    )
+
+
 def _openssl_cert(name: str, cn: str, org: str | None, sans: list[str], usage: str) -> None:
     """A key and a certificate signed by the cluster CA, made once."""
     key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
@@ -267,16 +281,7 @@ def _openssl_cert(name: str, cn: str, org: str | None, sans: list[str], usage: s
     if sans:
         lines.append("subjectAltName=" + ",".join(sans))
     ext.write_text("\n".join(lines) + "\n")
-    sh(
-        "openssl",
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        str(key),
-    )
+    _ec_key(key)
     csr = PKI / f"{name}.csr"
     sh("openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
     sh(
@@ -304,16 +309,7 @@ def _openssl_cert(name: str, cn: str, org: str | None, sans: list[str], usage: s
 def make_pki() -> None:
     PKI.mkdir(parents=True, exist_ok=True)
     if not (PKI / "ca.crt").exists():
-        sh(
-            "openssl",
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            str(PKI / "ca.key"),
-        )
+        _ec_key(PKI / "ca.key")
         sh(
             "openssl",
             "req",
