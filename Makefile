@@ -17,10 +17,13 @@ install-deps: ## install Debian packages, the venv and the Kubernetes binaries (
 	bash hack/install-deps.sh
 
 .PHONY: lint
-lint: install-deps ## ruff, ruff format --check, mypy --strict
+lint: install-deps ## ruff, ruff format --check, mypy --strict, import contracts, generated files in sync
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python hack/gen_crds.py --check
+	$(BIN)/python hack/gen_install.py --check
 
 .PHONY: test
 test: install-deps lint ## everything, on a fresh machine: set-up, lint, unit and e2e tests
@@ -53,5 +56,6 @@ bench: ## performance figures (lands with the triggers and import issues)
 	@echo "bench: not yet — the benchmarks arrive with ImageStream imports and triggers"; exit 2
 
 .PHONY: manifests
-manifests: ## regenerate the CRDs from hack/gen_crds.py
+manifests: ## regenerate crds/ and deploy/install.yaml
 	$(BIN)/python hack/gen_crds.py
+	$(BIN)/python hack/gen_install.py

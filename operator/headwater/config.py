@@ -1,0 +1,535 @@
+"""The operator's configuration: defaults, then a YAML file, then environment variables.
+
+An admin configures Headwater once, through the ``headwater-config`` ConfigMap:
+its ``config.yaml`` key is mounted into the pod and named by
+``HEADWATER_CONFIG_FILE``, and a few scalar settings may also come from
+``HEADWATER_*`` environment variables (which win over the file, so a
+Deployment patch can override one value without rewriting the file). Command
+line flags win over both; the CLI applies them with :func:`dataclasses.replace`.
+
+Everything here is pure: :func:`load_config` takes the environment as a mapping
+and the file reader as a function, so tests need neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, cast
+
+import yaml
+
+LogFormat: TypeAlias = Literal["text", "json"]
+
+ENV_PREFIX = "HEADWATER_"
+CONFIG_FILE_ENV = "HEADWATER_CONFIG_FILE"
+
+# host[:port][/prefix]: a DNS name, IPv4 address or [IPv6] literal, an optional
+# port and an optional repository prefix (lowercase path components, as the
+# OCI distribution spec allows in repository names).
+_DNS_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = rf"(?:{_DNS_PART}(?:\.{_DNS_PART})*|\[[0-9A-Fa-f:.]+\])"
+_REGISTRY_RE = re.compile(
+    rf"^(?P<host>{_HOST})(?::(?P<port>[0-9]{{1,5}}))?"
+    r"(?P<prefix>(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)$"
+)
+_LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                           r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")  # fmt: skip
+_ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names where it came from."""
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """A pod toleration for build pods (the subset of core/v1 Toleration builds need)."""
+
+    key: str = ""
+    """Taint key to tolerate; empty with operator Exists tolerates every taint."""
+    operator: str = "Equal"
+    """``Equal`` (key and value must match) or ``Exists`` (key alone)."""
+    value: str = ""
+    """Taint value to match with ``Equal``."""
+    effect: str = ""
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated before eviction; None is forever."""
+
+    def to_kubernetes(self) -> dict[str, Any]:
+        """The core/v1 Toleration as it appears in a pod spec."""
+        out: dict[str, Any] = {"operator": self.operator}
+        if self.key:
+            out["key"] = self.key
+        if self.value:
+            out["value"] = self.value
+        if self.effect:
+            out["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            out["tolerationSeconds"] = self.toleration_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute resources for the build container (core/v1 ResourceRequirements)."""
+
+    requests: Mapping[str, str] = field(default_factory=dict)
+    """Resource name (``cpu``, ``memory``, ...) to quantity the scheduler reserves."""
+    limits: Mapping[str, str] = field(default_factory=dict)
+    """Resource name to the quantity the container may not exceed."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Settings applied to every build pod; see BuildDefaults and BuildOverrides for precedence."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables (name, value) for the build container, in order."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Image labels written into every built image."""
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    """Node labels build pods must be scheduled on."""
+    tolerations: tuple[Toleration, ...] = ()
+    """Taints build pods tolerate."""
+    resources: Resources = field(default_factory=Resources)
+    """Requests and limits of the build container."""
+
+
+@dataclass(frozen=True)
+class BuildDefaults(BuildSettings):
+    """Values a build gets when its BuildConfig does not set them (OpenShift's BuildDefaults)."""
+
+
+@dataclass(frozen=True)
+class BuildOverrides(BuildSettings):
+    """Values that replace whatever a BuildConfig sets (OpenShift's BuildOverrides)."""
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """Only one replica acts: the one holding a coordination.k8s.io Lease."""
+
+    enabled: bool = True
+    """Elect a leader through a Lease; off runs kopf at once (one replica, or local development)."""
+    lease_name: str = "headwater-operator"
+    """Name of the Lease object."""
+    lease_namespace: str = "headwater-system"
+    """Namespace of the Lease; the operator's own namespace (RBAC grants leases there only)."""
+    lease_duration_seconds: int = 15
+    """How long a lease is valid after its last renewal; a standby takes over after this."""
+    renew_deadline_seconds: int = 10
+    """The leader stops acting when it could not renew for this long (< lease duration)."""
+    retry_period_seconds: int = 2
+    """How often the leader renews and standbys try to acquire."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the operator reads at start-up. Immutable; a change needs a restart."""
+
+    registry: str | None = None
+    """``host[:port][/prefix]`` where ImageStreamTag build outputs are pushed (the
+    "integrated registry" role); None means such builds fail with a clear reason."""
+    registry_insecure: bool = False
+    """Talk plain HTTP (no TLS) to ``registry``."""
+    import_interval_seconds: int = 900
+    """How often tags with ``importPolicy.scheduled`` are re-imported."""
+    import_rate_per_minute: int = 60
+    """Upper bound of manifest requests per registry host per minute, shared by all imports."""
+    builder_image: str = "quay.io/buildah/stable:latest"
+    """The image that runs buildah in build Jobs."""
+    build_defaults: BuildDefaults = field(default_factory=BuildDefaults)
+    """Applied to builds that leave the value unset."""
+    build_overrides: BuildOverrides = field(default_factory=BuildOverrides)
+    """Applied to every build, replacing what it sets."""
+    namespace: str | None = None
+    """The one namespace watched; None watches all namespaces."""
+    log_format: LogFormat = "text"
+    """``text`` for people, ``json`` for log collectors."""
+    metrics_port: int = 8080
+    """Port of the Prometheus ``/metrics`` endpoint."""
+    health_port: int = 8081
+    """Port of the ``/healthz`` and ``/readyz`` probe endpoints."""
+    leader_election: LeaderElection = field(default_factory=LeaderElection)
+    """Which replica acts."""
+
+    @property
+    def registry_host(self) -> str | None:
+        """``host[:port]`` of ``registry``, without the repository prefix."""
+        return None if self.registry is None else self.registry.split("/", 1)[0]
+
+
+# --- parsing helpers: each takes the raw value and a `where` naming its source ---
+
+
+def _fail(where: str, expected: str, got: object) -> ConfigError:
+    return ConfigError(f"{where}: expected {expected}, got {got!r}")
+
+
+def parse_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    raise _fail(where, "true or false", value)
+
+
+def parse_int(value: object, where: str, *, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool):  # bool is an int subclass; `true` is no port number
+        raise _fail(where, "an integer", value)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        number = int(value)
+    else:
+        raise _fail(where, "an integer", value)
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise _fail(where, f"an integer {bounds}", value)
+    return number
+
+
+def parse_registry(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(where, "host[:port][/prefix]", value)
+    text = value.strip().rstrip("/")
+    if not text:
+        return None
+    if "://" in text:
+        raise ConfigError(
+            f"{where}: give host[:port][/prefix] without a scheme, got {value!r} "
+            "(set registryInsecure / HEADWATER_REGISTRY_INSECURE for plain HTTP)"
+        )
+    match = _REGISTRY_RE.match(text)
+    if match is None:
+        raise _fail(where, "host[:port][/prefix] (e.g. registry.example.com:5000/builds)", value)
+    port = match.group("port")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise _fail(where, "a port between 1 and 65535", value)
+    return text
+
+
+def parse_log_format(value: object, where: str) -> LogFormat:
+    if value == "text":
+        return "text"
+    if value == "json":
+        return "json"
+    raise _fail(where, "text or json", value)
+
+
+def parse_namespace(value: object, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _DNS_LABEL_RE.match(value) and len(value) <= 63:
+        return value
+    raise _fail(where, "a namespace name (DNS label)", value)
+
+
+def _parse_str(value: object, where: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise _fail(where, "a non-empty string", value)
+
+
+def _parse_str_map(
+    value: object, where: str, *, key_re: re.Pattern[str] | None = None
+) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(where, "a mapping of strings to strings", value)
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or (key_re is not None and not key_re.match(key)):
+            raise _fail(f"{where}", "valid keys", key)
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise _fail(f"{where}.{key}", "a string", item)
+        out[key] = str(item)
+    return out
+
+
+def _check_keys(value: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(allowed)}"
+        )
+
+
+def _as_mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(where, "a mapping", value)
+    return cast(Mapping[str, Any], value)
+
+
+def _parse_env(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(where, "a list of {name, value}", value)
+    out: list[tuple[str, str]] = []
+    for index, item in enumerate(value):
+        here = f"{where}[{index}]"
+        entry = _as_mapping(item, here)
+        _check_keys(entry, ("name", "value"), here)
+        name = entry.get("name")
+        if not isinstance(name, str) or not _ENV_NAME_RE.match(name):
+            raise _fail(f"{here}.name", "an environment variable name", name)
+        raw = entry.get("value", "")
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise _fail(f"{here}.value", "a string", raw)
+        out.append((name, str(raw)))
+    return tuple(out)
+
+
+def _parse_tolerations(value: object, where: str) -> tuple[Toleration, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(where, "a list of tolerations", value)
+    out: list[Toleration] = []
+    keys = ("key", "operator", "value", "effect", "tolerationSeconds")
+    for index, item in enumerate(value):
+        here = f"{where}[{index}]"
+        entry = _as_mapping(item, here)
+        _check_keys(entry, keys, here)
+        operator = entry.get("operator", "Equal")
+        if operator not in _TOLERATION_OPERATORS:
+            raise _fail(f"{here}.operator", "Exists or Equal", operator)
+        effect = entry.get("effect", "")
+        if effect not in _TOLERATION_EFFECTS:
+            raise _fail(f"{here}.effect", "NoSchedule, PreferNoSchedule or NoExecute", effect)
+        key = entry.get("key", "")
+        tol_value = entry.get("value", "")
+        if not isinstance(key, str) or not isinstance(tol_value, str):
+            raise _fail(here, "string key and value", entry)
+        if operator == "Exists" and tol_value:
+            raise ConfigError(f"{here}: operator Exists takes no value")
+        if not key and operator != "Exists":
+            raise ConfigError(f"{here}: an empty key needs operator Exists")
+        seconds_raw = entry.get("tolerationSeconds")
+        seconds = (
+            None
+            if seconds_raw is None
+            else parse_int(seconds_raw, f"{here}.tolerationSeconds", minimum=0)
+        )
+        out.append(Toleration(key, str(operator), tol_value, str(effect), seconds))
+    return tuple(out)
+
+
+_QUANTITY_RE = re.compile(r"^[+]?[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
+
+
+def _parse_resources(value: object, where: str) -> Resources:
+    entry = _as_mapping(value, where)
+    _check_keys(entry, ("requests", "limits"), where)
+    parts: dict[str, dict[str, str]] = {}
+    for part in ("requests", "limits"):
+        quantities = _parse_str_map(entry.get(part), f"{where}.{part}")
+        for name, quantity in quantities.items():
+            if not _QUANTITY_RE.match(quantity):
+                raise _fail(f"{where}.{part}.{name}", "a quantity like 500m or 1Gi", quantity)
+        parts[part] = quantities
+    return Resources(requests=parts["requests"], limits=parts["limits"])
+
+
+_BUILD_KEYS = ("env", "labels", "nodeSelector", "tolerations", "resources")
+
+
+def _build_settings_kwargs(value: object, where: str) -> dict[str, Any]:
+    entry = _as_mapping(value, where)
+    _check_keys(entry, _BUILD_KEYS, where)
+    return {
+        "env": _parse_env(entry.get("env"), f"{where}.env"),
+        "labels": _parse_str_map(entry.get("labels"), f"{where}.labels"),
+        "node_selector": _parse_str_map(
+            entry.get("nodeSelector"), f"{where}.nodeSelector", key_re=_LABEL_KEY_RE
+        ),
+        "tolerations": _parse_tolerations(entry.get("tolerations"), f"{where}.tolerations"),
+        "resources": _parse_resources(entry.get("resources"), f"{where}.resources"),
+    }
+
+
+def parse_build_defaults(value: object, where: str = "buildDefaults") -> BuildDefaults:
+    return BuildDefaults(**_build_settings_kwargs(value, where))
+
+
+def parse_build_overrides(value: object, where: str = "buildOverrides") -> BuildOverrides:
+    return BuildOverrides(**_build_settings_kwargs(value, where))
+
+
+_LEADER_KEYS = {
+    "enabled": "enabled",
+    "leaseName": "lease_name",
+    "leaseNamespace": "lease_namespace",
+    "leaseDurationSeconds": "lease_duration_seconds",
+    "renewDeadlineSeconds": "renew_deadline_seconds",
+    "retryPeriodSeconds": "retry_period_seconds",
+}
+
+
+def _parse_leader_field(name: str, value: object, where: str) -> object:
+    if name == "enabled":
+        return parse_bool(value, where)
+    if name == "lease_name":
+        if isinstance(value, str) and _DNS_SUBDOMAIN_RE.match(value) and len(value) <= 253:
+            return value
+        raise _fail(where, "a Lease name (DNS subdomain)", value)
+    if name == "lease_namespace":
+        namespace = parse_namespace(value, where)
+        if namespace is None:
+            raise _fail(where, "a namespace name", value)
+        return namespace
+    return parse_int(value, where, minimum=1)
+
+
+def _check_leader(leader: LeaderElection, where: str) -> LeaderElection:
+    # client-go's rule: the leader must give up before its lease can expire in
+    # someone else's eyes, and must try to renew several times before that.
+    if not leader.lease_duration_seconds > leader.renew_deadline_seconds:
+        raise ConfigError(f"{where}: leaseDurationSeconds must exceed renewDeadlineSeconds")
+    if not leader.renew_deadline_seconds > leader.retry_period_seconds:
+        raise ConfigError(f"{where}: renewDeadlineSeconds must exceed retryPeriodSeconds")
+    return leader
+
+
+# Top-level keys of the YAML file, with the Config field and the parser of each.
+_FileParser = Callable[[object, str], object]
+_TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
+    "registry": ("registry", parse_registry),
+    "registryInsecure": ("registry_insecure", parse_bool),
+    "importIntervalSeconds": (
+        "import_interval_seconds",
+        lambda v, w: parse_int(v, w, minimum=1),
+    ),
+    "importRatePerMinute": ("import_rate_per_minute", lambda v, w: parse_int(v, w, minimum=1)),
+    "builderImage": ("builder_image", _parse_str),
+    "buildDefaults": ("build_defaults", parse_build_defaults),
+    "buildOverrides": ("build_overrides", parse_build_overrides),
+    "namespace": ("namespace", parse_namespace),
+    "logFormat": ("log_format", parse_log_format),
+    "metricsPort": ("metrics_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
+    "healthPort": ("health_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
+}
+
+# Environment variables: scalar settings only (structured ones live in the file).
+_ENV: dict[str, tuple[str, _FileParser]] = {
+    "HEADWATER_REGISTRY": _TOP_LEVEL["registry"],
+    "HEADWATER_REGISTRY_INSECURE": _TOP_LEVEL["registryInsecure"],
+    "HEADWATER_IMPORT_INTERVAL_SECONDS": _TOP_LEVEL["importIntervalSeconds"],
+    "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
+    "HEADWATER_BUILDER_IMAGE": _TOP_LEVEL["builderImage"],
+    "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
+    "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],
+    "HEADWATER_METRICS_PORT": _TOP_LEVEL["metricsPort"],
+    "HEADWATER_HEALTH_PORT": _TOP_LEVEL["healthPort"],
+}
+_LEADER_ENV = {
+    "HEADWATER_LEADER_ELECTION": "enabled",
+    "HEADWATER_LEASE_NAME": "lease_name",
+    "HEADWATER_LEASE_NAMESPACE": "lease_namespace",
+}
+# The Downward API's namespace is the natural default for the Lease.
+POD_NAMESPACE_ENV = "POD_NAMESPACE"
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str = "config file") -> Config:
+    """A Config from the parsed YAML file (camelCase keys, as Kubernetes objects spell them)."""
+    allowed = [*_TOP_LEVEL, "leaderElection"]
+    _check_keys(data, allowed, source)
+    kwargs: dict[str, Any] = {}
+    for key, (name, parse) in _TOP_LEVEL.items():
+        if key in data:
+            kwargs[name] = parse(data[key], f"{source}: {key}")
+    if "leaderElection" in data:
+        where = f"{source}: leaderElection"
+        entry = _as_mapping(data["leaderElection"], where)
+        _check_keys(entry, list(_LEADER_KEYS), where)
+        leader_kwargs: dict[str, Any] = {
+            _LEADER_KEYS[key]: _parse_leader_field(_LEADER_KEYS[key], value, f"{where}.{key}")
+            for key, value in entry.items()
+        }
+        kwargs["leader_election"] = LeaderElection(**leader_kwargs)
+    return _validate(Config(**kwargs), source)
+
+
+def _validate(config: Config, source: str) -> Config:
+    _check_leader(config.leader_election, f"{source}: leaderElection")
+    if config.metrics_port == config.health_port:
+        raise ConfigError(f"{source}: metricsPort and healthPort must differ")
+    return config
+
+
+def parse_yaml(text: str, source: str) -> Mapping[str, Any]:
+    """The YAML document of a config file; an empty file is an empty configuration."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    return cast(Mapping[str, Any], data)
+
+
+def _read_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def load_config(environ: Mapping[str, str], read_file: Callable[[str], str] = _read_text) -> Config:
+    """Defaults, overlaid by the file named in HEADWATER_CONFIG_FILE, overlaid by HEADWATER_*.
+
+    Unknown ``HEADWATER_*`` variables are not errors (Kubernetes service links
+    inject such names); :func:`unknown_env_vars` lists them for a warning.
+    """
+    config = Config()
+    file_path = environ.get(CONFIG_FILE_ENV, "")
+    if file_path:
+        try:
+            text = read_file(file_path)
+        except OSError as exc:
+            raise ConfigError(f"{CONFIG_FILE_ENV}={file_path}: cannot read: {exc}") from exc
+        config = config_from_mapping(parse_yaml(text, file_path), file_path)
+
+    changes: dict[str, Any] = {}
+    for var, (name, parse) in _ENV.items():
+        if var in environ:
+            changes[name] = parse(environ[var], var)
+
+    leader_changes: dict[str, Any] = {}
+    file_sets_namespace = config.leader_election.lease_namespace != LeaderElection().lease_namespace
+    if environ.get(POD_NAMESPACE_ENV) and not file_sets_namespace:
+        leader_changes["lease_namespace"] = _parse_leader_field(
+            "lease_namespace", environ[POD_NAMESPACE_ENV], POD_NAMESPACE_ENV
+        )
+    for var, name in _LEADER_ENV.items():
+        if var in environ:
+            leader_changes[name] = _parse_leader_field(name, environ[var], var)
+    if leader_changes:
+        changes["leader_election"] = dataclasses.replace(config.leader_election, **leader_changes)
+
+    return _validate(dataclasses.replace(config, **changes), "environment")
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """``HEADWATER_*`` variables this module does not read: likely typos, worth a warning."""
+    known = {*_ENV, *_LEADER_ENV, CONFIG_FILE_ENV}
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)

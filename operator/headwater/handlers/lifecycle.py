@@ -1,0 +1,88 @@
+"""kopf start-up and clean-up: operator settings and the shared clients on ``memo``.
+
+The clients are made once per kopf run and shared by all handlers (connection
+pools, token caches); they are closed in the clean-up handler so a leader that
+steps down leaves no open connections behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import aiohttp
+import kopf
+from lightkube import AsyncClient
+
+from headwater.config import Config
+
+PREFIX = "headwater.dev"
+FINALIZER = f"{PREFIX}/finalizer"
+FIELD_MANAGER = "headwater"
+MEMO_CONFIG = "config"
+MEMO_KUBE = "kube"
+MEMO_HTTP = "http"
+
+
+def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
+    """kopf settings Headwater relies on; pure apart from mutating ``settings``."""
+    # kopf's bookkeeping lives in annotations under our own prefix, never in
+    # status (the CRD schemas declare status fields only Headwater writes).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # Ask the API server to end each watch after 5 minutes, and give up on our
+    # side a little later, so a silently dead connection is noticed.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # Kubernetes Events only for warnings and errors: kopf's per-handler
+    # "succeeded" events would be one API write per change. Transitions worth
+    # an Event are posted explicitly by the domain code.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "headwater-operator"
+    settings.posting.reporting_instance = identity
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+
+
+def memo_config(memo: kopf.Memo) -> Config:
+    """The operator Config the runtime put on ``memo``."""
+    config = memo.get(MEMO_CONFIG)
+    if not isinstance(config, Config):
+        raise RuntimeError("kopf memo has no headwater Config; start via headwater.runtime")
+    return config
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Apply settings and open the shared Kubernetes and registry clients."""
+    configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
+    config = memo_config(memo)
+    memo[MEMO_KUBE] = AsyncClient(field_manager=FIELD_MANAGER)
+    memo[MEMO_HTTP] = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60, connect=10),
+        headers={"User-Agent": "headwater-operator"},
+    )
+    logger.info(
+        "operator started: namespace=%s registry=%s import interval=%ss",
+        config.namespace or "(all)",
+        config.registry or "(none)",
+        config.import_interval_seconds,
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Close what :func:`startup` opened."""
+    http = memo.pop(MEMO_HTTP, None)
+    if isinstance(http, aiohttp.ClientSession):
+        await http.close()
+    kube = memo.pop(MEMO_KUBE, None)
+    if isinstance(kube, AsyncClient):
+        await kube.close()

@@ -1,0 +1,67 @@
+"""Prometheus metric families of the operator.
+
+Defined here, in one place, so names and labels are stable; the code that
+does the work (builds, imports, handlers) observes them. Label values are
+bounded sets (phases, kinds, registry hosts) — never object names, which would
+make the series count grow with the cluster.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""The registry ``/metrics`` serves; a private one so tests can read it in isolation."""
+
+BUILD_PHASES = ("New", "Pending", "Running", "Complete", "Failed", "Error", "Cancelled")
+
+BUILDS = Gauge(
+    "headwater_builds",
+    "Builds currently known to the operator, by phase.",
+    ["phase"],
+    registry=REGISTRY,
+)
+BUILD_DURATION = Histogram(
+    "headwater_build_duration_seconds",
+    "Wall time of finished builds, from start to completion.",
+    ["phase"],
+    buckets=(5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")),
+    registry=REGISTRY,
+)
+IMPORT_DURATION = Histogram(
+    "headwater_import_duration_seconds",
+    "Latency of one tag import (manifest request included), by registry host.",
+    ["registry"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf")),
+    registry=REGISTRY,
+)
+IMPORT_ERRORS = Counter(
+    "headwater_import_errors_total",
+    "Failed tag imports, by registry host and reason.",
+    ["registry", "reason"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "headwater_queue_depth",
+    "Work items waiting, by queue (imports, triggers, builds).",
+    ["queue"],
+    registry=REGISTRY,
+)
+RECONCILE_DURATION = Histogram(
+    "headwater_reconcile_duration_seconds",
+    "Time spent in one reconcile of an object, by kind.",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf")),
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "headwater_leader",
+    "1 while this replica holds the leader Lease (or runs standalone), else 0.",
+    registry=REGISTRY,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of all families and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

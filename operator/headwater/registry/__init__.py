@@ -1,0 +1,6 @@
+"""The OCI distribution client (references, auth, manifests, rate budget).
+
+It knows nothing of Kubernetes: an import-linter contract forbids kopf and
+lightkube here, so it stays testable against a bare registry process. The
+client arrives with the ImageStream imports issue.
+"""

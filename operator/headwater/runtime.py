@@ -1,0 +1,157 @@
+"""Running the operator process: endpoints, leader election, kopf.
+
+The process lives through these states:
+
+1. Check that Kubernetes credentials exist (one clear error otherwise).
+2. Serve ``/healthz`` + ``/readyz`` and ``/metrics`` for the whole lifetime.
+3. Standalone (``--standalone`` or leader election off): run kopf at once.
+   Otherwise stand by until this replica holds the Lease, run kopf while
+   renewing it, and on loss stop kopf and exit non-zero so the pod restarts as
+   a standby (see :mod:`headwater.leader`).
+
+kopf itself always runs in its own "standalone" mode: the Lease replaces its
+peering, so no KopfPeering CRDs are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import kopf
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.core.exceptions import ConfigError as KubeConfigError
+
+import headwater.handlers  # noqa: F401  (registers the handlers with kopf)
+from headwater.config import Config
+from headwater.handlers.lifecycle import MEMO_CONFIG
+from headwater.leader import LeaderElector, LeadershipLost
+from headwater.metrics import LEADER
+from headwater.servers import Health, health_app, metrics_app, start_site
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_LEADERSHIP_LOST = 3
+
+
+class StartupError(RuntimeError):
+    """The operator cannot start; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``headwater operator run`` was asked to run."""
+
+    standalone: bool = False
+    """Skip leader election and act at once (one replica, or local development)."""
+    bind_host: str = "0.0.0.0"
+    """Address the probe and metrics endpoints listen on."""
+
+
+def kube_config() -> KubeConfig:
+    """The in-cluster service account, $KUBECONFIG or ~/.kube/config, as kopf will find them."""
+    try:
+        return KubeConfig.from_env()
+    except KubeConfigError as exc:
+        raise StartupError(
+            f"no Kubernetes credentials ({exc}); set KUBECONFIG or run inside a pod"
+        ) from exc
+
+
+def namespaces_for(config: Config) -> tuple[bool, Sequence[str]]:
+    """kopf's (clusterwide, namespaces) arguments for the configured scope."""
+    if config.namespace is None:
+        return True, ()
+    return False, (config.namespace,)
+
+
+def identity() -> str:
+    """This replica's Lease holder identity: the pod name plus a per-process suffix."""
+    # The suffix keeps a restarted container (same pod name) from believing it
+    # still holds the Lease its previous incarnation took.
+    return f"{os.environ.get('HOSTNAME', 'headwater')}_{uuid.uuid4().hex[:8]}"
+
+
+async def run_kopf(config: Config, stop_flag: asyncio.Event, ready_flag: asyncio.Event) -> None:
+    """Run kopf with the registered handlers until ``stop_flag`` or a signal stops it."""
+    clusterwide, namespaces = namespaces_for(config)
+    await kopf.operator(
+        standalone=True,
+        clusterwide=clusterwide,
+        namespaces=namespaces,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        memo=kopf.Memo({MEMO_CONFIG: config}),
+    )
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+async def run(config: Config, options: RunOptions) -> int:
+    """The operator process; returns its exit code."""
+    kube = kube_config()
+    health = Health()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # kopf installs its own handlers while it runs; these cover standby.
+        loop.add_signal_handler(sig, stopping.set)
+
+    runners = []
+    try:
+        runners.append(await start_site(health_app(health), options.bind_host, config.health_port))
+        runners.append(await start_site(metrics_app(), options.bind_host, config.metrics_port))
+    except OSError as exc:
+        for runner in runners:
+            await runner.cleanup()
+        raise StartupError(f"cannot listen for probes/metrics: {exc}") from exc
+
+    async def work(stop_flag: asyncio.Event) -> None:
+        relay = asyncio.create_task(_relay(stopping, stop_flag))
+        try:
+            await run_kopf(config, stop_flag, health.kopf_ready)
+        finally:
+            relay.cancel()
+
+    def on_leading(leading: bool) -> None:
+        health.leading = leading
+        LEADER.set(1 if leading else 0)
+
+    try:
+        if options.standalone or not config.leader_election.enabled:
+            on_leading(True)
+            await work(asyncio.Event())
+            return EXIT_OK
+        client = AsyncClient(config=kube, field_manager="headwater-leader-election")
+        try:
+            elector = LeaderElector(
+                client, config.leader_election, identity(), on_change=on_leading
+            )
+            if not await elector.wait_for_leadership(stopping):
+                return EXIT_OK
+            try:
+                await elector.lead(work)
+            except LeadershipLost as exc:
+                health.failure = str(exc)
+                logger.error("%s; exiting so the pod restarts as a standby", exc)
+                return EXIT_LEADERSHIP_LOST
+            return EXIT_OK
+        finally:
+            await client.close()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        for runner in runners:
+            await runner.cleanup()

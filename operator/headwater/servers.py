@@ -1,0 +1,87 @@
+"""The operator's own HTTP endpoints: probes and Prometheus metrics.
+
+Why not kopf's ``liveness_endpoint``: it exists only while kopf runs, and with
+leader election kopf runs on the leader alone. Standby replicas must still
+answer their probes (or the kubelet would restart them in a loop) and export
+metrics, so the process serves both from start to exit and reports kopf's
+state as part of the leader's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from headwater.metrics import exposition
+
+
+@dataclass
+class Health:
+    """What the probes report; mutated by the runtime as it moves between states."""
+
+    leading: bool = False
+    """This replica runs kopf (holds the Lease, or runs standalone)."""
+    kopf_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by kopf once its start-up handlers finished and watching began."""
+    failure: str | None = None
+    """Why the process is unhealthy; None while healthy."""
+
+    def live(self) -> tuple[bool, str]:
+        if self.failure is not None:
+            return False, self.failure
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        live, reason = self.live()
+        if not live:
+            return False, reason
+        if self.leading and not self.kopf_ready.is_set():
+            return False, "leader: kopf is starting"
+        return True, "leader" if self.leading else "standby"
+
+
+def health_app(health: Health) -> web.Application:
+    """``/healthz`` (liveness) and ``/readyz`` (readiness)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, text = health.live()
+        return web.Response(status=200 if ok else 500, text=text)
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, text = health.ready()
+        return web.Response(status=200 if ok else 503, text=text)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def metrics_app() -> web.Application:
+    """``/metrics`` in the Prometheus text format."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body, content_type = exposition()
+        response = web.Response(body=body)
+        # The content type carries parameters (version, charset), which
+        # aiohttp's content_type argument refuses; set the raw header.
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve ``app`` on host:port; the caller cleans the returned runner up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner

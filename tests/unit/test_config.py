@@ -1,0 +1,184 @@
+"""operator/headwater/config.py: defaults, file, environment, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from headwater.config import (
+    Config,
+    ConfigError,
+    Resources,
+    Toleration,
+    load_config,
+    parse_registry,
+    unknown_env_vars,
+)
+
+
+def files(**content: str):  # type: ignore[no-untyped-def]
+    def read(path: str) -> str:
+        try:
+            return content[path]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+
+    return read
+
+
+def test_defaults() -> None:
+    config = load_config({})
+    assert config == Config()
+    assert config.import_interval_seconds == 900
+    assert config.import_rate_per_minute == 60
+    assert config.namespace is None
+    assert config.log_format == "text"
+    assert (config.metrics_port, config.health_port) == (8080, 8081)
+    assert config.leader_election.enabled
+    assert config.registry is None
+
+
+def test_environment_overrides() -> None:
+    config = load_config(
+        {
+            "HEADWATER_REGISTRY": "10.244.0.1:5000/builds",
+            "HEADWATER_REGISTRY_INSECURE": "true",
+            "HEADWATER_IMPORT_INTERVAL_SECONDS": "60",
+            "HEADWATER_NAMESPACE": "shop",
+            "HEADWATER_LOG_FORMAT": "json",
+            "HEADWATER_LEADER_ELECTION": "off",
+            "POD_NAMESPACE": "ops",
+        }
+    )
+    assert config.registry == "10.244.0.1:5000/builds"
+    assert config.registry_host == "10.244.0.1:5000"
+    assert config.registry_insecure is True
+    assert config.import_interval_seconds == 60
+    assert config.namespace == "shop"
+    assert config.log_format == "json"
+    assert config.leader_election.enabled is False
+    assert config.leader_election.lease_namespace == "ops"
+
+
+FILE = """
+registry: registry.example.com
+importIntervalSeconds: 300
+buildDefaults:
+  env:
+  - {name: HTTP_PROXY, value: "http://proxy:3128"}
+  labels: {vendor: acme}
+  nodeSelector: {kubernetes.io/arch: amd64}
+  tolerations:
+  - {key: builds, operator: Exists, effect: NoSchedule}
+  resources:
+    requests: {cpu: 500m, memory: 1Gi}
+    limits: {memory: 4Gi}
+buildOverrides:
+  nodeSelector: {node-role/builds: "true"}
+leaderElection:
+  leaseName: hw
+  leaseNamespace: hw-system
+"""
+
+
+def test_file_then_environment() -> None:
+    environ = {"HEADWATER_CONFIG_FILE": "/etc/hw.yaml", "HEADWATER_IMPORT_INTERVAL_SECONDS": "42"}
+    config = load_config(environ, files(**{"/etc/hw.yaml": FILE}))
+    assert config.registry == "registry.example.com"
+    assert config.import_interval_seconds == 42  # the environment wins over the file
+    defaults = config.build_defaults
+    assert defaults.env == (("HTTP_PROXY", "http://proxy:3128"),)
+    assert defaults.labels == {"vendor": "acme"}
+    assert defaults.node_selector == {"kubernetes.io/arch": "amd64"}
+    assert defaults.tolerations == (Toleration("builds", "Exists", "", "NoSchedule"),)
+    assert defaults.resources == Resources({"cpu": "500m", "memory": "1Gi"}, {"memory": "4Gi"})
+    assert config.build_overrides.node_selector == {"node-role/builds": "true"}
+    assert config.leader_election.lease_name == "hw"
+    assert config.leader_election.lease_namespace == "hw-system"
+
+
+def test_file_lease_namespace_beats_pod_namespace() -> None:
+    environ = {"HEADWATER_CONFIG_FILE": "c", "POD_NAMESPACE": "ops"}
+    config = load_config(environ, files(c=FILE))
+    assert config.leader_election.lease_namespace == "hw-system"
+
+
+def test_empty_file_is_defaults() -> None:
+    assert load_config({"HEADWATER_CONFIG_FILE": "c"}, files(c="")) == Config()
+
+
+def test_toleration_rendering() -> None:
+    assert Toleration("a", "Equal", "b", "NoExecute", 30).to_kubernetes() == {
+        "key": "a",
+        "operator": "Equal",
+        "value": "b",
+        "effect": "NoExecute",
+        "tolerationSeconds": 30,
+    }
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HEADWATER_IMPORT_INTERVAL_SECONDS": "0"}, "HEADWATER_IMPORT_INTERVAL_SECONDS"),
+        ({"HEADWATER_IMPORT_INTERVAL_SECONDS": "soon"}, "expected an integer"),
+        ({"HEADWATER_METRICS_PORT": "70000"}, "between 1 and 65535"),
+        ({"HEADWATER_METRICS_PORT": "8081"}, "must differ"),
+        ({"HEADWATER_LOG_FORMAT": "xml"}, "text or json"),
+        ({"HEADWATER_REGISTRY_INSECURE": "maybe"}, "true or false"),
+        ({"HEADWATER_REGISTRY": "https://registry.example.com"}, "without a scheme"),
+        ({"HEADWATER_REGISTRY": "bad host!"}, "host[:port][/prefix]"),
+        ({"HEADWATER_NAMESPACE": "Not_A_Namespace"}, "namespace"),
+        ({"HEADWATER_LEASE_NAME": "UPPER"}, "Lease name"),
+    ],
+)
+def test_bad_environment(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(environ)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("registy: x\n", "unknown key"),
+        ("- a list\n", "mapping at the top level"),
+        ("importIntervalSeconds: [\n", "not valid YAML"),
+        ("importIntervalSeconds: true\n", "importIntervalSeconds: expected an integer"),
+        ("buildDefaults: {env: [{value: x}]}\n", r"buildDefaults.env\[0\].name"),
+        ("buildDefaults: {resources: {limits: {memory: lots}}}\n", "quantity"),
+        ("buildDefaults: {tolerations: [{operator: Sometimes}]}\n", "Exists or Equal"),
+        ("buildDefaults: {tolerations: [{key: a, operator: Exists, value: b}]}\n", "no value"),
+        ("buildOverrides: {nodeSelector: {'bad key!': x}}\n", "nodeSelector"),
+        ("leaderElection: {renewDeadlineSeconds: 20}\n", "must exceed renewDeadlineSeconds"),
+        ("leaderElection: {retryPeriodSeconds: 10}\n", "must exceed retryPeriodSeconds"),
+    ],
+)
+def test_bad_file(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config({"HEADWATER_CONFIG_FILE": "/etc/c.yaml"}, files(**{"/etc/c.yaml": text}))
+    assert str(info.value).startswith("/etc/c.yaml")
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="HEADWATER_CONFIG_FILE=/nope: cannot read"):
+        load_config({"HEADWATER_CONFIG_FILE": "/nope"}, files())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("registry.example.com", "registry.example.com"),
+        ("localhost:5000", "localhost:5000"),
+        ("10.244.0.1:5000/team/builds/", "10.244.0.1:5000/team/builds"),
+        ("[::1]:5000", "[::1]:5000"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_registry_forms(value: str | None, expected: str | None) -> None:
+    assert parse_registry(value, "registry") == expected
+
+
+def test_unknown_env_vars_are_listed_not_fatal() -> None:
+    environ = {"HEADWATER_REGISTY": "x", "HEADWATER_REGISTRY": "r", "HOME": "/"}
+    assert unknown_env_vars(environ) == ["HEADWATER_REGISTY"]
+    assert load_config(environ).registry == "r"

@@ -1,0 +1,210 @@
+"""deploy/: the install bundle is up to date, RBAC is least-privilege, the pod is locked down."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = REPO / "deploy" / "base"
+RBAC = BASE / "rbac.yaml"
+INSTALL = REPO / "deploy" / "install.yaml"
+
+
+def gen_install() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_install", REPO / "hack" / "gen_install.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def install_objects() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(INSTALL.read_text()) if d]
+
+
+def by_kind(kind: str) -> list[dict[str, Any]]:
+    return [o for o in install_objects() if o["kind"] == kind]
+
+
+def key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+# --- (a) the bundle ---------------------------------------------------------
+
+
+def test_install_yaml_is_generated_from_base() -> None:
+    assert INSTALL.read_text() == gen_install().render(BASE), (
+        "deploy/install.yaml is out of date: run `make manifests`"
+    )
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_generator_agrees_with_kustomize() -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(BASE)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    theirs = {key(o): o for o in yaml.safe_load_all(rendered) if o}
+    ours = {key(o): o for o in install_objects()}
+    assert ours == theirs
+
+
+def test_bundle_contents() -> None:
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in install_objects()}
+    for expected in [
+        ("CustomResourceDefinition", "imagestreams.image.headwater.dev"),
+        ("CustomResourceDefinition", "buildconfigs.build.headwater.dev"),
+        ("CustomResourceDefinition", "builds.build.headwater.dev"),
+        ("Namespace", "headwater-system"),
+        ("ServiceAccount", "headwater-operator"),
+        ("ClusterRole", "headwater-operator"),
+        ("Role", "headwater-leader-election"),
+        ("ClusterRole", "headwater-edit"),
+        ("ClusterRole", "headwater-view"),
+        ("ConfigMap", "headwater-config"),
+        ("Deployment", "headwater-operator"),
+        ("Service", "headwater-operator-metrics"),
+    ]:
+        assert expected in kinds
+    # kubectl apply -f creates in file order: the namespace before what lives in it.
+    order = [o["kind"] for o in install_objects()]
+    assert order.index("Namespace") < order.index("ServiceAccount")
+    for obj in install_objects():
+        if obj["kind"] not in ("Namespace", "CustomResourceDefinition") and not obj[
+            "kind"
+        ].startswith("Cluster"):
+            assert obj["metadata"]["namespace"] == "headwater-system", key(obj)
+
+
+def test_images_entry_is_applied() -> None:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    [entry] = kustomization["images"]
+    [deployment] = by_kind("Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{entry['newName']}:{entry['newTag']}"
+
+
+def test_image_name_parsing() -> None:
+    gen = gen_install()
+    assert gen.image_name("headwater-operator") == "headwater-operator"
+    assert gen.image_name("localhost:5000/a/b:1@sha256:00") == "localhost:5000/a/b"
+    assert gen.set_image("x:1", {"name": "x", "digest": "sha256:ab"}) == "x@sha256:ab"
+    assert gen.set_image("x:1", {"name": "x", "newName": "r/y"}) == "r/y:1"
+
+
+def test_configmap_config_file_loads() -> None:
+    from headwater.config import config_from_mapping, parse_yaml
+
+    [configmap] = by_kind("ConfigMap")
+    config = config_from_mapping(parse_yaml(configmap["data"]["config.yaml"], "cm"), "cm")
+    assert config.import_interval_seconds == 900
+
+
+# --- (b) RBAC ---------------------------------------------------------------
+
+
+def rbac_roles() -> list[dict[str, Any]]:
+    return [o for o in install_objects() if o["kind"] in ("ClusterRole", "Role")]
+
+
+def test_no_wildcards() -> None:
+    for role in rbac_roles():
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert all("*" not in item for item in rule.get(field, [])), (role, rule)
+
+
+def test_every_rule_has_a_comment() -> None:
+    lines = RBAC.read_text().splitlines()
+    rule_starts = [i for i, line in enumerate(lines) if re.match(r"^- apiGroups:", line)]
+    assert rule_starts
+    for index in rule_starts:
+        assert lines[index - 1].lstrip().startswith("#"), f"rbac.yaml:{index + 1} has no comment"
+
+
+def test_aggregated_roles_do_not_write_status() -> None:
+    aggregated = [
+        r
+        for r in rbac_roles()
+        if any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in r["metadata"].get(
+            "labels", {}))
+    ]  # fmt: skip
+    assert {r["metadata"]["name"] for r in aggregated} == {"headwater-edit", "headwater-view"}
+    for role in aggregated:
+        for rule in role["rules"]:
+            assert not any(res.endswith("/status") for res in rule["resources"]), rule
+
+
+def test_aggregation_labels_and_verbs() -> None:
+    roles = {r["metadata"]["name"]: r for r in rbac_roles()}
+    view_labels = roles["headwater-view"]["metadata"]["labels"]
+    edit_labels = roles["headwater-edit"]["metadata"]["labels"]
+    assert view_labels["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit_labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit_labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    for rule in roles["headwater-view"]["rules"]:
+        assert set(rule["verbs"]) == {"get", "list", "watch"}
+    edit_resources = {res for rule in roles["headwater-edit"]["rules"] for res in rule["resources"]}
+    assert {"imagestreams", "buildconfigs", "builds"} <= edit_resources
+
+
+def test_operator_never_creates_crds_and_leases_are_namespaced() -> None:
+    roles = {(r["kind"], r["metadata"]["name"]): r for r in rbac_roles()}
+    operator = roles[("ClusterRole", "headwater-operator")]
+    for rule in operator["rules"]:
+        if "customresourcedefinitions" in rule["resources"]:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert "leases" not in rule["resources"], "leases belong in the namespaced Role"
+    lease_role = roles[("Role", "headwater-leader-election")]
+    assert lease_role["metadata"]["namespace"] == "headwater-system"
+
+
+# --- (c) the Deployment -----------------------------------------------------
+
+
+def test_deployment_is_locked_down() -> None:
+    [deployment] = by_kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "headwater-operator"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"] + pod.get("initContainers", []):
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert sc["runAsNonRoot"] is True
+        assert sc.get("runAsUser", pod["securityContext"]["runAsUser"]) != 0
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert "privileged" not in sc or sc["privileged"] is False
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert container["resources"]["requests"]
+        assert container["resources"]["limits"]
+
+
+def test_deployment_runs_the_operator() -> None:
+    [deployment] = by_kind("Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["operator", "run", "--all-namespaces", "--log-format", "json"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HEADWATER_CONFIG_FILE"]["value"] == "/etc/headwater/config.yaml"
