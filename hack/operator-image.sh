@@ -13,8 +13,14 @@ set -a; source "$env_file"; set +a
 storage=${HEADWATER_CACHE:-$HOME/.cache/headwater}/buildah-operator
 buildah=(buildah --root "$storage/storage" --runroot "$storage/run" --storage-driver vfs)
 ref="$REGISTRY/headwater/operator:dev"
+# pip inside the build reaches PyPI; where a TLS-intercepting proxy sits in
+# between, the system CA bundle (which trusts it) goes in as a build secret,
+# kept out of every layer.
+secret=()
+ca=${PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+[[ -f $ca ]] && secret=(--secret "id=pip-ca,src=$ca")
 "${buildah[@]}" bud --quiet --isolation chroot --tls-verify=false --layers \
-  --build-arg "BASE_IMAGE=$HEADWATER_PYTHON_IMAGE" -t "$ref" . >&2
+  --build-arg "BASE_IMAGE=$HEADWATER_PYTHON_IMAGE" "${secret[@]}" -t "$ref" . >&2
 digestfile=$(mktemp)
 trap 'rm -f "$digestfile"' EXIT
 "${buildah[@]}" push --quiet --tls-verify=false --digestfile "$digestfile" "$ref" >&2

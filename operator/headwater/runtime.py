@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kopf
+from kopf._core.engines.peering import Identity
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError as KubeConfigError
@@ -84,6 +85,9 @@ async def run_kopf(config: Config, stop_flag: asyncio.Event, ready_flag: asyncio
     """Run kopf with the registered handlers until ``stop_flag`` or a signal stops it."""
     clusterwide, namespaces = namespaces_for(config)
     await kopf.operator(
+        # kopf would derive an identity from the user name, which fails for a
+        # uid without a passwd entry (the image runs as 65532).
+        identity=Identity(identity()),
         standalone=True,
         clusterwide=clusterwide,
         namespaces=namespaces,

@@ -13,15 +13,21 @@ reason on other clusters.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
+import kopf.testing
 import pytest
+
+from tests import hack_scripts
 
 from .helpers import Cluster, GitServer
 
@@ -113,3 +119,136 @@ def git_server(cluster: Cluster, tmp_path: Path) -> GitServer:
     if not root or not url:
         pytest.skip("the local cluster's git daemon is needed (HEADWATER_GIT_ROOT is not set)")
     return GitServer(Path(root), url, tmp_path)
+
+
+OPERATOR_NAMESPACE = "headwater-system"
+OPERATOR_DEPLOYMENT = "headwater-operator"
+
+
+def _render_install() -> ModuleType:
+    return hack_scripts.load("render_install")
+
+
+@pytest.fixture(scope="session")
+def operator_image(cluster: Cluster) -> str:
+    """The operator image built by buildah from the repo's Dockerfile, pinned by digest.
+
+    ``HEADWATER_OPERATOR_IMAGE`` names an image already pushed (any cluster);
+    otherwise it is built and pushed to the cluster's registry.
+    """
+    given = os.environ.get("HEADWATER_OPERATOR_IMAGE")
+    if given:
+        return given
+    if not cluster.registry or not cluster.env.get("HEADWATER_PYTHON_IMAGE"):
+        raise RuntimeError(
+            "set HEADWATER_OPERATOR_IMAGE, or REGISTRY and HEADWATER_PYTHON_IMAGE, "
+            "to run the operator in this cluster"
+        )
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as env_file:
+        env_file.write("".join(f"{k}={v}\n" for k, v in cluster.env.items() if "\n" not in v))
+        env_file.flush()
+        result = subprocess.run(
+            ["bash", str(REPO / "hack" / "operator-image.sh"), env_file.name],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"building the operator image failed:\n{result.stderr[-6000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _scale_operator(cluster: Cluster, replicas: int) -> None:
+    cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "scale", f"deploy/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
+    )
+
+
+def _operator_pods_gone(cluster: Cluster) -> bool:
+    pods = cluster.get_json(
+        "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
+    )
+    return not pods["items"]
+
+
+@pytest.fixture(scope="module")
+def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
+    """Headwater installed from deploy/install.yaml and Available; yields its namespace.
+
+    Only the image, the output registry and the builder image differ from the
+    file (hack/render_install.py). At the end of the module the Deployment is
+    scaled to zero, so that tests running the operator in-process do not race it.
+    """
+    render = _render_install()
+    docs = render.render(
+        render.load(),
+        image=operator_image,
+        registry=cluster.registry,
+        insecure=True,
+        builder_image=cluster.env.get("HEADWATER_BUILDER_IMAGE"),
+    )
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+    )
+    _scale_operator(cluster, 1)
+    result = cluster.kubectl(
+        "-n",
+        OPERATOR_NAMESPACE,
+        "rollout",
+        "status",
+        f"deploy/{OPERATOR_DEPLOYMENT}",
+        "--timeout=180s",
+        check=False,
+        timeout=200,
+    )
+    if result.returncode != 0:
+        logs = cluster.kubectl(
+            "-n",
+            OPERATOR_NAMESPACE,
+            "logs",
+            f"deploy/{OPERATOR_DEPLOYMENT}",
+            "--tail=50",
+            check=False,
+        )
+        raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+    yield OPERATOR_NAMESPACE
+    _scale_operator(cluster, 0)
+    deadline = time.monotonic() + 60
+    while not _operator_pods_gone(cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def operator_in_process(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[kopf.testing.KopfRunner]:
+    """The operator's handlers run by kopf in this process, watching ``namespace`` only.
+
+    The in-cluster operator, if installed, must be scaled to zero first (the
+    ``operator_in_cluster`` fixture does that when its module ends).
+    """
+    deployment = cluster.kubectl(
+        "-n",
+        OPERATOR_NAMESPACE,
+        "get",
+        f"deploy/{OPERATOR_DEPLOYMENT}",
+        "-o",
+        "jsonpath={.spec.replicas}",
+        check=False,
+    )
+    if deployment.returncode == 0 and deployment.stdout.strip() not in ("", "0"):
+        raise RuntimeError("the in-cluster operator is running; it would race the in-process one")
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    if cluster.registry:
+        monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
+        monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "headwater.handlers"]
+    with kopf.testing.KopfRunner(args, timeout=60) as runner:
+        yield runner
+    assert runner.exit_code == 0, runner.output
+    assert runner.exception is None, runner.exception

@@ -9,7 +9,6 @@ caught without a cluster.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests import hack_scripts
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -127,12 +128,7 @@ BUILD_PHASES = ["New", "Pending", "Running", "Complete", "Failed", "Error", "Can
 
 
 def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "hack" / "gen_crds.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return hack_scripts.load("gen_crds")
 
 
 def load_crd(kind: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -13,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import hack_scripts
+
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
 RBAC = BASE / "rbac.yaml"
@@ -20,12 +21,7 @@ INSTALL = REPO / "deploy" / "install.yaml"
 
 
 def gen_install() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_install", REPO / "hack" / "gen_install.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return hack_scripts.load("gen_install")
 
 
 def install_objects() -> list[dict[str, Any]]:
@@ -208,3 +204,42 @@ def test_deployment_runs_the_operator() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}
     assert env["HEADWATER_CONFIG_FILE"]["value"] == "/etc/headwater/config.yaml"
+
+
+def render_install() -> ModuleType:
+    return hack_scripts.load("render_install")
+
+
+def test_render_install_changes_only_image_and_config() -> None:
+    render = render_install()
+    original = render.load()
+    rendered = render.render(
+        original,
+        image="10.0.0.1:5000/headwater/operator@sha256:" + "a" * 64,
+        registry="10.0.0.1:5000",
+        insecure=True,
+        builder_image="10.0.0.1:5000/headwater/builder:1",
+    )
+    assert len(rendered) == len(original)
+    changed = [
+        (a["kind"], a["metadata"]["name"])
+        for a, b in zip(original, rendered, strict=True)
+        if a != b
+    ]
+    assert changed == [("ConfigMap", "headwater-config"), ("Deployment", "headwater-operator")]
+    deployment = next(d for d in rendered if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"].endswith("a" * 64)
+    config_map = next(d for d in rendered if d["kind"] == "ConfigMap")
+    config = yaml.safe_load(config_map["data"]["config.yaml"])
+    assert config["registry"] == "10.0.0.1:5000"
+    assert config["registryInsecure"] is True
+    assert config["builderImage"] == "10.0.0.1:5000/headwater/builder:1"
+    assert config["leaderElection"]["enabled"] is True  # the rest is kept
+
+
+def test_render_install_rejects_a_bundle_without_the_operator() -> None:
+    render = render_install()
+    without = [d for d in render.load() if d["kind"] != "Deployment"]
+    with pytest.raises(render.RenderError, match="Deployment headwater-operator"):
+        render.render(without, image="x")

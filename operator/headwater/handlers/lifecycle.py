@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import kopf
 from lightkube import AsyncClient
 
-from headwater.config import Config
+from headwater.config import Config, load_config
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -49,11 +51,61 @@ def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
     settings.networking.connect_timeout = 10
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server URL a pod should use, as client-go's InClusterConfig finds it.
+
+    kopf's own service-account login assumes ``https://kubernetes.default.svc``,
+    which needs cluster DNS; the service environment variables need nothing and
+    are what every other in-cluster client (kubectl, client-go, lightkube) uses.
+    """
+    host = environ.get("KUBERNETES_SERVICE_HOST")
+    port = environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
+def service_account_login(
+    environ: Mapping[str, str], directory: Path = SERVICE_ACCOUNT_DIR
+) -> kopf.ConnectionInfo | None:
+    """Credentials of the pod's service account, or None outside a pod."""
+    server = in_cluster_server(environ)
+    token_file = directory / "token"
+    if server is None or not token_file.exists():
+        return None
+    namespace_file, ca_file = directory / "namespace", directory / "ca.crt"
+    return kopf.ConnectionInfo(
+        server=server,
+        # Read on every login: the kubelet rotates the bound token in place,
+        # and kopf logs in again when the API server answers 401.
+        token=token_file.read_text().strip() or None,
+        ca_path=str(ca_file) if ca_file.exists() else None,
+        default_namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
+        priority=30,
+    )
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account when in a pod, else $KUBECONFIG / ~/.kube/config."""
+    return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
+
+
 def memo_config(memo: kopf.Memo) -> Config:
-    """The operator Config the runtime put on ``memo``."""
+    """The operator Config the runtime put on ``memo``, else the one the environment gives."""
     config = memo.get(MEMO_CONFIG)
+    if config is None:
+        # Started as `kopf run -m headwater.handlers` (kopf's KopfRunner in the
+        # tests) rather than `headwater operator run`: same sources, same rules.
+        config = load_config(os.environ)
+        memo[MEMO_CONFIG] = config
     if not isinstance(config, Config):
-        raise RuntimeError("kopf memo has no headwater Config; start via headwater.runtime")
+        raise TypeError(f"kopf memo holds {type(config).__name__} as the headwater Config")
     return config
 
 

@@ -1,0 +1,146 @@
+"""The operator installed from deploy/install.yaml, running in the cluster from its own image.
+
+The image is built by buildah from the repository's Dockerfile; the install is
+the committed file with only the image, the output registry and the builder
+image changed (hack/render_install.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .helpers import Cluster, eventually
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+VALID = REPO / "tests" / "crds" / "valid"
+LEASE = "headwater-operator"
+
+
+def manifest(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((VALID / name).read_text())
+    doc["metadata"].pop("namespace", None)
+    return doc
+
+
+def summary_condition(obj: dict[str, Any], condition_type: str) -> dict[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition["type"] == condition_type:
+            return dict(condition)
+    return None
+
+
+def placeholder_status_current(
+    cluster: Cluster, namespace: str, resource: str, condition_type: str
+) -> bool:
+    obj = cluster.get_json(resource, "-n", namespace)
+    condition = summary_condition(obj, condition_type)
+    return (
+        (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+        and condition is not None
+        and condition["status"] == "Unknown"
+        and condition["reason"] == "NotImplemented"
+        and condition.get("observedGeneration") == obj["metadata"]["generation"]
+    )
+
+
+def lease_holder(cluster: Cluster, namespace: str) -> str:
+    lease = cluster.get_json("lease", LEASE, "-n", namespace)
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def operator_pod(cluster: Cluster, namespace: str) -> str:
+    pods = cluster.get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")[
+        "items"
+    ]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    return str(running[0]["metadata"]["name"])
+
+
+def test_operator_is_ready_holds_the_lease_and_serves_metrics(
+    cluster: Cluster, operator_in_cluster: str
+) -> None:
+    pod = operator_pod(cluster, operator_in_cluster)
+    status = cluster.get_json("pod", pod, "-n", operator_in_cluster)["status"]
+    (container,) = status["containerStatuses"]
+    assert container["ready"] is True
+    assert container["restartCount"] == 0
+    eventually(
+        "the pod to hold the Lease",
+        lambda: lease_holder(cluster, operator_in_cluster).startswith(pod + "_"),
+    )
+    # Through the API server's service proxy: the Service in deploy/ reaches the pod.
+    metrics = cluster.kubectl(
+        "get",
+        "--raw",
+        f"/api/v1/namespaces/{operator_in_cluster}/services/headwater-operator-metrics:metrics/proxy/metrics",
+    ).stdout
+    assert "headwater_leader 1.0" in metrics
+    readyz = cluster.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{operator_in_cluster}/pods/{pod}:8081/proxy/readyz"
+    ).stdout
+    assert readyz == "leader"
+
+
+def test_status_of_all_three_kinds_follows_their_generation(
+    cluster: Cluster, operator_in_cluster: str, namespace: str
+) -> None:
+    cluster.apply(
+        [
+            manifest("imagestream-web.yaml"),
+            manifest("buildconfig-web.yaml"),
+            manifest("build-web-1.yaml"),
+        ],
+        namespace,
+    )
+    for resource, condition in (
+        ("imagestream/web", "Ready"),
+        ("buildconfig/web", "Ready"),
+        ("build.build.headwater.dev/web-1", "Succeeded"),
+    ):
+        eventually(
+            f"{resource} status for its generation",
+            functools.partial(placeholder_status_current, cluster, namespace, resource, condition),
+        )
+    cluster.kubectl(
+        "patch",
+        "imagestream/web",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        '[{"op": "add", "path": "/spec/tags/-", "value": {"name": "latest", '
+        '"from": {"kind": "ImageStreamTag", "name": "web:1.2.0"}}}]',
+    )
+    assert cluster.get_json("imagestream/web", "-n", namespace)["metadata"]["generation"] == 2
+    eventually(
+        "observedGeneration 2",
+        lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+    )
+
+
+def test_a_new_pod_takes_the_lease_when_the_leader_dies(
+    cluster: Cluster, operator_in_cluster: str, namespace: str
+) -> None:
+    old = operator_pod(cluster, operator_in_cluster)
+    cluster.kubectl("delete", "pod", old, "-n", operator_in_cluster, "--grace-period=0", "--force")
+
+    def new_leader() -> bool:
+        holder = lease_holder(cluster, operator_in_cluster)
+        return bool(holder) and not holder.startswith(old + "_")
+
+    eventually("a new Lease holder", new_leader, timeout=120)
+    cluster.apply(manifest("imagestream-alias-lookup.yaml"), namespace)
+    name = manifest("imagestream-alias-lookup.yaml")["metadata"]["name"]
+    eventually(
+        "the new leader to reconcile",
+        lambda: placeholder_status_current(cluster, namespace, f"imagestream/{name}", "Ready"),
+        timeout=60,
+    )
