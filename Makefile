@@ -42,10 +42,8 @@ cluster-down: ## stop everything cluster-up started
 	$(CLUSTER) down
 
 .PHONY: run
-run: ## run the operator in the foreground against the local cluster (or $$KUBECONFIG)
-	@if [ -n "$(CLUSTER_ENV)" ]; then set -a; . "$(CLUSTER_ENV)"; set +a; \
-	  export HEADWATER_REGISTRY=$${HEADWATER_REGISTRY:-$$REGISTRY}; fi; \
-	  exec $(BIN)/headwater operator run --all-namespaces
+run: install-deps ## the operator in the foreground: on the local cluster when it runs, else $$KUBECONFIG
+	bash hack/run.sh
 
 .PHONY: demo
 demo: install-deps ## the seed's flow on the local cluster

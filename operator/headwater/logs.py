@@ -46,9 +46,10 @@ def configure_logging(log_format: LogFormat, *, verbose: bool = False) -> None:
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="object" if log_format == "json" else None,
     )
-    # httpx (under lightkube) logs every request at INFO: the Lease renewal
+    # httpx2 (under lightkube) logs every request at INFO: the Lease renewal
     # alone would be a line every two seconds.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

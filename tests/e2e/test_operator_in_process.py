@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
 import kopf.testing
 import pytest
 
@@ -41,3 +50,63 @@ def test_in_process_operator_reconciles_its_namespace_only(
         assert "status" not in cluster.get_json("imagestream/web", "-n", other)
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_headwater_operator_run_process_serves_probes_and_stops_on_sigterm(
+    cluster: Cluster, namespace: str
+) -> None:
+    health_port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "HEADWATER_HEALTH_PORT": str(health_port),
+        "HEADWATER_METRICS_PORT": str(metrics_port),
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "headwater"),
+            "operator",
+            "run",
+            "--standalone",
+            "--namespace",
+            namespace,
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz") as r:
+                    return bool(r.status == 200 and r.read() == b"leader")
+            except OSError:
+                return False
+
+        eventually("/readyz to answer 200 leader", ready)
+        cluster.apply(manifest("imagestream-web.yaml"), namespace)
+        eventually(
+            "the ImageStream's status",
+            lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+            assert (
+                'headwater_reconcile_duration_seconds_count{kind="ImageStream"}'
+                in r.read().decode()
+            )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any("operator started" in line["message"] for line in lines), output
