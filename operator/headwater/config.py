@@ -145,6 +145,8 @@ class Config:
     """How often tags with ``importPolicy.scheduled`` are re-imported."""
     import_rate_per_minute: int = 60
     """Upper bound of manifest requests per registry host per minute, shared by all imports."""
+    tag_history_limit: int = 10
+    """Items kept per tag in ImageStream status, so a stream stays far below etcd's object limit."""
     builder_image: str = "quay.io/buildah/stable:latest"
     """The image that runs buildah in build Jobs."""
     build_defaults: BuildDefaults = field(default_factory=BuildDefaults)
@@ -420,6 +422,10 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
         lambda v, w: parse_int(v, w, minimum=1),
     ),
     "importRatePerMinute": ("import_rate_per_minute", lambda v, w: parse_int(v, w, minimum=1)),
+    "tagHistoryLimit": (
+        "tag_history_limit",
+        lambda v, w: parse_int(v, w, minimum=1, maximum=100),
+    ),
     "builderImage": ("builder_image", _parse_str),
     "buildDefaults": ("build_defaults", parse_build_defaults),
     "buildOverrides": ("build_overrides", parse_build_overrides),
@@ -435,6 +441,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_REGISTRY_INSECURE": _TOP_LEVEL["registryInsecure"],
     "HEADWATER_IMPORT_INTERVAL_SECONDS": _TOP_LEVEL["importIntervalSeconds"],
     "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
+    "HEADWATER_TAG_HISTORY_LIMIT": _TOP_LEVEL["tagHistoryLimit"],
     "HEADWATER_BUILDER_IMAGE": _TOP_LEVEL["builderImage"],
     "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],

@@ -179,6 +179,10 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
     file (hack/render_install.py). At the end of the module the Deployment is
     scaled to zero, so that tests running the operator in-process do not race it.
     """
+    # First the README's command, on the file exactly as committed (client-side
+    # apply: the CRDs must fit the last-applied annotation)...
+    cluster.kubectl("apply", "-f", str(REPO / "deploy" / "install.yaml"))
+    # ...then the same objects pointed at this cluster's image and registry.
     render = _render_install()
     docs = render.render(
         render.load(),
