@@ -36,6 +36,12 @@ IMPORT_DURATION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf")),
     registry=REGISTRY,
 )
+IMPORTS = Counter(
+    "headwater_imports_total",
+    "Tag imports, by registry host and result (imported, unchanged, failed).",
+    ["registry", "result"],
+    registry=REGISTRY,
+)
 IMPORT_ERRORS = Counter(
     "headwater_import_errors_total",
     "Failed tag imports, by registry host and reason.",

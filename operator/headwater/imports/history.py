@@ -1,0 +1,204 @@
+"""From import outcomes to ImageStream status: tag history, tag conditions, Ready.
+
+Every function returns new data and never mutates its input, so the runner
+can compare the result with the object's status and write only what differs:
+an import that found nothing new changes nothing and costs no API write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from headwater.conditions import format_time, set_condition
+from headwater.imports.model import SpecTag, tag_condition
+from headwater.imports.plan import IMPORT_SUCCESS
+
+READY = "Ready"
+
+
+@dataclass(frozen=True)
+class Imported:
+    """The tag points at this image now."""
+
+    image: str
+    """Digest: of the chosen platform's manifest (Legacy) or of the index (PreserveOriginal)."""
+    docker_image_reference: str
+    """Where to pull it, pinned by digest."""
+    platforms: tuple[Mapping[str, str], ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A scheduled check found the image the tag already has."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The tag could not be resolved; its history is kept."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A ``reference: true`` tag: pointed at, never imported."""
+
+    docker_image_reference: str
+    image: str = ""
+
+
+Outcome = Imported | Unchanged | Failed | Recorded
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """What happened to one tag in this reconcile."""
+
+    tag: SpecTag
+    outcome: Outcome
+    generation: int
+    attempted: bool = True
+    """A registry (or source stream) was asked; sets lastImportTime."""
+    next_import: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _item(outcome: Imported | Recorded, generation: int, now: datetime) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "created": format_time(now),
+        "dockerImageReference": outcome.docker_image_reference,
+        "image": outcome.image,
+        "generation": generation,
+    }
+    if isinstance(outcome, Imported) and outcome.platforms:
+        item["platforms"] = [dict(p) for p in outcome.platforms]
+    return item
+
+
+def _same_image(item: Mapping[str, Any], outcome: Imported | Recorded) -> bool:
+    return bool(
+        item.get("image") == outcome.image
+        and item.get("dockerImageReference") == outcome.docker_image_reference
+    )
+
+
+def _tag_condition(
+    entry: Mapping[str, Any],
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The tag's conditions with ImportSuccess set; the transition time moves only on change."""
+    current = tag_condition(entry, IMPORT_SUCCESS)
+    transition = (
+        current.get("lastTransitionTime")
+        if current is not None and current.get("status") == status
+        else None
+    ) or format_time(now)
+    others = [c for c in entry.get("conditions") or [] if c.get("type") != IMPORT_SUCCESS]
+    condition = {
+        "type": IMPORT_SUCCESS,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+        "generation": generation,
+    }
+    return [condition, *others]
+
+
+def apply_result(
+    entry: Mapping[str, Any] | None, result: TagResult, now: datetime, limit: int
+) -> dict[str, Any]:
+    """The tag's new status entry after ``result``."""
+    new: dict[str, Any] = {"tag": result.tag.name, **dict(entry or {})}
+    items: list[Mapping[str, Any]] = list(new.get("items") or [])
+    outcome = result.outcome
+    if isinstance(outcome, Imported | Recorded):
+        if not items or not _same_image(items[0], outcome):
+            items.insert(0, _item(outcome, result.generation, now))
+        new["items"] = [dict(i) for i in items[:limit]]
+    if isinstance(outcome, Imported | Unchanged):
+        message = outcome.message if isinstance(outcome, Imported) else ""
+        current = tag_condition(new, IMPORT_SUCCESS)
+        if isinstance(outcome, Unchanged) and current is not None:
+            message = str(current.get("message") or "")
+        new["conditions"] = _tag_condition(
+            new, "True", "Imported", message, result.generation, now
+        )
+    elif isinstance(outcome, Failed):
+        new["conditions"] = _tag_condition(
+            new, "False", outcome.reason, outcome.message, result.generation, now
+        )
+    if isinstance(outcome, Failed | Imported) and result.attempted:
+        new["lastImportTime"] = format_time(now)
+    if result.next_import is not None:
+        new["nextImportTime"] = format_time(result.next_import)
+    else:
+        new.pop("nextImportTime", None)
+    return new
+
+
+def apply_results(
+    status: Mapping[str, Any] | None,
+    results: Sequence[TagResult],
+    now: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """``status.tags`` after ``results``, in the order of the existing entries then new ones.
+
+    Entries for tags without a result (status-only tags, such as build
+    outputs) are kept unchanged.
+    """
+    entries = [dict(e) for e in (status or {}).get("tags") or []]
+    index = {e.get("tag"): i for i, e in enumerate(entries)}
+    for result in results:
+        position = index.get(result.tag.name)
+        if position is None:
+            index[result.tag.name] = len(entries)
+            entries.append(apply_result(None, result, now, limit))
+        else:
+            entries[position] = apply_result(entries[position], result, now, limit)
+    return entries
+
+
+def ready_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    tags: Sequence[SpecTag],
+    status_tags: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The stream's conditions with Ready derived from its tags' ImportSuccess conditions."""
+    by_name = {e.get("tag"): e for e in status_tags}
+    failing: list[str] = []
+    pending: list[str] = []
+    for tag in tags:
+        if tag.reference:
+            continue
+        condition = tag_condition(by_name.get(tag.name), IMPORT_SUCCESS)
+        if condition is None:
+            pending.append(tag.name)
+        elif condition.get("status") == "False":
+            failing.append(f"{tag.name} ({condition.get('reason')})")
+    if failing:
+        status, reason = "False", "ImportFailed"
+        message = f"{len(failing)} tag(s) failing: " + ", ".join(failing[:5])
+        if len(failing) > 5:
+            message += f", and {len(failing) - 5} more"
+    elif pending:
+        status, reason = "Unknown", "Importing"
+        message = "waiting for: " + ", ".join(pending[:5])
+    else:
+        status, reason, message = "True", "TagsResolved", "every tag points at an image"
+    return [
+        dict(c)
+        for c in set_condition(conditions, READY, status, reason, message, generation, now)  # type: ignore[arg-type]
+    ]

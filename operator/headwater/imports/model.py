@@ -1,0 +1,100 @@
+"""Typed views of an ImageStream's spec tags and status tags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FromKind = Literal["DockerImage", "ImageStreamTag", "ImageStreamImage"]
+ImportMode = Literal["Legacy", "PreserveOriginal"]
+
+
+@dataclass(frozen=True)
+class SpecTag:
+    """One ``spec.tags[]`` entry, with OpenShift's defaults applied."""
+
+    name: str
+    from_kind: FromKind | None
+    from_name: str
+    from_namespace: str | None
+    reference: bool
+    generation: int | None
+    insecure: bool
+    scheduled: bool
+    import_mode: ImportMode
+    reference_policy: str
+
+    @property
+    def importable(self) -> bool:
+        """Fetched from a registry (OpenShift: DockerImage and not ``reference``)."""
+        return self.from_kind == "DockerImage" and not self.reference
+
+
+@dataclass(frozen=True)
+class StreamRef:
+    """An ImageStream by namespace and name."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def spec_tags(spec: Mapping[str, Any] | None) -> list[SpecTag]:
+    """The spec tags in order; schema defaults are re-applied for objects admitted without them."""
+    tags: list[SpecTag] = []
+    for raw in (spec or {}).get("tags") or []:
+        source = raw.get("from") or {}
+        policy = raw.get("importPolicy") or {}
+        tags.append(
+            SpecTag(
+                name=str(raw["name"]),
+                from_kind=source.get("kind"),
+                from_name=str(source.get("name") or ""),
+                from_namespace=source.get("namespace") or None,
+                reference=bool(raw.get("reference")),
+                generation=raw.get("generation"),
+                insecure=bool(policy.get("insecure")),
+                scheduled=bool(policy.get("scheduled")),
+                import_mode=policy.get("importMode") or "Legacy",
+                reference_policy=(raw.get("referencePolicy") or {}).get("type") or "Source",
+            )
+        )
+    return tags
+
+
+def status_tag(status: Mapping[str, Any] | None, name: str) -> Mapping[str, Any] | None:
+    """The ``status.tags[]`` entry of that tag, or None."""
+    for entry in (status or {}).get("tags") or []:
+        if entry.get("tag") == name:
+            return dict(entry)
+    return None
+
+
+def newest_item(status: Mapping[str, Any] | None, name: str) -> Mapping[str, Any] | None:
+    """The tag's current image: the first history item."""
+    entry = status_tag(status, name)
+    items: Sequence[Mapping[str, Any]] = (entry or {}).get("items") or []
+    return items[0] if items else None
+
+
+def split_stream_tag(name: str) -> tuple[str, str]:
+    """``web:latest`` -> (``web``, ``latest``); the CRD's CEL rule guarantees the shape."""
+    stream, _, tag = name.partition(":")
+    return stream, tag
+
+
+def split_stream_image(name: str) -> tuple[str, str]:
+    """``web@sha256:...`` -> (``web``, ``sha256:...``)."""
+    stream, _, digest = name.partition("@")
+    return stream, digest
+
+
+def tag_condition(entry: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    """A condition of a status tag (OpenShift's TagEventCondition: it has ``generation``)."""
+    for condition in (entry or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
