@@ -2,9 +2,10 @@
 # The seed's flow on the local cluster, as far as Headwater implements it today:
 # start the cluster, build the operator image from the Dockerfile, install
 # Headwater from deploy/install.yaml (image and registry pointed at the local
-# ones), create the seed's ImageStream and BuildConfig (apiVersion changed,
-# nothing else) in `shop-staging`, and show them as `oc get` would, with the
-# status the operator wrote. Imports, builds and triggers join as they land.
+# ones), then the seed's story as far as it is implemented: the BuildConfig
+# (apiVersion changed), a CI-style push imported into the seed's ImageStream,
+# an alias that follows it, and a second push picked up on request. Builds,
+# triggers and the CLI join as their issues land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,16 +26,37 @@ step "Installing Headwater: kubectl apply -f deploy/install.yaml (image and regi
 k -n headwater-system scale deploy/headwater-operator --replicas=1
 k -n headwater-system rollout status deploy/headwater-operator --timeout=180s
 
-step "The seed's ImageStream and BuildConfig"
+step "The seed's BuildConfig (apiVersion changed, nothing else)"
 k create namespace shop-staging --dry-run=client -o yaml | k apply -f -
-k apply -f examples/seed/
-step "oc get imagestream  ->  kubectl get is"
-k -n shop-staging get is
-step "oc get buildconfig  ->  kubectl get bc"
+k apply -f examples/seed/buildconfig-web.yaml
 k -n shop-staging get bc
-step "The operator saw them: status.observedGeneration and the Ready condition"
-k -n shop-staging wait --for=jsonpath='{.status.observedGeneration}'=1 --timeout=60s is/web bc/web
-k -n shop-staging get is/web -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+
+step "\"When to skip in-cluster builds\": CI pushes shop/web:1.2.0 to the registry"
+cache=${HEADWATER_CACHE:-$HOME/.cache/headwater}/images
+copy() { skopeo copy --quiet --dest-tls-verify=false "oci-archive:$1" "docker://$REGISTRY/shop/web:1.2.0"; }
+copy "$(ls "$cache"/busybox-*.tar | head -n 1)"
+echo "pushed $REGISTRY/shop/web:1.2.0"
+
+step "The seed's ImageStream, pointed at that registry: 1.2.0 imported on schedule, latest an alias"
+sed -e "s|registry.example.com/shop/web:1.2.0|$REGISTRY/shop/web:1.2.0|" \
+    -e 's|      scheduled: true|      scheduled: true\n      insecure: true|' \
+    examples/seed/imagestream-web.yaml | k apply -f -
+k -n shop-staging patch is/web --type=json -p '[{"op": "add", "path": "/spec/tags/-", "value":
+  {"name": "latest", "from": {"kind": "ImageStreamTag", "name": "web:1.2.0"}}}]'
+k -n shop-staging wait --for=condition=Ready --timeout=60s is/web
+k -n shop-staging get is
+k -n shop-staging get is/web -o jsonpath='{range .status.tags[*]}{.tag}	{.items[0].dockerImageReference}{"\n"}{end}'
+
+step "CI pushes again under the same tag; oc import-image -> annotate the stream"
+copy "$(ls "$cache"/pause-*.tar | head -n 1)"
+k -n shop-staging annotate is/web image.headwater.dev/import-requested=1.2.0 --overwrite
+for _ in $(seq 60); do
+  n=$(k -n shop-staging get is/web -o jsonpath='{.status.tags[?(@.tag=="1.2.0")].items[*].image}' | wc -w)
+  [[ $n -ge 2 ]] && break; sleep 1
+done
+echo "history of web:1.2.0 (newest first), and the alias web:latest that followed it:"
+k -n shop-staging get is/web -o jsonpath='{range .status.tags[*]}{.tag}:{"\n"}{range .items[*]}  {.created}  {.image}{"\n"}{end}{end}'
+
 step "Admission rejects a bad manifest, naming the field"
 k -n shop-staging apply --dry-run=server -f tests/crds/invalid/01-*.yaml || true
 cat <<MSG

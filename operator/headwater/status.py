@@ -1,8 +1,8 @@
-"""Pure status computation for the three kinds.
+"""Pure status computation for BuildConfigs and Builds (ImageStreams: :mod:`headwater.imports`).
 
-For now each kind only reports that its reconciliation is not implemented
-yet: ``observedGeneration`` plus one condition of status Unknown. The shape is
-the one later work fills in: a function from the object (spec, metadata,
+For now both only report that their reconciliation is not implemented yet:
+``observedGeneration`` plus one condition of status Unknown. The shape is the
+one later work fills in: a function from the object (spec, metadata,
 current status) and the time to the status it should have, and
 :func:`status_patch` to find the fields that differ, so an object that is
 already right costs no API write.
@@ -32,14 +32,6 @@ class KindStatus:
     """Which piece of work will implement the reconciliation."""
 
 
-IMAGESTREAM = KindStatus(
-    kind="ImageStream",
-    condition_type="Ready",
-    message=(
-        "ImageStream reconciliation is not implemented yet: tag imports, history and "
-        "aliases arrive with the ImageStream imports issue"
-    ),
-)
 BUILDCONFIG = KindStatus(
     kind="BuildConfig",
     condition_type="Ready",

@@ -29,7 +29,7 @@ import pytest
 
 from tests import hack_scripts
 
-from .helpers import Cluster, GitServer
+from .helpers import Cluster, GitServer, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 LOCALCLUSTER = REPO / "hack" / "cluster" / "localcluster.py"
@@ -122,6 +122,7 @@ def git_server(cluster: Cluster, tmp_path: Path) -> GitServer:
 
 
 OPERATOR_NAMESPACE = "headwater-system"
+IMPORT_INTERVAL_SECONDS = 4
 OPERATOR_DEPLOYMENT = "headwater-operator"
 
 
@@ -233,8 +234,9 @@ def operator_in_process(
 ) -> Iterator[kopf.testing.KopfRunner]:
     """The operator's handlers run by kopf in this process, watching ``namespace`` only.
 
-    The in-cluster operator, if installed, must be scaled to zero first (the
-    ``operator_in_cluster`` fixture does that when its module ends).
+    An in-cluster operator (a demo's, an earlier module's) is scaled to zero
+    first so that it cannot race this one. Scheduled imports run every
+    ``IMPORT_INTERVAL_SECONDS`` so tests can watch them happen.
     """
     deployment = cluster.kubectl(
         "-n",
@@ -246,8 +248,10 @@ def operator_in_process(
         check=False,
     )
     if deployment.returncode == 0 and deployment.stdout.strip() not in ("", "0"):
-        raise RuntimeError("the in-cluster operator is running; it would race the in-process one")
+        _scale_operator(cluster, 0)
+        eventually("the in-cluster operator to stop", lambda: _operator_pods_gone(cluster))
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    monkeypatch.setenv("HEADWATER_IMPORT_INTERVAL_SECONDS", str(IMPORT_INTERVAL_SECONDS))
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")

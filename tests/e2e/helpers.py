@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -183,3 +186,120 @@ class GitServer:
             ["git", "clone", "-q", "--bare", str(src), str(self.root / f"{name}.git")], check=True
         )
         return f"{self.url}/{name}.git", sha
+
+
+def _registry_request(
+    url: str, method: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> Any:
+    req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})  # noqa: S310
+    return urllib.request.urlopen(req, timeout=30)  # noqa: S310 - the test registry
+
+
+def _push_blob(registry: str, repository: str, blob: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    with _registry_request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
+        location = resp.headers["Location"]
+    if location.startswith("/"):
+        location = f"http://{registry}{location}"
+    separator = "&" if "?" in location else "?"
+    with _registry_request(
+        f"{location}{separator}digest={digest}",
+        "PUT",
+        blob,
+        {"Content-Type": "application/octet-stream"},
+    ):
+        pass
+    return digest
+
+
+def _put_manifest(registry: str, repository: str, tag: str, media_type: str, body: bytes) -> str:
+    with _registry_request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        "PUT",
+        body,
+        {"Content-Type": media_type},
+    ) as resp:
+        digest = resp.headers["Docker-Content-Digest"]
+    assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
+    return str(digest)
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def push_image(
+    registry: str,
+    repository: str,
+    tag: str,
+    *,
+    marker: str,
+    os_name: str = "linux",
+    architecture: str = "amd64",
+) -> tuple[str, int]:
+    """Push a tiny single-layer image through the distribution API; (digest, manifest size).
+
+    ``marker`` lands in a label and in the layer, so each marker is a new digest.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = marker.encode()
+        info = tarfile.TarInfo("marker")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    layer = buffer.getvalue()
+    config = json.dumps(
+        {
+            "architecture": architecture,
+            "os": os_name,
+            "created": "2026-11-28T00:00:00Z",
+            "config": {"Labels": {"marker": marker}, "Cmd": ["/marker"]},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()],
+            },
+        }
+    ).encode()
+    config_digest = _push_blob(registry, repository, config)
+    layer_digest = _push_blob(registry, repository, layer)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest,
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    return _put_manifest(registry, repository, tag, OCI_MANIFEST, manifest), len(manifest)
+
+
+def push_index(
+    registry: str, repository: str, tag: str, entries: list[tuple[str, int, str, str]]
+) -> str:
+    """Push an OCI index of (digest, size, os, architecture) manifests already in ``repository``."""
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": size,
+                    "platform": {"os": os_name, "architecture": arch},
+                }
+                for digest, size, os_name, arch in entries
+            ],
+        }
+    ).encode()
+    return _put_manifest(registry, repository, tag, OCI_INDEX, index)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import Cluster, eventually
+from .helpers import Cluster, eventually, push_image
 
 pytestmark = pytest.mark.e2e
 
@@ -89,19 +89,29 @@ def test_operator_is_ready_holds_the_lease_and_serves_metrics(
     assert readyz == "leader"
 
 
-def test_status_of_all_three_kinds_follows_their_generation(
+def test_the_in_cluster_operator_imports_and_reports_status(
     cluster: Cluster, operator_in_cluster: str, namespace: str
 ) -> None:
-    cluster.apply(
-        [
-            manifest("imagestream-web.yaml"),
-            manifest("buildconfig-web.yaml"),
-            manifest("build-web-1.yaml"),
-        ],
-        namespace,
-    )
+    registry = cluster.need_registry()
+    digest, _ = push_image(registry, f"{namespace}/web", "1.2.0", marker=namespace)
+    seed = manifest("imagestream-web.yaml")
+    seed["spec"]["tags"][0]["from"]["name"] = f"{registry}/{namespace}/web:1.2.0"
+    seed["spec"]["tags"][0]["importPolicy"]["insecure"] = True
+    cluster.apply([seed, manifest("buildconfig-web.yaml"), manifest("build-web-1.yaml")], namespace)
+
+    def imported() -> bool:
+        obj = cluster.get_json("imagestream/web", "-n", namespace)
+        tags = (obj.get("status") or {}).get("tags") or []
+        ready = summary_condition(obj, "Ready") or {}
+        return bool(
+            tags
+            and tags[0]["items"][0]["image"] == digest
+            and ready.get("status") == "True"
+            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    eventually("the seed's tag imported by the in-cluster operator", imported)
     for resource, condition in (
-        ("imagestream/web", "Ready"),
         ("buildconfig/web", "Ready"),
         ("build.build.headwater.dev/web-1", "Succeeded"),
     ):
@@ -111,18 +121,17 @@ def test_status_of_all_three_kinds_follows_their_generation(
         )
     cluster.kubectl(
         "patch",
-        "imagestream/web",
+        "buildconfig/web",
         "-n",
         namespace,
-        "--type=json",
+        "--type=merge",
         "-p",
-        '[{"op": "add", "path": "/spec/tags/-", "value": {"name": "latest", '
-        '"from": {"kind": "ImageStreamTag", "name": "web:1.2.0"}}}]',
+        '{"spec": {"successfulBuildsHistoryLimit": 3}}',
     )
-    assert cluster.get_json("imagestream/web", "-n", namespace)["metadata"]["generation"] == 2
+    assert cluster.get_json("buildconfig/web", "-n", namespace)["metadata"]["generation"] == 2
     eventually(
         "observedGeneration 2",
-        lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+        lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
     )
 
 
@@ -137,10 +146,10 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
         return bool(holder) and not holder.startswith(old + "_")
 
     eventually("a new Lease holder", new_leader, timeout=120)
-    cluster.apply(manifest("imagestream-alias-lookup.yaml"), namespace)
-    name = manifest("imagestream-alias-lookup.yaml")["metadata"]["name"]
+    cluster.apply(manifest("buildconfig-docker.yaml"), namespace)
+    name = manifest("buildconfig-docker.yaml")["metadata"]["name"]
     eventually(
         "the new leader to reconcile",
-        lambda: placeholder_status_current(cluster, namespace, f"imagestream/{name}", "Ready"),
+        lambda: placeholder_status_current(cluster, namespace, f"buildconfig/{name}", "Ready"),
         timeout=60,
     )

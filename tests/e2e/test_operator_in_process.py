@@ -23,31 +23,31 @@ pytestmark = pytest.mark.e2e
 def test_in_process_operator_reconciles_its_namespace_only(
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
-    cluster.apply(manifest("imagestream-web.yaml"), namespace)
+    cluster.apply(manifest("buildconfig-web.yaml"), namespace)
     eventually(
-        "the ImageStream's status",
-        lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+        "the BuildConfig's status",
+        lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
     )
     other = f"{namespace}-other"
     cluster.kubectl("create", "namespace", other)
     try:
-        cluster.apply(manifest("imagestream-web.yaml"), other)
+        cluster.apply(manifest("buildconfig-web.yaml"), other)
         # The watch is scoped to `namespace`: a change there made after the
-        # other stream exists is reconciled, and the other stream is not.
+        # other object exists is reconciled, and the other object is not.
         cluster.kubectl(
             "patch",
-            "imagestream/web",
+            "buildconfig/web",
             "-n",
             namespace,
             "--type=merge",
             "-p",
-            '{"spec": {"lookupPolicy": {"local": true}}}',
+            '{"spec": {"successfulBuildsHistoryLimit": 3}}',
         )
         eventually(
             "a second reconcile in the watched namespace",
-            lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+            lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
         )
-        assert "status" not in cluster.get_json("imagestream/web", "-n", other)
+        assert "status" not in cluster.get_json("buildconfig/web", "-n", other)
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
@@ -94,14 +94,14 @@ def test_headwater_operator_run_process_serves_probes_and_stops_on_sigterm(
                 return False
 
         eventually("/readyz to answer 200 leader", ready)
-        cluster.apply(manifest("imagestream-web.yaml"), namespace)
+        cluster.apply(manifest("buildconfig-web.yaml"), namespace)
         eventually(
-            "the ImageStream's status",
-            lambda: placeholder_status_current(cluster, namespace, "imagestream/web", "Ready"),
+            "the BuildConfig's status",
+            lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
             assert (
-                'headwater_reconcile_duration_seconds_count{kind="ImageStream"}'
+                'headwater_reconcile_duration_seconds_count{kind="BuildConfig"}'
                 in r.read().decode()
             )
     finally:

@@ -15,7 +15,7 @@ from headwater.handlers.lifecycle import (
     in_cluster_server,
     service_account_login,
 )
-from headwater.status import IMAGESTREAM
+from headwater.status import BUILDCONFIG
 
 
 def test_handlers_registered_for_the_three_kinds() -> None:
@@ -42,18 +42,18 @@ def obj(status: dict[str, Any] | None = None, **meta: Any) -> kopf.Body:
 
 def test_status_patched_then_left_alone() -> None:
     patch = kopf.Patch()
-    reconcile_placeholder(IMAGESTREAM, "ADDED", obj(), patch)
+    reconcile_placeholder(BUILDCONFIG, "ADDED", obj(), patch)
     status = dict(patch["status"])
     assert status["observedGeneration"] == 1
     again = kopf.Patch()
-    reconcile_placeholder(IMAGESTREAM, "MODIFIED", obj(status), again)
+    reconcile_placeholder(BUILDCONFIG, "MODIFIED", obj(status), again)
     assert not again  # idle: no API write
 
 
 def test_deleting_objects_are_not_patched() -> None:
     patch = kopf.Patch()
-    reconcile_placeholder(IMAGESTREAM, "DELETED", obj(), patch)
-    reconcile_placeholder(IMAGESTREAM, None, obj(deletionTimestamp="2025-01-01T00:00:00Z"), patch)
+    reconcile_placeholder(BUILDCONFIG, "DELETED", obj(), patch)
+    reconcile_placeholder(BUILDCONFIG, None, obj(deletionTimestamp="2025-01-01T00:00:00Z"), patch)
     assert not patch
 
 

@@ -10,7 +10,6 @@ import pytest
 from headwater.status import (
     BUILD,
     BUILDCONFIG,
-    IMAGESTREAM,
     NOT_IMPLEMENTED,
     KindStatus,
     reconcile_status,
@@ -29,7 +28,7 @@ def body(generation: int, status: dict[str, Any] | None = None) -> dict[str, Any
 
 @pytest.mark.parametrize(
     ("kind", "condition_type"),
-    [(IMAGESTREAM, "Ready"), (BUILDCONFIG, "Ready"), (BUILD, "Succeeded")],
+    [(BUILDCONFIG, "Ready"), (BUILD, "Succeeded")],
 )
 def test_fresh_object_gets_placeholder(kind: KindStatus, condition_type: str) -> None:
     patch = reconcile_status(kind, body(1), NOW)
@@ -42,7 +41,7 @@ def test_fresh_object_gets_placeholder(kind: KindStatus, condition_type: str) ->
     assert condition["observedGeneration"] == 1
 
 
-@pytest.mark.parametrize("kind", [IMAGESTREAM, BUILDCONFIG, BUILD])
+@pytest.mark.parametrize("kind", [BUILDCONFIG, BUILD])
 def test_second_pass_writes_nothing(kind: KindStatus) -> None:
     first = reconcile_status(kind, body(1), NOW)
     later = NOW + timedelta(hours=1)
@@ -50,8 +49,8 @@ def test_second_pass_writes_nothing(kind: KindStatus) -> None:
 
 
 def test_new_generation_updates_but_keeps_transition_time() -> None:
-    first = reconcile_status(IMAGESTREAM, body(1), NOW)
-    patch = reconcile_status(IMAGESTREAM, body(2, first), NOW + timedelta(minutes=1))
+    first = reconcile_status(BUILDCONFIG, body(1), NOW)
+    patch = reconcile_status(BUILDCONFIG, body(2, first), NOW + timedelta(minutes=1))
     assert patch["observedGeneration"] == 2
     assert patch["conditions"][0]["observedGeneration"] == 2
     assert (

@@ -1,16 +1,33 @@
-"""ImageStream handlers (imagestreams.v1.image.headwater.dev)."""
+"""ImageStream handlers (imagestreams.v1.image.headwater.dev).
+
+Every watch event hands the stream to the import runner, which decides what
+(if anything) to import, follows aliases and writes status; a deletion drops
+the stream from its schedule and wakes the streams that aliased it.
+"""
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any
 
 import kopf
 
-from headwater.handlers._reconcile import reconcile_placeholder
-from headwater.status import IMAGESTREAM
+from headwater.handlers.lifecycle import memo_import_runner
+from headwater.metrics import RECONCILE_DURATION
 
 
 @kopf.on.event(group="image.headwater.dev", version="v1", plural="imagestreams")
-def reconcile_imagestream(type: str | None, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Converge the ImageStream's status (placeholder until its reconciliation lands)."""
-    reconcile_placeholder(IMAGESTREAM, type, body, patch)
+async def reconcile_imagestream(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Converge the ImageStream's tags and status."""
+    runner = memo_import_runner(memo)
+    metadata = body.get("metadata") or {}
+    if type == "DELETED":
+        runner.forget(str(metadata.get("namespace")), str(metadata.get("name")))
+        return
+    started = time.perf_counter()
+    # kopf's body is a view over the event; the runner keeps it past this event.
+    await runner.observe(copy.deepcopy(dict(body)))
+    RECONCILE_DURATION.labels(kind="ImageStream").observe(time.perf_counter() - started)

@@ -7,6 +7,8 @@ steps down leaves no open connections behind.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -18,6 +20,8 @@ import kopf
 from lightkube import AsyncClient
 
 from headwater.config import Config, load_config
+from headwater.imports.runner import ImportRunner
+from headwater.registry.client import RegistryClient
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -25,6 +29,9 @@ FIELD_MANAGER = "headwater"
 MEMO_CONFIG = "config"
 MEMO_KUBE = "kube"
 MEMO_HTTP = "http"
+MEMO_REGISTRY = "registry"
+MEMO_IMPORTS = "imports"
+MEMO_SCHEDULER_TASK = "import-scheduler"
 
 
 def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
@@ -121,6 +128,11 @@ async def startup(
         timeout=aiohttp.ClientTimeout(total=60, connect=10),
         headers={"User-Agent": "headwater-operator"},
     )
+    registry = RegistryClient()
+    memo[MEMO_REGISTRY] = registry
+    runner = ImportRunner(memo[MEMO_KUBE], registry, config)
+    memo[MEMO_IMPORTS] = runner
+    memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
     logger.info(
         "operator started: namespace=%s registry=%s import interval=%ss",
         config.namespace or "(all)",
@@ -132,9 +144,28 @@ async def startup(
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close what :func:`startup` opened."""
+    task = memo.pop(MEMO_SCHEDULER_TASK, None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    runner = memo.pop(MEMO_IMPORTS, None)
+    if isinstance(runner, ImportRunner):
+        await runner.scheduler.stop()
+    registry = memo.pop(MEMO_REGISTRY, None)
+    if isinstance(registry, RegistryClient):
+        await registry.close()
     http = memo.pop(MEMO_HTTP, None)
     if isinstance(http, aiohttp.ClientSession):
         await http.close()
     kube = memo.pop(MEMO_KUBE, None)
     if isinstance(kube, AsyncClient):
         await kube.close()
+
+
+def memo_import_runner(memo: kopf.Memo) -> ImportRunner:
+    """The import runner the start-up handler made."""
+    runner = memo.get(MEMO_IMPORTS)
+    if not isinstance(runner, ImportRunner):
+        raise RuntimeError("no import runner on kopf's memo: the start-up handler did not run")
+    return runner

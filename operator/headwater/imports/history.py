@@ -8,7 +8,7 @@ an import that found nothing new changes nothing and costs no API write.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ class Imported:
     """Where to pull it, pinned by digest."""
     platforms: tuple[Mapping[str, str], ...] = ()
     message: str = ""
+    reference_digest: str = ""
+    """What the tag named in the registry (the index, for a Legacy import from one)."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,6 @@ class TagResult:
     generation: int
     attempted: bool = True
     """A registry (or source stream) was asked; sets lastImportTime."""
-    next_import: datetime | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _item(outcome: Imported | Recorded, generation: int, now: datetime) -> dict[str, Any]:
@@ -130,19 +130,15 @@ def apply_result(
         current = tag_condition(new, IMPORT_SUCCESS)
         if isinstance(outcome, Unchanged) and current is not None:
             message = str(current.get("message") or "")
-        new["conditions"] = _tag_condition(
-            new, "True", "Imported", message, result.generation, now
-        )
+        new["conditions"] = _tag_condition(new, "True", "Imported", message, result.generation, now)
     elif isinstance(outcome, Failed):
         new["conditions"] = _tag_condition(
             new, "False", outcome.reason, outcome.message, result.generation, now
         )
     if isinstance(outcome, Failed | Imported) and result.attempted:
         new["lastImportTime"] = format_time(now)
-    if result.next_import is not None:
-        new["nextImportTime"] = format_time(result.next_import)
-    else:
-        new.pop("nextImportTime", None)
+    # nextImportTime is left alone here: the runner stamps it only on writes
+    # that happen anyway (see ImportRunner._stamp_next_imports).
     return new
 
 

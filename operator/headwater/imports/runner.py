@@ -1,0 +1,683 @@
+"""Running imports: the registry client, pull secrets, the API server and the schedule.
+
+One :class:`ImportRunner` per operator run. kopf hands it every ImageStream
+event (:meth:`ImportRunner.observe`); it keeps the latest body of each
+stream, so the scheduler can look at a stream again without an API read, and
+an index of which streams alias which, so that when a source tag moves its
+aliases follow at once (event-driven, no polling).
+
+Per stream, reconciles are serialised by a lock; across streams they run
+concurrently, bounded by a semaphore, with registry imports throttled by a
+global token bucket (``importRatePerMinute``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
+from lightkube.resources.authorization_v1 import SubjectAccessReview
+from lightkube.resources.core_v1 import Secret, ServiceAccount
+from lightkube.types import PatchType
+
+from headwater.conditions import format_time
+from headwater.config import Config
+from headwater.imports.history import (
+    Failed,
+    Imported,
+    Outcome,
+    Recorded,
+    TagResult,
+    Unchanged,
+    apply_results,
+    ready_condition,
+)
+from headwater.imports.model import (
+    SpecTag,
+    StreamRef,
+    newest_item,
+    spec_tags,
+    split_stream_image,
+    split_stream_tag,
+    status_tag,
+    tag_condition,
+)
+from headwater.imports.plan import (
+    IMPORT_SUCCESS,
+    REQUEST_ANNOTATION,
+    ImportJob,
+    due_time,
+    effective_generation,
+    next_wakeup,
+    plan_imports,
+    requested_tags,
+    tag_key,
+)
+from headwater.metrics import IMPORT_DURATION, IMPORT_ERRORS, IMPORTS, QUEUE_DEPTH
+from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
+from headwater.registry.credentials import (
+    Credentials,
+    CredentialsError,
+    credentials_for,
+    parse_docker_config_secret,
+)
+from headwater.registry.reference import Reference, ReferenceError, parse_reference
+from headwater.status import status_patch
+
+logger = logging.getLogger(__name__)
+
+ImageStream = create_namespaced_resource("image.headwater.dev", "v1", "ImageStream", "imagestreams")
+PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
+KEYRING_TTL = 60.0
+ALIAS_DEPTH = 10
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions per minute, in bursts up to ``burst``."""
+
+    def __init__(self, rate_per_minute: int, burst: int | None = None) -> None:
+        self.rate = rate_per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, rate_per_minute // 6))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class Scheduler:
+    """Wakes streams at their due times; one loop, a heap, no task per stream."""
+
+    def __init__(self, wake: Callable[[StreamRef], Awaitable[None]], concurrency: int) -> None:
+        self._wake = wake
+        self._heap: list[tuple[float, int, StreamRef]] = []
+        self._due: dict[StreamRef, float] = {}
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def depth(self) -> int:
+        return len(self._due)
+
+    def at(self, ref: StreamRef, when: datetime | None) -> None:
+        """Wake ``ref`` at ``when`` (replacing an earlier plan); None cancels."""
+        if when is None:
+            self._due.pop(ref, None)
+            return
+        moment = when.timestamp()
+        self._due[ref] = moment
+        QUEUE_DEPTH.labels(queue="imports").set(len(self._due))
+        self._seq += 1
+        heapq.heappush(self._heap, (moment, self._seq, ref))
+        self._changed.set()
+
+    def now(self, ref: StreamRef) -> None:
+        self.at(ref, datetime.now(UTC))
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            while self._heap:
+                moment, _, ref = self._heap[0]
+                if self._due.get(ref) != moment:
+                    heapq.heappop(self._heap)  # replaced or cancelled
+                    continue
+                if moment > time.time():
+                    break
+                heapq.heappop(self._heap)
+                del self._due[ref]
+                await self._slots.acquire()
+                task = asyncio.create_task(self._run_one(ref))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            delay = self._heap[0][0] - time.time() if self._heap else 3600.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=max(delay, 0.0))
+
+    async def _run_one(self, ref: StreamRef) -> None:
+        try:
+            await self._wake(ref)
+        except Exception:  # one stream's bug must not stop the schedule
+            logger.exception("scheduled reconcile of ImageStream %s failed", ref)
+        finally:
+            self._slots.release()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def sar_for_namespace_service_accounts(namespace: str, source: str) -> SubjectAccessReview:
+    """May the service accounts of ``namespace`` get ImageStreams in ``source``?
+
+    OpenShift's image-puller model: a cross-namespace reference is honoured
+    when the referencing namespace's service accounts were granted read access
+    to the source namespace's streams (e.g. a RoleBinding of ``headwater-view``
+    to the group ``system:serviceaccounts:<namespace>``).
+    """
+    return SubjectAccessReview(
+        spec=SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{namespace}:default",
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            resourceAttributes=ResourceAttributes(
+                namespace=source,
+                verb="get",
+                group="image.headwater.dev",
+                resource="imagestreams",
+            ),
+        )
+    )
+
+
+class ImportRunner:
+    """Imports tags, follows aliases and writes ImageStream status."""
+
+    def __init__(
+        self,
+        kube: AsyncClient,
+        registry: RegistryClient,
+        config: Config,
+        *,
+        concurrency: int = 32,
+        platform: Platform | None = None,
+    ) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.config = config
+        self.platform = platform or Platform("linux", "amd64")
+        self.started = datetime.now(UTC)
+        self.bodies: dict[StreamRef, Mapping[str, Any]] = {}
+        self.checked: dict[str, datetime] = {}
+        self.sources: dict[StreamRef, set[StreamRef]] = {}
+        self.dependents: defaultdict[StreamRef, set[StreamRef]] = defaultdict(set)
+        self.locks: defaultdict[StreamRef, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.keyrings: dict[str, tuple[float, list[Mapping[str, Credentials]]]] = {}
+        self.reference_digests: dict[str, str] = {}
+        self.bucket = TokenBucket(config.import_rate_per_minute)
+        self.scheduler = Scheduler(self.reconcile, concurrency)
+
+    # --- events -------------------------------------------------------------
+
+    async def observe(self, body: Mapping[str, Any]) -> None:
+        """A watch event: remember the stream and reconcile it."""
+        metadata = body.get("metadata") or {}
+        ref = StreamRef(str(metadata["namespace"]), str(metadata["name"]))
+        self._remember(ref, body)
+        await self.reconcile(ref)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The stream is gone: drop its cache, schedule and alias edges; wake its aliases."""
+        ref = StreamRef(namespace, name)
+        self.bodies.pop(ref, None)
+        self.scheduler.at(ref, None)
+        for source in self.sources.pop(ref, set()):
+            self.dependents[source].discard(ref)
+        for dependent in list(self.dependents.pop(ref, set())):
+            self.scheduler.now(dependent)
+
+    def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
+        self.bodies[ref] = body
+        sources: set[StreamRef] = set()
+        for tag in spec_tags(body.get("spec")):
+            if tag.from_kind in ("ImageStreamTag", "ImageStreamImage") and not tag.reference:
+                stream = (
+                    split_stream_tag(tag.from_name)[0]
+                    if tag.from_kind == "ImageStreamTag"
+                    else split_stream_image(tag.from_name)[0]
+                )
+                source = StreamRef(tag.from_namespace or ref.namespace, stream)
+                if source != ref:
+                    sources.add(source)
+        for old in self.sources.get(ref, set()) - sources:
+            self.dependents[old].discard(ref)
+        for new in sources:
+            self.dependents[new].add(ref)
+        self.sources[ref] = sources
+
+    # --- reconcile ----------------------------------------------------------
+
+    async def reconcile(self, ref: StreamRef) -> None:
+        """Bring one stream's status up to date with its spec, registries and sources."""
+        async with self.locks[ref]:
+            body = self.bodies.get(ref)
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return
+            now = datetime.now(UTC)
+            metadata = body.get("metadata") or {}
+            generation = int(metadata.get("generation") or 0)
+            status = body.get("status") or {}
+            tags = spec_tags(body.get("spec"))
+            requested = requested_tags(metadata.get("annotations"))
+            jobs = plan_imports(
+                ref,
+                tags,
+                status,
+                generation,
+                now,
+                interval=self.config.import_interval_seconds,
+                checked=self._checked_for(ref, tags),
+                requested=requested,
+            )
+            results = await self._import_all(ref, jobs, generation, status)
+            for job in jobs:
+                self.checked[tag_key(ref, job.tag.name)] = now
+            interim = {**status, "tags": apply_results(status, results, now, self._limit)}
+            results += await self._follow_references(ref, tags, generation, interim, status, now)
+            desired = self._desired_status(ref, body, tags, status, results, generation, now)
+            patch = status_patch(status, desired)
+            if patch:
+                # Next import times ride along with writes that happen anyway:
+                # writing them on their own would cost a write per tag per cycle.
+                self._stamp_next_imports(ref, tags, desired)
+                patch = status_patch(status, desired)
+                updated = await self._patch_status(ref, patch)
+                if updated is not None:
+                    self.bodies[ref] = updated
+                if status.get("tags") != desired.get("tags"):
+                    for dependent in self.dependents.get(ref, set()):
+                        self.scheduler.now(dependent)
+            if requested is not None:
+                await self._clear_request(ref)
+            self.scheduler.at(
+                ref,
+                next_wakeup(
+                    ref,
+                    tags,
+                    self.bodies.get(ref, body).get("status"),
+                    self.config.import_interval_seconds,
+                    self._checked_for(ref, tags),
+                ),
+            )
+
+    def _stamp_next_imports(
+        self, ref: StreamRef, tags: list[SpecTag], desired: dict[str, Any]
+    ) -> None:
+        checked = self._checked_for(ref, tags)
+        by_name = {t.name: t for t in tags}
+        for entry in desired.get("tags") or []:
+            tag = by_name.get(entry.get("tag"))
+            if tag is None:
+                continue
+            due = due_time(
+                ref,
+                tag,
+                desired,
+                self.config.import_interval_seconds,
+                checked.get(tag_key(ref, tag.name)),
+            )
+            if due is None:
+                entry.pop("nextImportTime", None)
+            else:
+                entry["nextImportTime"] = format_time(due)
+
+    @property
+    def _limit(self) -> int:
+        return self.config.tag_history_limit
+
+    def _checked_for(self, ref: StreamRef, tags: list[SpecTag]) -> dict[str, datetime]:
+        # A tag this process has not looked at yet counts as checked at start:
+        # after a restart the ring resumes at each tag's next slot, not all at once.
+        return {
+            key: self.checked.get(key, self.started) for key in (tag_key(ref, t.name) for t in tags)
+        }
+
+    def _desired_status(
+        self,
+        ref: StreamRef,
+        body: Mapping[str, Any],
+        tags: list[SpecTag],
+        status: Mapping[str, Any],
+        results: list[TagResult],
+        generation: int,
+        now: datetime,
+    ) -> dict[str, Any]:
+        desired = dict(status)
+        desired["observedGeneration"] = generation
+        desired["tags"] = apply_results(status, results, now, self._limit)
+        if self.config.registry:
+            desired["dockerImageRepository"] = f"{self.config.registry}/{ref.namespace}/{ref.name}"
+        desired["conditions"] = ready_condition(
+            status.get("conditions"), tags, desired["tags"], generation, now
+        )
+        return desired
+
+    # --- registry imports ---------------------------------------------------
+
+    async def _import_all(
+        self,
+        ref: StreamRef,
+        jobs: list[ImportJob],
+        generation: int,
+        status: Mapping[str, Any],
+    ) -> list[TagResult]:
+        if not jobs:
+            return []
+        keyring = await self._keyring(ref.namespace)
+        outcomes = await asyncio.gather(*(self._import_one(ref, job, keyring) for job in jobs))
+        return [
+            TagResult(
+                tag=job.tag,
+                outcome=outcome,
+                generation=effective_generation(job.tag, generation),
+            )
+            for job, outcome in zip(jobs, outcomes, strict=True)
+        ]
+
+    async def _import_one(
+        self, ref: StreamRef, job: ImportJob, keyring: list[Mapping[str, Credentials]]
+    ) -> Outcome:
+        tag = job.tag
+        try:
+            image = parse_reference(tag.from_name)
+        except ReferenceError as exc:
+            return Failed("InvalidImageReference", str(exc))
+        key = tag_key(ref, tag.name)
+        known = None
+        if job.known_digest is not None:
+            # What the tag named last time (an index, for a multi-platform
+            # Legacy tag): the registry's HEAD answers with that digest.
+            known = self.reference_digests.get(key, job.known_digest)
+        started = time.perf_counter()
+        await self.bucket.acquire()
+        try:
+            outcome = await self._resolve(image, tag, known, keyring)
+        except Exception as exc:  # never let one tag's surprise crash the stream
+            logger.exception("import of %s failed unexpectedly", tag.from_name)
+            outcome = Failed("InternalError", f"unexpected error: {type(exc).__name__}")
+        IMPORT_DURATION.labels(registry=image.domain).observe(time.perf_counter() - started)
+        if isinstance(outcome, Failed):
+            IMPORTS.labels(registry=image.domain, result="failed").inc()
+            IMPORT_ERRORS.labels(registry=image.domain, reason=outcome.reason).inc()
+        else:
+            result = "unchanged" if isinstance(outcome, Unchanged) else "imported"
+            IMPORTS.labels(registry=image.domain, result=result).inc()
+        if isinstance(outcome, Imported) and outcome.reference_digest:
+            self.reference_digests[key] = outcome.reference_digest
+        return outcome
+
+    async def _resolve(
+        self,
+        image: Reference,
+        tag: SpecTag,
+        known: str | None,
+        keyring: list[Mapping[str, Credentials]],
+    ) -> Outcome:
+        """Resolve with each matching credential in turn (as the kubelet does), then anonymously."""
+        candidates: list[Credentials | None] = [*credentials_for(image, keyring)[:3], None]
+        error: RegistryError | None = None
+        for credentials in candidates:
+            try:
+                resolved = await self.registry.resolve(
+                    image.api_host,
+                    image.path,
+                    image.digest or image.tag or "latest",
+                    credentials=credentials,
+                    insecure=tag.insecure,
+                    platform=self.platform,
+                    preserve_original=tag.import_mode == "PreserveOriginal",
+                    known_digest=known,
+                )
+            except RegistryError as exc:
+                error = exc
+                if exc.reason in ("Unauthorized", "Forbidden"):
+                    continue
+                break
+            except ValueError as exc:
+                return Failed("InvalidImageReference", str(exc))
+            if resolved.unchanged:
+                return Unchanged()
+            return Imported(
+                image=resolved.digest,
+                docker_image_reference=f"{image.name}@{resolved.digest}",
+                platforms=_platforms(resolved) if tag.import_mode == "PreserveOriginal" else (),
+                message=f"imported {tag.from_name}",
+                reference_digest=resolved.reference_digest or resolved.digest,
+            )
+        assert error is not None
+        return Failed(error.reason, error.message)
+
+    async def _keyring(self, namespace: str) -> list[Mapping[str, Credentials]]:
+        """Pull secrets of the namespace's default service account, cached briefly."""
+        cached = self.keyrings.get(namespace)
+        if cached is not None and time.monotonic() - cached[0] < KEYRING_TTL:
+            return cached[1]
+        keyring: list[Mapping[str, Credentials]] = []
+        try:
+            account = await self.kube.get(ServiceAccount, "default", namespace=namespace)
+            names = [s.name for s in account.imagePullSecrets or [] if s.name]
+        except ApiError as exc:
+            logger.warning("no default service account in %s: %s", namespace, exc.status.reason)
+            names = []
+        for name in names:
+            try:
+                secret = await self.kube.get(Secret, name, namespace=namespace)
+            except ApiError as exc:
+                logger.warning("pull secret %s/%s: %s", namespace, name, exc.status.reason)
+                continue
+            if secret.type not in PULL_SECRET_TYPES:
+                continue
+            try:
+                keyring.append(parse_docker_config_secret(secret.type, dict(secret.data or {})))
+            except CredentialsError as exc:
+                logger.warning("pull secret %s/%s ignored: %s", namespace, name, exc)
+        self.keyrings[namespace] = (time.monotonic(), keyring)
+        return keyring
+
+    # --- references to other tags -------------------------------------------
+
+    async def _follow_references(
+        self,
+        ref: StreamRef,
+        tags: list[SpecTag],
+        generation: int,
+        interim: Mapping[str, Any],
+        original: Mapping[str, Any],
+        now: datetime,
+    ) -> list[TagResult]:
+        """Results for reference, alias (ImageStreamTag) and pinned (ImageStreamImage) tags.
+
+        Same-stream aliases are resolved against ``interim`` (this reconcile's
+        imports included), repeatedly, so chains settle in one pass.
+        """
+        results: dict[str, TagResult] = {}
+        status = dict(interim)
+        for _ in range(ALIAS_DEPTH):
+            changed = False
+            for tag in tags:
+                outcome = await self._reference_outcome(ref, tag, status)
+                if outcome is None:
+                    continue
+                result = TagResult(
+                    tag=tag,
+                    outcome=outcome,
+                    generation=effective_generation(tag, generation),
+                    attempted=self._record_attempt(ref, tag, outcome, original, now),
+                )
+                if results.get(tag.name) != result:
+                    results[tag.name] = result
+                    changed = True
+            if not changed:
+                break
+            status["tags"] = apply_results(
+                interim, list(results.values()), datetime.now(UTC), self._limit
+            )
+        return list(results.values())
+
+    def _record_attempt(
+        self,
+        ref: StreamRef,
+        tag: SpecTag,
+        outcome: Outcome,
+        original: Mapping[str, Any],
+        now: datetime,
+    ) -> bool:
+        """Whether a reference outcome stamps lastImportTime (which schedules a retry).
+
+        A failure is stamped when it is new or its retry time has come; stamping
+        the same failure on every event would make each status write cause the next.
+        """
+        if not isinstance(outcome, Failed):
+            return False
+        previous = tag_condition(status_tag(original, tag.name), IMPORT_SUCCESS)
+        same = (
+            previous is not None
+            and previous.get("status") == "False"
+            and previous.get("reason") == outcome.reason
+            and previous.get("message") == outcome.message
+        )
+        if not same:
+            return True
+        due = due_time(ref, tag, original, self.config.import_interval_seconds)
+        return due is not None and due <= now
+
+    async def _reference_outcome(
+        self, ref: StreamRef, tag: SpecTag, status: Mapping[str, Any]
+    ) -> Outcome | None:
+        if tag.from_kind == "DockerImage" and tag.reference:
+            try:
+                image = parse_reference(tag.from_name)
+            except ReferenceError as exc:
+                return Failed("InvalidImageReference", str(exc))
+            return Recorded(docker_image_reference=str(image), image=image.digest or "")
+        if tag.from_kind not in ("ImageStreamTag", "ImageStreamImage"):
+            return None
+        namespace = tag.from_namespace or ref.namespace
+        if tag.from_kind == "ImageStreamTag":
+            stream, source_tag = split_stream_tag(tag.from_name)
+        else:
+            stream, digest = split_stream_image(tag.from_name)
+        source = StreamRef(namespace, stream)
+        if source == ref:
+            source_status: Mapping[str, Any] | None = status
+        else:
+            denied = await self._cross_namespace_denied(ref, source)
+            if denied:
+                return Failed("Forbidden", denied)
+            source_status = await self._status_of(source)
+            if source_status is None:
+                return Failed("NotFound", f"ImageStream {source} does not exist")
+        if tag.from_kind == "ImageStreamTag":
+            item = newest_item(source_status, source_tag)
+            if item is None:
+                return Failed("NotFound", f"ImageStreamTag {source}:{source_tag} has no image yet")
+        else:
+            item = _find_image(source_status, digest)
+            if item is None:
+                return Failed("NotFound", f"ImageStream {source} has no image {digest}")
+        return Imported(
+            image=str(item.get("image") or ""),
+            docker_image_reference=str(item.get("dockerImageReference") or ""),
+            platforms=tuple(item.get("platforms") or ()),
+            message=f"follows {tag.from_kind} {tag.from_name}",
+        )
+
+    async def _status_of(self, source: StreamRef) -> Mapping[str, Any] | None:
+        body = self.bodies.get(source)
+        if body is None:
+            try:
+                obj = await self.kube.get(ImageStream, source.name, namespace=source.namespace)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return None
+                raise
+            body = _plain(obj)
+        return dict(body.get("status") or {})
+
+    async def _cross_namespace_denied(self, ref: StreamRef, source: StreamRef) -> str | None:
+        if source.namespace == ref.namespace:
+            return None
+        review = await self.kube.create(
+            sar_for_namespace_service_accounts(ref.namespace, source.namespace)
+        )
+        if review.status is not None and review.status.allowed:
+            return None
+        return (
+            f"service accounts of namespace {ref.namespace} may not get ImageStreams in "
+            f"{source.namespace}; grant them headwater-view there to follow {source}"
+        )
+
+    # --- writes ---------------------------------------------------------------
+
+    async def _patch_status(
+        self, ref: StreamRef, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        try:
+            obj = await self.kube.patch(
+                ImageStream.Status,
+                ref.name,
+                {"status": dict(patch)},
+                namespace=ref.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return _plain(obj)
+
+    async def _clear_request(self, ref: StreamRef) -> None:
+        try:
+            obj = await self.kube.patch(
+                ImageStream,
+                ref.name,
+                {"metadata": {"annotations": {REQUEST_ANNOTATION: None}}},
+                namespace=ref.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            return
+        self.bodies[ref] = _plain(obj)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A lightkube generic object as the plain dict kopf bodies are (its metadata included)."""
+    to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
+    return to_dict()
+
+
+def _platforms(resolved: Resolved) -> tuple[Mapping[str, str], ...]:
+    """An index's entries as status ``platforms`` (os, architecture, variant, digest)."""
+    entries = []
+    for entry in resolved.platforms:
+        platform = entry.platform
+        fields = {
+            "os": platform.os if platform else "",
+            "architecture": platform.architecture if platform else "",
+            "variant": (platform.variant or "") if platform else "",
+            "digest": entry.digest,
+        }
+        entries.append({k: v for k, v in fields.items() if v})
+    return tuple(entries)
+
+
+def _find_image(status: Mapping[str, Any] | None, digest: str) -> Mapping[str, Any] | None:
+    for entry in (status or {}).get("tags") or []:
+        for item in entry.get("items") or []:
+            if item.get("image") == digest:
+                return dict(item)
+    return None
