@@ -83,6 +83,11 @@ def cluster() -> Iterator[Cluster]:
         env=env,
     )
     c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    # The roles too (users' aggregated roles, the operator's account), as an
+    # install has them, for tests that grant or check access.
+    base = REPO / "deploy" / "base"
+    for manifest in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(base / manifest))
     c.kubectl(
         "wait",
         "--for=condition=Established",
@@ -108,6 +113,19 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise AssertionError(f"no default service account in {name} after 30s")
         time.sleep(0.2)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def peer_name(namespace: str) -> str:
+    return f"{namespace}-peer"
+
+
+@pytest.fixture
+def peer_namespace(cluster: Cluster, namespace: str) -> Iterator[str]:
+    """A second fresh namespace, also watched by ``operator_in_process``."""
+    name = peer_name(namespace)
+    cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -232,7 +250,7 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
 def operator_in_process(
     cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[kopf.testing.KopfRunner]:
-    """The operator's handlers run by kopf in this process, watching ``namespace`` only.
+    """The operator's handlers run by kopf in this process, watching ``namespace`` (and its peer).
 
     An in-cluster operator (a demo's, an earlier module's) is scaled to zero
     first so that it cannot race this one. Scheduled imports run every
@@ -255,7 +273,9 @@ def operator_in_process(
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "headwater.handlers"]
+    args = ["run", "--standalone", "-m", "headwater.handlers"]
+    for watched in (namespace, peer_name(namespace)):
+        args += ["--namespace", watched]
     with kopf.testing.KopfRunner(args, timeout=60) as runner:
         yield runner
     assert runner.exit_code == 0, runner.output

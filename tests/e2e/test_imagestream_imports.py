@@ -248,3 +248,56 @@ def test_preserve_original_keeps_the_index_and_legacy_picks_amd64(
         ("amd64", amd64),
         ("arm64", arm64),
     }
+
+
+def test_cross_namespace_alias_needs_a_grant_for_the_namespace_service_accounts(
+    cluster: Cluster,
+    namespace: str,
+    peer_namespace: str,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:
+    registry = cluster.need_registry()
+    repo = f"{namespace}/app"
+    first, _ = push_image(registry, repo, "1.0", marker="x1")
+    cluster.apply(stream("app", docker_tag("1.0", f"{registry}/{repo}:1.0")), namespace)
+    eventually("the source tag", lambda: newest_image(cluster, namespace, "app", "1.0") == first)
+    promoted = {
+        "name": "prod",
+        "from": {"kind": "ImageStreamTag", "name": "app:1.0", "namespace": namespace},
+    }
+    cluster.apply(stream("app", promoted), peer_namespace)
+    eventually(
+        "Forbidden without a grant",
+        lambda: (
+            import_condition(cluster, peer_namespace, "app", "prod").get("reason") == "Forbidden"
+        ),
+    )
+    assert newest_image(cluster, peer_namespace, "app", "prod") is None
+    # OpenShift's image-puller model: the peer's service accounts may read the source's streams.
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "peer-pulls",
+        "-n",
+        namespace,
+        "--clusterrole=headwater-view",
+        f"--group=system:serviceaccounts:{peer_namespace}",
+    )
+    eventually(
+        "the alias after the grant (retried, no event needed)",
+        lambda: newest_image(cluster, peer_namespace, "app", "prod") == first,
+        timeout=60,
+    )
+    second, _ = push_image(registry, repo, "1.0", marker="x2")
+    cluster.kubectl(
+        "annotate",
+        "imagestream/app",
+        "-n",
+        namespace,
+        "image.headwater.dev/import-requested=*",
+        "--overwrite",
+    )
+    eventually(
+        "the promoted tag to follow its source across namespaces",
+        lambda: newest_image(cluster, peer_namespace, "app", "prod") == second,
+    )
