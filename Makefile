@@ -50,8 +50,8 @@ demo: install-deps ## the seed's flow on the local cluster
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: ## performance figures (lands with the triggers and import issues)
-	@echo "bench: not yet — the benchmarks arrive with ImageStream imports and triggers"; exit 2
+bench: install-deps ## performance figures against a baseline (needs make cluster-up): bench/imports.py
+	$(BIN)/python bench/imports.py $(BENCH_ARGS)
 
 .PHONY: manifests
 manifests: ## regenerate crds/ and deploy/install.yaml

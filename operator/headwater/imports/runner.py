@@ -203,12 +203,15 @@ class ImportRunner:
         *,
         concurrency: int = 32,
         platform: Platform | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
         self.registry = registry
         self.config = config
         self.platform = platform or Platform("linux", "amd64")
-        self.started = datetime.now(UTC)
+        self.clock = clock
+        """Where "now" comes from: the benchmark moves it forward by an interval."""
+        self.started = clock()
         self.bodies: dict[StreamRef, Mapping[str, Any]] = {}
         self.checked: dict[str, datetime] = {}
         self.sources: dict[StreamRef, set[StreamRef]] = {}
@@ -265,7 +268,7 @@ class ImportRunner:
             body = self.bodies.get(ref)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
                 return
-            now = datetime.now(UTC)
+            now = self.clock()
             metadata = body.get("metadata") or {}
             generation = int(metadata.get("generation") or 0)
             status = body.get("status") or {}
@@ -603,7 +606,7 @@ class ImportRunner:
                 if exc.status.code == 404:
                     return None
                 raise
-            body = _plain(obj)
+            body = plain_dict(obj)
         return dict(body.get("status") or {})
 
     async def _cross_namespace_denied(self, ref: StreamRef, source: StreamRef) -> str | None:
@@ -636,7 +639,7 @@ class ImportRunner:
             if exc.status.code == 404:
                 return None
             raise
-        return _plain(obj)
+        return plain_dict(obj)
 
     async def _clear_request(self, ref: StreamRef) -> None:
         try:
@@ -651,10 +654,10 @@ class ImportRunner:
             if exc.status.code != 404:
                 raise
             return
-        self.bodies[ref] = _plain(obj)
+        self.bodies[ref] = plain_dict(obj)
 
 
-def _plain(obj: Any) -> dict[str, Any]:
+def plain_dict(obj: Any) -> dict[str, Any]:
     """A lightkube generic object as the plain dict kopf bodies are (its metadata included)."""
     to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
     return to_dict()
