@@ -491,6 +491,7 @@ def start_registry(
     password: str | None = None,
     anonymous_pull: bool = False,
     refresh_tokens: Mapping[str, str] | None = None,
+    notify: Mapping[str, Any] | None = None,
     startup_timeout: float = 30.0,
 ) -> RegistryServer:
     """Start a registry in ``root`` (a fresh directory) and wait until ``/v2/`` answers."""
@@ -516,10 +517,11 @@ def start_registry(
         for _attempt in range(3):
             port = free_port()
             config_file = root / "config.yml"
-            # JSON is YAML, and needs no YAML writer.
-            config_file.write_text(
-                json.dumps(_registry_config(root, port, auth, ca, htpasswd, token_server))
-            )
+            config = _registry_config(root, port, auth, ca, htpasswd, token_server)
+            if notify is not None:
+                # One notification endpoint (distribution's `notifications.endpoints`).
+                config["notifications"] = {"endpoints": [{"name": "headwater", **notify}]}
+            config_file.write_text(json.dumps(config))  # JSON is YAML
             log_file = root / f"registry-{port}.log"
             with log_file.open("wb") as log_out:
                 process = subprocess.Popen(

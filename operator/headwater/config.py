@@ -161,6 +161,11 @@ class Config:
     """Port of the Prometheus ``/metrics`` endpoint."""
     health_port: int = 8081
     """Port of the ``/healthz`` and ``/readyz`` probe endpoints."""
+    webhook_port: int = 8082
+    """Port of the webhook endpoints (registry push notifications), served by the leader."""
+    registry_webhook_token: str | None = field(default=None, repr=False)
+    """Shared secret registries send as ``Authorization: Bearer``; None disables the endpoint.
+    Environment only (a Secret), never the ConfigMap."""
     leader_election: LeaderElection = field(default_factory=LeaderElection)
     """Which replica acts."""
 
@@ -433,6 +438,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "logFormat": ("log_format", parse_log_format),
     "metricsPort": ("metrics_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "healthPort": ("health_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
+    "webhookPort": ("webhook_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
 }
 
 # Environment variables: scalar settings only (structured ones live in the file).
@@ -447,6 +453,8 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],
     "HEADWATER_METRICS_PORT": _TOP_LEVEL["metricsPort"],
     "HEADWATER_HEALTH_PORT": _TOP_LEVEL["healthPort"],
+    "HEADWATER_WEBHOOK_PORT": _TOP_LEVEL["webhookPort"],
+    "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_str),
 }
 _LEADER_ENV = {
     "HEADWATER_LEADER_ELECTION": "enabled",

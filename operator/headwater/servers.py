@@ -1,4 +1,4 @@
-"""The operator's own HTTP endpoints: probes and Prometheus metrics.
+"""The operator's own HTTP endpoints: probes, Prometheus metrics, webhooks.
 
 Why not kopf's ``liveness_endpoint``: it exists only while kopf runs, and with
 leader election kopf runs on the leader alone. Standby replicas must still
@@ -10,10 +10,18 @@ state as part of the leader's health.
 from __future__ import annotations
 
 import asyncio
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from headwater.imports.notifications import (
+    MAX_BODY_BYTES,
+    NotificationError,
+    Push,
+    parse_notification,
+)
 from headwater.metrics import exposition
 
 
@@ -72,6 +80,35 @@ def metrics_app() -> web.Application:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    return app
+
+
+REGISTRY_NOTIFICATIONS_PATH = "/registry/notifications"
+
+
+def webhook_app(token: str, on_push: Callable[[list[Push]], tuple[int, int]]) -> web.Application:
+    """``POST /registry/notifications``: a registry (or CI) says a repository moved.
+
+    Authenticated by ``Authorization: Bearer <token>``, compared in constant
+    time; a wrong or missing token gets 401 with no hint of which. Answers 202
+    with how many streams and tags will be imported, 400 with the reason for
+    a body that is not a notification, 413 beyond the size limit.
+    """
+    expected = f"Bearer {token}".encode()
+
+    async def notifications(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            pushes = parse_notification(await request.read())
+        except NotificationError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        streams, tags = on_push(pushes)
+        return web.json_response({"streams": streams, "tags": tags}, status=202)
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_post(REGISTRY_NOTIFICATIONS_PATH, notifications)
     return app
 
 

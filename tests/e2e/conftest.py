@@ -28,6 +28,7 @@ import kopf.testing
 import pytest
 
 from tests import hack_scripts
+from tests.registry_servers import free_port
 
 from .helpers import Cluster, GitServer, eventually
 
@@ -270,6 +271,9 @@ def operator_in_process(
         eventually("the in-cluster operator to stop", lambda: _operator_pods_gone(cluster))
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     monkeypatch.setenv("HEADWATER_IMPORT_INTERVAL_SECONDS", str(IMPORT_INTERVAL_SECONDS))
+    # Registry notifications: tests read the port and token back from the environment.
+    monkeypatch.setenv("HEADWATER_WEBHOOK_PORT", str(free_port()))
+    monkeypatch.setenv("HEADWATER_REGISTRY_WEBHOOK_TOKEN", uuid.uuid4().hex)
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")

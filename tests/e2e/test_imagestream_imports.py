@@ -162,6 +162,17 @@ def test_failures_keep_history_and_recover(
     )
     assert [i["image"] for i in status_tag(cluster, namespace, "app", "1.0")["items"]] == [digest]
 
+    def reasons() -> set[str]:
+        events = cluster.get_json(
+            "events", "-n", namespace, "--field-selector", "involvedObject.name=app"
+        )["items"]
+        return {e["reason"] for e in events if e["involvedObject"]["kind"] == "ImageStream"}
+
+    eventually(
+        "Events for the transitions",
+        lambda: {"TagMoved", "ImportFailed", "ImportRecovered"} <= reasons(),
+    )
+
 
 def test_aliases_follow_their_source_in_and_across_namespaces(
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner

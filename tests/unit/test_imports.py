@@ -16,6 +16,7 @@ from headwater.imports.history import (
     apply_result,
     apply_results,
     ready_condition,
+    transitions,
 )
 from headwater.imports.model import SpecTag, StreamRef, spec_tags
 from headwater.imports.plan import (
@@ -227,3 +228,19 @@ def test_ready_follows_tag_conditions(
     ]
     (ready,) = ready_condition(None, [tag()], status_tags, 3, NOW)
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (*expected, 3)
+
+
+def test_transitions_name_moves_failures_and_recoveries_once() -> None:
+    t = tag()
+    first = apply_result(None, TagResult(t, Imported(DIGEST_A, "r@" + DIGEST_A), 1), NOW, 10)
+    (moved,) = transitions([], [first])
+    assert (moved.type, moved.reason) == ("Normal", "TagMoved")
+    assert transitions([first], [first]) == []
+    failed = apply_result(first, TagResult(t, Failed("NotFound", "no tag"), 2), NOW, 10)
+    (warning,) = transitions([first], [failed])
+    assert (warning.type, warning.reason) == ("Warning", "ImportFailed")
+    assert "NotFound" in warning.message
+    assert transitions([failed], [failed]) == []  # the same failure again: no new Event
+    back = apply_result(failed, TagResult(t, Imported(DIGEST_B, "r@" + DIGEST_B), 3), NOW, 10)
+    reasons = [e.reason for e in transitions([failed], [back])]
+    assert reasons == ["TagMoved", "ImportRecovered"]

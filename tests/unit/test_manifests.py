@@ -71,6 +71,7 @@ def test_bundle_contents() -> None:
         ("ConfigMap", "headwater-config"),
         ("Deployment", "headwater-operator"),
         ("Service", "headwater-operator-metrics"),
+        ("Service", "headwater-webhooks"),
     ]:
         assert expected in kinds
     # kubectl apply -f creates in file order: the namespace before what lives in it.
@@ -199,7 +200,7 @@ def test_deployment_runs_the_operator() -> None:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["operator", "run", "--all-namespaces", "--log-format", "json"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081}
+    assert ports == {"metrics": 8080, "health": 8081, "webhooks": 8082}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}

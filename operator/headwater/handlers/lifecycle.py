@@ -17,11 +17,13 @@ from typing import Any
 
 import aiohttp
 import kopf
+from aiohttp import web
 from lightkube import AsyncClient
 
 from headwater.config import Config, load_config
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
+from headwater.servers import start_site, webhook_app
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -32,6 +34,7 @@ MEMO_HTTP = "http"
 MEMO_REGISTRY = "registry"
 MEMO_IMPORTS = "imports"
 MEMO_SCHEDULER_TASK = "import-scheduler"
+MEMO_WEBHOOKS = "webhooks"
 
 
 def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
@@ -133,6 +136,14 @@ async def startup(
     runner = ImportRunner(memo[MEMO_KUBE], registry, config)
     memo[MEMO_IMPORTS] = runner
     memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
+    if config.registry_webhook_token:
+        # Only the leader imports, so only the leader listens: a registry's
+        # notification to a standby fails and the registry retries it.
+        memo[MEMO_WEBHOOKS] = await start_site(
+            webhook_app(config.registry_webhook_token, runner.import_now),
+            "0.0.0.0",
+            config.webhook_port,
+        )
     logger.info(
         "operator started: namespace=%s registry=%s import interval=%ss",
         config.namespace or "(all)",
@@ -144,6 +155,9 @@ async def startup(
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close what :func:`startup` opened."""
+    webhooks = memo.pop(MEMO_WEBHOOKS, None)
+    if isinstance(webhooks, web.AppRunner):
+        await webhooks.cleanup()
     task = memo.pop(MEMO_SCHEDULER_TASK, None)
     if isinstance(task, asyncio.Task):
         task.cancel()

@@ -198,3 +198,46 @@ def ready_condition(
         dict(c)
         for c in set_condition(conditions, READY, status, reason, message, generation, now)  # type: ignore[arg-type]
     ]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Something worth a Kubernetes Event: a tag moved, failed or recovered."""
+
+    type: str
+    """``Normal`` or ``Warning``."""
+    reason: str
+    message: str
+
+
+def transitions(
+    before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
+) -> list[Transition]:
+    """The Events a status change deserves; none when nothing a person cares about changed."""
+    old = {e.get("tag"): e for e in before or []}
+    events: list[Transition] = []
+    for entry in after:
+        name = entry.get("tag")
+        previous = old.get(name) or {}
+        items, old_items = entry.get("items") or [], previous.get("items") or []
+        image = items[0].get("image") if items else None
+        old_image = old_items[0].get("image") if old_items else None
+        if image and image != old_image:
+            reference = items[0].get("dockerImageReference")
+            events.append(Transition("Normal", "TagMoved", f"tag {name} now points at {reference}"))
+        condition = tag_condition(entry, IMPORT_SUCCESS) or {}
+        old_condition = tag_condition(previous, IMPORT_SUCCESS) or {}
+        status, old_status = condition.get("status"), old_condition.get("status")
+        if status == "False" and (
+            old_status != "False" or old_condition.get("reason") != condition.get("reason")
+        ):
+            events.append(
+                Transition(
+                    "Warning",
+                    "ImportFailed",
+                    f"tag {name}: {condition.get('reason')}: {condition.get('message')}",
+                )
+            )
+        elif status == "True" and old_status == "False":
+            events.append(Transition("Normal", "ImportRecovered", f"tag {name} imports again"))
+    return events

@@ -27,8 +27,10 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.authorization_v1 import SubjectAccessReview
-from lightkube.resources.core_v1 import Secret, ServiceAccount
+from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
 from lightkube.types import PatchType
 
 from headwater.conditions import format_time
@@ -39,9 +41,11 @@ from headwater.imports.history import (
     Outcome,
     Recorded,
     TagResult,
+    Transition,
     Unchanged,
     apply_results,
     ready_condition,
+    transitions,
 )
 from headwater.imports.model import (
     SpecTag,
@@ -53,6 +57,7 @@ from headwater.imports.model import (
     status_tag,
     tag_condition,
 )
+from headwater.imports.notifications import Push, tags_to_import
 from headwater.imports.plan import (
     IMPORT_SUCCESS,
     REQUEST_ANNOTATION,
@@ -81,6 +86,7 @@ ImageStream = create_namespaced_resource("image.headwater.dev", "v1", "ImageStre
 PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
 ALIAS_DEPTH = 10
+EVENT_COMPONENT = "headwater-operator"
 
 
 class TokenBucket:
@@ -219,6 +225,8 @@ class ImportRunner:
         self.locks: defaultdict[StreamRef, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.keyrings: dict[str, tuple[float, list[Mapping[str, Credentials]]]] = {}
         self.reference_digests: dict[str, str] = {}
+        self.pending: dict[StreamRef, set[str]] = {}
+        """Tags registry notifications asked to import, until the stream's next reconcile."""
         self.bucket = TokenBucket(config.import_rate_per_minute)
         self.scheduler = Scheduler(self.reconcile, concurrency)
 
@@ -230,6 +238,14 @@ class ImportRunner:
         ref = StreamRef(str(metadata["namespace"]), str(metadata["name"]))
         self._remember(ref, body)
         await self.reconcile(ref)
+
+    def import_now(self, pushes: list[Push]) -> tuple[int, int]:
+        """Import at once the tags these registry pushes moved; (streams, tags) affected."""
+        found = tags_to_import(pushes, self.bodies)
+        for ref, tags in found.items():
+            self.pending.setdefault(ref, set()).update(tags)
+            self.scheduler.now(ref)
+        return len(found), sum(len(tags) for tags in found.values())
 
     def forget(self, namespace: str, name: str) -> None:
         """The stream is gone: drop its cache, schedule and alias edges; wake its aliases."""
@@ -273,7 +289,9 @@ class ImportRunner:
             generation = int(metadata.get("generation") or 0)
             status = body.get("status") or {}
             tags = spec_tags(body.get("spec"))
-            requested = requested_tags(metadata.get("annotations"))
+            asked = requested_tags(metadata.get("annotations"))
+            pushed = self.pending.pop(ref, None)
+            requested = (asked or set()) | pushed if pushed else asked
             jobs = plan_imports(
                 ref,
                 tags,
@@ -302,7 +320,9 @@ class ImportRunner:
                 if status.get("tags") != desired.get("tags"):
                     for dependent in self.dependents.get(ref, set()):
                         self.scheduler.now(dependent)
-            if requested is not None:
+                    for transition in transitions(status.get("tags"), desired["tags"]):
+                        await self._post_event(ref, body, transition, now)
+            if asked is not None:
                 await self._clear_request(ref)
             self.scheduler.at(
                 ref,
@@ -640,6 +660,35 @@ class ImportRunner:
                 return None
             raise
         return plain_dict(obj)
+
+    async def _post_event(
+        self, ref: StreamRef, body: Mapping[str, Any], transition: Transition, now: datetime
+    ) -> None:
+        """A core/v1 Event on the stream (what `kubectl describe is` shows); best effort."""
+        metadata = body.get("metadata") or {}
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{ref.name}.", namespace=ref.namespace),
+            involvedObject=ObjectReference(
+                apiVersion="image.headwater.dev/v1",
+                kind="ImageStream",
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=metadata.get("uid"),
+                resourceVersion=metadata.get("resourceVersion"),
+            ),
+            type=transition.type,
+            reason=transition.reason,
+            message=transition.message[:1024],
+            source=EventSource(component=EVENT_COMPONENT),
+            reportingComponent=EVENT_COMPONENT,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        try:
+            await self.kube.create(event)
+        except ApiError as exc:
+            logger.warning("event %s on %s not posted: %s", transition.reason, ref, exc)
 
     async def _clear_request(self, ref: StreamRef) -> None:
         try:

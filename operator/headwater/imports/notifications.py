@@ -1,0 +1,138 @@
+"""Registry push notifications: which tags of which streams to import at once.
+
+Two body shapes are accepted:
+
+- CNCF distribution's notification envelope
+  (``application/vnd.docker.distribution.events.v1+json``):
+  ``{"events": [{"action": "push", "target": {"repository", "tag", ...},
+  "request": {"host": ...}}]}``; only ``push`` events of manifests count.
+- A generic form for other registries and CI: ``{"repository":
+  "host[:port]/path", "tag": "1.2.0"}`` (``tag`` optional), or a list of those
+  under ``"events"``.
+
+Matching is by repository path, and by host when the notification names one:
+a push of ``shop/web:1.2.0`` imports every importable tag whose source is
+``<that host>/shop/web:1.2.0`` (or any tag of ``shop/web`` when no tag is
+given). Digest references never move and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headwater.imports.model import SpecTag, StreamRef, spec_tags
+from headwater.registry.reference import ReferenceError, parse_reference
+
+MAX_BODY_BYTES = 1 << 20
+MAX_EVENTS = 1000
+
+
+class NotificationError(ValueError):
+    """The body is not a notification; the message says why (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class Push:
+    """A manifest pushed to ``repository`` (under ``tag``, when known) at ``host``."""
+
+    host: str | None
+    repository: str
+    tag: str | None
+
+
+def parse_notification(body: bytes) -> list[Push]:
+    """The pushes a notification body reports."""
+    if len(body) > MAX_BODY_BYTES:
+        raise NotificationError(f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotificationError(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NotificationError("body must be a JSON object")
+    events = data.get("events")
+    if events is None:
+        return [_generic(data)]
+    if not isinstance(events, list):
+        raise NotificationError("events must be a list")
+    if len(events) > MAX_EVENTS:
+        raise NotificationError(f"more than {MAX_EVENTS} events")
+    pushes: list[Push] = []
+    for event in events:
+        if not isinstance(event, dict):
+            raise NotificationError("each event must be an object")
+        if "target" in event or "action" in event:
+            push = _distribution(event)
+            if push is not None:
+                pushes.append(push)
+        else:
+            pushes.append(_generic(event))
+    return pushes
+
+
+def _text(value: Any, where: str, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise NotificationError(f"{where} is required")
+        return None
+    if not isinstance(value, str) or len(value) > 512:
+        raise NotificationError(f"{where} must be a string of at most 512 characters")
+    return value
+
+
+def _distribution(event: Mapping[str, Any]) -> Push | None:
+    if event.get("action") != "push":
+        return None
+    target = event.get("target")
+    if not isinstance(target, dict):
+        raise NotificationError("event.target must be an object")
+    media_type = str(target.get("mediaType") or "")
+    if "manifest" not in media_type and "index" not in media_type and media_type:
+        return None  # a blob push: no tag moved
+    request = event.get("request") if isinstance(event.get("request"), dict) else {}
+    repository = _text(target.get("repository"), "event.target.repository", required=True)
+    assert repository is not None
+    return Push(
+        host=_text((request or {}).get("host"), "event.request.host", required=False),
+        repository=repository,
+        tag=_text(target.get("tag"), "event.target.tag", required=False),
+    )
+
+
+def _generic(data: Mapping[str, Any]) -> Push:
+    name = _text(data.get("repository"), "repository", required=True)
+    assert name is not None
+    try:
+        reference = parse_reference(name)
+    except ReferenceError as exc:
+        raise NotificationError(f"repository: {exc}") from None
+    tag = _text(data.get("tag"), "tag", required=False) or reference.tag
+    return Push(host=reference.domain, repository=reference.path, tag=tag)
+
+
+def _matches(push: Push, tag: SpecTag) -> bool:
+    try:
+        source = parse_reference(tag.from_name)
+    except ReferenceError:
+        return False
+    if source.digest is not None or source.path != push.repository:
+        return False
+    if push.host is not None and push.host not in (source.domain, source.api_host):
+        return False
+    return push.tag is None or push.tag == (source.tag or "latest")
+
+
+def tags_to_import(
+    pushes: Iterable[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
+) -> dict[StreamRef, set[str]]:
+    """For each stream, its importable tags that one of ``pushes`` moved."""
+    pushes = list(pushes)
+    found: dict[StreamRef, set[str]] = {}
+    for ref, body in bodies.items():
+        for tag in spec_tags(body.get("spec")):
+            if tag.importable and any(_matches(push, tag) for push in pushes):
+                found.setdefault(ref, set()).add(tag.name)
+    return found

@@ -1,0 +1,139 @@
+"""Registry notifications: parsing, matching tags, and the authenticated endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from headwater.imports.model import StreamRef
+from headwater.imports.notifications import (
+    NotificationError,
+    Push,
+    parse_notification,
+    tags_to_import,
+)
+from headwater.servers import REGISTRY_NOTIFICATIONS_PATH, webhook_app
+
+# Shaped like distribution's notifications (docs/notifications.md), trimmed.
+DISTRIBUTION_ENVELOPE = {
+    "events": [
+        {
+            "id": "asdf-asdf-asdf-asdf-0",
+            "timestamp": "2026-11-28T12:00:00Z",
+            "action": "push",
+            "target": {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:" + "a" * 64,
+                "repository": "shop/web",
+                "tag": "1.2.0",
+            },
+            "request": {"host": "registry.example.com:5000", "method": "PUT"},
+        },
+        {
+            "action": "push",
+            "target": {
+                "mediaType": "application/octet-stream",
+                "repository": "shop/web",
+                "digest": "sha256:" + "b" * 64,
+            },
+        },
+        {"action": "pull", "target": {"repository": "shop/web", "tag": "1.2.0"}},
+    ]
+}
+
+
+def test_distribution_envelope_gives_manifest_pushes_only() -> None:
+    pushes = parse_notification(json.dumps(DISTRIBUTION_ENVELOPE).encode())
+    assert pushes == [Push("registry.example.com:5000", "shop/web", "1.2.0")]
+
+
+def test_generic_form() -> None:
+    body = json.dumps({"repository": "registry.example.com/shop/web", "tag": "2"}).encode()
+    assert parse_notification(body) == [Push("registry.example.com", "shop/web", "2")]
+    hub = json.dumps({"repository": "busybox:1.36"}).encode()
+    assert parse_notification(hub) == [Push("docker.io", "library/busybox", "1.36")]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"events": 1}', "events must be a list"),
+        (b'{"events": [1]}', "each event must be an object"),
+        (b'{"tag": "x"}', "repository is required"),
+        (b'{"repository": "shop/Web"}', "repository:"),
+        (b'{"events": [{"action": "push", "target": {}}]}', "repository is required"),
+        (b"x" * ((1 << 20) + 1), "larger than"),
+    ],
+)
+def test_bad_bodies_say_why(body: bytes, message: str) -> None:
+    with pytest.raises(NotificationError, match=message):
+        parse_notification(body)
+
+
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_raise_only_notification_errors(body: bytes) -> None:
+    with contextlib.suppress(NotificationError):
+        parse_notification(body)
+
+
+def stream_body(*tags: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {"tags": list(tags)}}
+
+
+def tag(name: str, image: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "from": {"kind": "DockerImage", "name": image}, **extra}
+
+
+def test_pushes_match_tags_by_host_repository_and_tag() -> None:
+    bodies = {
+        StreamRef("a", "web"): stream_body(
+            tag("1.2.0", "reg:5000/shop/web:1.2.0"),
+            tag("other", "reg:5000/shop/web:2"),
+            tag("pinned", "reg:5000/shop/web@sha256:" + "c" * 64),
+            tag("ref", "reg:5000/shop/web:1.2.0", reference=True),
+            tag("elsewhere", "other:5000/shop/web:1.2.0"),
+        ),
+        StreamRef("b", "web"): stream_body(tag("latest", "reg:5000/shop/web")),
+    }
+    found = tags_to_import([Push("reg:5000", "shop/web", "1.2.0")], bodies)
+    assert found == {StreamRef("a", "web"): {"1.2.0"}}
+    any_tag = tags_to_import([Push(None, "shop/web", None)], bodies)
+    assert any_tag == {
+        StreamRef("a", "web"): {"1.2.0", "other", "elsewhere"},
+        StreamRef("b", "web"): {"latest"},
+    }
+    latest = tags_to_import([Push("reg:5000", "shop/web", "latest")], bodies)
+    assert latest == {StreamRef("b", "web"): {"latest"}}
+
+
+async def test_endpoint_authenticates_and_answers() -> None:
+    received: list[list[Push]] = []
+
+    def on_push(pushes: list[Push]) -> tuple[int, int]:
+        received.append(pushes)
+        return 1, len(pushes)
+
+    async with TestClient(TestServer(webhook_app("s3cret", on_push))) as client:
+        body = json.dumps(DISTRIBUTION_ENVELOPE)
+        ok = await client.post(
+            REGISTRY_NOTIFICATIONS_PATH, data=body, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert ok.status == 202
+        assert await ok.json() == {"streams": 1, "tags": 1}
+        for headers in ({"Authorization": "Bearer nope"}, {}, {"Authorization": "s3cret"}):
+            denied = await client.post(REGISTRY_NOTIFICATIONS_PATH, data=body, headers=headers)
+            assert denied.status == 401
+            assert "s3cret" not in await denied.text()
+        bad = await client.post(
+            REGISTRY_NOTIFICATIONS_PATH, data="{", headers={"Authorization": "Bearer s3cret"}
+        )
+        assert bad.status == 400
+        assert len(received) == 1
