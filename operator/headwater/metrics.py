@@ -42,6 +42,12 @@ IMPORTS = Counter(
     ["registry", "result"],
     registry=REGISTRY,
 )
+REGISTRY_REQUESTS = Counter(
+    "headwater_registry_requests_total",
+    "HTTP requests to registries that got an answer, by registry host, kind and status code.",
+    ["registry", "kind", "code"],
+    registry=REGISTRY,
+)
 IMPORT_ERRORS = Counter(
     "headwater_import_errors_total",
     "Failed tag imports, by registry host and reason.",

@@ -244,3 +244,28 @@ def test_transitions_name_moves_failures_and_recoveries_once() -> None:
     back = apply_result(failed, TagResult(t, Imported(DIGEST_B, "r@" + DIGEST_B), 3), NOW, 10)
     reasons = [e.reason for e in transitions([failed], [back])]
     assert reasons == ["TagMoved", "ImportRecovered"]
+
+
+def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
+    from headwater.imports.runner import HostBackoff
+
+    now = [1000.0]
+    backoff = HostBackoff(clock=lambda: now[0])
+    backoff.failed("reg", "NotFound", None)  # the tag's problem, not the host's
+    assert backoff.remaining("reg") == 0
+    waits = []
+    for _ in range(12):
+        backoff.failed("reg", "ServerError", None)
+        waits.append(backoff.remaining("reg"))
+    assert 0.5 <= waits[0] <= 1.0
+    assert waits[3] >= 4.0
+    assert max(waits) <= HostBackoff.CAP
+    backoff.failed("reg", "RateLimited", 1200.0)
+    assert backoff.remaining("reg") == 1200.0  # Retry-After wins over the cap
+    now[0] += 1300
+    assert backoff.remaining("reg") == 0
+    backoff.failed("reg", "Timeout", None)
+    backoff.succeeded("reg")
+    assert backoff.remaining("reg") == 0
+    backoff.failed("reg", "Unreachable", None)
+    assert backoff.remaining("reg") <= 1.0  # the count started again

@@ -39,6 +39,13 @@ class Unchanged:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """Not tried: the registry host asked to back off; looked at again at ``until``."""
+
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Failed:
     """The tag could not be resolved; its history is kept."""
 
@@ -54,7 +61,7 @@ class Recorded:
     image: str = ""
 
 
-Outcome = Imported | Unchanged | Failed | Recorded
+Outcome = Imported | Unchanged | Failed | Recorded | Deferred
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,8 @@ def apply_results(
     entries = [dict(e) for e in (status or {}).get("tags") or []]
     index = {e.get("tag"): i for i, e in enumerate(entries)}
     for result in results:
+        if isinstance(result.outcome, Deferred):
+            continue  # nothing happened to this tag
         position = index.get(result.tag.name)
         if position is None:
             index[result.tag.name] = len(entries)

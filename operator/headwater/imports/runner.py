@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from lightkube import AsyncClient
@@ -36,6 +37,7 @@ from lightkube.types import PatchType
 from headwater.conditions import format_time
 from headwater.config import Config
 from headwater.imports.history import (
+    Deferred,
     Failed,
     Imported,
     Outcome,
@@ -109,6 +111,40 @@ class TokenBucket:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class HostBackoff:
+    """Per registry host: after a 429, a 5xx or no answer, wait before asking again.
+
+    Exponential with jitter (1 s doubling up to 5 minutes), never shorter than
+    the host's own Retry-After; one success clears it. Tags due meanwhile are
+    deferred, not failed: the host's trouble is not the tag's.
+    """
+
+    BASE = 1.0
+    CAP = 300.0
+    TRIGGERS = frozenset({"RateLimited", "ServerError", "Unreachable", "Timeout"})
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._until: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+
+    def remaining(self, host: str) -> float:
+        return max(0.0, self._until.get(host, 0.0) - self.clock())
+
+    def failed(self, host: str, reason: str, retry_after: float | None) -> None:
+        if reason not in self.TRIGGERS:
+            return
+        failures = self._failures.get(host, 0) + 1
+        self._failures[host] = failures
+        backoff = min(self.CAP, self.BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        wait = min(max(backoff, retry_after or 0.0), 3600.0)
+        self._until[host] = self.clock() + wait
+
+    def succeeded(self, host: str) -> None:
+        self._until.pop(host, None)
+        self._failures.pop(host, None)
 
 
 class Scheduler:
@@ -228,6 +264,12 @@ class ImportRunner:
         self.pending: dict[StreamRef, set[str]] = {}
         """Tags registry notifications asked to import, until the stream's next reconcile."""
         self.bucket = TokenBucket(config.import_rate_per_minute)
+        self.backoff = HostBackoff()
+        # One request at a time per (host, repository, login): politeness to
+        # registries, and no duplicate token fetches for one scope.
+        self.repository_locks: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(
+            asyncio.Lock
+        )
         self.scheduler = Scheduler(self.reconcile, concurrency)
 
     # --- events -------------------------------------------------------------
@@ -303,8 +345,9 @@ class ImportRunner:
                 requested=requested,
             )
             results = await self._import_all(ref, jobs, generation, status)
-            for job in jobs:
-                self.checked[tag_key(ref, job.tag.name)] = now
+            for job, result in zip(jobs, results, strict=True):
+                if not isinstance(result.outcome, Deferred):
+                    self.checked[tag_key(ref, job.tag.name)] = now
             interim = {**status, "tags": apply_results(status, results, now, self._limit)}
             results += await self._follow_references(ref, tags, generation, interim, status, now)
             desired = self._desired_status(ref, body, tags, status, results, generation, now)
@@ -324,16 +367,17 @@ class ImportRunner:
                         await self._post_event(ref, body, transition, now)
             if asked is not None:
                 await self._clear_request(ref)
-            self.scheduler.at(
+            wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
+            following = next_wakeup(
                 ref,
-                next_wakeup(
-                    ref,
-                    tags,
-                    self.bodies.get(ref, body).get("status"),
-                    self.config.import_interval_seconds,
-                    self._checked_for(ref, tags),
-                ),
+                tags,
+                self.bodies.get(ref, body).get("status"),
+                self.config.import_interval_seconds,
+                self._checked_for(ref, tags),
             )
+            if following is not None:
+                wakeups.append(following)
+            self.scheduler.at(ref, min(wakeups) if wakeups else None)
 
     def _stamp_next_imports(
         self, ref: StreamRef, tags: list[SpecTag], desired: dict[str, Any]
@@ -423,6 +467,9 @@ class ImportRunner:
             # What the tag named last time (an index, for a multi-platform
             # Legacy tag): the registry's HEAD answers with that digest.
             known = self.reference_digests.get(key, job.known_digest)
+        waiting = self.backoff.remaining(image.api_host)
+        if waiting > 0:
+            return Deferred(self.clock() + timedelta(seconds=waiting))
         started = time.perf_counter()
         await self.bucket.acquire()
         try:
@@ -452,24 +499,28 @@ class ImportRunner:
         candidates: list[Credentials | None] = [*credentials_for(image, keyring)[:3], None]
         error: RegistryError | None = None
         for credentials in candidates:
+            login = credentials.username if credentials is not None else ""
             try:
-                resolved = await self.registry.resolve(
-                    image.api_host,
-                    image.path,
-                    image.digest or image.tag or "latest",
-                    credentials=credentials,
-                    insecure=tag.insecure,
-                    platform=self.platform,
-                    preserve_original=tag.import_mode == "PreserveOriginal",
-                    known_digest=known,
-                )
+                async with self.repository_locks[(image.api_host, image.path, login)]:
+                    resolved = await self.registry.resolve(
+                        image.api_host,
+                        image.path,
+                        image.digest or image.tag or "latest",
+                        credentials=credentials,
+                        insecure=tag.insecure,
+                        platform=self.platform,
+                        preserve_original=tag.import_mode == "PreserveOriginal",
+                        known_digest=known,
+                    )
             except RegistryError as exc:
                 error = exc
                 if exc.reason in ("Unauthorized", "Forbidden"):
                     continue
+                self.backoff.failed(image.api_host, exc.reason, exc.retry_after)
                 break
             except ValueError as exc:
                 return Failed("InvalidImageReference", str(exc))
+            self.backoff.succeeded(image.api_host)
             if resolved.unchanged:
                 return Unchanged()
             return Imported(

@@ -56,6 +56,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from headwater.metrics import REGISTRY_REQUESTS
 from headwater.registry.auth import (
     Challenge,
     ChallengeError,
@@ -1093,6 +1094,7 @@ class RegistryClient:
                 status = response.status
                 counter = f"{kind}_requests"
                 setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+                REGISTRY_REQUESTS.labels(registry=where, kind=kind, code=str(status)).inc()
                 if method == "HEAD" or 300 <= status < 400:
                     body = b""
                 elif status < 300:
