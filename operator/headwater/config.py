@@ -161,6 +161,11 @@ class Config:
     """Port of the Prometheus ``/metrics`` endpoint."""
     health_port: int = 8081
     """Port of the ``/healthz`` and ``/readyz`` probe endpoints."""
+    admission_host: str | None = None
+    """Address the API server reaches the admission webhook at (this pod's IP in a
+    cluster, from POD_IP); None turns the admission webhook off."""
+    admission_port: int = 9443
+    """HTTPS port of the admission webhook (lookupPolicy.local)."""
     webhook_port: int = 8082
     """Port of the webhook endpoints (registry push notifications), served by the leader."""
     registry_webhook_token: str | None = field(default=None, repr=False)
@@ -251,6 +256,13 @@ def _parse_str(value: object, where: str) -> str:
     if isinstance(value, str) and value:
         return value
     raise _fail(where, "a non-empty string", value)
+
+
+def _parse_optional_str(value: object, where: str) -> str | None:
+    """A string where empty means "off" (e.g. HEADWATER_ADMISSION_HOST="")."""
+    if value is None or value == "":
+        return None
+    return _parse_str(value, where)
 
 
 def _parse_str_map(
@@ -439,6 +451,8 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "metricsPort": ("metrics_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "healthPort": ("health_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "webhookPort": ("webhook_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
+    "admissionPort": ("admission_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
+    "admissionHost": ("admission_host", _parse_optional_str),
 }
 
 # Environment variables: scalar settings only (structured ones live in the file).
@@ -454,6 +468,8 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_METRICS_PORT": _TOP_LEVEL["metricsPort"],
     "HEADWATER_HEALTH_PORT": _TOP_LEVEL["healthPort"],
     "HEADWATER_WEBHOOK_PORT": _TOP_LEVEL["webhookPort"],
+    "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
+    "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
     "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_str),
 }
 _LEADER_ENV = {

@@ -142,6 +142,7 @@ def git_server(cluster: Cluster, tmp_path: Path) -> GitServer:
 
 OPERATOR_NAMESPACE = "headwater-system"
 IMPORT_INTERVAL_SECONDS = 4
+LOCAL_NODE_IP = "10.244.0.1"
 OPERATOR_DEPLOYMENT = "headwater-operator"
 
 
@@ -181,6 +182,17 @@ def operator_image(cluster: Cluster) -> str:
 def _scale_operator(cluster: Cluster, replicas: int) -> None:
     cluster.kubectl(
         "-n", OPERATOR_NAMESPACE, "scale", f"deploy/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
+    )
+
+
+def _remove_admission_configuration(cluster: Cluster) -> None:
+    """An operator that stopped leaves its webhook configuration pointing at nothing."""
+    cluster.kubectl(
+        "delete",
+        "mutatingwebhookconfiguration",
+        "headwater.dev",
+        "--ignore-not-found",
+        check=False,
     )
 
 
@@ -242,6 +254,7 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
         raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
     yield OPERATOR_NAMESPACE
     _scale_operator(cluster, 0)
+    _remove_admission_configuration(cluster)
     deadline = time.monotonic() + 60
     while not _operator_pods_gone(cluster) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -274,13 +287,20 @@ def operator_in_process(
     # Registry notifications: tests read the port and token back from the environment.
     monkeypatch.setenv("HEADWATER_WEBHOOK_PORT", str(free_port()))
     monkeypatch.setenv("HEADWATER_REGISTRY_WEBHOOK_TOKEN", uuid.uuid4().hex)
+    if cluster.is_local:
+        # The API server runs on this machine and reaches it at the node address.
+        monkeypatch.setenv("HEADWATER_ADMISSION_HOST", LOCAL_NODE_IP)
+        monkeypatch.setenv("HEADWATER_ADMISSION_PORT", str(free_port()))
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
     args = ["run", "--standalone", "-m", "headwater.handlers"]
     for watched in (namespace, peer_name(namespace)):
         args += ["--namespace", watched]
-    with kopf.testing.KopfRunner(args, timeout=60) as runner:
-        yield runner
+    try:
+        with kopf.testing.KopfRunner(args, timeout=60) as runner:
+            yield runner
+    finally:
+        _remove_admission_configuration(cluster)
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None, runner.exception

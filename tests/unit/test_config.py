@@ -182,3 +182,9 @@ def test_unknown_env_vars_are_listed_not_fatal() -> None:
     environ = {"HEADWATER_REGISTY": "x", "HEADWATER_REGISTRY": "r", "HOME": "/"}
     assert unknown_env_vars(environ) == ["HEADWATER_REGISTY"]
     assert load_config(environ).registry == "r"
+
+
+def test_admission_host_empty_turns_the_webhook_off() -> None:
+    assert load_config({"HEADWATER_ADMISSION_HOST": ""}).admission_host is None
+    assert load_config({"HEADWATER_ADMISSION_HOST": "10.0.0.7"}).admission_host == "10.0.0.7"
+    assert load_config({}).admission_port == 9443

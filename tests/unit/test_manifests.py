@@ -200,7 +200,7 @@ def test_deployment_runs_the_operator() -> None:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["operator", "run", "--all-namespaces", "--log-format", "json"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081, "webhooks": 8082}
+    assert ports == {"metrics": 8080, "health": 8081, "webhooks": 8082, "admission": 9443}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}

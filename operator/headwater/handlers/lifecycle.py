@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import kopf
 from aiohttp import web
 from lightkube import AsyncClient
 
+from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
@@ -106,6 +108,29 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
 
 
+ADMISSION_CONFIGURATION = "headwater.dev"
+
+
+def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None:
+    """Serve the admission webhook over TLS and let kopf keep its configuration current.
+
+    The certificate is self-signed for ``admissionHost`` and handed to the API
+    server as the configuration's caBundle; kopf rewrites the
+    MutatingWebhookConfiguration ``headwater.dev`` when a new leader starts.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="headwater-admission-"))
+    cert = make_serving_cert(directory, [config.admission_host or ""])
+    settings.admission.server = kopf.WebhookServer(
+        addr="0.0.0.0",
+        port=config.admission_port,
+        host=config.admission_host,
+        certfile=str(cert.cert_file),
+        pkeyfile=str(cert.key_file),
+        cadata=cert.cert_pem,
+    )
+    settings.admission.managed = ADMISSION_CONFIGURATION
+
+
 def memo_config(memo: kopf.Memo) -> Config:
     """The operator Config the runtime put on ``memo``, else the one the environment gives."""
     config = memo.get(MEMO_CONFIG)
@@ -126,6 +151,10 @@ async def startup(
     """Apply settings and open the shared Kubernetes and registry clients."""
     configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
     config = memo_config(memo)
+    if config.admission_host:
+        configure_admission(settings, config)
+    else:
+        logger.info("admission webhook off (no admission host): lookupPolicy.local is not applied")
     memo[MEMO_KUBE] = AsyncClient(field_manager=FIELD_MANAGER)
     memo[MEMO_HTTP] = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60, connect=10),
