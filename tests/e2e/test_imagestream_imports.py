@@ -312,3 +312,53 @@ def test_cross_namespace_alias_needs_a_grant_for_the_namespace_service_accounts(
         "the promoted tag to follow its source across namespaces",
         lambda: newest_image(cluster, peer_namespace, "app", "prod") == second,
     )
+
+
+def test_admission_refuses_a_reference_the_requester_may_not_read(
+    cluster: Cluster,
+    namespace: str,
+    peer_namespace: str,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:
+    if not cluster.is_local:
+        pytest.skip("the API server must reach this process: the local cluster only")
+    # A developer who may edit the peer namespace only (impersonated).
+    developer = f"system:serviceaccount:{peer_namespace}:developer"
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "developer-edit",
+        "-n",
+        peer_namespace,
+        "--clusterrole=edit",
+        f"--user={developer}",
+    )
+    cluster.apply(stream("app"), namespace)
+    promoted = stream(
+        "app",
+        {
+            "name": "prod",
+            "from": {"kind": "ImageStreamTag", "name": "app:1.0", "namespace": namespace},
+        },
+    )
+    as_developer = ["--as", developer, "apply", "-n", peer_namespace, "-f", "-"]
+
+    def refused() -> bool:
+        result = cluster.kubectl(*as_developer, input=json.dumps(promoted), check=False)
+        return result.returncode != 0 and "may not get ImageStreams" in result.stderr
+
+    eventually("the webhook to refuse the reference", refused, timeout=60)
+    result = cluster.kubectl(*as_developer, input=json.dumps(promoted), check=False)
+    assert f"namespace {namespace}" in result.stderr
+    assert "spec.tags[prod].from.namespace" in result.stderr
+    # Granted read access to the source namespace, the same request is admitted.
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "developer-view",
+        "-n",
+        namespace,
+        "--clusterrole=headwater-view",
+        f"--user={developer}",
+    )
+    cluster.kubectl(*as_developer, input=json.dumps(promoted))

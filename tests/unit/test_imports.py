@@ -269,3 +269,18 @@ def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
     assert backoff.remaining("reg") == 0
     backoff.failed("reg", "Unreachable", None)
     assert backoff.remaining("reg") <= 1.0  # the count started again
+
+
+def test_new_cross_namespace_sources_only_counts_added_references() -> None:
+    from headwater.imports.model import new_cross_namespace_sources
+
+    def alias(name: str, source_ns: str | None) -> dict[str, Any]:
+        source: dict[str, Any] = {"kind": "ImageStreamTag", "name": "app:1"}
+        if source_ns:
+            source["namespace"] = source_ns
+        return {"name": name, "from": source}
+
+    old = spec(alias("a", "staging"))
+    new = spec(alias("a", "staging"), alias("b", "qa"), alias("c", None), alias("d", "prod"))
+    assert new_cross_namespace_sources(new, "prod", old) == {"qa": ["b"]}
+    assert new_cross_namespace_sources(new, "prod", None) == {"qa": ["b"], "staging": ["a"]}

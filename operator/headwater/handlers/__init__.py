@@ -6,6 +6,6 @@ and does nothing else; :mod:`headwater.runtime` imports it before starting kopf.
 
 from __future__ import annotations
 
-from headwater.handlers import build, buildconfig, imagestream, lifecycle, lookup
+from headwater.handlers import build, buildconfig, imagestream, lifecycle, lookup, references
 
-__all__ = ["build", "buildconfig", "imagestream", "lifecycle", "lookup"]
+__all__ = ["build", "buildconfig", "imagestream", "lifecycle", "lookup", "references"]

@@ -129,6 +129,22 @@ def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None
         cadata=cert.cert_pem,
     )
     settings.admission.managed = ADMISSION_CONFIGURATION
+    register_admission_handlers(kopf.get_default_registry())
+
+
+_admission_registries: set[int] = set()
+
+
+def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
+    """The admission handlers, once per registry (start-up runs again after a re-election)."""
+    # Imported here: those modules import this one for the memo accessors.
+    from headwater.handlers import lookup, references
+
+    if id(registry) in _admission_registries:
+        return
+    _admission_registries.add(id(registry))
+    lookup.register(registry)
+    references.register(registry)
 
 
 def memo_config(memo: kopf.Memo) -> Config:

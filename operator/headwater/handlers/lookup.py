@@ -70,22 +70,28 @@ def resolve_short_names(
                 )
 
 
-def _register(kind: str, group: str, version: str, plural: str) -> None:
-    def handler(
-        body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
-    ) -> None:
-        resolve_short_names(kind, body, patch, warnings, memo)
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Register the mutating handlers (only when an admission server is configured:
+    kopf refuses to run admission handlers without one)."""
+    for kind, (group, version, plural) in WORKLOADS.items():
 
-    kopf.on.mutate(
-        group,
-        version,
-        plural,
-        id=f"lookup-{plural}",
-        operations=["CREATE", "UPDATE"],
-        ignore_failures=True,
-        side_effects=False,
-    )(handler)
+        def handler(
+            body: kopf.Body,
+            patch: kopf.Patch,
+            warnings: list[str],
+            memo: kopf.Memo,
+            kind: str = kind,
+            **_: Any,
+        ) -> None:
+            resolve_short_names(kind, body, patch, warnings, memo)
 
-
-for _kind, (_group, _version, _plural) in WORKLOADS.items():
-    _register(_kind, _group, _version, _plural)
+        kopf.on.mutate(
+            group,
+            version,
+            plural,
+            id=f"lookup-{plural}",
+            operations=["CREATE", "UPDATE"],
+            ignore_failures=True,
+            side_effects=False,
+            registry=registry,
+        )(handler)

@@ -98,3 +98,28 @@ def tag_condition(entry: Mapping[str, Any] | None, type_: str) -> Mapping[str, A
         if condition.get("type") == type_:
             return dict(condition)
     return None
+
+
+def new_cross_namespace_sources(
+    spec: Mapping[str, Any] | None, namespace: str, old_spec: Mapping[str, Any] | None
+) -> dict[str, list[str]]:
+    """Source namespace -> tags that newly reference a stream there (absent from ``old_spec``).
+
+    Only references a request adds are checked at admission, so an unrelated
+    edit by someone else never fails on a reference a granted user made.
+    """
+
+    def cross(tags: list[SpecTag]) -> set[tuple[str, str, str]]:
+        return {
+            (t.name, t.from_namespace, t.from_name)
+            for t in tags
+            if t.from_kind in ("ImageStreamTag", "ImageStreamImage")
+            and t.from_namespace
+            and t.from_namespace != namespace
+        }
+
+    added = cross(spec_tags(spec)) - cross(spec_tags(old_spec))
+    sources: dict[str, list[str]] = {}
+    for tag, source, _ in sorted(added):
+        sources.setdefault(source, []).append(tag)
+    return sources
