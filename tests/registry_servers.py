@@ -492,6 +492,7 @@ def start_registry(
     anonymous_pull: bool = False,
     refresh_tokens: Mapping[str, str] | None = None,
     notify: Mapping[str, Any] | None = None,
+    port: int | None = None,
     startup_timeout: float = 30.0,
 ) -> RegistryServer:
     """Start a registry in ``root`` (a fresh directory) and wait until ``/v2/`` answers."""
@@ -514,8 +515,9 @@ def start_registry(
         )
     last_log = ""
     try:
+        wanted = port  # a restart on the same address (same data under root)
         for _attempt in range(3):
-            port = free_port()
+            port = wanted or free_port()
             config_file = root / "config.yml"
             config = _registry_config(root, port, auth, ca, htpasswd, token_server)
             if notify is not None:

@@ -479,6 +479,9 @@ class ImportRunner:
             outcome = Failed("InternalError", f"unexpected error: {type(exc).__name__}")
         IMPORT_DURATION.labels(registry=image.domain).observe(time.perf_counter() - started)
         if isinstance(outcome, Failed):
+            if outcome.reason in ("Unauthorized", "Forbidden"):
+                # Perhaps a pull secret was just linked: read them afresh next time.
+                self.keyrings.pop(ref.namespace, None)
             IMPORTS.labels(registry=image.domain, result="failed").inc()
             IMPORT_ERRORS.labels(registry=image.domain, reason=outcome.reason).inc()
         else:
