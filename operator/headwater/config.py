@@ -145,6 +145,9 @@ class Config:
     """How often tags with ``importPolicy.scheduled`` are re-imported."""
     import_rate_per_minute: int = 60
     """Upper bound of manifest requests per registry host per minute, shared by all imports."""
+    registry_certs_dir: str | None = None
+    """Directory of per-registry CA bundles, laid out like Docker's certs.d:
+    ``<dir>/<host[:port]>/ca.crt``; a registry with such a file is verified with it."""
     tag_history_limit: int = 10
     """Items kept per tag in ImageStream status, so a stream stays far below etcd's object limit."""
     builder_image: str = "quay.io/buildah/stable:latest"
@@ -439,6 +442,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
         lambda v, w: parse_int(v, w, minimum=1),
     ),
     "importRatePerMinute": ("import_rate_per_minute", lambda v, w: parse_int(v, w, minimum=1)),
+    "registryCertsDir": ("registry_certs_dir", _parse_optional_str),
     "tagHistoryLimit": (
         "tag_history_limit",
         lambda v, w: parse_int(v, w, minimum=1, maximum=100),
@@ -462,6 +466,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_IMPORT_INTERVAL_SECONDS": _TOP_LEVEL["importIntervalSeconds"],
     "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
     "HEADWATER_TAG_HISTORY_LIMIT": _TOP_LEVEL["tagHistoryLimit"],
+    "HEADWATER_REGISTRY_CERTS_DIR": _TOP_LEVEL["registryCertsDir"],
     "HEADWATER_BUILDER_IMAGE": _TOP_LEVEL["builderImage"],
     "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],

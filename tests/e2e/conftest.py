@@ -262,7 +262,10 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
 
 @pytest.fixture
 def operator_in_process(
-    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[kopf.testing.KopfRunner]:
     """The operator's handlers run by kopf in this process, watching ``namespace`` (and its peer).
 
@@ -287,6 +290,9 @@ def operator_in_process(
     # Registry notifications: tests read the port and token back from the environment.
     monkeypatch.setenv("HEADWATER_WEBHOOK_PORT", str(free_port()))
     monkeypatch.setenv("HEADWATER_REGISTRY_WEBHOOK_TOKEN", uuid.uuid4().hex)
+    # Per-registry CA bundles: tests put <host:port>/ca.crt here.
+    certs_dir = tmp_path_factory.mktemp("certs.d")
+    monkeypatch.setenv("HEADWATER_REGISTRY_CERTS_DIR", str(certs_dir))
     if cluster.is_local:
         # The API server runs on this machine and reaches it at the node address.
         monkeypatch.setenv("HEADWATER_ADMISSION_HOST", LOCAL_NODE_IP)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 from pathlib import Path
 
 import kopf.testing
@@ -124,3 +126,44 @@ def test_registry_outage_keeps_history_backs_off_and_recovers(
         ]
     finally:
         registry.stop()
+
+
+def test_tls_registry_verified_with_its_ca_from_the_certs_dir(
+    cluster: Cluster,
+    namespace: str,
+    operator_in_process: kopf.testing.KopfRunner,
+    tmp_path: Path,
+) -> None:
+    certs_dir = Path(os.environ["HEADWATER_REGISTRY_CERTS_DIR"])
+    with (
+        running_registry(tmp_path / "trusted", tls=True) as trusted,
+        running_registry(tmp_path / "unknown", tls=True) as unknown,
+    ):
+        assert trusted.ca is not None
+        (certs_dir / trusted.address).mkdir()
+        shutil.copy(trusted.ca.ca_file, certs_dir / trusted.address / "ca.crt")
+        image = push_images(trusted, "shop/web", "1.0", [ImageSpec()], workdir=tmp_path)
+        push_images(unknown, "shop/web", "1.0", [ImageSpec()], workdir=tmp_path)
+
+        def verified(name: str, registry: str) -> dict[str, object]:
+            return {
+                "name": name,
+                "from": {"kind": "DockerImage", "name": f"{registry}/shop/web:1.0"},
+            }
+
+        cluster.apply(
+            stream(
+                "web", verified("trusted", trusted.address), verified("unknown", unknown.address)
+            ),
+            namespace,
+        )
+        eventually(
+            "the import verified with the CA",
+            lambda: newest_image(cluster, namespace, "web", "trusted") == image.digest,
+        )
+        eventually(
+            "TLSError for the registry whose CA nobody configured",
+            lambda: (
+                import_condition(cluster, namespace, "web", "unknown").get("reason") == "TLSError"
+            ),
+        )

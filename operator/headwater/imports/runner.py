@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from lightkube import AsyncClient
@@ -511,6 +512,7 @@ class ImportRunner:
                         image.digest or image.tag or "latest",
                         credentials=credentials,
                         insecure=tag.insecure,
+                        ca_file=self._ca_file(image.domain),
                         platform=self.platform,
                         preserve_original=tag.import_mode == "PreserveOriginal",
                         known_digest=known,
@@ -535,6 +537,13 @@ class ImportRunner:
             )
         assert error is not None
         return Failed(error.reason, error.message)
+
+    def _ca_file(self, domain: str) -> str | None:
+        """``<registryCertsDir>/<host[:port]>/ca.crt`` when the admin put one there."""
+        if not self.config.registry_certs_dir:
+            return None
+        path = Path(self.config.registry_certs_dir) / domain / "ca.crt"
+        return str(path) if path.is_file() else None
 
     async def _keyring(self, namespace: str) -> list[Mapping[str, Credentials]]:
         """Pull secrets of the namespace's default service account, cached briefly."""
