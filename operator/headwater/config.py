@@ -145,6 +145,11 @@ class Config:
     """How often tags with ``importPolicy.scheduled`` are re-imported."""
     import_rate_per_minute: int = 60
     """Upper bound of manifest requests per registry host per minute, shared by all imports."""
+    import_platform: str = "linux/amd64"
+    """The platform a Legacy import picks from a multi-platform index (os/arch[/variant])."""
+    import_pull_secrets: tuple[str, ...] = ()
+    """Pull secrets read in every stream's namespace, besides those of its default
+    service account (names; missing ones are skipped)."""
     registry_certs_dir: str | None = None
     """Directory of per-registry CA bundles, laid out like Docker's certs.d:
     ``<dir>/<host[:port]>/ca.crt``; a registry with such a file is verified with it."""
@@ -266,6 +271,27 @@ def _parse_optional_str(value: object, where: str) -> str | None:
     if value is None or value == "":
         return None
     return _parse_str(value, where)
+
+
+_PLATFORM = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?$")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _parse_platform(value: object, where: str) -> str:
+    text = _parse_str(value, where)
+    if not _PLATFORM.match(text):
+        raise _fail(where, "a platform os/architecture[/variant] such as linux/arm64/v8", value)
+    return text
+
+
+def _parse_secret_names(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment: comma separated
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and _SECRET_NAME.match(v) and len(v) <= 253 for v in value
+    ):
+        raise _fail(where, "a list of Secret names", value)
+    return tuple(value)
 
 
 def _parse_str_map(
@@ -443,6 +469,8 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     ),
     "importRatePerMinute": ("import_rate_per_minute", lambda v, w: parse_int(v, w, minimum=1)),
     "registryCertsDir": ("registry_certs_dir", _parse_optional_str),
+    "importPlatform": ("import_platform", _parse_platform),
+    "importPullSecrets": ("import_pull_secrets", _parse_secret_names),
     "tagHistoryLimit": (
         "tag_history_limit",
         lambda v, w: parse_int(v, w, minimum=1, maximum=100),
@@ -467,6 +495,8 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
     "HEADWATER_TAG_HISTORY_LIMIT": _TOP_LEVEL["tagHistoryLimit"],
     "HEADWATER_REGISTRY_CERTS_DIR": _TOP_LEVEL["registryCertsDir"],
+    "HEADWATER_IMPORT_PLATFORM": _TOP_LEVEL["importPlatform"],
+    "HEADWATER_IMPORT_PULL_SECRETS": _TOP_LEVEL["importPullSecrets"],
     "HEADWATER_BUILDER_IMAGE": _TOP_LEVEL["builderImage"],
     "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],

@@ -188,3 +188,15 @@ def test_admission_host_empty_turns_the_webhook_off() -> None:
     assert load_config({"HEADWATER_ADMISSION_HOST": ""}).admission_host is None
     assert load_config({"HEADWATER_ADMISSION_HOST": "10.0.0.7"}).admission_host == "10.0.0.7"
     assert load_config({}).admission_port == 9443
+
+
+def test_import_platform_and_pull_secrets() -> None:
+    config = load_config(
+        {"HEADWATER_IMPORT_PLATFORM": "linux/arm64/v8", "HEADWATER_IMPORT_PULL_SECRETS": "a, b.c"}
+    )
+    assert config.import_platform == "linux/arm64/v8"
+    assert config.import_pull_secrets == ("a", "b.c")
+    with pytest.raises(ConfigError, match="HEADWATER_IMPORT_PLATFORM"):
+        load_config({"HEADWATER_IMPORT_PLATFORM": "amd64"})
+    with pytest.raises(ConfigError, match="HEADWATER_IMPORT_PULL_SECRETS"):
+        load_config({"HEADWATER_IMPORT_PULL_SECRETS": "Bad_Name"})

@@ -251,7 +251,7 @@ class ImportRunner:
         self.kube = kube
         self.registry = registry
         self.config = config
-        self.platform = platform or Platform("linux", "amd64")
+        self.platform = platform or Platform.parse(config.import_platform)
         self.clock = clock
         """Where "now" comes from: the benchmark moves it forward by an interval."""
         self.started = clock()
@@ -557,6 +557,7 @@ class ImportRunner:
         except ApiError as exc:
             logger.warning("no default service account in %s: %s", namespace, exc.status.reason)
             names = []
+        names += [n for n in self.config.import_pull_secrets if n not in names]
         for name in names:
             try:
                 secret = await self.kube.get(Secret, name, namespace=namespace)
