@@ -187,13 +187,8 @@ def _scale_operator(cluster: Cluster, replicas: int) -> None:
 
 def _remove_admission_configuration(cluster: Cluster) -> None:
     """An operator that stopped leaves its webhook configuration pointing at nothing."""
-    cluster.kubectl(
-        "delete",
-        "mutatingwebhookconfiguration",
-        "headwater.dev",
-        "--ignore-not-found",
-        check=False,
-    )
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        cluster.kubectl("delete", kind, "headwater.dev", "--ignore-not-found", check=False)
 
 
 def _operator_pods_gone(cluster: Cluster) -> bool:
