@@ -40,6 +40,25 @@ def template_image(cluster: Cluster, namespace: str, name: str) -> str:
     return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
+def set_lookup(cluster: Cluster, namespace: str, stream_name: str, local: bool) -> None:
+    cluster.kubectl(
+        "patch",
+        f"imagestream/{stream_name}",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"lookupPolicy": {"local": local}}}),
+    )
+
+
+def recreated_image(cluster: Cluster, namespace: str, name: str, image: str) -> str:
+    """Create the Deployment afresh (admission runs again) and read back its image."""
+    cluster.kubectl("delete", "deployment", name, "-n", namespace, "--ignore-not-found")
+    cluster.apply(deployment(name, image), namespace)
+    return template_image(cluster, namespace, name)
+
+
 def test_short_names_resolve_in_workloads_of_the_namespace(
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
@@ -58,12 +77,11 @@ def test_short_names_resolve_in_workloads_of_the_namespace(
 
     # The webhook configuration exists once the operator has started; the first
     # workloads may race it, so create until the name resolves.
-    def created_resolved() -> bool:
-        cluster.kubectl("delete", "deployment", "app", "-n", namespace, "--ignore-not-found")
-        cluster.apply(deployment("app", "web:latest"), namespace)
-        return template_image(cluster, namespace, "app") == resolved
-
-    eventually("web:latest resolved in a Deployment", created_resolved, timeout=60)
+    eventually(
+        "web:latest resolved in a Deployment",
+        lambda: recreated_image(cluster, namespace, "app", "web:latest") == resolved,
+        timeout=60,
+    )
 
     cluster.apply(deployment("pinned", "web"), namespace)  # no tag: latest
     assert template_image(cluster, namespace, "pinned") == resolved
@@ -81,19 +99,9 @@ def test_short_names_resolve_in_workloads_of_the_namespace(
     assert "no image yet" in result.stderr  # the API server relays the webhook's warning
 
     # Without lookupPolicy.local nothing resolves.
-    cluster.kubectl(
-        "patch",
-        "imagestream/web",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"lookupPolicy": {"local": false}}}',
+    set_lookup(cluster, namespace, "web", local=False)
+    eventually(
+        "lookup off",
+        lambda: recreated_image(cluster, namespace, "late", "web:latest") == "web:latest",
+        timeout=30,
     )
-
-    def unresolved() -> bool:
-        cluster.kubectl("delete", "deployment", "late", "-n", namespace, "--ignore-not-found")
-        cluster.apply(deployment("late", "web:latest"), namespace)
-        return template_image(cluster, namespace, "late") == "web:latest"
-
-    eventually("lookup off", unresolved, timeout=30)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .helpers import Cluster, eventually, push_image
-from .test_lookup_policy import deployment
+from .test_lookup_policy import recreated_image, set_lookup
 
 pytestmark = pytest.mark.e2e
 
@@ -114,22 +114,11 @@ def test_the_in_cluster_operator_imports_and_reports_status(
     eventually("the seed's tag imported by the in-cluster operator", imported)
     if cluster.is_local:
         # lookupPolicy.local through the in-cluster webhook (API server -> pod IP).
-        cluster.kubectl(
-            "patch",
-            "imagestream/web",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec": {"lookupPolicy": {"local": true}}}',
-        )
+        set_lookup(cluster, namespace, "web", local=True)
+        expected = f"{registry}/{namespace}/web@{digest}"
 
         def resolved() -> bool:
-            cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--ignore-not-found")
-            cluster.apply(deployment("web", "web:1.2.0"), namespace)
-            obj = cluster.get_json("deployment/web", "-n", namespace)
-            image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
-            return bool(image == f"{registry}/{namespace}/web@{digest}")
+            return recreated_image(cluster, namespace, "web", "web:1.2.0") == expected
 
         eventually("web:1.2.0 resolved by the in-cluster webhook", resolved)
     for resource, condition in (
