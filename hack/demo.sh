@@ -4,8 +4,9 @@
 # Headwater from deploy/install.yaml (image and registry pointed at the local
 # ones), then the seed's story as far as it is implemented: the BuildConfig
 # (apiVersion changed), a CI-style push imported into the seed's ImageStream,
-# an alias that follows it, and a second push picked up on request. Builds,
-# triggers and the CLI join as their issues land.
+# an alias that follows it, a second push imported with `headwater
+# import-image`, and a promotion with `headwater tag`. Builds, triggers and the
+# rest of the CLI join as their issues land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,14 +48,15 @@ k -n shop-staging wait --for=condition=Ready --timeout=60s is/web
 k -n shop-staging get is
 k -n shop-staging get is/web -o jsonpath='{range .status.tags[*]}{.tag}	{.items[0].dockerImageReference}{"\n"}{end}'
 
-step "CI pushes again under the same tag; oc import-image -> annotate the stream"
+step "CI pushes again under the same tag; oc import-image -> headwater import-image"
 copy "$(ls "$cache"/pause-*.tar | head -n 1)"
-k -n shop-staging annotate is/web image.headwater.dev/import-requested=1.2.0 --overwrite
-for _ in $(seq 60); do
-  n=$(k -n shop-staging get is/web -o jsonpath='{.status.tags[?(@.tag=="1.2.0")].items[*].image}' | wc -w)
-  [[ $n -ge 2 ]] && break; sleep 1
-done
-echo "history of web:1.2.0 (newest first), and the alias web:latest that followed it:"
+hw() { .venv/bin/headwater "$@" --kubeconfig "$KUBECONFIG" -n shop-staging; }
+hw import-image web:1.2.0 --insecure
+
+step "Promotion without a rebuild: oc tag web:1.2.0 web:prod -> headwater tag (pinned by digest)"
+hw tag web:1.2.0 web:prod
+k -n shop-staging wait --for=condition=Ready --timeout=60s is/web
+echo "each tag, newest image first (latest follows 1.2.0; prod is pinned to its image):"
 k -n shop-staging get is/web -o jsonpath='{range .status.tags[*]}{.tag}:{"\n"}{range .items[*]}  {.created}  {.image}{"\n"}{end}{end}'
 
 step "Admission rejects a bad manifest, naming the field"

@@ -1,7 +1,8 @@
 """``headwater``: the command line entry point.
 
-Only ``operator run`` exists so far; the ``oc`` verbs (start-build, logs,
-tag, import-image, ...) join this group as their issues land.
+``operator run`` runs the operator; ``import-image`` and ``tag`` are the
+first of the ``oc`` verbs (start-build, logs, describe, ... join as their
+issues land). Client verbs use the kubeconfig like kubectl.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import logging
 import os
 import sys
+import time
+from typing import Any
 
 import click
 
@@ -104,6 +107,250 @@ def run(
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+# --- client verbs -----------------------------------------------------------------
+
+EXIT_FAILED = 1
+"""The operation ran and failed (an import that did not succeed)."""
+
+
+def _cluster_options(fn: Any) -> Any:
+    """-n/--namespace, --context and --kubeconfig, as kubectl takes them."""
+    fn = click.option("--kubeconfig", metavar="PATH", help="Path of the kubeconfig file.")(fn)
+    fn = click.option("--context", metavar="NAME", help="Kubeconfig context to use.")(fn)
+    fn = click.option(
+        "-n", "--namespace", metavar="NS", help="Namespace (default: the context's)."
+    )(fn)
+    return fn
+
+
+IMAGESTREAM = ("image.headwater.dev", "v1", "ImageStream", "imagestreams")
+
+
+def _wait_for_import(
+    client: Any, resource: Any, target: Any, since: int, timeout: float
+) -> tuple[bool, str]:
+    """Poll the stream until the operator recorded the import; a spinner on a terminal."""
+    from headwater.cli.kube import as_dict
+    from headwater.cli.tags import import_result
+
+    spinner = "|/-\\"
+    deadline = time.monotonic() + timeout
+    turn = 0
+    while time.monotonic() < deadline:
+        obj = as_dict(client.get(resource, target.stream, namespace=target.namespace))
+        finished, message = import_result(obj, target.tag, since)
+        if finished:
+            if sys.stderr.isatty():
+                click.echo("\r", nl=False, err=True)
+            from headwater.cli.tags import import_failed
+
+            return not import_failed(obj, target.tag), message
+        if sys.stderr.isatty():
+            click.echo(
+                f"\rwaiting for the import of {target} {spinner[turn % 4]}", nl=False, err=True
+            )
+            turn += 1
+        time.sleep(0.25)
+    raise click.ClickException(
+        f"no import result for {target} after {timeout:g}s: is the Headwater operator running?"
+    )
+
+
+def _apply_tag(
+    client: Any, resource: Any, target: Any, entry: dict[str, Any], annotate: bool
+) -> int:
+    """Server-side apply of one spec tag (the list is keyed by name); the new generation."""
+    from headwater.imports.plan import REQUEST_ANNOTATION
+
+    metadata: dict[str, Any] = {"name": target.stream, "namespace": target.namespace}
+    if annotate:
+        metadata["annotations"] = {REQUEST_ANNOTATION: target.tag}
+    body = {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": metadata,
+        "spec": {"tags": [entry]},
+    }
+    obj = client.apply(resource.from_dict(body), namespace=target.namespace, force=True)
+    return int(obj.metadata.generation or 0)
+
+
+@cli.command("import-image")
+@click.argument("name")
+@click.option(
+    "--from",
+    "source",
+    metavar="IMAGE",
+    help="Image reference to import (default: what the tag already points at).",
+)
+@click.option("--confirm", is_flag=True, help="Create the ImageStream or tag if missing.")
+@click.option("--scheduled", is_flag=True, help="Re-import on the operator's schedule.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate.")
+@click.option(
+    "--reference-policy",
+    type=click.Choice(["source", "local"]),
+    default="source",
+    show_default=True,
+)
+@click.option(
+    "--import-mode",
+    type=click.Choice(["Legacy", "PreserveOriginal"]),
+    default="Legacy",
+    show_default=True,
+)
+@click.option(
+    "--timeout", type=float, default=120, show_default=True, help="Seconds to wait for the result."
+)
+@_cluster_options
+def import_image(
+    name: str, source: str | None, confirm: bool, scheduled: bool, insecure: bool,
+    reference_policy: str, import_mode: str, timeout: float,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Import an image into an ImageStream tag now and print the result.
+
+    \b
+    Example (the seed's CI-built image):
+      headwater import-image web:1.2.0 --from=registry.example.com/shop/web:1.2.0 --confirm
+
+    Exit status 0 when imported, 1 when the import failed (the reason is printed).
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.kube import as_dict, connect
+    from headwater.cli.tags import TagError, docker_image_tag, parse_stream_tag
+    from headwater.imports.model import spec_tags
+
+    client, default_ns = connect(kubeconfig, context, namespace)
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    try:
+        target = parse_stream_tag(name, default_ns, default_tag="latest")
+    except TagError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        existing = as_dict(client.get(resource, target.stream, namespace=target.namespace))
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise click.ClickException(str(exc.status.message)) from None
+        existing = None
+    current = next(
+        (t for t in spec_tags((existing or {}).get("spec")) if t.name == target.tag), None
+    )
+    if current is None and not confirm:
+        raise click.ClickException(
+            f"{target.namespace}/{target} does not exist: add --confirm to create it"
+        )
+    if source is None:
+        if current is None or current.from_kind != "DockerImage":
+            raise click.UsageError("--from is required for a tag that does not import an image")
+        source = current.from_name
+    entry = docker_image_tag(
+        target.tag, source, scheduled=scheduled, insecure=insecure, reference=False,
+        reference_policy=reference_policy.capitalize(), import_mode=import_mode,
+    )  # fmt: skip
+    generation = _apply_tag(client, resource, target, entry, annotate=True)
+    ok, message = _wait_for_import(client, resource, target, generation, timeout)
+    if not ok:
+        click.echo(f"error: import of {target} from {source} failed: {message}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"imagestream.image.headwater.dev/{target.stream} imported")
+    click.echo(f"{target}\t{message}")
+
+
+@cli.command("tag")
+@click.argument("source")
+@click.argument("destinations", nargs=-1, required=True)
+@click.option(
+    "--alias",
+    is_flag=True,
+    help="Follow the source tag as it moves (default: pin its current image).",
+)
+@click.option("--reference", is_flag=True, help="Point at the image without importing it.")
+@click.option("--scheduled", is_flag=True, help="Re-import an image source on schedule.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate.")
+@click.option(
+    "--reference-policy",
+    type=click.Choice(["source", "local"]),
+    default="source",
+    show_default=True,
+)
+@click.option(
+    "--import", "import_now", is_flag=True, help="Import at once and wait for the result."
+)
+@click.option(
+    "--source",
+    "source_kind",
+    type=click.Choice(["docker", "istag"]),
+    help="What SOURCE is (default: guessed).",
+)
+@click.option("--timeout", type=float, default=120, show_default=True)
+@_cluster_options
+def tag(
+    source: str, destinations: tuple[str, ...], alias: bool, reference: bool, scheduled: bool,
+    insecure: bool, reference_policy: str, import_now: bool, source_kind: str | None,
+    timeout: float, namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Point ImageStream tags at an image or at another tag.
+
+    \b
+    Examples (from the seed):
+      headwater tag registry.example.com/shop/web:1.2.0 web:latest --import
+      headwater tag web:1.2.0 web:prod                # pin web:prod to web:1.2.0's image
+      headwater tag web:1.2.0 web:stable --alias      # web:stable follows web:1.2.0
+
+    SOURCE is an image reference, or [namespace/]stream:tag of an ImageStream.
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.kube import as_dict, connect
+    from headwater.cli.tags import TagError, docker_image_tag, parse_stream_tag, stream_tag_tag
+
+    client, default_ns = connect(kubeconfig, context, namespace)
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    try:
+        targets = [parse_stream_tag(d, default_ns) for d in destinations]
+        source_tag, source_stream = None, None
+        if source_kind != "docker" and not reference:
+            # As oc does: an existing [ns/]stream:tag is a tag, anything else an image.
+            try:
+                source_tag = parse_stream_tag(source, default_ns)
+            except TagError:
+                if source_kind == "istag":
+                    raise
+            if source_tag is not None:
+                try:
+                    source_stream = as_dict(
+                        client.get(resource, source_tag.stream, namespace=source_tag.namespace)
+                    )
+                except ApiError as exc:
+                    if exc.status.code != 404 or source_kind == "istag":
+                        raise click.ClickException(
+                            f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
+                        ) from None
+                    source_tag = None
+        for target in targets:
+            if source_tag is not None:
+                entry = stream_tag_tag(target.tag, source_tag, source_stream, alias=alias)
+            else:
+                entry = docker_image_tag(
+                    target.tag, source, scheduled=scheduled, insecure=insecure,
+                    reference=reference, reference_policy=reference_policy.capitalize(),
+                    import_mode="Legacy",
+                )  # fmt: skip
+            generation = _apply_tag(client, resource, target, entry, annotate=import_now)
+            click.echo(f"Tag {target} set to {source}.")
+            if import_now:
+                ok, message = _wait_for_import(client, resource, target, generation, timeout)
+                if not ok:
+                    click.echo(f"error: import of {target} failed: {message}", err=True)
+                    sys.exit(EXIT_FAILED)
+                click.echo(f"{target}\t{message}")
+    except TagError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def main() -> None:

@@ -1,0 +1,35 @@
+"""The CLI's connection to the cluster, chosen the way kubectl chooses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import click
+from lightkube import Client
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.core.exceptions import ConfigError
+
+
+def connect(
+    kubeconfig: str | None, context: str | None, namespace: str | None
+) -> tuple[Client, str]:
+    """A client for ``--kubeconfig``/``$KUBECONFIG``/``~/.kube/config`` and ``--context``,
+    and the namespace: ``-n``, else the context's, else ``default``."""
+    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    try:
+        config = KubeConfig.from_file(path.split(os.pathsep)[0])
+        single = config.get(context)
+    except (ConfigError, OSError) as exc:
+        raise click.ClickException(f"kubeconfig {path}: {exc}") from None
+    assert single is not None
+    chosen = namespace or single.namespace or "default"
+    return Client(config=single, namespace=chosen, field_manager="headwater-cli"), chosen
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A lightkube generic object as a plain dict."""
+    to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
+    return to_dict()

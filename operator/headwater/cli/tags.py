@@ -1,0 +1,95 @@
+"""What ``headwater tag`` and ``headwater import-image`` write, and how to read the result.
+
+Pure functions over plain dicts, so the verbs' logic is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from headwater.imports.model import newest_item, status_tag, tag_condition
+from headwater.imports.plan import IMPORT_SUCCESS
+
+_STREAM_TAG = re.compile(
+    r"^(?:(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/)?"
+    r"(?P<stream>[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
+)
+
+
+class TagError(ValueError):
+    """A bad argument; the message is the one line the CLI prints."""
+
+
+@dataclass(frozen=True)
+class StreamTag:
+    namespace: str
+    stream: str
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.tag}"
+
+
+def parse_stream_tag(text: str, namespace: str, *, default_tag: str | None = None) -> StreamTag:
+    """``[ns/]stream[:tag]``, as ``oc tag`` and ``oc import-image`` take it."""
+    match = _STREAM_TAG.match(text)
+    tag = match["tag"] if match else None
+    if match is None or (tag is None and default_tag is None):
+        raise TagError(f"{text!r} is not [namespace/]imagestream:tag")
+    return StreamTag(match["ns"] or namespace, match["stream"], tag or default_tag or "")
+
+
+def docker_image_tag(
+    name: str, source: str, *, scheduled: bool, insecure: bool, reference: bool,
+    reference_policy: str, import_mode: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A spec tag that imports (or, with ``reference``, just points at) an image reference."""
+    return {
+        "name": name,
+        "from": {"kind": "DockerImage", "name": source},
+        "reference": reference,
+        "importPolicy": {"scheduled": scheduled, "insecure": insecure, "importMode": import_mode},
+        "referencePolicy": {"type": reference_policy},
+    }
+
+
+def stream_tag_tag(
+    name: str, source: StreamTag, source_stream: Mapping[str, Any] | None, *, alias: bool
+) -> dict[str, Any]:
+    """A spec tag following another tag (``--alias``), or pinned to its current image (default)."""
+    reference: dict[str, Any] = {"namespace": source.namespace}
+    if alias:
+        reference.update(kind="ImageStreamTag", name=str(source))
+    else:
+        item = newest_item((source_stream or {}).get("status"), source.tag)
+        if item is None or not item.get("image"):
+            raise TagError(f"{source.namespace}/{source} has no image yet: nothing to pin")
+        reference.update(kind="ImageStreamImage", name=f"{source.stream}@{item['image']}")
+    return {"name": name, "from": reference}
+
+
+def import_result(stream: Mapping[str, Any], tag: str, since_generation: int) -> tuple[bool, str]:
+    """(finished, message) for the import of ``tag`` asked at ``since_generation``.
+
+    Finished once the operator has recorded the outcome for that generation and
+    removed the request annotation; the message is the digest or the failure.
+    """
+    annotations = (stream.get("metadata") or {}).get("annotations") or {}
+    condition = tag_condition(status_tag(stream.get("status"), tag), IMPORT_SUCCESS)
+    if condition is None or int(condition.get("generation") or 0) < since_generation:
+        return False, ""
+    if "image.headwater.dev/import-requested" in annotations:
+        return False, ""
+    if condition.get("status") != "True":
+        return True, f"{condition.get('reason')}: {condition.get('message')}"
+    item = newest_item(stream.get("status"), tag) or {}
+    return True, str(item.get("dockerImageReference") or "")
+
+
+def import_failed(stream: Mapping[str, Any], tag: str) -> bool:
+    condition = tag_condition(status_tag(stream.get("status"), tag), IMPORT_SUCCESS) or {}
+    return condition.get("status") == "False"

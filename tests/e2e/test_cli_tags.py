@@ -1,0 +1,90 @@
+"""``headwater import-image`` and ``headwater tag`` against the real cluster and registry.
+
+The CLI runs as a process with ``--kubeconfig`` and ``-n`` like kubectl; the
+operator runs in-process and does the imports the CLI waits for.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kopf.testing
+import pytest
+
+from .helpers import Cluster, eventually, push_image
+from .test_imagestream_imports import newest_image
+
+pytestmark = pytest.mark.e2e
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+
+
+def headwater(cluster: Cluster, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HEADWATER, *args, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def spec_from(cluster: Cluster, namespace: str, tag: str) -> dict[str, str]:
+    obj = cluster.get_json("imagestream/web", "-n", namespace)
+    return next(dict(t["from"]) for t in obj["spec"]["tags"] if t["name"] == tag)
+
+
+def test_import_image_and_tag_like_oc(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    registry = cluster.need_registry()
+    digest, _ = push_image(registry, f"{namespace}/web", "1.2.0", marker="cli")
+    source = f"{registry}/{namespace}/web:1.2.0"
+
+    refused = headwater(cluster, namespace, "import-image", "web:1.2.0", f"--from={source}")
+    assert refused.returncode == 1
+    assert "add --confirm" in refused.stderr
+
+    done = headwater(
+        cluster, namespace, "import-image", "web:1.2.0", f"--from={source}", "--confirm",
+        "--insecure",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "imagestream.image.headwater.dev/web imported" in done.stdout
+    assert f"{registry}/{namespace}/web@{digest}" in done.stdout
+
+    pinned = headwater(cluster, namespace, "tag", "web:1.2.0", "web:prod")
+    assert pinned.returncode == 0, pinned.stderr
+    assert spec_from(cluster, namespace, "prod") == {
+        "kind": "ImageStreamImage",
+        "name": f"web@{digest}",
+        "namespace": namespace,
+    }
+    alias = headwater(cluster, namespace, "tag", "web:1.2.0", "web:stable", "--alias")
+    assert alias.returncode == 0, alias.stderr
+    assert spec_from(cluster, namespace, "stable")["kind"] == "ImageStreamTag"
+    eventually("the pin", lambda: newest_image(cluster, namespace, "web", "prod") == digest)
+    eventually("the alias", lambda: newest_image(cluster, namespace, "web", "stable") == digest)
+
+    # The seed's `oc tag <image> web:latest --import`, and its failure.
+    moved, _ = push_image(registry, f"{namespace}/web", "1.3.0", marker="cli-2")
+    latest = headwater(
+        cluster, namespace, "tag", f"{registry}/{namespace}/web:1.3.0", "web:latest",
+        "--insecure", "--import",
+    )  # fmt: skip
+    assert latest.returncode == 0, latest.stderr
+    assert moved in latest.stdout
+    broken = headwater(
+        cluster, namespace, "tag", f"{registry}/{namespace}/web:nope", "web:broken",
+        "--insecure", "--import",
+    )  # fmt: skip
+    assert broken.returncode == 1
+    assert "NotFound" in broken.stderr
+
+    missing = headwater(cluster, namespace, "tag", "nosuch:1", "web:x", "--source=istag")
+    assert missing.returncode == 1
+    assert "nosuch" in missing.stderr
+    bad = headwater(cluster, namespace, "tag", "web:1.2.0", "not a tag")
+    assert bad.returncode == 1
+    assert "is not [namespace/]imagestream:tag" in bad.stderr

@@ -1,0 +1,71 @@
+"""The pure parts of ``headwater tag`` and ``headwater import-image``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from headwater.cli.tags import (
+    StreamTag,
+    TagError,
+    import_result,
+    parse_stream_tag,
+    stream_tag_tag,
+)
+
+DIGEST = "sha256:" + "d" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("web:1.0", StreamTag("ns", "web", "1.0")),
+        ("prod/web:1.0", StreamTag("prod", "web", "1.0")),
+        ("my.web:v_1", StreamTag("ns", "my.web", "v_1")),
+    ],
+)
+def test_parse_stream_tag(text: str, expected: StreamTag) -> None:
+    assert parse_stream_tag(text, "ns") == expected
+
+
+@pytest.mark.parametrize("text", ["web", "Web:1", "a/b/c:1", "web:", ":1", "web:-x"])
+def test_parse_stream_tag_rejects(text: str) -> None:
+    with pytest.raises(TagError, match="is not"):
+        parse_stream_tag(text, "ns")
+    assert parse_stream_tag("web", "ns", default_tag="latest") == StreamTag("ns", "web", "latest")
+
+
+def stream(condition: dict[str, Any] | None, annotated: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "tag": "1.0",
+        "items": [{"image": DIGEST, "dockerImageReference": f"reg/web@{DIGEST}"}],
+    }
+    if condition:
+        entry["conditions"] = [{"type": "ImportSuccess", **condition}]
+    annotations = {"image.headwater.dev/import-requested": "1.0"} if annotated else {}
+    return {"metadata": {"annotations": annotations}, "status": {"tags": [entry]}}
+
+
+def test_import_result_waits_for_the_generation_and_the_annotation() -> None:
+    ok = {"status": "True", "generation": 3}
+    assert import_result(stream(None), "1.0", 3) == (False, "")
+    assert import_result(stream({**ok, "generation": 2}), "1.0", 3) == (False, "")
+    assert import_result(stream(ok, annotated=True), "1.0", 3) == (False, "")
+    assert import_result(stream(ok), "1.0", 3) == (True, f"reg/web@{DIGEST}")
+    failed = {"status": "False", "generation": 3, "reason": "NotFound", "message": "no tag"}
+    assert import_result(stream(failed), "1.0", 3) == (True, "NotFound: no tag")
+
+
+def test_pin_needs_an_image_and_alias_does_not() -> None:
+    source = StreamTag("staging", "web", "1.0")
+    pinned = stream_tag_tag("prod", source, stream(None), alias=False)
+    assert pinned["from"] == {
+        "kind": "ImageStreamImage",
+        "name": f"web@{DIGEST}",
+        "namespace": "staging",
+    }
+    alias = stream_tag_tag("prod", source, None, alias=True)
+    assert alias["from"] == {"kind": "ImageStreamTag", "name": "web:1.0", "namespace": "staging"}
+    with pytest.raises(TagError, match="no image yet"):
+        stream_tag_tag("prod", StreamTag("staging", "web", "2.0"), stream(None), alias=False)
