@@ -64,6 +64,9 @@ def test_import_image_and_tag_like_oc(
     alias = headwater(cluster, namespace, "tag", "web:1.2.0", "web:stable", "--alias")
     assert alias.returncode == 0, alias.stderr
     assert spec_from(cluster, namespace, "stable")["kind"] == "ImageStreamTag"
+    # Each verb applied one tag; none removed another's.
+    tags = [t["name"] for t in cluster.get_json("imagestream/web", "-n", namespace)["spec"]["tags"]]
+    assert sorted(tags) == ["1.2.0", "prod", "stable"]
     eventually("the pin", lambda: newest_image(cluster, namespace, "web", "prod") == digest)
     eventually("the alias", lambda: newest_image(cluster, namespace, "web", "stable") == digest)
 
@@ -81,6 +84,18 @@ def test_import_image_and_tag_like_oc(
     )  # fmt: skip
     assert broken.returncode == 1
     assert "NotFound" in broken.stderr
+
+    listed = headwater(cluster, namespace, "get", "istag")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["NAME", "IMAGE", "REFERENCE", "UPDATED"]
+    assert any(
+        line.split()[:2] == ["web:prod", f"{registry}/{namespace}/web@{digest}"]
+        for line in listed.stdout.splitlines()
+    )
+    described = headwater(cluster, namespace, "describe", "istag", "web:1.2.0")
+    assert described.returncode == 0, described.stderr
+    for expected in (digest, "Command:\t\t/marker", "marker=cli", "linux/amd64", "1 layer(s)"):
+        assert expected in described.stdout, described.stdout
 
     missing = headwater(cluster, namespace, "tag", "nosuch:1", "web:x", "--source=istag")
     assert missing.returncode == 1

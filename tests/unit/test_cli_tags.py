@@ -69,3 +69,16 @@ def test_pin_needs_an_image_and_alias_does_not() -> None:
     assert alias["from"] == {"kind": "ImageStreamTag", "name": "web:1.0", "namespace": "staging"}
     with pytest.raises(TagError, match="no image yet"):
         stream_tag_tag("prod", StreamTag("staging", "web", "2.0"), stream(None), alias=False)
+
+
+def test_istag_rows_and_table() -> None:
+    from headwater.cli.describe import istag_rows, table
+
+    streams = [stream({"status": "True", "generation": 1})]
+    streams[0]["metadata"]["name"] = "web"
+    streams[0]["status"]["tags"][0]["items"][0]["created"] = "2026-11-28T12:00:00Z"
+    streams[0]["status"]["tags"].append({"tag": "empty", "items": []})
+    rows = istag_rows(streams)
+    assert rows == [("web:1.0", f"reg/web@{DIGEST}", "2026-11-28T12:00:00Z")]
+    text = table(("NAME", "IMAGE REFERENCE", "UPDATED"), rows)
+    assert text.splitlines()[1].startswith("web:1.0   reg/web@")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import os
 import sys
@@ -173,7 +174,14 @@ def _apply_tag(
         "metadata": metadata,
         "spec": {"tags": [entry]},
     }
-    obj = client.apply(resource.from_dict(body), namespace=target.namespace, force=True)
+    # A field manager per tag: server-side apply removes what a manager applied
+    # before and left out now, so one manager for all tags would drop the others.
+    manager = f"headwater-tag-{target.tag}"
+    if len(manager) > 128:
+        manager = f"headwater-tag-{hashlib.sha256(target.tag.encode()).hexdigest()[:16]}"
+    obj = client.apply(
+        resource.from_dict(body), namespace=target.namespace, field_manager=manager, force=True
+    )
     return int(obj.metadata.generation or 0)
 
 
@@ -351,6 +359,89 @@ def tag(
                 click.echo(f"{target}\t{message}")
     except TagError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@cli.command("get")
+@click.argument("kind", type=click.Choice(["istag", "istags"]))
+@_cluster_options
+def get(kind: str, namespace: str | None, context: str | None, kubeconfig: str | None) -> None:
+    """List ImageStreamTags (a view over ImageStream status, like `oc get istag`).
+
+    ImageStreams, BuildConfigs and Builds are plain resources: `kubectl get is|bc|builds`.
+    """
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.describe import istag_rows, table
+    from headwater.cli.kube import as_dict, connect
+
+    client, default_ns = connect(kubeconfig, context, namespace)
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    streams = [as_dict(o) for o in client.list(resource, namespace=default_ns)]
+    rows = istag_rows(streams)
+    if not rows:
+        click.echo(f"No resources found in {default_ns} namespace.", err=True)
+        return
+    click.echo(table(("NAME", "IMAGE REFERENCE", "UPDATED"), rows))
+
+
+@cli.command("describe")
+@click.argument("kind", type=click.Choice(["istag"]))
+@click.argument("name")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate.")
+@_cluster_options
+def describe(
+    kind: str, name: str, insecure: bool,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Show an ImageStreamTag: its image, and the image's metadata read from the registry.
+
+    The registry is read anonymously; for one that needs a login the metadata
+    part says why it was not read.
+
+    \b
+    Example:
+      headwater describe istag web:1.2.0
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.describe import describe_istag
+    from headwater.cli.kube import as_dict, connect
+    from headwater.cli.tags import TagError, parse_stream_tag
+    from headwater.imports.model import newest_item, spec_tags
+    from headwater.registry.client import RegistryClient, RegistryError
+    from headwater.registry.reference import ReferenceError, parse_reference
+
+    client, default_ns = connect(kubeconfig, context, namespace)
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    try:
+        target = parse_stream_tag(name, default_ns)
+    except TagError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        stream = as_dict(client.get(resource, target.stream, namespace=target.namespace))
+    except ApiError as exc:
+        raise click.ClickException(f"{target.namespace}/{target}: {exc.status.message}") from None
+    item = newest_item(stream.get("status"), target.tag)
+    if item is None:
+        raise click.ClickException(f"{target.namespace}/{target} has no image yet")
+    tag_spec = next((t for t in spec_tags(stream.get("spec")) if t.name == target.tag), None)
+    insecure = insecure or bool(tag_spec and tag_spec.insecure)
+
+    async def read() -> Any:
+        image = parse_reference(str(item["dockerImageReference"]))
+        async with RegistryClient() as registry:
+            return await registry.resolve(
+                image.api_host, image.path, image.digest or image.tag or "latest",
+                insecure=insecure, preserve_original=True,
+            )  # fmt: skip
+
+    resolved, error = None, None
+    try:
+        resolved = asyncio.run(read())
+    except (RegistryError, ReferenceError, ValueError) as exc:
+        error = str(getattr(exc, "message", exc))
+    click.echo(describe_istag(f"{target.namespace}/{target}", item, resolved, error))
 
 
 def main() -> None:
