@@ -103,3 +103,47 @@ def test_import_image_and_tag_like_oc(
     bad = headwater(cluster, namespace, "tag", "web:1.2.0", "not a tag")
     assert bad.returncode == 1
     assert "is not [namespace/]imagestream:tag" in bad.stderr
+
+
+def test_secrets_link_and_set_image_lookup(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl(
+        "create", "secret", "docker-registry", "registry-login", "-n", namespace,
+        "--docker-server=registry.example.com", "--docker-username=u", "--docker-password=p",
+    )  # fmt: skip
+    linked = headwater(
+        cluster, namespace, "secrets", "link", "default", "registry-login", "--for=pull"
+    )
+    assert linked.returncode == 0, linked.stderr
+    again = headwater(
+        cluster, namespace, "secrets", "link", "default", "registry-login", "--for=pull,mount"
+    )
+    assert again.returncode == 0, again.stderr
+    account = cluster.get_json("serviceaccount/default", "-n", namespace)
+    assert account["imagePullSecrets"] == [{"name": "registry-login"}]  # once, not twice
+    assert {"name": "registry-login"} in account["secrets"]
+    missing = headwater(cluster, namespace, "secrets", "link", "default", "nosuch", "--for=pull")
+    assert missing.returncode == 1
+    assert "nosuch" in missing.stderr
+    wrong = headwater(cluster, namespace, "secrets", "link", "default", "registry-login", "--for=x")
+    assert wrong.returncode == 2
+
+    cluster.apply(
+        {
+            "apiVersion": "image.headwater.dev/v1",
+            "kind": "ImageStream",
+            "metadata": {"name": "web"},
+        },
+        namespace,
+    )
+    on = headwater(cluster, namespace, "set", "image-lookup", "web")
+    assert on.returncode == 0, on.stderr
+    assert cluster.get_json("imagestream/web", "-n", namespace)["spec"]["lookupPolicy"] == {
+        "local": True
+    }
+    off = headwater(cluster, namespace, "set", "image-lookup", "web", "--disabled")
+    assert off.returncode == 0, off.stderr
+    assert cluster.get_json("imagestream/web", "-n", namespace)["spec"]["lookupPolicy"] == {
+        "local": False
+    }
+    absent = headwater(cluster, namespace, "set", "image-lookup", "nosuch")
+    assert absent.returncode == 1

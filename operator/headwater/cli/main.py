@@ -444,6 +444,109 @@ def describe(
     click.echo(describe_istag(f"{target.namespace}/{target}", item, resolved, error))
 
 
+@cli.group("secrets")
+def secrets_group() -> None:
+    """Secrets for pulling and pushing images."""
+
+
+@secrets_group.command("link")
+@click.argument("service_account")
+@click.argument("secrets", nargs=-1, required=True)
+@click.option(
+    "--for",
+    "purposes",
+    default="mount",
+    show_default=True,
+    help="pull (imagePullSecrets), mount (secrets), or pull,mount.",
+)
+@_cluster_options
+def secrets_link(
+    service_account: str, secrets: tuple[str, ...], purposes: str,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Link secrets to a service account, like `oc secrets link`.
+
+    \b
+    The seed's fix for ImagePullBackOff from a private registry:
+      headwater secrets link default registry-login --for=pull
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.resources.core_v1 import Secret, ServiceAccount
+    from lightkube.types import PatchType
+
+    from headwater.cli.kube import connect
+
+    wanted = {p.strip() for p in purposes.split(",") if p.strip()}
+    if not wanted or not wanted <= {"pull", "mount"}:
+        raise click.UsageError("--for takes pull, mount or pull,mount")
+    client, default_ns = connect(kubeconfig, context, namespace)
+    try:
+        for name in secrets:
+            client.get(Secret, name, namespace=default_ns)
+        account = client.get(ServiceAccount, service_account, namespace=default_ns)
+    except ApiError as exc:
+        raise click.ClickException(f"{default_ns}: {exc.status.message}") from None
+    patch: dict[str, Any] = {}
+    if "pull" in wanted:
+        have = [r.name for r in account.imagePullSecrets or []]
+        patch["imagePullSecrets"] = [
+            {"name": n} for n in [*have, *(s for s in secrets if s not in have)]
+        ]
+    if "mount" in wanted:
+        have = [r.name for r in account.secrets or []]
+        patch["secrets"] = [{"name": n} for n in [*have, *(s for s in secrets if s not in have)]]
+    # The lists are replaced whole (a merge patch), guarded by the version read above.
+    assert account.metadata is not None
+    patch["metadata"] = {"resourceVersion": account.metadata.resourceVersion}
+    try:
+        client.patch(
+            ServiceAccount, service_account, patch, namespace=default_ns,
+            patch_type=PatchType.MERGE,
+        )  # fmt: skip
+    except ApiError as exc:
+        raise click.ClickException(f"{default_ns}: {exc.status.message}; try again") from None
+    click.echo(f"serviceaccount/{service_account} linked: {', '.join(secrets)} (for {purposes})")
+
+
+@cli.group("set")
+def set_group() -> None:
+    """Change settings of ImageStreams and BuildConfigs."""
+
+
+@set_group.command("image-lookup")
+@click.argument("streams", nargs=-1, required=True)
+@click.option("--enabled/--disabled", default=True, show_default=True)
+@_cluster_options
+def set_image_lookup(
+    streams: tuple[str, ...], enabled: bool,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Let pods in the namespace name these streams' tags by short name (`web:latest`).
+
+    \b
+    Example:
+      headwater set image-lookup web
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.types import PatchType
+
+    from headwater.cli.kube import connect
+
+    client, default_ns = connect(kubeconfig, context, namespace)
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    for name in streams:
+        try:
+            client.patch(
+                resource, name, {"spec": {"lookupPolicy": {"local": enabled}}},
+                namespace=default_ns, patch_type=PatchType.MERGE,
+            )  # fmt: skip
+        except ApiError as exc:
+            raise click.ClickException(f"{default_ns}/{name}: {exc.status.message}") from None
+        state = "enabled" if enabled else "disabled"
+        click.echo(f"imagestream.image.headwater.dev/{name} image lookup {state}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="headwater")
