@@ -92,6 +92,17 @@ def split_stream_image(name: str) -> tuple[str, str]:
     return stream, digest
 
 
+def source_stream(tag: SpecTag, namespace: str) -> StreamRef | None:
+    """The stream an ImageStreamTag/ImageStreamImage tag points into (default: ``namespace``)."""
+    if tag.from_kind == "ImageStreamTag":
+        stream = split_stream_tag(tag.from_name)[0]
+    elif tag.from_kind == "ImageStreamImage":
+        stream = split_stream_image(tag.from_name)[0]
+    else:
+        return None
+    return StreamRef(tag.from_namespace or namespace, stream)
+
+
 def tag_condition(entry: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
     """A condition of a status tag (OpenShift's TagEventCondition: it has ``generation``)."""
     for condition in (entry or {}).get("conditions") or []:

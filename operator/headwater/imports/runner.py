@@ -54,6 +54,7 @@ from headwater.imports.model import (
     SpecTag,
     StreamRef,
     newest_item,
+    source_stream,
     spec_tags,
     split_stream_image,
     split_stream_tag,
@@ -160,18 +161,18 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def depth(self) -> int:
-        return len(self._due)
+    def _count(self) -> None:
+        QUEUE_DEPTH.labels(queue="imports").set(len(self._due))
 
     def at(self, ref: StreamRef, when: datetime | None) -> None:
         """Wake ``ref`` at ``when`` (replacing an earlier plan); None cancels."""
         if when is None:
             self._due.pop(ref, None)
+            self._count()
             return
         moment = when.timestamp()
         self._due[ref] = moment
-        QUEUE_DEPTH.labels(queue="imports").set(len(self._due))
+        self._count()
         self._seq += 1
         heapq.heappush(self._heap, (moment, self._seq, ref))
         self._changed.set()
@@ -191,6 +192,7 @@ class Scheduler:
                     break
                 heapq.heappop(self._heap)
                 del self._due[ref]
+                self._count()
                 await self._slots.acquire()
                 task = asyncio.create_task(self._run_one(ref))
                 self._tasks.add(task)
@@ -294,6 +296,7 @@ class ImportRunner:
         """The stream is gone: drop its cache, schedule and alias edges; wake its aliases."""
         ref = StreamRef(namespace, name)
         self.bodies.pop(ref, None)
+        self.pending.pop(ref, None)
         self.scheduler.at(ref, None)
         for source in self.sources.pop(ref, set()):
             self.dependents[source].discard(ref)
@@ -304,15 +307,9 @@ class ImportRunner:
         self.bodies[ref] = body
         sources: set[StreamRef] = set()
         for tag in spec_tags(body.get("spec")):
-            if tag.from_kind in ("ImageStreamTag", "ImageStreamImage") and not tag.reference:
-                stream = (
-                    split_stream_tag(tag.from_name)[0]
-                    if tag.from_kind == "ImageStreamTag"
-                    else split_stream_image(tag.from_name)[0]
-                )
-                source = StreamRef(tag.from_namespace or ref.namespace, stream)
-                if source != ref:
-                    sources.add(source)
+            source = None if tag.reference else source_stream(tag, ref.namespace)
+            if source is not None and source != ref:
+                sources.add(source)
         for old in self.sources.get(ref, set()) - sources:
             self.dependents[old].discard(ref)
         for new in sources:
@@ -649,14 +646,9 @@ class ImportRunner:
             except ReferenceError as exc:
                 return Failed("InvalidImageReference", str(exc))
             return Recorded(docker_image_reference=str(image), image=image.digest or "")
-        if tag.from_kind not in ("ImageStreamTag", "ImageStreamImage"):
+        source = source_stream(tag, ref.namespace)
+        if source is None:
             return None
-        namespace = tag.from_namespace or ref.namespace
-        if tag.from_kind == "ImageStreamTag":
-            stream, source_tag = split_stream_tag(tag.from_name)
-        else:
-            stream, digest = split_stream_image(tag.from_name)
-        source = StreamRef(namespace, stream)
         if source == ref:
             source_status: Mapping[str, Any] | None = status
         else:
@@ -667,10 +659,12 @@ class ImportRunner:
             if source_status is None:
                 return Failed("NotFound", f"ImageStream {source} does not exist")
         if tag.from_kind == "ImageStreamTag":
+            source_tag = split_stream_tag(tag.from_name)[1]
             item = newest_item(source_status, source_tag)
             if item is None:
                 return Failed("NotFound", f"ImageStreamTag {source}:{source_tag} has no image yet")
         else:
+            digest = split_stream_image(tag.from_name)[1]
             item = _find_image(source_status, digest)
             if item is None:
                 return Failed("NotFound", f"ImageStream {source} has no image {digest}")
