@@ -49,12 +49,12 @@ def stream(condition: dict[str, Any] | None, annotated: bool = False) -> dict[st
 
 def test_import_result_waits_for_the_generation_and_the_annotation() -> None:
     ok = {"status": "True", "generation": 3}
-    assert import_result(stream(None), "1.0", 3) == (False, "")
-    assert import_result(stream({**ok, "generation": 2}), "1.0", 3) == (False, "")
-    assert import_result(stream(ok, annotated=True), "1.0", 3) == (False, "")
-    assert import_result(stream(ok), "1.0", 3) == (True, f"reg/web@{DIGEST}")
+    assert import_result(stream(None), "1.0", 3) == (False, False, "")
+    assert import_result(stream({**ok, "generation": 2}), "1.0", 3) == (False, False, "")
+    assert import_result(stream(ok, annotated=True), "1.0", 3) == (False, False, "")
+    assert import_result(stream(ok), "1.0", 3) == (True, True, f"reg/web@{DIGEST}")
     failed = {"status": "False", "generation": 3, "reason": "NotFound", "message": "no tag"}
-    assert import_result(stream(failed), "1.0", 3) == (True, "NotFound: no tag")
+    assert import_result(stream(failed), "1.0", 3) == (True, False, "NotFound: no tag")
 
 
 def test_pin_needs_an_image_and_alias_does_not() -> None:

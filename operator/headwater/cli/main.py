@@ -126,13 +126,30 @@ def _cluster_options(fn: Any) -> Any:
     return fn
 
 
+def _tag_policy_options(fn: Any) -> Any:
+    """--insecure and --reference-policy, shared by the verbs that write a spec tag."""
+    fn = click.option(
+        "--reference-policy",
+        type=click.Choice(["source", "local"]),
+        default="source",
+        show_default=True,
+        help="How consumers get the image: its source reference, or the configured registry.",
+    )(fn)
+    return click.option(
+        "--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate."
+    )(fn)
+
+
 IMAGESTREAM = ("image.headwater.dev", "v1", "ImageStream", "imagestreams")
 
 
 def _wait_for_import(
-    client: Any, resource: Any, target: Any, since: int, timeout: float
-) -> tuple[bool, str]:
-    """Poll the stream until the operator recorded the import; a spinner on a terminal."""
+    client: Any, resource: Any, target: Any, since: int, timeout: float, what: str
+) -> str:
+    """Poll the stream until the operator recorded the import; a spinner on a terminal.
+
+    Returns the pinned reference; a failed import prints its reason and exits 1.
+    """
     from headwater.cli.kube import as_dict
     from headwater.cli.tags import import_result
 
@@ -141,13 +158,14 @@ def _wait_for_import(
     turn = 0
     while time.monotonic() < deadline:
         obj = as_dict(client.get(resource, target.stream, namespace=target.namespace))
-        finished, message = import_result(obj, target.tag, since)
+        finished, succeeded, message = import_result(obj, target.tag, since)
         if finished:
             if sys.stderr.isatty():
                 click.echo("\r", nl=False, err=True)
-            from headwater.cli.tags import import_failed
-
-            return not import_failed(obj, target.tag), message
+            if not succeeded:
+                click.echo(f"error: import of {what} failed: {message}", err=True)
+                sys.exit(EXIT_FAILED)
+            return message
         if sys.stderr.isatty():
             click.echo(
                 f"\rwaiting for the import of {target} {spinner[turn % 4]}", nl=False, err=True
@@ -195,13 +213,7 @@ def _apply_tag(
 )
 @click.option("--confirm", is_flag=True, help="Create the ImageStream or tag if missing.")
 @click.option("--scheduled", is_flag=True, help="Re-import on the operator's schedule.")
-@click.option("--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate.")
-@click.option(
-    "--reference-policy",
-    type=click.Choice(["source", "local"]),
-    default="source",
-    show_default=True,
-)
+@_tag_policy_options
 @click.option(
     "--import-mode",
     type=click.Choice(["Legacy", "PreserveOriginal"]),
@@ -260,10 +272,9 @@ def import_image(
         reference_policy=reference_policy.capitalize(), import_mode=import_mode,
     )  # fmt: skip
     generation = _apply_tag(client, resource, target, entry, annotate=True)
-    ok, message = _wait_for_import(client, resource, target, generation, timeout)
-    if not ok:
-        click.echo(f"error: import of {target} from {source} failed: {message}", err=True)
-        sys.exit(EXIT_FAILED)
+    message = _wait_for_import(
+        client, resource, target, generation, timeout, f"{target} from {source}"
+    )
     click.echo(f"imagestream.image.headwater.dev/{target.stream} imported")
     click.echo(f"{target}\t{message}")
 
@@ -278,13 +289,7 @@ def import_image(
 )
 @click.option("--reference", is_flag=True, help="Point at the image without importing it.")
 @click.option("--scheduled", is_flag=True, help="Re-import an image source on schedule.")
-@click.option("--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate.")
-@click.option(
-    "--reference-policy",
-    type=click.Choice(["source", "local"]),
-    default="source",
-    show_default=True,
-)
+@_tag_policy_options
 @click.option(
     "--import", "import_now", is_flag=True, help="Import at once and wait for the result."
 )
@@ -352,10 +357,9 @@ def tag(
             generation = _apply_tag(client, resource, target, entry, annotate=import_now)
             click.echo(f"Tag {target} set to {source}.")
             if import_now:
-                ok, message = _wait_for_import(client, resource, target, generation, timeout)
-                if not ok:
-                    click.echo(f"error: import of {target} failed: {message}", err=True)
-                    sys.exit(EXIT_FAILED)
+                message = _wait_for_import(
+                    client, resource, target, generation, timeout, str(target)
+                )
                 click.echo(f"{target}\t{message}")
     except TagError as exc:
         raise click.ClickException(str(exc)) from None

@@ -72,24 +72,22 @@ def stream_tag_tag(
     return {"name": name, "from": reference}
 
 
-def import_result(stream: Mapping[str, Any], tag: str, since_generation: int) -> tuple[bool, str]:
-    """(finished, message) for the import of ``tag`` asked at ``since_generation``.
+def import_result(
+    stream: Mapping[str, Any], tag: str, since_generation: int
+) -> tuple[bool, bool, str]:
+    """(finished, succeeded, message) for the import of ``tag`` asked at ``since_generation``.
 
     Finished once the operator has recorded the outcome for that generation and
-    removed the request annotation; the message is the digest or the failure.
+    removed the request annotation; the message is the pinned reference, or the
+    failure's reason and message.
     """
     annotations = (stream.get("metadata") or {}).get("annotations") or {}
     condition = tag_condition(status_tag(stream.get("status"), tag), IMPORT_SUCCESS)
     if condition is None or int(condition.get("generation") or 0) < since_generation:
-        return False, ""
+        return False, False, ""
     if "image.headwater.dev/import-requested" in annotations:
-        return False, ""
+        return False, False, ""
     if condition.get("status") != "True":
-        return True, f"{condition.get('reason')}: {condition.get('message')}"
+        return True, False, f"{condition.get('reason')}: {condition.get('message')}"
     item = newest_item(stream.get("status"), tag) or {}
-    return True, str(item.get("dockerImageReference") or "")
-
-
-def import_failed(stream: Mapping[str, Any], tag: str) -> bool:
-    condition = tag_condition(status_tag(stream.get("status"), tag), IMPORT_SUCCESS) or {}
-    return condition.get("status") == "False"
+    return True, True, str(item.get("dockerImageReference") or "")
