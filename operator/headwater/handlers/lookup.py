@@ -20,6 +20,7 @@ from headwater.imports.lookup import (
     resolve_pod_spec,
     short_name,
 )
+from headwater.imports.model import StreamRef
 
 WORKLOADS = {
     "Pod": ("", "v1", "pods"),
@@ -45,10 +46,20 @@ def resolve_short_names(
     spec = pod_spec(kind, body)
     if spec is None:
         return
+    names = {
+        found[0]
+        for field in CONTAINER_LISTS
+        for container in spec.get(field) or []
+        if (found := short_name(str(container.get("image") or ""))) is not None
+    }
+    if not names:
+        return  # every pod admission passes here: most name full references
     namespace = str((body.get("metadata") or {}).get("namespace") or "")
-    runner = memo_import_runner(memo)
+    bodies = memo_import_runner(memo).bodies
     streams = {
-        ref.name: stream for ref, stream in runner.bodies.items() if ref.namespace == namespace
+        name: bodies[StreamRef(namespace, name)]
+        for name in names
+        if StreamRef(namespace, name) in bodies
     }
     changed = resolve_pod_spec(spec, streams, memo_config(memo).registry, namespace)
     if changed:
