@@ -41,10 +41,11 @@ from lightkube.core.exceptions import ApiError  # noqa: E402
 from headwater.config import Config  # noqa: E402
 from headwater.imports.history import Outcome  # noqa: E402
 from headwater.imports.model import SpecTag, StreamRef  # noqa: E402
-from headwater.imports.runner import ImageStream, ImportRunner, plain_dict  # noqa: E402
+from headwater.imports.runner import ImportRunner, plain_dict  # noqa: E402
 from headwater.registry.client import RegistryClient  # noqa: E402
 from headwater.registry.credentials import Credentials  # noqa: E402
 from headwater.registry.reference import Reference  # noqa: E402
+from headwater.resources import ImageStream  # noqa: E402
 from tests.e2e.helpers import push_image  # noqa: E402
 
 # A fresh namespace per run: the baseline cycle writes status as of an interval

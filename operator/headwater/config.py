@@ -156,7 +156,19 @@ class Config:
     tag_history_limit: int = 10
     """Items kept per tag in ImageStream status, so a stream stays far below etcd's object limit."""
     builder_image: str = "quay.io/buildah/stable:latest"
-    """The image that runs buildah in build Jobs."""
+    """The image build Jobs run: buildah, git, tar and a POSIX shell (the fetch step runs
+    in it for every executor)."""
+    build_executor: Literal["buildah", "kaniko"] = "buildah"
+    """What builds images; a BuildConfig may choose per build with the annotation
+    ``build.headwater.dev/executor``."""
+    kaniko_image: str | None = None
+    """The kaniko executor image (upstream kaniko is archived: name a maintained fork)."""
+    insecure_registries: tuple[str, ...] = ()
+    """Registries (host[:port]) builds pull from and push to without TLS verification;
+    ``registry`` is added when ``registryInsecure`` is true. Nothing else is insecure."""
+    build_host_network: bool = False
+    """Run build pods in the node's network namespace (clusters whose pod network
+    cannot reach the registry or Git server)."""
     build_defaults: BuildDefaults = field(default_factory=BuildDefaults)
     """Applied to builds that leave the value unset."""
     build_overrides: BuildOverrides = field(default_factory=BuildOverrides)
@@ -458,6 +470,29 @@ def _check_leader(leader: LeaderElection, where: str) -> LeaderElection:
     return leader
 
 
+def _parse_executor(value: object, where: str) -> str:
+    if value not in ("buildah", "kaniko"):
+        raise _fail(where, "buildah or kaniko", value)
+    return str(value)
+
+
+def _parse_registries(value: object, where: str) -> tuple[str, ...]:
+    """A list of host[:port] (YAML) or a comma-separated string (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise _fail(where, "a list of host[:port]", value)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        match = _REGISTRY_RE.match(text)
+        if not match or match.group("prefix"):
+            raise _fail(where, "host[:port] without a path", item)
+        out.append(text)
+    return tuple(out)
+
+
 # Top-level keys of the YAML file, with the Config field and the parser of each.
 _FileParser = Callable[[object, str], object]
 _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
@@ -476,6 +511,10 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
         lambda v, w: parse_int(v, w, minimum=1, maximum=100),
     ),
     "builderImage": ("builder_image", _parse_str),
+    "buildExecutor": ("build_executor", _parse_executor),
+    "kanikoImage": ("kaniko_image", _parse_optional_str),
+    "insecureRegistries": ("insecure_registries", _parse_registries),
+    "buildHostNetwork": ("build_host_network", parse_bool),
     "buildDefaults": ("build_defaults", parse_build_defaults),
     "buildOverrides": ("build_overrides", parse_build_overrides),
     "namespace": ("namespace", parse_namespace),
@@ -498,6 +537,9 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_IMPORT_PLATFORM": _TOP_LEVEL["importPlatform"],
     "HEADWATER_IMPORT_PULL_SECRETS": _TOP_LEVEL["importPullSecrets"],
     "HEADWATER_BUILDER_IMAGE": _TOP_LEVEL["builderImage"],
+    "HEADWATER_BUILD_EXECUTOR": _TOP_LEVEL["buildExecutor"],
+    "HEADWATER_KANIKO_IMAGE": _TOP_LEVEL["kanikoImage"],
+    "HEADWATER_INSECURE_REGISTRIES": _TOP_LEVEL["insecureRegistries"],
     "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],
     "HEADWATER_METRICS_PORT": _TOP_LEVEL["metricsPort"],

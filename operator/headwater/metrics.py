@@ -29,6 +29,18 @@ BUILD_DURATION = Histogram(
     buckets=(5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")),
     registry=REGISTRY,
 )
+BUILDS_FINISHED = Counter(
+    "headwater_builds_finished_total",
+    "Builds that reached a terminal phase, by phase and reason.",
+    ["phase", "reason"],
+    registry=REGISTRY,
+)
+BUILD_QUEUE_WAIT = Histogram(
+    "headwater_build_queue_wait_seconds",
+    "Time from a Build's creation to its Job's creation (run policy and inputs waited for).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, float("inf")),
+    registry=REGISTRY,
+)
 IMPORT_DURATION = Histogram(
     "headwater_import_duration_seconds",
     "Latency of one tag import (manifest request included), by registry host.",

@@ -295,6 +295,10 @@ def operator_in_process(
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
+    builder = cluster.env.get("HEADWATER_BUILDER_IMAGE") or os.environ.get("HEADWATER_BUILDER_IMAGE")
+    if builder:
+        # Build pods run the locally made buildah image.
+        monkeypatch.setenv("HEADWATER_BUILDER_IMAGE", builder)
     args = ["run", "--standalone", "-m", "headwater.handlers"]
     for watched in (namespace, peer_name(namespace)):
         args += ["--namespace", watched]

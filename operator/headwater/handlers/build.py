@@ -1,16 +1,51 @@
-"""Build handlers (builds.v1.build.headwater.dev)."""
+"""Build handlers (builds.v1.build.headwater.dev), and the Jobs and pods that run them.
+
+A change to a Build, to its Job or to its pod reconciles the Build: start it
+when its run policy allows, follow its pod, finish it. The Job and pod
+handlers only map the object to its Build (by the ``build.headwater.dev/build``
+label); all decisions are the controller's.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
 
-from headwater.handlers._reconcile import reconcile_placeholder
-from headwater.status import BUILD
+from headwater.builds.model import LABEL_BUILD
+from headwater.handlers.lifecycle import memo_build_controller
+from headwater.metrics import RECONCILE_DURATION
 
 
 @kopf.on.event(group="build.headwater.dev", version="v1", plural="builds")
-def reconcile_build(type: str | None, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Converge the Build's status (placeholder until its reconciliation lands)."""
-    reconcile_placeholder(BUILD, type, body, patch)
+async def reconcile_build(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Converge the Build: start, follow or finish it."""
+    metadata = body.get("metadata") or {}
+    namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+    controller = memo_build_controller(memo)
+    if type == "DELETED":
+        controller.forget(namespace, name)
+        return
+    started = time.perf_counter()
+    await controller.reconcile_build(namespace, name)
+    RECONCILE_DURATION.labels(kind="Build").observe(time.perf_counter() - started)
+
+
+async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
+    metadata = body.get("metadata") or {}
+    build = (metadata.get("labels") or {}).get(LABEL_BUILD)
+    if build:
+        await memo_build_controller(memo).reconcile_build(str(metadata.get("namespace")), build)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD: kopf.PRESENT})
+async def build_job_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A build Job changed (created, failed on its deadline, deleted)."""
+    await _reconcile_owner(body, memo)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_BUILD: kopf.PRESENT})
+async def build_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A build pod changed (a container started or ended, evicted, deleted)."""
+    await _reconcile_owner(body, memo)

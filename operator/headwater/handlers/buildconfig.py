@@ -1,16 +1,29 @@
-"""BuildConfig handlers (buildconfigs.v1.build.headwater.dev)."""
+"""BuildConfig handlers (buildconfigs.v1.build.headwater.dev).
+
+Every watch event hands the BuildConfig to the build controller, which turns
+its start requests (``start.build.headwater.dev/<id>`` annotations) into
+Builds and keeps its status current.
+"""
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any
 
 import kopf
 
-from headwater.handlers._reconcile import reconcile_placeholder
-from headwater.status import BUILDCONFIG
+from headwater.handlers.lifecycle import memo_build_controller
+from headwater.metrics import RECONCILE_DURATION
 
 
 @kopf.on.event(group="build.headwater.dev", version="v1", plural="buildconfigs")
-def reconcile_buildconfig(type: str | None, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Converge the BuildConfig's status (placeholder until its reconciliation lands)."""
-    reconcile_placeholder(BUILDCONFIG, type, body, patch)
+async def reconcile_buildconfig(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Start requested builds; write observedGeneration and Ready."""
+    if type == "DELETED":
+        return
+    started = time.perf_counter()
+    await memo_build_controller(memo).reconcile_buildconfig(copy.deepcopy(dict(body)))
+    RECONCILE_DURATION.labels(kind="BuildConfig").observe(time.perf_counter() - started)

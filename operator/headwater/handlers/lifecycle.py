@@ -21,6 +21,8 @@ import kopf
 from aiohttp import web
 from lightkube import AsyncClient
 
+from headwater.builds.controller import BuildController
+from headwater.builds.job import settings_from_config
 from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
 from headwater.imports.runner import ImportRunner
@@ -37,6 +39,8 @@ MEMO_REGISTRY = "registry"
 MEMO_IMPORTS = "imports"
 MEMO_SCHEDULER_TASK = "import-scheduler"
 MEMO_WEBHOOKS = "webhooks"
+MEMO_BUILDS = "builds"
+MEMO_BUILD_RESYNC_TASK = "build-resync"
 
 
 def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
@@ -181,6 +185,11 @@ async def startup(
     runner = ImportRunner(memo[MEMO_KUBE], registry, config)
     memo[MEMO_IMPORTS] = runner
     memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
+    builds = BuildController(
+        memo[MEMO_KUBE], registry, config, settings_from_config(config), imports=runner
+    )
+    memo[MEMO_BUILDS] = builds
+    memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())
     if config.registry_webhook_token:
         # Only the leader imports, so only the leader listens: a registry's
         # notification to a standby fails and the registry retries it.
@@ -203,11 +212,15 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     webhooks = memo.pop(MEMO_WEBHOOKS, None)
     if isinstance(webhooks, web.AppRunner):
         await webhooks.cleanup()
-    task = memo.pop(MEMO_SCHEDULER_TASK, None)
-    if isinstance(task, asyncio.Task):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for key in (MEMO_SCHEDULER_TASK, MEMO_BUILD_RESYNC_TASK):
+        task = memo.pop(key, None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    builds = memo.pop(MEMO_BUILDS, None)
+    if isinstance(builds, BuildController):
+        await builds.stop()
     runner = memo.pop(MEMO_IMPORTS, None)
     if isinstance(runner, ImportRunner):
         await runner.scheduler.stop()
@@ -228,3 +241,11 @@ def memo_import_runner(memo: kopf.Memo) -> ImportRunner:
     if not isinstance(runner, ImportRunner):
         raise RuntimeError("no import runner on kopf's memo: the start-up handler did not run")
     return runner
+
+
+def memo_build_controller(memo: kopf.Memo) -> BuildController:
+    """The build controller the start-up handler made."""
+    controller = memo.get(MEMO_BUILDS)
+    if not isinstance(controller, BuildController):
+        raise RuntimeError("no build controller on kopf's memo: the start-up handler did not run")
+    return controller

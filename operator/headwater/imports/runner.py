@@ -27,16 +27,14 @@ from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.authorization_v1 import SubjectAccessReview
-from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
+from lightkube.resources.core_v1 import Secret, ServiceAccount
 from lightkube.types import PatchType
 
 from headwater.conditions import format_time
 from headwater.config import Config
+from headwater.events import post_event
 from headwater.imports.history import (
     Deferred,
     Failed,
@@ -82,11 +80,11 @@ from headwater.registry.credentials import (
     parse_docker_config_secret,
 )
 from headwater.registry.reference import Reference, ReferenceError, parse_reference
+from headwater.resources import ImageStream
 from headwater.status import status_patch
 
 logger = logging.getLogger(__name__)
 
-ImageStream = create_namespaced_resource("image.headwater.dev", "v1", "ImageStream", "imagestreams")
 PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
 ALIAS_DEPTH = 10
@@ -302,6 +300,74 @@ class ImportRunner:
             self.dependents[source].discard(ref)
         for dependent in list(self.dependents.pop(ref, set())):
             self.scheduler.now(dependent)
+
+    async def record_image(
+        self, ref: StreamRef, tag: str, image: str, reference: str, message: str
+    ) -> bool:
+        """A build pushed ``reference`` for ``tag``: make it the tag's newest item now.
+
+        Done under the stream's lock, on a fresh read, with the resourceVersion
+        as a precondition, so a concurrent import can neither lose this item
+        nor be lost by it. False when the stream does not exist.
+        """
+        async with self.locks[ref]:
+            for _ in range(5):
+                try:
+                    obj = await self.kube.get(ImageStream, ref.name, namespace=ref.namespace)
+                except ApiError as exc:
+                    if exc.status.code == 404:
+                        return False
+                    raise
+                body = plain_dict(obj)
+                metadata = body.get("metadata") or {}
+                status = body.get("status") or {}
+                now = self.clock()
+                result = TagResult(
+                    tag=SpecTag(
+                        name=tag,
+                        from_kind=None,
+                        from_name="",
+                        from_namespace=None,
+                        reference=False,
+                        generation=None,
+                        insecure=False,
+                        scheduled=False,
+                        import_mode="Legacy",
+                        reference_policy="Source",
+                    ),
+                    outcome=Imported(
+                        image=image, docker_image_reference=reference, message=message
+                    ),
+                    generation=int(metadata.get("generation") or 0),
+                    attempted=False,
+                )
+                tags = apply_results(status, [result], now, self._limit)
+                if tags == status.get("tags"):
+                    return True
+                try:
+                    updated = await self.kube.patch(
+                        ImageStream.Status,
+                        ref.name,
+                        {
+                            "metadata": {"resourceVersion": metadata.get("resourceVersion")},
+                            "status": {"tags": tags},
+                        },
+                        namespace=ref.namespace,
+                        patch_type=PatchType.MERGE,
+                    )
+                except ApiError as exc:
+                    if exc.status.code == 409:
+                        continue
+                    if exc.status.code == 404:
+                        return False
+                    raise
+                self._remember(ref, plain_dict(updated))
+                for dependent in self.dependents.get(ref, set()):
+                    self.scheduler.now(dependent)
+                for transition in transitions(status.get("tags"), tags):
+                    await self._post_event(ref, body, transition, now)
+                return True
+            raise RuntimeError(f"{ref}: tag {tag} not recorded after 5 conflicting writes")
 
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
         self.bodies[ref] = body
@@ -722,31 +788,14 @@ class ImportRunner:
     async def _post_event(
         self, ref: StreamRef, body: Mapping[str, Any], transition: Transition, now: datetime
     ) -> None:
-        """A core/v1 Event on the stream (what `kubectl describe is` shows); best effort."""
-        metadata = body.get("metadata") or {}
-        event = Event(
-            metadata=ObjectMeta(generateName=f"{ref.name}.", namespace=ref.namespace),
-            involvedObject=ObjectReference(
-                apiVersion="image.headwater.dev/v1",
-                kind="ImageStream",
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=metadata.get("uid"),
-                resourceVersion=metadata.get("resourceVersion"),
-            ),
-            type=transition.type,
-            reason=transition.reason,
-            message=transition.message[:1024],
-            source=EventSource(component=EVENT_COMPONENT),
-            reportingComponent=EVENT_COMPONENT,
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
+        """An Event on the stream (what `kubectl describe is` shows); best effort."""
+        involved = {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream", **body}
+        involved["metadata"] = {
+            **(body.get("metadata") or {}), "name": ref.name, "namespace": ref.namespace,
+        }  # fmt: skip
+        await post_event(
+            self.kube, involved, transition.type, transition.reason, transition.message, now
         )
-        try:
-            await self.kube.create(event)
-        except ApiError as exc:
-            logger.warning("event %s on %s not posted: %s", transition.reason, ref, exc)
 
     async def _clear_request(self, ref: StreamRef) -> None:
         try:

@@ -1,0 +1,1 @@
+"""Builds: from a BuildConfig to a Build, its Job, and its status."""

@@ -1,0 +1,934 @@
+"""Running builds: start requests, run policies, Jobs, status, output tags, pruning.
+
+Level-based like the rest of the operator: every entry point re-reads what
+it acts on and converges, so a restart, a missed event or a second call
+changes nothing that is already right. What makes it safe to kill at any
+moment:
+
+- a Build's number is claimed by creating ``<bc>-<n>`` (names are unique),
+  and a start request's id is a label on the Build it made, so replaying a
+  request finds its Build instead of making another;
+- a Build's Job has a fixed name, so creating it twice fails the second time;
+- status only moves forward (New → Pending → Running → terminal).
+
+All work on one BuildConfig's builds is serialised by a lock, so a run
+policy decision never races another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from lightkube import AsyncClient
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
+from lightkube.types import CascadeType, PatchType
+
+from headwater.builds.instantiate import (
+    REQUEST_PREFIX,
+    RequestError,
+    StartRequest,
+    pending_requests,
+    render_build,
+)
+from headwater.builds.job import JobSettings, RenderError, Resolved, render_job
+from headwater.builds.model import (
+    API_VERSION,
+    CANCELLED,
+    COMPLETE,
+    ERROR,
+    FAILED,
+    LABEL_BUILD,
+    LABEL_BUILDCONFIG,
+    LABEL_REQUEST,
+    NEW,
+    PENDING,
+    RUNNING,
+    SERIAL,
+    TERMINAL,
+    build_name,
+    build_number,
+    buildconfig_of,
+    job_name,
+    phase_rank,
+    summarize,
+)
+from headwater.builds.observe import Observation, observe
+from headwater.builds.policy import builds_to_prune, plan_runs
+from headwater.conditions import format_time, set_condition
+from headwater.config import Config
+from headwater.events import post_event
+from headwater.imports.model import StreamRef, newest_item, split_stream_tag
+from headwater.imports.runner import ImportRunner, plain_dict
+from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
+from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
+from headwater.registry.credentials import (
+    Credentials,
+    CredentialsError,
+    credentials_for,
+    parse_docker_config_secret,
+)
+from headwater.registry.reference import ReferenceError, parse_reference
+from headwater.resources import Build, BuildConfig, ImageStream
+from headwater.status import status_patch
+
+logger = logging.getLogger(__name__)
+
+CANCEL_ANNOTATION = "build.headwater.dev/cancel-requested"
+RESYNC_SECONDS = 10.0
+DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
+_STRATEGY_KEYS = {
+    "Docker": "dockerStrategy",
+    "Source": "sourceStrategy",
+    "Custom": "customStrategy",
+}
+
+
+class Waiting(Exception):
+    """The build cannot start yet; it stays New with this reason until the world changes."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _duration(start: str | None, end: str | None) -> tuple[str | None, float | None]:
+    """A Go duration string ("1m5.25s") and seconds between two RFC 3339 times."""
+    if not start or not end:
+        return None, None
+    try:
+        seconds = (
+            datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))
+        ).total_seconds()
+    except ValueError:
+        return None, None
+    seconds = max(seconds, 0.0)
+    minutes, rest = divmod(seconds, 60)
+    text = f"{int(minutes)}m{rest:g}s" if minutes else f"{rest:g}s"
+    return text, seconds
+
+
+class BuildController:
+    """Turns start requests into Builds and Builds into Jobs, and reports on them."""
+
+    def __init__(
+        self,
+        kube: AsyncClient,
+        registry: RegistryClient,
+        config: Config,
+        settings: JobSettings,
+        imports: ImportRunner | None = None,
+        clock: Any = None,
+    ) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.config = config
+        self.settings = settings
+        self.imports = imports
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.waiting: set[tuple[str, str]] = set()
+        """Builds held New by something outside (a missing secret or stream), retried on a timer."""
+        self.phases: dict[tuple[str, str], str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- BuildConfigs ---------------------------------------------------------
+
+    async def reconcile_buildconfig(self, body: Mapping[str, Any]) -> None:
+        """Honour start requests and keep the BuildConfig's status current."""
+        metadata = body.get("metadata") or {}
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        if metadata.get("deletionTimestamp"):
+            return
+        async with self.locks[(namespace, name)]:
+            good, bad = pending_requests(metadata.get("annotations"))
+            now = self.clock()
+            for key, error in bad:
+                await post_event(
+                    self.kube, self._bc_ref(body), "Warning", "InvalidBuildRequest",
+                    f"{key}: {error}", now,
+                )  # fmt: skip
+                await self._remove_annotation(namespace, name, key)
+            for key, request in good:
+                try:
+                    created = await self._instantiate(body, request)
+                except RequestError as exc:
+                    await post_event(
+                        self.kube, self._bc_ref(body), "Warning", "BuildConfigInstantiateFailed",
+                        f"request {request.id}: {exc}", now,
+                    )  # fmt: skip
+                else:
+                    logger.info("%s/%s: request %s is build %s", namespace, name, key, created)
+                await self._remove_annotation(namespace, name, key)
+            await self._write_buildconfig_status(namespace, name)
+
+    async def instantiate(self, namespace: str, name: str, request: StartRequest) -> str:
+        """Start a build of BuildConfig ``namespace/name`` (for triggers); its name."""
+        async with self.locks[(namespace, name)]:
+            bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+            return await self._instantiate(bc, request)
+
+    async def _instantiate(self, bc: Mapping[str, Any], request: StartRequest) -> str:
+        metadata = bc.get("metadata") or {}
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        siblings = await self._builds_of(namespace, name)
+        for sibling in siblings:
+            labels = (sibling.get("metadata") or {}).get("labels") or {}
+            if labels.get(LABEL_REQUEST) == request.id:
+                number = build_number(sibling)
+                await self._bump_last_version(namespace, name, number)
+                return str(sibling["metadata"]["name"])
+        source_spec = None
+        if request.from_build:
+            try:
+                previous = await self.kube.get(Build, request.from_build, namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    raise RequestError(f"build {request.from_build} does not exist") from None
+                raise
+            source_spec = plain_dict(previous).get("spec") or {}
+        last = int(((bc.get("status") or {}).get("lastVersion")) or 0)
+        number = max([last, *(build_number(s) for s in siblings)]) + 1
+        for _ in range(50):
+            obj = render_build(bc, number, request, source_spec)
+            try:
+                await self.kube.create(from_dict(obj))
+            except ApiError as exc:
+                if exc.status.code == 409:
+                    number += 1  # taken (by a build this process has not listed yet)
+                    continue
+                if exc.status.code == 422:
+                    raise RequestError(exc.status.message or "the Build was rejected") from None
+                raise
+            await self._bump_last_version(namespace, name, number)
+            return build_name(name, number)
+        raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
+
+    async def _bump_last_version(self, namespace: str, name: str, number: int) -> None:
+        """status.lastVersion = max(lastVersion, number), under optimistic concurrency."""
+        for _ in range(10):
+            bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+            if int(((bc.get("status") or {}).get("lastVersion")) or 0) >= number:
+                return
+            try:
+                await self.kube.patch(
+                    BuildConfig.Status,
+                    name,
+                    {
+                        "metadata": {"resourceVersion": bc["metadata"]["resourceVersion"]},
+                        "status": {"lastVersion": number},
+                    },
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                return
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise
+        raise RuntimeError(f"{namespace}/{name}: lastVersion not written after 10 conflicts")
+
+    async def _write_buildconfig_status(self, namespace: str, name: str) -> None:
+        try:
+            bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        status = bc.get("status") or {}
+        generation = int(bc["metadata"].get("generation") or 0)
+        last = int(status.get("lastVersion") or 0)
+        desired = dict(status)
+        desired["observedGeneration"] = generation
+        desired["conditions"] = set_condition(
+            status.get("conditions"),
+            "Ready",
+            "True",
+            "Ready",
+            f"last build: {build_name(name, last)}" if last else "no build yet",
+            generation,
+            self.clock(),
+        )
+        patch = status_patch(status, desired)
+        if patch:
+            await self._patch_status(BuildConfig, namespace, name, patch)
+
+    async def _remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.kube.patch(
+                BuildConfig,
+                name,
+                {"metadata": {"annotations": {key: None}}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+
+    @staticmethod
+    def _bc_ref(body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "BuildConfig", **body}
+
+    # --- Builds -----------------------------------------------------------------
+
+    def kick(self, namespace: str, name: str) -> None:
+        """Reconcile a build soon, outside the caller's lock."""
+        task = asyncio.get_running_loop().create_task(self.reconcile_build(namespace, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reconcile_build(self, namespace: str, name: str) -> None:
+        """Bring one Build (and its Job) a step closer to done, and report where it is."""
+        started = time.perf_counter()
+        try:
+            build = plain_dict(await self.kube.get(Build, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                self.forget(namespace, name)
+                return
+            raise
+        bc = buildconfig_of(build)
+        async with self.locks[(namespace, bc or f"build/{name}")]:
+            if bc is not None:
+                # Another reconcile may have changed it while this one waited.
+                with contextlib.suppress(ApiError):
+                    build = plain_dict(await self.kube.get(Build, name, namespace=namespace))
+            await self._reconcile_locked(build, bc)
+        logger.debug(
+            "reconciled build %s/%s in %.3fs", namespace, name, time.perf_counter() - started
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.waiting.discard((namespace, name))
+        phase = self.phases.pop((namespace, name), None)
+        if phase is not None:
+            BUILDS.labels(phase=phase).dec()
+
+    async def _reconcile_locked(self, build: dict[str, Any], bc: str | None) -> None:
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        status = build.get("status") or {}
+        phase = str(status.get("phase") or NEW)
+        self._count(namespace, name, phase)
+        if metadata.get("deletionTimestamp"):
+            return
+        if phase in TERMINAL:
+            self.waiting.discard((namespace, name))
+            return
+        annotations = metadata.get("annotations") or {}
+        if status.get("cancelled") or annotations.get(CANCEL_ANNOTATION) == "true":
+            await self._cancel(build, "the build was cancelled")
+            return
+        if not status.get("jobName"):
+            await self._start(build, bc)
+            return
+        await self._follow(build, bc)
+
+    async def _start(self, build: dict[str, Any], bc: str | None) -> None:
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        if bc is not None:
+            policy = SERIAL
+            with contextlib.suppress(ApiError):
+                config = await self.kube.get(BuildConfig, bc, namespace=namespace)
+                policy = str((plain_dict(config).get("spec") or {}).get("runPolicy") or SERIAL)
+            siblings = [summarize(b) for b in await self._builds_of(namespace, bc)]
+            plan = plan_runs(siblings, policy)
+            for superseded in plan.cancel:
+                if superseded == name:
+                    await self._cancel(build, "superseded by a newer build (SerialLatestOnly)")
+                    return
+                self.kick(namespace, superseded)
+            if name not in plan.start:
+                waiting = plan.waiting.get(name, "waiting to be started by the run policy")
+                await self._write_build_status(build, NEW, reason="", message=waiting)
+                return
+        try:
+            resolved = await self._resolve(build)
+            job = render_job(build, resolved, self.settings)
+        except Waiting as exc:
+            self.waiting.add((namespace, name))
+            await self._write_build_status(build, NEW, reason=exc.reason, message=exc.message)
+            return
+        except RenderError as exc:
+            await self._finish(build, bc, Observation(FAILED, exc.reason, exc.message))
+            return
+        self.waiting.discard((namespace, name))
+        try:
+            await self.kube.create(from_dict(job))
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+        now = format_time(self.clock())
+        created = str(metadata.get("creationTimestamp") or now)
+        _, queued = _duration(created, now)
+        if queued is not None:
+            BUILD_QUEUE_WAIT.observe(queued)
+        await self._write_build_status(
+            build,
+            PENDING,
+            extra={
+                "jobName": job_name(name),
+                "outputDockerImageReference": resolved.output_image,
+                "config": {"kind": "BuildConfig", "name": bc, "namespace": namespace}
+                if bc
+                else None,
+            },
+        )
+
+    async def _follow(self, build: dict[str, Any], bc: str | None) -> None:
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        job: dict[str, Any] | None = None
+        try:
+            job = plain_dict(await self.kube.get(Job, job_name(name), namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+        pod = await self._pod_of(namespace, name) if job is not None else None
+        strategy = str(((build.get("spec") or {}).get("strategy") or {}).get("type") or "Docker")
+        seen = observe(job, pod, custom=strategy == "Custom")
+        if seen.phase == COMPLETE:
+            seen = await self._verify_output(build, seen)
+        if seen.phase in TERMINAL:
+            await self._finish(build, bc, seen)
+            return
+        await self._write_build_status(
+            build,
+            seen.phase,
+            reason=seen.reason,
+            message=seen.message,
+            observation=seen,
+        )
+
+    async def _finish(self, build: dict[str, Any], bc: str | None, seen: Observation) -> None:
+        """Record a terminal phase, move the output tag, then prune and start what waited."""
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        if seen.phase == COMPLETE:
+            recorded = await self._record_output(build, seen)
+            if recorded is not None:
+                seen = recorded
+        wrote = await self._write_build_status(
+            build, seen.phase, reason=seen.reason, message=seen.message, observation=seen
+        )
+        if not wrote:
+            return
+        self.waiting.discard((namespace, name))
+        if bc is not None:
+            await self._prune(namespace, bc)
+            for sibling in await self._builds_of(namespace, bc):
+                if summarize(sibling).phase == NEW:
+                    self.kick(namespace, str(sibling["metadata"]["name"]))
+
+    async def _cancel(self, build: dict[str, Any], message: str) -> None:
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        with contextlib.suppress(ApiError):
+            await self.kube.delete(
+                Job, job_name(name), namespace=namespace, cascade=CascadeType.BACKGROUND
+            )
+        await self._finish(
+            build, buildconfig_of(build), Observation(CANCELLED, "CancelledBuild", message)
+        )
+
+    # --- status -------------------------------------------------------------------
+
+    async def _write_build_status(
+        self,
+        build: dict[str, Any],
+        phase: str,
+        *,
+        reason: str = "",
+        message: str = "",
+        observation: Observation | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Write the Build's status if it changed; False when it would go backwards."""
+        metadata = build["metadata"]
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        status = build.get("status") or {}
+        old_phase = str(status.get("phase") or NEW)
+        if old_phase in TERMINAL or phase_rank(phase) < phase_rank(old_phase):
+            return False
+        now = self.clock()
+        desired: dict[str, Any] = dict(status)
+        desired.update({k: v for k, v in (extra or {}).items() if v is not None})
+        desired["phase"] = phase
+        desired["observedGeneration"] = int(metadata.get("generation") or 0)
+        desired["reason"] = reason or None
+        desired["message"] = message or None
+        if observation is not None:
+            if observation.start:
+                desired["startTimestamp"] = observation.start
+            if observation.revision:
+                desired["revision"] = dict(observation.revision)
+            if observation.stages:
+                desired["stages"] = [dict(s) for s in observation.stages]
+            if observation.log_snippet:
+                desired["logSnippet"] = observation.log_snippet
+            if observation.digest and phase == COMPLETE:
+                desired["output"] = {"to": {"imageDigest": observation.digest}}
+        if phase in TERMINAL:
+            completion = (observation.completion if observation else None) or format_time(now)
+            desired["completionTimestamp"] = completion
+            desired.setdefault("startTimestamp", None)
+            text, seconds = _duration(desired.get("startTimestamp"), completion)
+            if text:
+                desired["duration"] = text
+            if seconds is not None:
+                BUILD_DURATION.labels(phase=phase).observe(seconds)
+        if phase == CANCELLED:
+            desired["cancelled"] = True
+        condition_status: dict[str, Literal["True", "False", "Unknown"]] = {
+            COMPLETE: "True",
+            FAILED: "False",
+            ERROR: "False",
+            CANCELLED: "False",
+        }
+        desired["conditions"] = set_condition(
+            status.get("conditions"),
+            "Succeeded",
+            condition_status.get(phase, "Unknown"),
+            reason or phase,
+            message or f"build is {phase}",
+            desired["observedGeneration"],
+            now,
+        )
+        desired = {k: v for k, v in desired.items() if v is not None}
+        patch = status_patch(status, desired)
+        for key in status:
+            if key not in desired:
+                patch[key] = None
+        if not patch:
+            return True
+        updated = await self._patch_status(Build, namespace, name, patch)
+        if updated is None:
+            return False
+        build["status"] = updated.get("status") or desired
+        self._count(namespace, name, phase)
+        if old_phase != phase:
+            await self._announce(build, old_phase, phase, reason, message, now)
+        return True
+
+    async def _announce(
+        self,
+        build: Mapping[str, Any],
+        old: str,
+        new: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        ref = {"apiVersion": API_VERSION, "kind": "Build", **build}
+        name = build["metadata"]["name"]
+        if new == RUNNING or (new in TERMINAL and old in (NEW, PENDING) and new != CANCELLED):
+            await post_event(self.kube, ref, "Normal", "BuildStarted", f"build {name} started", now)
+        if new in TERMINAL:
+            BUILDS_FINISHED.labels(phase=new, reason=reason or new).inc()
+        if new == COMPLETE:
+            await post_event(
+                self.kube, ref, "Normal", "BuildCompleted", f"build {name} completed", now
+            )
+        elif new in (FAILED, ERROR):
+            await post_event(
+                self.kube,
+                ref,
+                "Warning",
+                "BuildFailed",
+                f"build {name} failed: {reason}: {message}",
+                now,
+            )
+        elif new == CANCELLED:
+            await post_event(
+                self.kube, ref, "Normal", "BuildCancelled", f"build {name} cancelled", now
+            )
+
+    def _count(self, namespace: str, name: str, phase: str) -> None:
+        old = self.phases.get((namespace, name))
+        if old == phase:
+            return
+        if old is not None:
+            BUILDS.labels(phase=old).dec()
+        BUILDS.labels(phase=phase).inc()
+        self.phases[(namespace, name)] = phase
+
+    async def _patch_status(
+        self, resource: Any, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        try:
+            obj = await self.kube.patch(
+                resource.Status,
+                name,
+                {"status": dict(patch)},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return plain_dict(obj)
+
+    # --- outputs, inputs, secrets -----------------------------------------------------
+
+    async def _resolve(self, build: Mapping[str, Any]) -> Resolved:
+        """Output target, base image, secrets and S2I Dockerfile; Waiting or RenderError."""
+        metadata = build["metadata"]
+        namespace = str(metadata["namespace"])
+        spec = build.get("spec") or {}
+        strategy = spec.get("strategy") or {}
+        kind = str(strategy.get("type") or "Docker")
+        block = strategy.get(_STRATEGY_KEYS.get(kind, "dockerStrategy")) or {}
+        output = await self._output_image(namespace, spec)
+        base = await self._image_of(namespace, block.get("from"), "strategy from")
+        push_secret = await self._push_secret(namespace, spec, output)
+        pull_name = (block.get("pullSecret") or {}).get("name")
+        if pull_name:
+            await self._need_secret(namespace, str(pull_name), "MissingPullSecret")
+        source_secret = ((spec.get("source") or {}).get("sourceSecret") or {}).get("name")
+        if source_secret:
+            await self._need_secret(namespace, str(source_secret), "MissingSourceSecret")
+        resolved = Resolved(
+            output_image=output,
+            base_image=base,
+            push_secret=push_secret,
+            pull_secret=str(pull_name) if pull_name else None,
+        )
+        if kind != "Source":
+            return resolved
+        if base is None:
+            raise RenderError("InvalidStrategy", "sourceStrategy.from names no builder image")
+        from headwater.builds import s2i  # TEMPORARY until s2i lands
+
+        image_config = await self._image_config(namespace, base, pull_name)
+        incremental_from = None
+        if block.get("incremental") and output:
+            incremental_from = await self._current_output(namespace, spec)
+        try:
+            dockerfile = s2i.s2i_dockerfile(
+                base,
+                image_config,
+                env=self._s2i_env(block),
+                scripts_url=str(block["scripts"]) if block.get("scripts") else None,
+                incremental_from=incremental_from,
+            )
+        except s2i.S2IError as exc:
+            raise RenderError(exc.reason, exc.message) from None
+        return Resolved(
+            output_image=output,
+            base_image=base,
+            s2i_dockerfile=dockerfile,
+            s2i_environment_script=s2i.s2i_environment_script(),
+            push_secret=push_secret,
+            pull_secret=resolved.pull_secret,
+        )
+
+    def _s2i_env(self, block: Mapping[str, Any]) -> list[tuple[str, str]]:
+        merged: dict[str, str] = dict(self.settings.defaults.env)
+        for entry in block.get("env") or []:
+            if isinstance(entry, Mapping) and entry.get("name"):
+                merged[str(entry["name"])] = str(entry.get("value") or "")
+        merged.update(self.settings.overrides.env)
+        return list(merged.items())
+
+    async def _output_image(self, namespace: str, spec: Mapping[str, Any]) -> str | None:
+        to = (spec.get("output") or {}).get("to") or {}
+        if not to:
+            return None
+        kind, name = str(to.get("kind") or "ImageStreamTag"), str(to.get("name") or "")
+        if kind == "DockerImage":
+            try:
+                parse_reference(name)
+            except ReferenceError as exc:
+                raise RenderError("InvalidOutputReference", f"output {name!r}: {exc}") from None
+            return name
+        if kind != "ImageStreamTag":
+            raise RenderError("InvalidOutputReference", f"output kind {kind} is not supported")
+        if not self.config.registry:
+            raise RenderError(
+                "InvalidOutputReference",
+                "output to an ImageStreamTag needs the operator's registry setting",
+            )
+        stream, tag = split_stream_tag(name)
+        if not stream or not tag:
+            raise RenderError("InvalidOutputReference", f"output {name!r} is not <stream>:<tag>")
+        stream_namespace = str(to.get("namespace") or namespace)
+        try:
+            await self.kube.get(ImageStream, stream, namespace=stream_namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise Waiting(
+                    "InvalidOutputReference",
+                    f"output image stream {stream_namespace}/{stream} does not exist",
+                ) from None
+            raise
+        return f"{self.config.registry}/{stream_namespace}/{stream}:{tag}"
+
+    async def _image_of(self, namespace: str, ref: object, what: str) -> str | None:
+        """A DockerImage/ImageStreamTag/ImageStreamImage reference as a pull spec."""
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            return None
+        kind, name = str(ref.get("kind") or "DockerImage"), str(ref["name"])
+        if kind == "DockerImage":
+            return name
+        source_ns = str(ref.get("namespace") or namespace)
+        try:
+            if kind == "ImageStreamImage":
+                stream, _, digest = name.partition("@")
+                body = plain_dict(await self.kube.get(ImageStream, stream, namespace=source_ns))
+                for entry in (body.get("status") or {}).get("tags") or []:
+                    for item in entry.get("items") or []:
+                        if item.get("image") == digest and item.get("dockerImageReference"):
+                            return str(item["dockerImageReference"])
+                raise Waiting("InvalidImageReference", f"{what}: {source_ns}/{name} not found")
+            stream, tag = split_stream_tag(name)
+            body = plain_dict(await self.kube.get(ImageStream, stream, namespace=source_ns))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise Waiting(
+                    "InvalidImageReference", f"{what}: image stream {source_ns}/{name} not found"
+                ) from None
+            raise
+        item = newest_item(body.get("status"), tag)
+        if not item or not item.get("dockerImageReference"):
+            raise Waiting("InvalidImageReference", f"{what}: {source_ns}/{name} has no image yet")
+        return str(item["dockerImageReference"])
+
+    async def _current_output(self, namespace: str, spec: Mapping[str, Any]) -> str | None:
+        """The image the output tag points at now (the previous build, for incremental S2I)."""
+        to = (spec.get("output") or {}).get("to") or {}
+        if to.get("kind") != "ImageStreamTag":
+            return None
+        try:
+            return await self._image_of(namespace, to, "output")
+        except (Waiting, RenderError):
+            return None
+
+    async def _need_secret(self, namespace: str, name: str, reason: str) -> dict[str, Any]:
+        try:
+            return plain_dict(await self.kube.get(Secret, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise Waiting(reason, f"secret {namespace}/{name} does not exist") from None
+            raise
+
+    async def _push_secret(
+        self, namespace: str, spec: Mapping[str, Any], output: str | None
+    ) -> str | None:
+        """output.pushSecret, else a docker-config secret of the build's service account
+        that holds credentials for the output registry."""
+        if output is None:
+            return None
+        named = ((spec.get("output") or {}).get("pushSecret") or {}).get("name")
+        if named:
+            await self._need_secret(namespace, str(named), "MissingPushSecret")
+            return str(named)
+        account = str(spec.get("serviceAccount") or "default")
+        try:
+            sa = await self.kube.get(ServiceAccount, account, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                raise Waiting(
+                    "CannotRetrieveServiceAccount",
+                    f"service account {namespace}/{account} does not exist",
+                ) from None
+            raise
+        names = [s.name for s in sa.secrets or [] if s.name]
+        names += [s.name for s in sa.imagePullSecrets or [] if s.name and s.name not in names]
+        image = parse_reference(output)
+        for name in names:
+            try:
+                secret = await self.kube.get(Secret, name, namespace=namespace)
+            except ApiError:
+                continue
+            if secret.type not in DOCKER_SECRET_TYPES:
+                continue
+            try:
+                keyring = parse_docker_config_secret(secret.type, dict(secret.data or {}))
+            except CredentialsError:
+                continue
+            if credentials_for(image, [keyring]):
+                return name
+        return None
+
+    async def _credentials(
+        self, namespace: str, secret_name: str | None, image_ref: str
+    ) -> Credentials | None:
+        if not secret_name:
+            return None
+        try:
+            secret = await self.kube.get(Secret, secret_name, namespace=namespace)
+            keyring = parse_docker_config_secret(str(secret.type), dict(secret.data or {}))
+        except (ApiError, CredentialsError):
+            return None
+        found = credentials_for(parse_reference(image_ref), [keyring])
+        return found[0] if found else None
+
+    async def _image_config(
+        self, namespace: str, image_ref: str, pull_secret: object
+    ) -> ImageConfig:
+        """The builder image's config (labels, user) read from its registry."""
+        try:
+            image = parse_reference(image_ref)
+        except ReferenceError as exc:
+            raise RenderError("InvalidImageReference", f"builder image: {exc}") from None
+        credentials = await self._credentials(
+            namespace, str(pull_secret) if pull_secret else None, image_ref
+        )
+        try:
+            resolved = await self.registry.resolve(
+                image.api_host,
+                image.path,
+                image.digest or image.tag or "latest",
+                credentials=credentials,
+                insecure=image.domain in self.settings.insecure_registries,
+            )
+        except RegistryError as exc:
+            raise Waiting("PullBuilderImageFailed", f"builder image {image_ref}: {exc}") from None
+        if resolved.image is None or resolved.image.config is None:
+            raise RenderError(
+                "PullBuilderImageFailed", f"builder image {image_ref} has no image config"
+            )
+        return resolved.image.config
+
+    async def _verify_output(self, build: Mapping[str, Any], seen: Observation) -> Observation:
+        """Complete only if the registry has the manifest the build says it pushed."""
+        status = build.get("status") or {}
+        output = status.get("outputDockerImageReference")
+        if not output:
+            return seen
+        namespace = str(build["metadata"]["namespace"])
+        image = parse_reference(str(output))
+        push_secret = ((build.get("spec") or {}).get("output") or {}).get("pushSecret") or {}
+        credentials = await self._credentials(namespace, push_secret.get("name"), str(output))
+        try:
+            resolved = await self.registry.resolve(
+                image.api_host,
+                image.path,
+                seen.digest or image.tag or "latest",
+                credentials=credentials,
+                insecure=image.domain in self.settings.insecure_registries,
+                preserve_original=True,
+            )
+        except RegistryError as exc:
+            return Observation(
+                FAILED,
+                "PushImageToRegistryFailed",
+                f"the pushed image could not be verified in the registry: {exc}",
+                start=seen.start,
+                completion=seen.completion,
+                revision=seen.revision,
+                stages=seen.stages,
+            )
+        return Observation(
+            COMPLETE,
+            start=seen.start,
+            completion=seen.completion,
+            digest=resolved.digest,
+            revision=seen.revision,
+            stages=seen.stages,
+        )
+
+    async def _record_output(
+        self, build: Mapping[str, Any], seen: Observation
+    ) -> Observation | None:
+        """Move the output ImageStreamTag to the pushed digest now, not at the next import."""
+        spec = build.get("spec") or {}
+        to = (spec.get("output") or {}).get("to") or {}
+        if to.get("kind") != "ImageStreamTag" or not seen.digest or self.imports is None:
+            return None
+        namespace = str(build["metadata"]["namespace"])
+        stream, tag = split_stream_tag(str(to["name"]))
+        stream_namespace = str(to.get("namespace") or namespace)
+        repository = f"{self.config.registry}/{stream_namespace}/{stream}"
+        recorded = await self.imports.record_image(
+            StreamRef(stream_namespace, stream),
+            tag,
+            seen.digest,
+            f"{repository}@{seen.digest}",
+            f"pushed by build {namespace}/{build['metadata']['name']}",
+        )
+        if recorded:
+            return None
+        return Observation(
+            FAILED,
+            "InvalidOutputReference",
+            f"the image was pushed but image stream {stream_namespace}/{stream} is gone",
+            start=seen.start,
+            completion=seen.completion,
+            digest=seen.digest,
+            revision=seen.revision,
+            stages=seen.stages,
+        )
+
+    # --- listing and pruning --------------------------------------------------------------
+
+    async def _builds_of(self, namespace: str, bc: str) -> list[dict[str, Any]]:
+        return [
+            plain_dict(b)
+            async for b in self.kube.list(
+                Build, namespace=namespace, labels={LABEL_BUILDCONFIG: bc}
+            )
+        ]
+
+    async def _pod_of(self, namespace: str, name: str) -> dict[str, Any] | None:
+        pods = [
+            plain_dict(p)
+            async for p in self.kube.list(Pod, namespace=namespace, labels={LABEL_BUILD: name})
+        ]
+        if not pods:
+            return None
+        # backoffLimit 0: at most one pod, unless one is being replaced after deletion.
+        pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+        return pods[-1]
+
+    async def _prune(self, namespace: str, bc: str) -> None:
+        try:
+            config = plain_dict(await self.kube.get(BuildConfig, bc, namespace=namespace))
+        except ApiError:
+            return
+        spec = config.get("spec") or {}
+        summaries = [summarize(b) for b in await self._builds_of(namespace, bc)]
+        doomed = builds_to_prune(
+            summaries,
+            spec.get("successfulBuildsHistoryLimit"),
+            spec.get("failedBuildsHistoryLimit"),
+        )
+        for name in doomed:
+            with contextlib.suppress(ApiError):
+                await self.kube.delete(
+                    Build, name, namespace=namespace, cascade=CascadeType.BACKGROUND
+                )
+            self.forget(namespace, name)
+
+    # --- periodic work -----------------------------------------------------------------
+
+    async def resync(self) -> None:
+        """Retry builds held New by missing inputs, every few seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            for namespace, name in sorted(self.waiting):
+                try:
+                    await self.reconcile_build(namespace, name)
+                except Exception:
+                    logger.exception("resync of build %s/%s failed", namespace, name)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def start_request_key(request_id: str) -> str:
+    return f"{REQUEST_PREFIX}{request_id}"

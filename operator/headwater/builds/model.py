@@ -1,0 +1,111 @@
+"""Names, labels and typed views shared by everything that handles builds.
+
+A Build's identity lives in its metadata: the BuildConfig it came from, its
+number (``<bc>-<n>``), the run policy it was queued under, and the start
+request that made it. Those are what the run policy, pruning and the CLI
+select on, so they are written once here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "build.headwater.dev"
+API_VERSION = f"{GROUP}/v1"
+
+LABEL_BUILDCONFIG = f"{GROUP}/buildconfig"
+"""On Builds: the BuildConfig's name (selects a BuildConfig's builds)."""
+LABEL_BUILD = f"{GROUP}/build"
+"""On build Jobs and pods: the Build's name."""
+LABEL_REQUEST = f"{GROUP}/request"
+"""On Builds: the start request that made it, so a request never makes two builds."""
+ANNOTATION_NUMBER = f"{GROUP}/build-number"
+ANNOTATION_BUILDCONFIG = f"{GROUP}/buildconfig"
+ANNOTATION_RUN_POLICY = f"{GROUP}/run-policy"
+OPENSHIFT_BUILDCONFIG_LABEL = "openshift.io/build-config.name"
+"""Also set, so selectors written for OpenShift keep working."""
+
+NEW, PENDING, RUNNING = "New", "Pending", "Running"
+COMPLETE, FAILED, ERROR, CANCELLED = "Complete", "Failed", "Error", "Cancelled"
+TERMINAL = frozenset({COMPLETE, FAILED, ERROR, CANCELLED})
+UNSUCCESSFUL = frozenset({FAILED, ERROR, CANCELLED})
+_RANK = {NEW: 0, PENDING: 1, RUNNING: 2, COMPLETE: 3, FAILED: 3, ERROR: 3, CANCELLED: 3}
+
+SERIAL, PARALLEL, SERIAL_LATEST_ONLY = "Serial", "Parallel", "SerialLatestOnly"
+
+# Containers of the build pod, in the order they run.
+FETCH_CONTAINER = "fetch-source"
+BUILD_CONTAINER = "build"
+
+
+def phase_rank(phase: str | None) -> int:
+    """Phases only move forward: New < Pending < Running < any terminal phase."""
+    return _RANK.get(phase or NEW, 0)
+
+
+def build_name(buildconfig: str, number: int) -> str:
+    return f"{buildconfig}-{number}"
+
+
+def job_name(build: str) -> str:
+    """The build's Job, named like OpenShift's build pod (``<build>-build``)."""
+    return f"{build}-build"
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What the run policy and pruning need to know of one Build."""
+
+    name: str
+    number: int
+    phase: str
+    cancel_requested: bool = False
+    has_job: bool = False
+    completion: str = ""
+    """completionTimestamp (RFC 3339), empty until the build ends."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        """Holds a slot of a Serial policy: it was started and has not ended."""
+        return not self.terminal and (self.has_job or self.phase in (PENDING, RUNNING))
+
+
+def build_number(body: Mapping[str, Any]) -> int:
+    """The build's number from its annotation, else its name's suffix; 0 if neither parses."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    for text in (
+        annotations.get(ANNOTATION_NUMBER),
+        str(metadata.get("name", "")).rsplit("-", 1)[-1],
+    ):
+        if text is not None and str(text).isdigit():
+            return int(text)
+    return 0
+
+
+def summarize(body: Mapping[str, Any]) -> BuildSummary:
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return BuildSummary(
+        name=str(metadata.get("name", "")),
+        number=build_number(body),
+        phase=str(status.get("phase") or NEW),
+        cancel_requested=bool(status.get("cancelled")),
+        has_job=bool(status.get("jobName")),
+        completion=str(status.get("completionTimestamp") or ""),
+    )
+
+
+def buildconfig_of(body: Mapping[str, Any]) -> str | None:
+    """The BuildConfig a Build belongs to (label, then annotation), or None for a lone Build."""
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    name = labels.get(LABEL_BUILDCONFIG) or annotations.get(ANNOTATION_BUILDCONFIG)
+    return str(name) if name else None

@@ -1,0 +1,277 @@
+"""What a build's Job and pod say about it (pure): phase, reason, timings, revision, output.
+
+The containers report through their termination messages (see
+:mod:`headwater.builds.scripts`); the kubelet, the Job controller and the
+eviction manager report through pod and Job status. This module turns both
+into the Build status fields, without any API call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from headwater.builds.model import (
+    BUILD_CONTAINER,
+    COMPLETE,
+    ERROR,
+    FAILED,
+    FETCH_CONTAINER,
+    PENDING,
+    RUNNING,
+)
+from headwater.builds.scripts import EXIT_REASONS
+from headwater.conditions import format_time
+
+SNIPPET_LINES = 20
+SNIPPET_BYTES = 2048
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+_CONFIG_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The Build status the pod implies; ``phase`` Complete still needs the digest verified."""
+
+    phase: str
+    reason: str = ""
+    message: str = ""
+    start: str | None = None
+    completion: str | None = None
+    digest: str | None = None
+    revision: Mapping[str, Any] | None = None
+    stages: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    log_snippet: str = ""
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _from_ms(value: object) -> str | None:
+    if not isinstance(value, int) or value <= 0:
+        return None
+    return format_time(datetime.fromtimestamp(value / 1000, UTC))
+
+
+def snippet(text: str) -> str:
+    """The last lines of a log, short enough for status."""
+    lines = text.rstrip("\n").splitlines()[-SNIPPET_LINES:]
+    out = "\n".join(lines)
+    return out[-SNIPPET_BYTES:]
+
+
+def _report(message: object) -> Mapping[str, Any] | None:
+    """A container's JSON termination message, or None (a log tail, or nothing)."""
+    if not isinstance(message, str) or not message.strip().startswith("{"):
+        return None
+    try:
+        doc = json.loads(message)
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _statuses(pod: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
+    return {
+        str(s.get("name")): s
+        for s in (pod.get("status") or {}).get(key) or []
+        if isinstance(s, Mapping)
+    }
+
+
+def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _revision(report: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if not report or not report.get("commit"):
+        return None
+    git: dict[str, Any] = {"commit": str(report["commit"])}
+    for person in ("author", "committer"):
+        value = report.get(person)
+        if isinstance(value, Mapping) and (value.get("name") or value.get("email")):
+            git[person] = {k: str(value[k]) for k in ("name", "email") if value.get(k)}
+    if report.get("message"):
+        git["message"] = str(report["message"])
+    return {"type": "Git", "git": git}
+
+
+def _fetch_stage(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    terminated = state.get("terminated") or {}
+    start, end = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+    if start is None or end is None:
+        return None
+    duration = int((end - start).total_seconds() * 1000)
+    return {
+        "name": "FetchInputs",
+        "startTime": format_time(start),
+        "durationMilliseconds": duration,
+        "steps": [
+            {
+                "name": "FetchSource",
+                "startTime": format_time(start),
+                "durationMilliseconds": duration,
+            }
+        ],
+    }
+
+
+def _build_stages(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    stages = []
+    steps = {"Build": "DockerBuild", "PostCommit": "RunPostCommitHook", "PushImage": "PushImage"}
+    for entry in (report or {}).get("stages") or []:
+        if not isinstance(entry, Mapping) or entry.get("name") not in steps:
+            continue
+        start, duration = _from_ms(entry.get("start")), entry.get("ms")
+        if start is None or not isinstance(duration, int) or duration <= 0:
+            continue
+        stages.append(
+            {
+                "name": entry["name"],
+                "startTime": start,
+                "durationMilliseconds": duration,
+                "steps": [
+                    {
+                        "name": steps[str(entry["name"])],
+                        "startTime": start,
+                        "durationMilliseconds": duration,
+                    }
+                ],
+            }
+        )
+    return stages
+
+
+def _failed_container(
+    name: str, terminated: Mapping[str, Any], custom: bool
+) -> tuple[str, str, str]:
+    """(reason, message, log snippet) of a container that exited non-zero."""
+    code = int(terminated.get("exitCode") or 0)
+    tail = snippet(str(terminated.get("message") or ""))
+    if terminated.get("reason") == "OOMKilled":
+        return "OutOfMemoryKilled", f"the {name} container ran out of memory", tail
+    if custom:
+        return "GenericBuildFailed", f"the custom builder exited with code {code}", tail
+    reason = EXIT_REASONS.get(code)
+    if reason is None:
+        reason = "FetchSourceFailed" if name == FETCH_CONTAINER else "DockerBuildFailed"
+    last = tail.splitlines()[-1] if tail else ""
+    detail = last.removeprefix("error: ") if last.startswith("error: ") else f"exit code {code}"
+    return reason, detail, tail
+
+
+def observe(
+    job: Mapping[str, Any] | None,
+    pod: Mapping[str, Any] | None,
+    *,
+    custom: bool = False,
+) -> Observation:
+    """The status a build has given its Job and pod (either may be missing)."""
+    if job is None:
+        return Observation(
+            ERROR, "BuildPodDeleted", "the build's Job was deleted before the build finished"
+        )
+    failure = _job_failure(job)
+    if failure is not None and failure.get("reason") == "DeadlineExceeded":
+        return Observation(
+            FAILED,
+            "ExceededDeadline",
+            "the build ran longer than its completionDeadlineSeconds",
+            completion=str(failure.get("lastTransitionTime") or "") or None,
+        )
+    if pod is None:
+        if failure is not None:
+            return Observation(
+                ERROR, "BuildPodDeleted", f"the build pod is gone ({failure.get('reason')})"
+            )
+        return Observation(PENDING, message="waiting for the build pod to be created")
+    status = pod.get("status") or {}
+    inits, mains = _statuses(pod, "initContainerStatuses"), _statuses(pod, "containerStatuses")
+    fetch, build = inits.get(FETCH_CONTAINER) or {}, mains.get(BUILD_CONTAINER) or {}
+    starts = [
+        _time(((s.get("state") or {}).get(k) or {}).get("startedAt"))
+        for s in (fetch, build)
+        for k in ("running", "terminated")
+    ]
+    started = min((t for t in starts if t is not None), default=None)
+    start = format_time(started) if started else None
+    fetch_state = fetch.get("state") or {}
+    fetch_report = _report((fetch_state.get("terminated") or {}).get("message"))
+    revision = _revision(fetch_report)
+    stages: list[dict[str, Any]] = []
+    fetch_stage = _fetch_stage(fetch_state)
+    if fetch_stage:
+        stages.append(fetch_stage)
+    if status.get("reason") == "Evicted":
+        return Observation(
+            ERROR,
+            "BuildPodEvicted",
+            str(status.get("message") or "the build pod was evicted"),
+            start=start,
+            revision=revision,
+            stages=stages,
+        )
+    for name, container in ((FETCH_CONTAINER, fetch), (BUILD_CONTAINER, build)):
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated and int(terminated.get("exitCode") or 0) != 0:
+            reason, message, tail = _failed_container(name, terminated, custom)
+            return Observation(
+                FAILED,
+                reason,
+                message,
+                start=start,
+                completion=str(terminated.get("finishedAt") or "") or None,
+                revision=revision,
+                stages=stages,
+                log_snippet=tail,
+            )
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _PULL_FAILURES:
+            return Observation(
+                PENDING,
+                "PullBuilderImageFailed",
+                str(waiting.get("message") or waiting.get("reason"))[:1024],
+            )
+        if waiting.get("reason") in _CONFIG_FAILURES:
+            return Observation(
+                PENDING,
+                "BuildPodConfigError",
+                str(waiting.get("message") or waiting.get("reason"))[:1024],
+            )
+    build_done = (build.get("state") or {}).get("terminated")
+    if build_done:
+        report = _report(build_done.get("message"))
+        text = str(build_done.get("message") or "").strip()
+        digest = None
+        if report is not None and report.get("digest"):
+            digest = str(report["digest"])
+        elif text.startswith("sha256:"):
+            digest = text.split()[0]  # kaniko's --digest-file
+        return Observation(
+            COMPLETE,
+            start=start,
+            completion=str(build_done.get("finishedAt") or "") or None,
+            digest=digest,
+            revision=revision,
+            stages=stages + _build_stages(report),
+        )
+    if failure is not None or pod.get("metadata", {}).get("deletionTimestamp"):
+        return Observation(
+            ERROR, "BuildPodDeleted", "the build pod was deleted before the build finished",
+            start=start, revision=revision, stages=stages,
+        )  # fmt: skip
+    if started is not None:
+        return Observation(RUNNING, start=start, revision=revision, stages=stages)
+    return Observation(PENDING, message="waiting for the build pod to start")

@@ -1,0 +1,285 @@
+"""Builds on the real cluster: BuildConfig → Build → Job with buildah, pushed to the real registry."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import kopf.testing
+import pytest
+
+from .helpers import Cluster, GitServer, eventually, registry_digest
+
+pytestmark = pytest.mark.e2e
+
+TERMINAL = ("Complete", "Failed", "Error", "Cancelled")
+BUILD_TIMEOUT = 420
+
+
+def imagestream(name: str) -> dict[str, Any]:
+    return {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream", "metadata": {"name": name}}
+
+
+def buildconfig(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def docker_bc(
+    name: str,
+    source: dict[str, Any],
+    output: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    strategy = extra.pop("strategy", {"type": "Docker", "dockerStrategy": {}})
+    spec: dict[str, Any] = {"source": source, "strategy": strategy, **extra}
+    if output:
+        spec["output"] = {"to": {"kind": "ImageStreamTag", "name": output}}
+    return buildconfig(name, spec)
+
+
+def start_build(cluster: Cluster, namespace: str, bc: str, overrides: str = "") -> str:
+    """Ask for a build the way `kubectl annotate` can; return the request id."""
+    request = f"r{uuid.uuid4().hex[:10]}"
+    cluster.kubectl(
+        "annotate",
+        "-n",
+        namespace,
+        f"buildconfig/{bc}",
+        f"start.build.headwater.dev/{request}={overrides}",
+    )
+    return request
+
+
+def build_of_request(cluster: Cluster, namespace: str, request: str) -> str:
+    names: list[str] = []
+
+    def made() -> bool:
+        found = cluster.get_json(
+            "builds", "-n", namespace, "-l", f"build.headwater.dev/request={request}"
+        )["items"]
+        names[:] = [b["metadata"]["name"] for b in found]
+        return bool(names)
+
+    eventually(f"the build of request {request}", made, timeout=60)
+    assert len(names) == 1, names
+    return names[0]
+
+
+def build_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = cluster.get_json(f"build/{name}", "-n", namespace)
+    return result
+
+
+def wait_for_phase(
+    cluster: Cluster, namespace: str, name: str, phases: tuple[str, ...] = TERMINAL,
+    timeout: float = BUILD_TIMEOUT,
+) -> dict[str, Any]:  # fmt: skip
+    found: dict[str, Any] = {}
+
+    def reached() -> bool:
+        found.clear()
+        found.update(build_json(cluster, namespace, name))
+        return (found.get("status") or {}).get("phase") in phases
+
+    try:
+        eventually(f"build {name} to reach {'/'.join(phases)}", reached, timeout=timeout)
+    except AssertionError:
+        logs = cluster.kubectl(
+            "logs", "-n", namespace, f"job/{name}-build", "--all-containers", check=False
+        )
+        raise AssertionError(
+            f"{json.dumps(found.get('status'), indent=1)}\n{logs.stdout[-3000:]}{logs.stderr}"
+        ) from None
+    return found
+
+
+def test_docker_build_from_git_pushes_to_the_image_stream_tag(
+    cluster: Cluster,
+    namespace: str,
+    git_server: GitServer,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:
+    registry = cluster.need_registry()
+    busybox = cluster.image("busybox")
+    url, sha = git_server.repo(
+        {
+            "app/Dockerfile": (
+                f"FROM {busybox}\n"
+                "ARG GREETING=unset\n"
+                "COPY message.txt /message.txt\n"
+                'RUN echo "$GREETING from $(cat /message.txt)" > /built.txt\n'
+                'CMD ["cat", "/built.txt"]\n'
+            ),
+            "app/message.txt": "git\n",
+            "README": "not in the context\n",
+        },
+        message="the first commit",
+    )
+    cluster.apply(imagestream("web"), namespace)
+    cluster.apply(
+        docker_bc(
+            "web",
+            {"type": "Git", "git": {"uri": url}, "contextDir": "app"},
+            "web:latest",
+            strategy={
+                "type": "Docker",
+                "dockerStrategy": {"buildArgs": [{"name": "GREETING", "value": "hello"}]},
+            },
+        ),
+        namespace,
+    )
+    request = start_build(cluster, namespace, "web")
+    name = build_of_request(cluster, namespace, request)
+    assert name == "web-1"
+    build = wait_for_phase(cluster, namespace, name)
+    status = build["status"]
+    assert status["phase"] == "Complete", status
+    repository = f"{namespace}/web"
+    digest = registry_digest(registry, repository, "latest")
+    assert status["output"]["to"]["imageDigest"] == digest
+    assert status["outputDockerImageReference"] == f"{registry}/{repository}:latest"
+    assert status["revision"]["git"]["commit"] == sha
+    assert status["revision"]["git"]["message"] == "the first commit"
+    assert {s["name"] for s in status["stages"]} >= {"FetchInputs", "Build", "PushImage"}
+    assert status["duration"]
+    succeeded = [c for c in status["conditions"] if c["type"] == "Succeeded"]
+    assert succeeded[0]["status"] == "True"
+    # The Build's metadata names its BuildConfig, number and run policy, and it is owned.
+    metadata = build["metadata"]
+    assert metadata["labels"]["build.headwater.dev/buildconfig"] == "web"
+    assert metadata["annotations"]["build.headwater.dev/build-number"] == "1"
+    assert metadata["annotations"]["build.headwater.dev/run-policy"] == "Serial"
+    assert metadata["ownerReferences"][0]["kind"] == "BuildConfig"
+    # The tag moved at once, to the same digest.
+    stream = cluster.get_json("imagestream/web", "-n", namespace)
+    tags = {t["tag"]: t for t in stream["status"]["tags"]}
+    assert tags["latest"]["items"][0]["image"] == digest
+    assert tags["latest"]["items"][0]["dockerImageReference"] == f"{registry}/{repository}@{digest}"
+    bc = cluster.get_json("buildconfig/web", "-n", namespace)
+    assert bc["status"]["lastVersion"] == 1
+    # The start request is consumed.
+    annotations = bc["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if k.startswith("start.build.headwater.dev/")]
+    # One Job, owned by the Build, without API credentials; the image runs what was built.
+    jobs = cluster.get_json("jobs", "-n", namespace, "-l", "build.headwater.dev/build=web-1")
+    assert len(jobs["items"]) == 1
+    job = jobs["items"][0]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert job["metadata"]["ownerReferences"][0]["name"] == "web-1"
+    run = cluster.kubectl(
+        "run", "check", "-n", namespace, "--restart=Never", "--rm", "-i", "--quiet",
+        f"--image={registry}/{repository}@{digest}", "--overrides",
+        json.dumps({"spec": {"automountServiceAccountToken": False}}), timeout=120,
+    )  # fmt: skip
+    assert run.stdout.strip() == "hello from git"
+
+
+def test_inline_dockerfile_build_and_a_failing_step_gives_a_log_snippet(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    cluster.need_registry()
+    busybox = cluster.image("busybox")
+    cluster.apply(imagestream("inline"), namespace)
+    cluster.apply(
+        docker_bc(
+            "inline",
+            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN echo inline > /x\n"},
+            "inline:v1",
+        ),
+        namespace,
+    )
+    cluster.apply(
+        docker_bc(
+            "broken",
+            {
+                "type": "Dockerfile",
+                "dockerfile": f"FROM {busybox}\nRUN echo about to fail && exit 3\n",
+            },
+            "inline:broken",
+        ),
+        namespace,
+    )
+    ok = build_of_request(cluster, namespace, start_build(cluster, namespace, "inline"))
+    bad = build_of_request(cluster, namespace, start_build(cluster, namespace, "broken"))
+    assert wait_for_phase(cluster, namespace, ok)["status"]["phase"] == "Complete"
+    failed = wait_for_phase(cluster, namespace, bad)["status"]
+    assert failed["phase"] == "Failed"
+    assert failed["reason"] == "DockerBuildFailed"
+    assert "about to fail" in failed["logSnippet"]
+    succeeded = [c for c in failed["conditions"] if c["type"] == "Succeeded"][0]
+    assert succeeded["status"] == "False"
+    assert succeeded["reason"] == "DockerBuildFailed"
+    events = cluster.get_json(
+        "events", "-n", namespace, "--field-selector", f"involvedObject.name={bad}"
+    )
+    assert "BuildFailed" in {e["reason"] for e in events["items"]}
+
+
+def test_wrong_git_url_fails_fetching_the_source(
+    cluster: Cluster, namespace: str, git_server: GitServer,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:  # fmt: skip
+    cluster.apply(
+        docker_bc(
+            "nowhere", {"type": "Git", "git": {"uri": f"{git_server.url}/missing.git"}}, None
+        ),
+        namespace,
+    )
+    name = build_of_request(cluster, namespace, start_build(cluster, namespace, "nowhere"))
+    status = wait_for_phase(cluster, namespace, name)["status"]
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "FetchSourceFailed"
+    assert "missing.git" in status["logSnippet"]
+
+
+def test_serial_builds_queue_and_history_is_pruned(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    busybox = cluster.image("busybox")
+    cluster.apply(
+        docker_bc(
+            "queue",
+            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN sleep 3\n"},
+            None,
+            successfulBuildsHistoryLimit=2,
+        ),
+        namespace,
+    )
+    requests = [start_build(cluster, namespace, "queue") for _ in range(4)]
+    names = [build_of_request(cluster, namespace, r) for r in requests]
+    assert sorted(names) == ["queue-1", "queue-2", "queue-3", "queue-4"]
+
+    # Never two running at once; the waiting ones say why.
+    saw_waiting_reason = False
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    while time.monotonic() < deadline:
+        builds = cluster.get_json("builds", "-n", namespace)["items"]
+        phases = {b["metadata"]["name"]: (b.get("status") or {}).get("phase") for b in builds}
+        active = [n for n, p in phases.items() if p in ("Pending", "Running")]
+        assert len(active) <= 1, phases
+        for b in builds:
+            message = (b.get("status") or {}).get("message") or ""
+            if (b.get("status") or {}).get("phase") == "New" and "waiting for" in message:
+                saw_waiting_reason = True
+        if all(p == "Complete" for p in phases.values()) and len(phases) == 2:
+            break
+        time.sleep(0.5)
+    assert saw_waiting_reason
+    remaining = sorted(b["metadata"]["name"] for b in cluster.get_json("builds", "-n", namespace)["items"])
+    assert remaining == ["queue-3", "queue-4"]
+    # Pruned builds take their Jobs with them.
+    eventually(
+        "the pruned builds' Jobs to be collected",
+        lambda: sorted(
+            j["metadata"]["name"] for j in cluster.get_json("jobs", "-n", namespace)["items"]
+        ) == ["queue-3-build", "queue-4-build"],
+        timeout=60,
+    )  # fmt: skip
