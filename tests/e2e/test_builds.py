@@ -19,7 +19,11 @@ BUILD_TIMEOUT = 420
 
 
 def imagestream(name: str) -> dict[str, Any]:
-    return {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream", "metadata": {"name": name}}
+    return {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": name},
+    }
 
 
 def buildconfig(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -273,7 +277,9 @@ def test_serial_builds_queue_and_history_is_pruned(
             break
         time.sleep(0.5)
     assert saw_waiting_reason
-    remaining = sorted(b["metadata"]["name"] for b in cluster.get_json("builds", "-n", namespace)["items"])
+    remaining = sorted(
+        b["metadata"]["name"] for b in cluster.get_json("builds", "-n", namespace)["items"]
+    )
     assert remaining == ["queue-3", "queue-4"]
     # Pruned builds take their Jobs with them.
     eventually(

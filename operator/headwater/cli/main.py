@@ -19,6 +19,8 @@ from typing import Any
 import click
 
 from headwater import __version__
+from headwater.cli.builds import cancel_build, logs, start_build
+from headwater.cli.kube import cluster_options
 from headwater.config import ConfigError, load_config, unknown_env_vars
 
 
@@ -116,14 +118,7 @@ EXIT_FAILED = 1
 """The operation ran and failed (an import that did not succeed)."""
 
 
-def _cluster_options(fn: Any) -> Any:
-    """-n/--namespace, --context and --kubeconfig, as kubectl takes them."""
-    fn = click.option("--kubeconfig", metavar="PATH", help="Path of the kubeconfig file.")(fn)
-    fn = click.option("--context", metavar="NAME", help="Kubeconfig context to use.")(fn)
-    fn = click.option(
-        "-n", "--namespace", metavar="NS", help="Namespace (default: the context's)."
-    )(fn)
-    return fn
+_cluster_options = cluster_options
 
 
 def _tag_policy_options(fn: Any) -> Any:
@@ -549,6 +544,10 @@ def set_image_lookup(
             raise click.ClickException(f"{default_ns}/{name}: {exc.status.message}") from None
         state = "enabled" if enabled else "disabled"
         click.echo(f"imagestream.image.headwater.dev/{name} image lookup {state}")
+
+
+for _command in (start_build, cancel_build, logs):
+    cli.add_command(_command)
 
 
 def main() -> None:
