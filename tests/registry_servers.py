@@ -440,8 +440,9 @@ def _registry_config(
     ca: TestCa | None,
     htpasswd: Path | None,
     token_server: TokenServer | None,
+    host: str = HOST,
 ) -> dict[str, Any]:
-    http: dict[str, Any] = {"addr": f"{HOST}:{port}", "secret": secrets.token_hex(16)}
+    http: dict[str, Any] = {"addr": f"{host}:{port}", "secret": secrets.token_hex(16)}
     if ca is not None:
         http["tls"] = {"certificate": str(ca.cert_file), "key": str(ca.key_file)}
     config: dict[str, Any] = {
@@ -493,6 +494,7 @@ def start_registry(
     refresh_tokens: Mapping[str, str] | None = None,
     notify: Mapping[str, Any] | None = None,
     port: int | None = None,
+    host: str = HOST,
     startup_timeout: float = 30.0,
 ) -> RegistryServer:
     """Start a registry in ``root`` (a fresh directory) and wait until ``/v2/`` answers."""
@@ -519,7 +521,7 @@ def start_registry(
         for _attempt in range(3):
             port = wanted or free_port()
             config_file = root / "config.yml"
-            config = _registry_config(root, port, auth, ca, htpasswd, token_server)
+            config = _registry_config(root, port, auth, ca, htpasswd, token_server, host)
             if notify is not None:
                 # One notification endpoint (distribution's `notifications.endpoints`).
                 config["notifications"] = {"endpoints": [{"name": "headwater", **notify}]}
@@ -533,7 +535,7 @@ def start_registry(
                     stdin=subprocess.DEVNULL,
                 )
             server = RegistryServer(
-                address=f"{HOST}:{port}",
+                address=f"{host}:{port}",
                 root=root,
                 process=process,
                 log_file=log_file,

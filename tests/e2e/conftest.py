@@ -143,6 +143,8 @@ def git_server(cluster: Cluster, tmp_path: Path) -> GitServer:
 OPERATOR_NAMESPACE = "headwater-system"
 IMPORT_INTERVAL_SECONDS = 4
 LOCAL_NODE_IP = "10.244.0.1"
+AUTH_REGISTRY_PORT = 5002
+"""A registry with htpasswd auth that build pods reach (plain HTTP, declared insecure)."""
 OPERATOR_DEPLOYMENT = "headwater-operator"
 
 
@@ -292,10 +294,13 @@ def operator_in_process(
         # The API server runs on this machine and reaches it at the node address.
         monkeypatch.setenv("HEADWATER_ADMISSION_HOST", LOCAL_NODE_IP)
         monkeypatch.setenv("HEADWATER_ADMISSION_PORT", str(free_port()))
+        monkeypatch.setenv("HEADWATER_INSECURE_REGISTRIES", f"{LOCAL_NODE_IP}:{AUTH_REGISTRY_PORT}")
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
-    builder = cluster.env.get("HEADWATER_BUILDER_IMAGE") or os.environ.get("HEADWATER_BUILDER_IMAGE")
+    builder = cluster.env.get("HEADWATER_BUILDER_IMAGE") or os.environ.get(
+        "HEADWATER_BUILDER_IMAGE"
+    )
     if builder:
         # Build pods run the locally made buildah image.
         monkeypatch.setenv("HEADWATER_BUILDER_IMAGE", builder)

@@ -1,16 +1,21 @@
-"""Builds on the real cluster: BuildConfig → Build → Job with buildah, pushed to the real registry."""
+"""Builds on the real cluster: BuildConfig → Build → Job with buildah, pushed to a real registry."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, eventually, registry_digest
+from tests.registry_servers import running_registry
+
+from .conftest import AUTH_REGISTRY_PORT, LOCAL_NODE_IP
+from .helpers import Cluster, GitServer, buildah_build_and_push, eventually, registry_digest
 
 pytestmark = pytest.mark.e2e
 
@@ -218,7 +223,7 @@ def test_inline_dockerfile_build_and_a_failing_step_gives_a_log_snippet(
     assert failed["phase"] == "Failed"
     assert failed["reason"] == "DockerBuildFailed"
     assert "about to fail" in failed["logSnippet"]
-    succeeded = [c for c in failed["conditions"] if c["type"] == "Succeeded"][0]
+    succeeded = next(c for c in failed["conditions"] if c["type"] == "Succeeded")
     assert succeeded["status"] == "False"
     assert succeeded["reason"] == "DockerBuildFailed"
     events = cluster.get_json(
@@ -289,3 +294,183 @@ def test_serial_builds_queue_and_history_is_pruned(
         ) == ["queue-3-build", "queue-4-build"],
         timeout=60,
     )  # fmt: skip
+
+
+def docker_config_secret(name: str, registry: str, user: str, password: str) -> dict[str, Any]:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    config = json.dumps({"auths": {registry: {"auth": auth}}})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config},
+    }
+
+
+def test_push_secret_credentials_are_used_and_refused_ones_fail_the_push(
+    cluster: Cluster, namespace: str, tmp_path: Path,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:  # fmt: skip
+    if not cluster.is_local:
+        pytest.skip("needs a registry on the local cluster's node address")
+    busybox = cluster.image("busybox")
+    with running_registry(
+        tmp_path / "auth-registry", auth="htpasswd", host=LOCAL_NODE_IP, port=AUTH_REGISTRY_PORT
+    ) as private:
+        assert private.username
+        assert private.password
+        cluster.apply(
+            [
+                docker_config_secret("good", private.address, private.username, private.password),
+                docker_config_secret("bad", private.address, private.username, "wrong"),
+            ],
+            namespace,
+        )
+        for name, secret in (("pushgood", "good"), ("pushbad", "bad")):
+            bc = docker_bc(
+                name,
+                {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN echo {name} > /n\n"},
+                None,
+            )
+            bc["spec"]["output"] = {
+                "to": {"kind": "DockerImage", "name": f"{private.address}/team/{name}:v1"},
+                "pushSecret": {"name": secret},
+            }
+            cluster.apply(bc, namespace)
+        good = build_of_request(cluster, namespace, start_build(cluster, namespace, "pushgood"))
+        bad = build_of_request(cluster, namespace, start_build(cluster, namespace, "pushbad"))
+        good_status = wait_for_phase(cluster, namespace, good)["status"]
+        assert good_status["phase"] == "Complete", good_status
+        bad_status = wait_for_phase(cluster, namespace, bad)["status"]
+        assert bad_status["phase"] == "Failed"
+        assert bad_status["reason"] == "PushImageToRegistryFailed"
+        assert "unauthorized" in bad_status["logSnippet"].lower()
+
+
+def test_missing_push_secret_holds_the_build_until_it_exists(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    busybox = cluster.image("busybox")
+    bc = docker_bc("later", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
+    bc["spec"]["output"] = {
+        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/later:v1"},
+        "pushSecret": {"name": "not-yet"},
+    }
+    cluster.apply(bc, namespace)
+    name = build_of_request(cluster, namespace, start_build(cluster, namespace, "later"))
+
+    def held() -> bool:
+        status = build_json(cluster, namespace, name).get("status") or {}
+        return status.get("phase") == "New" and status.get("reason") == "MissingPushSecret"
+
+    eventually("the build to wait for its push secret", held, timeout=60)
+    cluster.apply(docker_config_secret("not-yet", "example.invalid", "u", "p"), namespace)
+    assert wait_for_phase(cluster, namespace, name)["status"]["phase"] == "Complete"
+
+
+def test_post_commit_hook_runs_in_the_built_image_and_its_failure_fails_the_build(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    cluster.need_registry()
+    busybox = cluster.image("busybox")
+    cluster.apply(imagestream("hooked"), namespace)
+    dockerfile = f"FROM {busybox}\nRUN echo 42 > /answer\n"
+    passing = docker_bc(
+        "hook-ok", {"type": "Dockerfile", "dockerfile": dockerfile}, "hooked:ok",
+        postCommit={"script": "test \"$(cat /answer)\" = 42 && echo hook-passed"},
+    )  # fmt: skip
+    failing = docker_bc(
+        "hook-fail", {"type": "Dockerfile", "dockerfile": dockerfile}, "hooked:fail",
+        postCommit={"command": ["/bin/sh", "-c"], "args": ["echo hook-says-no; exit 4"]},
+    )  # fmt: skip
+    cluster.apply([passing, failing], namespace)
+    ok = build_of_request(cluster, namespace, start_build(cluster, namespace, "hook-ok"))
+    bad = build_of_request(cluster, namespace, start_build(cluster, namespace, "hook-fail"))
+    ok_status = wait_for_phase(cluster, namespace, ok)["status"]
+    assert ok_status["phase"] == "Complete", ok_status
+    assert "PostCommit" in {s["name"] for s in ok_status["stages"]}
+    logs = cluster.kubectl("logs", "-n", namespace, f"job/{ok}-build", "-c", "build").stdout
+    assert "hook-passed" in logs
+    bad_status = wait_for_phase(cluster, namespace, bad)["status"]
+    assert bad_status["phase"] == "Failed"
+    assert bad_status["reason"] == "PostCommitHookFailed"
+    assert "hook-says-no" in bad_status["logSnippet"]
+    # Nothing was pushed for the failed build: its tag never appeared.
+    stream = cluster.get_json("imagestream/hooked", "-n", namespace)
+    assert {t["tag"] for t in stream["status"].get("tags") or []} == {"ok"}
+
+
+def test_serial_latest_only_cancels_the_older_queued_builds(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    busybox = cluster.image("busybox")
+    cluster.apply(
+        docker_bc(
+            "latest",
+            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN sleep 4\n"},
+            None,
+            runPolicy="SerialLatestOnly",
+        ),
+        namespace,
+    )
+    first = build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
+    wait_for_phase(cluster, namespace, first, ("Pending", "Running"), timeout=60)
+    queued = [
+        build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
+        for _ in range(3)
+    ]
+    assert queued == ["latest-2", "latest-3", "latest-4"]
+    for name in ("latest-2", "latest-3"):
+        status = wait_for_phase(cluster, namespace, name)["status"]
+        assert status["phase"] == "Cancelled", status
+        assert status["reason"] == "CancelledBuild"
+    assert wait_for_phase(cluster, namespace, first)["status"]["phase"] == "Complete"
+    assert wait_for_phase(cluster, namespace, "latest-4")["status"]["phase"] == "Complete"
+    # Cancelled queued builds never got a Job.
+    jobs = {j["metadata"]["name"] for j in cluster.get_json("jobs", "-n", namespace)["items"]}
+    assert jobs == {"latest-1-build", "latest-4-build"}
+
+
+def test_custom_strategy_runs_the_builder_image_with_the_documented_environment(
+    cluster: Cluster, namespace: str, tmp_path: Path,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:  # fmt: skip
+    registry = cluster.need_registry()
+    context = tmp_path / "custom"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f'FROM {cluster.image("busybox")}\nCOPY build.sh /build.sh\nCMD ["sh", "/build.sh"]\n'
+    )
+    (context / "build.sh").write_text(
+        "set -eu\n"
+        'echo "custom builder for $OUTPUT_IMAGE via $OUTPUT_REGISTRY"\n'
+        'echo "$BUILD" | grep -q \'"kind":"Build"\'\n'
+        'echo "source $SOURCE_URI"\n'
+        'echo "mode=$MODE"\n'
+    )
+    image = f"{registry}/e2e/{namespace}/custom-builder:latest"
+    buildah_build_and_push(tmp_path / "buildah", context, image)
+    cluster.apply(imagestream("made"), namespace)
+    bc = docker_bc(
+        "custom",
+        {"type": "Git", "git": {"uri": "https://example.invalid/app.git"}},
+        "made:latest",
+        strategy={
+            "type": "Custom",
+            "customStrategy": {
+                "from": {"kind": "DockerImage", "name": image},
+                "env": [{"name": "MODE", "value": "fast"}],
+            },
+        },
+    )
+    cluster.apply(bc, namespace)
+    name = build_of_request(cluster, namespace, start_build(cluster, namespace, "custom"))
+    status = wait_for_phase(cluster, namespace, name)["status"]
+    logs = cluster.kubectl("logs", "-n", namespace, f"job/{name}-build").stdout
+    assert f"custom builder for {registry}/{namespace}/made:latest via {registry}" in logs
+    assert "source https://example.invalid/app.git" in logs
+    assert "mode=fast" in logs
+    # The custom builder pushed nothing: the operator checks the registry and says so.
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "PushImageToRegistryFailed"
