@@ -45,14 +45,7 @@ def _start_operator(cluster: Cluster, namespace: str, log: Path) -> subprocess.P
         env["HEADWATER_REGISTRY_INSECURE"] = "true"
     with log.open("ab") as out:
         return subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "headwater"),
-                "operator",
-                "run",
-                "--standalone",
-                "--namespace",
-                namespace,
-            ],  # fmt: skip
+            [HEADWATER, "operator", "run", "--standalone", "--namespace", namespace],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
