@@ -474,3 +474,17 @@ def test_custom_strategy_runs_the_builder_image_with_the_documented_environment(
     # The custom builder pushed nothing: the operator checks the registry and says so.
     assert status["phase"] == "Failed"
     assert status["reason"] == "PushImageToRegistryFailed"
+
+
+def test_long_buildconfig_names_still_get_labels_jobs_and_pods(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    busybox = cluster.image("busybox")
+    name = "a-buildconfig-name-longer-than-a-label-value-may-be-" + "x" * 30
+    cluster.apply(
+        docker_bc(name, {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None), namespace
+    )
+    build = build_of_request(cluster, namespace, start_build(cluster, namespace, name))
+    assert build == f"{name}-1"
+    assert wait_for_phase(cluster, namespace, build)["status"]["phase"] == "Complete"
+    assert cluster.get_json(f"buildconfig/{name}", "-n", namespace)["status"]["lastVersion"] == 1

@@ -37,16 +37,12 @@ def summary_condition(obj: dict[str, Any], condition_type: str) -> dict[str, Any
     return None
 
 
-def placeholder_status_current(
-    cluster: Cluster, namespace: str, resource: str, condition_type: str
-) -> bool:
+def status_current(cluster: Cluster, namespace: str, resource: str, condition_type: str) -> bool:
     obj = cluster.get_json(resource, "-n", namespace)
     condition = summary_condition(obj, condition_type)
     return (
         (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
         and condition is not None
-        and condition["status"] == "Unknown"
-        and condition["reason"] == "NotImplemented"
         and condition.get("observedGeneration") == obj["metadata"]["generation"]
     )
 
@@ -127,7 +123,7 @@ def test_the_in_cluster_operator_imports_and_reports_status(
     ):
         eventually(
             f"{resource} status for its generation",
-            functools.partial(placeholder_status_current, cluster, namespace, resource, condition),
+            functools.partial(status_current, cluster, namespace, resource, condition),
         )
     cluster.kubectl(
         "patch",
@@ -141,7 +137,7 @@ def test_the_in_cluster_operator_imports_and_reports_status(
     assert cluster.get_json("buildconfig/web", "-n", namespace)["metadata"]["generation"] == 2
     eventually(
         "observedGeneration 2",
-        lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
+        lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
     )
 
 
@@ -160,6 +156,6 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
     name = manifest("buildconfig-docker.yaml")["metadata"]["name"]
     eventually(
         "the new leader to reconcile",
-        lambda: placeholder_status_current(cluster, namespace, f"buildconfig/{name}", "Ready"),
+        lambda: status_current(cluster, namespace, f"buildconfig/{name}", "Ready"),
         timeout=60,
     )

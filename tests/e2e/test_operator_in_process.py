@@ -15,7 +15,7 @@ import kopf.testing
 import pytest
 
 from .helpers import Cluster, eventually
-from .test_operator import manifest, placeholder_status_current
+from .test_operator import manifest, status_current
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def test_in_process_operator_reconciles_its_namespace_only(
     cluster.apply(manifest("buildconfig-web.yaml"), namespace)
     eventually(
         "the BuildConfig's status",
-        lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
+        lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
     )
     other = f"{namespace}-other"
     cluster.kubectl("create", "namespace", other)
@@ -45,7 +45,7 @@ def test_in_process_operator_reconciles_its_namespace_only(
         )
         eventually(
             "a second reconcile in the watched namespace",
-            lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
+            lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
         )
         assert "status" not in cluster.get_json("buildconfig/web", "-n", other)
     finally:
@@ -97,7 +97,7 @@ def test_headwater_operator_run_process_serves_probes_and_stops_on_sigterm(
         cluster.apply(manifest("buildconfig-web.yaml"), namespace)
         eventually(
             "the BuildConfig's status",
-            lambda: placeholder_status_current(cluster, namespace, "buildconfig/web", "Ready"),
+            lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
             assert (

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import kopf
 
 import headwater.handlers  # noqa: F401  (registers the handlers)
-from headwater.handlers._reconcile import reconcile_placeholder
 from headwater.handlers.lifecycle import (
     FINALIZER,
     configure_settings,
     in_cluster_server,
     service_account_login,
 )
-from headwater.status import BUILDCONFIG
 
 
 def test_handlers_registered_for_the_three_kinds() -> None:
@@ -31,30 +28,6 @@ def test_handlers_registered_for_the_three_kinds() -> None:
         ("build.headwater.dev", "v1", "buildconfigs"),
         ("build.headwater.dev", "v1", "builds"),
     } <= selectors
-
-
-def obj(status: dict[str, Any] | None = None, **meta: Any) -> kopf.Body:
-    raw: dict[str, Any] = {"metadata": {"name": "web", "generation": 1, **meta}, "spec": {}}
-    if status is not None:
-        raw["status"] = status
-    return kopf.Body(raw)  # type: ignore[arg-type]
-
-
-def test_status_patched_then_left_alone() -> None:
-    patch = kopf.Patch()
-    reconcile_placeholder(BUILDCONFIG, "ADDED", obj(), patch)
-    status = dict(patch["status"])
-    assert status["observedGeneration"] == 1
-    again = kopf.Patch()
-    reconcile_placeholder(BUILDCONFIG, "MODIFIED", obj(status), again)
-    assert not again  # idle: no API write
-
-
-def test_deleting_objects_are_not_patched() -> None:
-    patch = kopf.Patch()
-    reconcile_placeholder(BUILDCONFIG, "DELETED", obj(), patch)
-    reconcile_placeholder(BUILDCONFIG, None, obj(deletionTimestamp="2025-01-01T00:00:00Z"), patch)
-    assert not patch
 
 
 def test_settings() -> None:

@@ -33,6 +33,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
 from lightkube.types import CascadeType, PatchType
 
+from headwater.builds import s2i
 from headwater.builds.instantiate import (
     REQUEST_PREFIX,
     RequestError,
@@ -57,8 +58,10 @@ from headwater.builds.model import (
     TERMINAL,
     build_name,
     build_number,
+    build_of_child,
     buildconfig_of,
     job_name,
+    label_value,
     phase_rank,
     summarize,
 )
@@ -607,8 +610,6 @@ class BuildController:
             return resolved
         if base is None:
             raise RenderError("InvalidStrategy", "sourceStrategy.from names no builder image")
-        from headwater.builds import s2i  # TEMPORARY until s2i lands
-
         image_config = await self._image_config(namespace, base, pull_name)
         incremental_from = None
         if block.get("incremental") and output:
@@ -873,17 +874,22 @@ class BuildController:
     # --- listing and pruning --------------------------------------------------------------
 
     async def _builds_of(self, namespace: str, bc: str) -> list[dict[str, Any]]:
-        return [
+        found = [
             plain_dict(b)
             async for b in self.kube.list(
-                Build, namespace=namespace, labels={LABEL_BUILDCONFIG: bc}
+                Build, namespace=namespace, labels={LABEL_BUILDCONFIG: label_value(bc)}
             )
         ]
+        # A shortened label value could be shared by two long names.
+        return [b for b in found if buildconfig_of(b) == bc]
 
     async def _pod_of(self, namespace: str, name: str) -> dict[str, Any] | None:
         pods = [
             plain_dict(p)
-            async for p in self.kube.list(Pod, namespace=namespace, labels={LABEL_BUILD: name})
+            async for p in self.kube.list(
+                Pod, namespace=namespace, labels={LABEL_BUILD: label_value(name)}
+            )
+            if build_of_child(plain_dict(p).get("metadata") or {}) == name
         ]
         if not pods:
             return None

@@ -26,8 +26,12 @@ from headwater.builds.model import (
     LABEL_BUILDCONFIG,
     LABEL_REQUEST,
     OPENSHIFT_BUILDCONFIG_LABEL,
+    OPENSHIFT_LEGACY_BUILDCONFIG_LABEL,
+    OPENSHIFT_NUMBER_ANNOTATION,
+    OPENSHIFT_START_POLICY_LABEL,
     SERIAL,
     build_name,
+    label_value,
 )
 
 REQUEST_PREFIX = "start.build.headwater.dev/"
@@ -54,6 +58,10 @@ _STRATEGY_KEYS = {
     "Source": "sourceStrategy",
     "Custom": "customStrategy",
 }
+
+
+INHERITED_ANNOTATIONS = frozenset({"build.headwater.dev/executor"})
+"""BuildConfig annotations its Builds carry (they choose how the build runs)."""
 
 
 class RequestError(ValueError):
@@ -263,10 +271,17 @@ def render_build(
     spec = buildconfig.get("spec") or {}
     bc_name = str(metadata["name"])
     policy = str(spec.get("runPolicy") or SERIAL)
+    annotations = {
+        key: str(value)
+        for key, value in (metadata.get("annotations") or {}).items()
+        if key in INHERITED_ANNOTATIONS
+    }
     labels = {
         **dict(metadata.get("labels") or {}),
-        LABEL_BUILDCONFIG: bc_name,
-        OPENSHIFT_BUILDCONFIG_LABEL: bc_name,
+        LABEL_BUILDCONFIG: label_value(bc_name),
+        OPENSHIFT_BUILDCONFIG_LABEL: label_value(bc_name),
+        OPENSHIFT_LEGACY_BUILDCONFIG_LABEL: label_value(bc_name),
+        OPENSHIFT_START_POLICY_LABEL: policy,
         LABEL_REQUEST: request.id,
     }
     return {
@@ -277,9 +292,12 @@ def render_build(
             "namespace": metadata.get("namespace"),
             "labels": labels,
             "annotations": {
+                **annotations,
                 ANNOTATION_BUILDCONFIG: bc_name,
                 ANNOTATION_NUMBER: str(number),
                 ANNOTATION_RUN_POLICY: policy,
+                OPENSHIFT_BUILDCONFIG_LABEL: bc_name,
+                OPENSHIFT_NUMBER_ANNOTATION: str(number),
             },
             "ownerReferences": [
                 {

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from headwater.builds.model import (
+    ANNOTATION_BUILD,
     API_VERSION,
     BUILD_CONTAINER,
     FETCH_CONTAINER,
@@ -29,6 +30,7 @@ from headwater.builds.model import (
     LABEL_BUILDCONFIG,
     buildconfig_of,
     job_name,
+    label_value,
 )
 from headwater.builds.scripts import (
     BUILDAH_SCRIPT,
@@ -501,10 +503,11 @@ def render_job(
     resources = _resources(spec, settings)
     if resources:
         container["resources"] = resources
-    labels = {LABEL_BUILD: name}
+    labels = {LABEL_BUILD: label_value(name)}
+    annotations = {ANNOTATION_BUILD: name}
     bc = buildconfig_of(build)
     if bc:
-        labels[LABEL_BUILDCONFIG] = bc
+        labels[LABEL_BUILDCONFIG] = label_value(bc)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # A build runs user code: it gets no API credentials.
@@ -526,7 +529,7 @@ def render_job(
         pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
     }
     deadline = spec.get("completionDeadlineSeconds")
     if deadline:
@@ -538,6 +541,7 @@ def render_job(
             "name": job_name(name),
             "namespace": metadata.get("namespace"),
             "labels": labels,
+            "annotations": annotations,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

@@ -8,6 +8,7 @@ select on, so they are written once here.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,9 @@ API_VERSION = f"{GROUP}/v1"
 LABEL_BUILDCONFIG = f"{GROUP}/buildconfig"
 """On Builds: the BuildConfig's name (selects a BuildConfig's builds)."""
 LABEL_BUILD = f"{GROUP}/build"
-"""On build Jobs and pods: the Build's name."""
+"""On build Jobs and pods: the Build's name (as a label value, see :func:`label_value`)."""
+ANNOTATION_BUILD = f"{GROUP}/build"
+"""On build Jobs and pods: the Build's full name."""
 LABEL_REQUEST = f"{GROUP}/request"
 """On Builds: the start request that made it, so a request never makes two builds."""
 ANNOTATION_NUMBER = f"{GROUP}/build-number"
@@ -26,6 +29,9 @@ ANNOTATION_BUILDCONFIG = f"{GROUP}/buildconfig"
 ANNOTATION_RUN_POLICY = f"{GROUP}/run-policy"
 OPENSHIFT_BUILDCONFIG_LABEL = "openshift.io/build-config.name"
 """Also set, so selectors written for OpenShift keep working."""
+OPENSHIFT_LEGACY_BUILDCONFIG_LABEL = "buildconfig"
+OPENSHIFT_START_POLICY_LABEL = "openshift.io/build.start-policy"
+OPENSHIFT_NUMBER_ANNOTATION = "openshift.io/build.number"
 
 NEW, PENDING, RUNNING = "New", "Pending", "Running"
 COMPLETE, FAILED, ERROR, CANCELLED = "Complete", "Failed", "Error", "Cancelled"
@@ -45,13 +51,29 @@ def phase_rank(phase: str | None) -> int:
     return _RANK.get(phase or NEW, 0)
 
 
+LABEL_VALUE_MAX = 63
+
+
+def label_value(name: str) -> str:
+    """``name`` as a label value: object names may be longer than the 63 characters a
+    label value may hold; a long one keeps its start and gets a hash of the whole."""
+    if len(name) <= LABEL_VALUE_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: LABEL_VALUE_MAX - 9].rstrip('-.')}-{digest}"
+
+
 def build_name(buildconfig: str, number: int) -> str:
     return f"{buildconfig}-{number}"
 
 
 def job_name(build: str) -> str:
-    """The build's Job, named like OpenShift's build pod (``<build>-build``)."""
-    return f"{build}-build"
+    """The build's Job, named like OpenShift's build pod (``<build>-build``).
+
+    The Job controller puts the Job's name in a label of its pods, so it is
+    kept within a label value's 63 characters.
+    """
+    return label_value(f"{build}-build")
 
 
 @dataclass(frozen=True)
@@ -107,5 +129,21 @@ def buildconfig_of(body: Mapping[str, Any]) -> str | None:
     metadata = body.get("metadata") or {}
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
-    name = labels.get(LABEL_BUILDCONFIG) or annotations.get(ANNOTATION_BUILDCONFIG)
+    # Headwater's own keys first, then the ones OpenShift writes, so Builds
+    # migrated from OpenShift still belong to their BuildConfig.
+    # Annotations hold full names; labels may be shortened (see label_value).
+    name = (
+        annotations.get(ANNOTATION_BUILDCONFIG)
+        or annotations.get(OPENSHIFT_BUILDCONFIG_LABEL)
+        or labels.get(LABEL_BUILDCONFIG)
+        or labels.get(OPENSHIFT_BUILDCONFIG_LABEL)
+    )
+    return str(name) if name else None
+
+
+def build_of_child(metadata: Mapping[str, Any]) -> str | None:
+    """The Build a Job or pod belongs to (annotation, else label), or None."""
+    annotations = metadata.get("annotations") or {}
+    labels = metadata.get("labels") or {}
+    name = annotations.get(ANNOTATION_BUILD) or labels.get(LABEL_BUILD)
     return str(name) if name else None

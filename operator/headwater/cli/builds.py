@@ -35,6 +35,9 @@ from headwater.builds.model import (
     TERMINAL,
     build_name,
     build_number,
+    build_of_child,
+    buildconfig_of,
+    label_value,
 )
 from headwater.builds.scripts import (
     UPLOAD_ARCHIVE_COMMAND,
@@ -101,7 +104,11 @@ def _wait_for_request(client: Any, namespace: str, request: str, timeout: float)
 def _build_pod(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
     from lightkube.resources.core_v1 import Pod
 
-    pods = [as_dict(p) for p in client.list(Pod, namespace=namespace, labels={LABEL_BUILD: name})]
+    pods = [
+        as_dict(p)
+        for p in client.list(Pod, namespace=namespace, labels={LABEL_BUILD: label_value(name)})
+        if build_of_child(as_dict(p).get("metadata") or {}) == name
+    ]
     pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
     return pods[-1] if pods else None
 
@@ -415,9 +422,12 @@ def _builds_to_cancel(
             found = [
                 as_dict(b)
                 for b in client.list(
-                    build_resource, namespace=namespace, labels={LABEL_BUILDCONFIG: rest}
+                    build_resource,
+                    namespace=namespace,
+                    labels={LABEL_BUILDCONFIG: label_value(rest)},
                 )
             ]
+            found = [b for b in found if buildconfig_of(b) == rest]
             found.sort(key=build_number)
             names += [str(b["metadata"]["name"]) for b in found if _phase(b) in states]
         else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from headwater.builds.model import LABEL_BUILD
+from headwater.builds.model import LABEL_BUILD, build_of_child
 from headwater.handlers.lifecycle import memo_build_controller
 from headwater.metrics import RECONCILE_DURATION
 
@@ -34,7 +34,7 @@ async def reconcile_build(type: str | None, body: kopf.Body, memo: kopf.Memo, **
 
 async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
     metadata = body.get("metadata") or {}
-    build = (metadata.get("labels") or {}).get(LABEL_BUILD)
+    build = build_of_child(metadata)
     if build:
         await memo_build_controller(memo).reconcile_build(str(metadata.get("namespace")), build)
 
