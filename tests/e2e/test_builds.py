@@ -488,3 +488,40 @@ def test_long_buildconfig_names_still_get_labels_jobs_and_pods(
     assert build == f"{name}-1"
     assert wait_for_phase(cluster, namespace, build)["status"]["phase"] == "Complete"
     assert cluster.get_json(f"buildconfig/{name}", "-n", namespace)["status"]["lastVersion"] == 1
+
+
+def test_deadline_and_deleted_pod_end_builds_with_their_reasons(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    busybox = cluster.image("busybox")
+    slow = {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN sleep 300\n"}
+    cluster.apply(
+        [
+            docker_bc("deadline", slow, None, completionDeadlineSeconds=8),
+            docker_bc("deleted", slow, None),
+        ],
+        namespace,
+    )
+    late = build_of_request(cluster, namespace, start_build(cluster, namespace, "deadline"))
+    gone = build_of_request(cluster, namespace, start_build(cluster, namespace, "deleted"))
+    wait_for_phase(cluster, namespace, gone, ("Running",), timeout=120)
+    cluster.kubectl(
+        "delete", "pod", "-n", namespace, "-l", f"build.headwater.dev/build={gone}", "--wait=false"
+    )
+    status = wait_for_phase(cluster, namespace, gone, timeout=120)["status"]
+    assert status["phase"] == "Error", status
+    assert status["reason"] == "BuildPodDeleted"
+    status = wait_for_phase(cluster, namespace, late, timeout=120)["status"]
+    assert status["phase"] == "Failed", status
+    assert status["reason"] == "ExceededDeadline"
+    # The operator's metrics counted both endings (the operator runs in this process).
+    from headwater.metrics import REGISTRY
+
+    finished = {
+        (s.labels["phase"], s.labels["reason"])
+        for metric in REGISTRY.collect()
+        if metric.name == "headwater_builds_finished"
+        for s in metric.samples
+        if s.name == "headwater_builds_finished_total"
+    }
+    assert {("Error", "BuildPodDeleted"), ("Failed", "ExceededDeadline")} <= finished

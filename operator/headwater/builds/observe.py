@@ -89,9 +89,12 @@ def _statuses(pod: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
 
 
 def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return dict(condition)
+    # FailureTarget comes first: the Job controller sets it, then kills the pods,
+    # then sets Failed once they are gone.
+    for wanted in ("FailureTarget", "Failed"):
+        for condition in (job.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == wanted and condition.get("status") == "True":
+                return dict(condition)
     return None
 
 
@@ -223,6 +226,14 @@ def observe(
             revision=revision,
             stages=stages,
         )
+    build_done = (build.get("state") or {}).get("terminated")
+    succeeded = build_done is not None and int(build_done.get("exitCode") or 0) == 0
+    if (pod.get("metadata") or {}).get("deletionTimestamp") and not succeeded:
+        # Containers killed by a deletion exit non-zero too; that is not the build failing.
+        return Observation(
+            ERROR, "BuildPodDeleted", "the build pod was deleted before the build finished",
+            start=start, revision=revision, stages=stages,
+        )  # fmt: skip
     for name, container in ((FETCH_CONTAINER, fetch), (BUILD_CONTAINER, build)):
         terminated = (container.get("state") or {}).get("terminated")
         if terminated and int(terminated.get("exitCode") or 0) != 0:
@@ -250,7 +261,6 @@ def observe(
                 "BuildPodConfigError",
                 str(waiting.get("message") or waiting.get("reason"))[:1024],
             )
-    build_done = (build.get("state") or {}).get("terminated")
     if build_done:
         report = _report(build_done.get("message"))
         text = str(build_done.get("message") or "").strip()
@@ -267,7 +277,7 @@ def observe(
             revision=revision,
             stages=stages + _build_stages(report),
         )
-    if failure is not None or pod.get("metadata", {}).get("deletionTimestamp"):
+    if failure is not None:
         return Observation(
             ERROR, "BuildPodDeleted", "the build pod was deleted before the build finished",
             start=start, revision=revision, stages=stages,
