@@ -577,7 +577,7 @@ def build_strategy() -> Schema:
                 required=["from"],
             ),
             "customStrategy": obj(
-                "Run a builder image of your own (not implemented yet).",
+                "Run a builder image of your own, with OpenShift's documented environment.",
                 {
                     "from": image_ref("The custom builder image.", builder_kinds),
                     "pullSecret": pull_secret,
@@ -673,7 +673,9 @@ def post_commit() -> Schema:
 def common_spec_properties() -> dict[str, Schema]:
     """The part of the spec a BuildConfig and its Builds share (OpenShift's CommonSpec)."""
     return {
-        "serviceAccount": string("Service account the build pod runs as; default: builder."),
+        "serviceAccount": string(
+            "Service account the build pod runs as (its token is not mounted); default: default."
+        ),
         "source": build_source(),
         "revision": source_revision("The revision to build (set on Builds by webhooks)."),
         "strategy": build_strategy(),
