@@ -350,7 +350,7 @@ def _parse_env(value: object, where: str) -> tuple[tuple[str, str], ...]:
         entry = _as_mapping(item, here)
         _check_keys(entry, ("name", "value"), here)
         name = entry.get("name")
-        if not isinstance(name, str) or not _ENV_NAME_RE.match(name):
+        if not isinstance(name, str) or not _ENV_NAME_RE.fullmatch(name):
             raise _fail(f"{here}.name", "an environment variable name", name)
         raw = entry.get("value", "")
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):

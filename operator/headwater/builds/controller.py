@@ -43,6 +43,7 @@ from headwater.builds.instantiate import (
 )
 from headwater.builds.job import JobSettings, RenderError, Resolved, render_job
 from headwater.builds.model import (
+    ANNOTATION_RUN_POLICY,
     API_VERSION,
     CANCELLED,
     COMPLETE,
@@ -145,53 +146,80 @@ class BuildController:
         """Builds held New by something outside (a missing secret or stream), retried on a timer."""
         self.phases: dict[tuple[str, str], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.handled: dict[tuple[str, str], set[str]] = {}
+        """Request annotations this process removed, per BuildConfig: the watch
+        event that still shows them (it was sent before the removal) is skipped."""
 
     # --- BuildConfigs ---------------------------------------------------------
 
     async def reconcile_buildconfig(self, body: Mapping[str, Any]) -> None:
-        """Honour start requests and keep the BuildConfig's status current."""
+        """Honour start requests and keep the BuildConfig's status current.
+
+        Crash-safe order: Builds first (each carries its request id), then
+        ``lastVersion``, then the request annotations go; a replay after a
+        crash at any point finds the Builds already made.
+        """
         metadata = body.get("metadata") or {}
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if metadata.get("deletionTimestamp"):
             return
-        async with self.locks[(namespace, name)]:
-            good, bad = pending_requests(metadata.get("annotations"))
+        async with self.locks[(namespace, f"requests/{name}")]:
+            handled = self.handled.get((namespace, name), set())
+            annotations = {
+                k: v for k, v in (metadata.get("annotations") or {}).items() if k not in handled
+            }
+            # What this body no longer shows is gone for good: forget it.
+            self.handled[(namespace, name)] = handled & set(metadata.get("annotations") or {})
+            good, bad = pending_requests(annotations)
             now = self.clock()
+            done: list[str] = []
             for key, error in bad:
                 await post_event(
                     self.kube, self._bc_ref(body), "Warning", "InvalidBuildRequest",
                     f"{key}: {error}", now,
                 )  # fmt: skip
-                await self._remove_annotation(namespace, name, key)
+                done.append(key)
+            siblings = await self._builds_of(namespace, name) if good else []
+            newest = 0
             for key, request in good:
                 try:
-                    created = await self._instantiate(body, request)
+                    created, number = await self._instantiate(body, request, siblings)
                 except RequestError as exc:
                     await post_event(
                         self.kube, self._bc_ref(body), "Warning", "BuildConfigInstantiateFailed",
                         f"request {request.id}: {exc}", now,
                     )  # fmt: skip
                 else:
+                    newest = max(newest, number)
                     logger.info("%s/%s: request %s is build %s", namespace, name, key, created)
-                await self._remove_annotation(namespace, name, key)
-            await self._write_buildconfig_status(namespace, name)
+                done.append(key)
+            await self._write_buildconfig_status(body, newest)
+            if done and await self._remove_annotations(namespace, name, done):
+                self.handled.setdefault((namespace, name), set()).update(done)
 
     async def instantiate(self, namespace: str, name: str, request: StartRequest) -> str:
         """Start a build of BuildConfig ``namespace/name`` (for triggers); its name."""
-        async with self.locks[(namespace, name)]:
+        async with self.locks[(namespace, f"requests/{name}")]:
             bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
-            return await self._instantiate(bc, request)
+            siblings = await self._builds_of(namespace, name)
+            created, number = await self._instantiate(bc, request, siblings)
+            await self._write_buildconfig_status(bc, number)
+            return created
 
-    async def _instantiate(self, bc: Mapping[str, Any], request: StartRequest) -> str:
+    async def _instantiate(
+        self, bc: Mapping[str, Any], request: StartRequest, siblings: list[dict[str, Any]]
+    ) -> tuple[str, int]:
+        """The Build ``request`` made (found, or created now) and its number.
+
+        ``siblings`` (the BuildConfig's builds) gets the new Build appended, so a
+        burst of requests is numbered without listing again.
+        """
         metadata = bc.get("metadata") or {}
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
-        siblings = await self._builds_of(namespace, name)
         for sibling in siblings:
             labels = (sibling.get("metadata") or {}).get("labels") or {}
             if labels.get(LABEL_REQUEST) == request.id:
-                number = build_number(sibling)
-                await self._bump_last_version(namespace, name, number)
-                return str(sibling["metadata"]["name"])
+                return str(sibling["metadata"]["name"]), build_number(sibling)
         source_spec = None
         if request.from_build:
             try:
@@ -214,67 +242,72 @@ class BuildController:
                 if exc.status.code == 422:
                     raise RequestError(exc.status.message or "the Build was rejected") from None
                 raise
-            await self._bump_last_version(namespace, name, number)
-            return build_name(name, number)
+            siblings.append(obj)
+            return build_name(name, number), number
         raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
 
-    async def _bump_last_version(self, namespace: str, name: str, number: int) -> None:
-        """status.lastVersion = max(lastVersion, number), under optimistic concurrency."""
+    async def _write_buildconfig_status(self, bc: Mapping[str, Any], last_version: int) -> None:
+        """observedGeneration, Ready, and lastVersion raised to at least ``last_version``.
+
+        One write, under optimistic concurrency: lastVersion never goes down
+        and a concurrent writer is never overwritten.
+        """
+        metadata = bc.get("metadata") or {}
+        namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        body = bc
         for _ in range(10):
-            bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
-            if int(((bc.get("status") or {}).get("lastVersion")) or 0) >= number:
+            status = body.get("status") or {}
+            generation = int((body.get("metadata") or {}).get("generation") or 0)
+            last = max(int(status.get("lastVersion") or 0), last_version)
+            desired = dict(status)
+            desired["observedGeneration"] = generation
+            if last:
+                desired["lastVersion"] = last
+            desired["conditions"] = set_condition(
+                status.get("conditions"),
+                "Ready",
+                "True",
+                "Ready",
+                f"last build: {build_name(name, last)}" if last else "no build yet",
+                generation,
+                self.clock(),
+            )
+            patch = status_patch(status, desired)
+            if not patch:
                 return
             try:
                 await self.kube.patch(
                     BuildConfig.Status,
                     name,
                     {
-                        "metadata": {"resourceVersion": bc["metadata"]["resourceVersion"]},
-                        "status": {"lastVersion": number},
+                        "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                        "status": patch,
                     },
                     namespace=namespace,
                     patch_type=PatchType.MERGE,
                 )
                 return
             except ApiError as exc:
+                if exc.status.code == 404:
+                    return
                 if exc.status.code != 409:
                     raise
-        raise RuntimeError(f"{namespace}/{name}: lastVersion not written after 10 conflicts")
+            body = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+        raise RuntimeError(f"{namespace}/{name}: status not written after 10 conflicts")
 
-    async def _write_buildconfig_status(self, namespace: str, name: str) -> None:
+    async def _remove_annotations(self, namespace: str, name: str, keys: list[str]) -> bool:
         try:
-            bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return
-            raise
-        status = bc.get("status") or {}
-        generation = int(bc["metadata"].get("generation") or 0)
-        last = int(status.get("lastVersion") or 0)
-        desired = dict(status)
-        desired["observedGeneration"] = generation
-        desired["conditions"] = set_condition(
-            status.get("conditions"),
-            "Ready",
-            "True",
-            "Ready",
-            f"last build: {build_name(name, last)}" if last else "no build yet",
-            generation,
-            self.clock(),
-        )
-        patch = status_patch(status, desired)
-        if patch:
-            await self._patch_status(BuildConfig, namespace, name, patch)
-
-    async def _remove_annotation(self, namespace: str, name: str, key: str) -> None:
-        with contextlib.suppress(ApiError):
             await self.kube.patch(
                 BuildConfig,
                 name,
-                {"metadata": {"annotations": {key: None}}},
+                {"metadata": {"annotations": dict.fromkeys(keys)}},
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
             )
+        except ApiError as exc:
+            logger.warning("%s/%s: start requests not removed: %s", namespace, name, exc)
+            return False
+        return True
 
     @staticmethod
     def _bc_ref(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -288,23 +321,32 @@ class BuildController:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def reconcile_build(self, namespace: str, name: str) -> None:
-        """Bring one Build (and its Job) a step closer to done, and report where it is."""
+    async def reconcile_build(self, namespace: str, name: str, bc: str | None = None) -> None:
+        """Bring one Build (and its Job) a step closer to done, and report where it is.
+
+        ``bc`` names the Build's BuildConfig when the caller knows it (saves a read).
+        """
         started = time.perf_counter()
-        try:
-            build = plain_dict(await self.kube.get(Build, name, namespace=namespace))
-        except ApiError as exc:
-            if exc.status.code == 404:
-                self.forget(namespace, name)
-                return
-            raise
-        bc = buildconfig_of(build)
+        if bc is None:
+            try:
+                bc = buildconfig_of(
+                    plain_dict(await self.kube.get(Build, name, namespace=namespace))
+                )
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    self.forget(namespace, name)
+                    return
+                raise
         async with self.locks[(namespace, bc or f"build/{name}")]:
-            if bc is not None:
-                # Another reconcile may have changed it while this one waited.
-                with contextlib.suppress(ApiError):
-                    build = plain_dict(await self.kube.get(Build, name, namespace=namespace))
-            await self._reconcile_locked(build, bc)
+            # Read under the lock: another reconcile may have changed it meanwhile.
+            try:
+                build = plain_dict(await self.kube.get(Build, name, namespace=namespace))
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    self.forget(namespace, name)
+                    return
+                raise
+            await self._reconcile_locked(build, buildconfig_of(build))
         logger.debug(
             "reconciled build %s/%s in %.3fs", namespace, name, time.perf_counter() - started
         )
@@ -339,10 +381,14 @@ class BuildController:
         metadata = build["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if bc is not None:
-            policy = SERIAL
-            with contextlib.suppress(ApiError):
-                config = await self.kube.get(BuildConfig, bc, namespace=namespace)
-                policy = str((plain_dict(config).get("spec") or {}).get("runPolicy") or SERIAL)
+            # The policy the build was queued under (recorded at instantiation, as
+            # OpenShift does), so no read of the BuildConfig is needed here.
+            policy = str((metadata.get("annotations") or {}).get(ANNOTATION_RUN_POLICY) or "")
+            if not policy:
+                policy = SERIAL
+                with contextlib.suppress(ApiError):
+                    config = await self.kube.get(BuildConfig, bc, namespace=namespace)
+                    policy = str((plain_dict(config).get("spec") or {}).get("runPolicy") or SERIAL)
             siblings = [summarize(b) for b in await self._builds_of(namespace, bc)]
             plan = plan_runs(siblings, policy)
             for superseded in plan.cancel:

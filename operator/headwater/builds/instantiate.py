@@ -96,7 +96,7 @@ def _pairs(value: object, what: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise RequestError(f"{what} entries need a string name")
         name, val = item["name"], item.get("value", "")
-        if not _ENV_NAME_RE.match(name):
+        if not _ENV_NAME_RE.fullmatch(name):
             raise RequestError(f"{what}: {name!r} is not a valid variable name")
         if not isinstance(val, str):
             raise RequestError(f"{what}: the value of {name} must be a string")
@@ -127,7 +127,7 @@ _KNOWN_KEYS = {
 
 def parse_request(request_id: str, value: str) -> StartRequest:
     """The request an annotation value describes; raises RequestError with the reason."""
-    if not _REQUEST_ID_RE.match(request_id):
+    if not _REQUEST_ID_RE.fullmatch(request_id):
         raise RequestError(f"request id {request_id!r} must be a DNS-label-like name")
     if len(value.encode()) > REQUEST_MAX_BYTES:
         raise RequestError(f"request is larger than {REQUEST_MAX_BYTES} bytes")

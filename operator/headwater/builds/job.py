@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from headwater.builds.model import (
     ANNOTATION_BUILD,
+    ANNOTATION_BUILDCONFIG,
     API_VERSION,
     BUILD_CONTAINER,
     FETCH_CONTAINER,
@@ -32,6 +33,7 @@ from headwater.builds.model import (
     job_name,
     label_value,
 )
+from headwater.builds.s2i import dockerfile_quote
 from headwater.builds.scripts import (
     BUILDAH_SCRIPT,
     FETCH_SCRIPT,
@@ -218,6 +220,15 @@ def _post_commit_argv(spec: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _split_registry(reference: str) -> tuple[str, str]:
+    """``registry.example.com:5000/shop/web:1`` -> (``registry.example.com:5000``,
+    ``shop/web:1``); a Docker Hub name keeps its whole text and gets ``docker.io``."""
+    first, sep, rest = reference.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "docker.io", reference
+
+
 def _secret_volume(name: str, secret: str) -> dict[str, Any]:
     return {"name": name, "secret": {"secretName": secret, "defaultMode": 0o400}}
 
@@ -290,16 +301,21 @@ def _fetch_container(
     env.append(_env("HW_DOCKERFILE_PATH", str(block.get("dockerfilePath") or "Dockerfile")))
     if kind == "Docker" and resolved.base_image:
         env.append(_env("HW_FROM", resolved.base_image))
+    if executor == "kaniko":
+        # No --label or --env on kaniko's side for what only the pod knows (the
+        # commit): the fetch step appends LABEL lines to the Dockerfile.
+        env.append(_env("HW_APPEND_LABELS", "1"))
     if kind == "Docker" and executor == "kaniko":
         variables = _merged_env(_pairs(block.get("env")), settings)
         if variables:
-            env.append(
-                _env(
-                    "HW_APPEND_ENV",
-                    "\n".join(f"ENV {json.dumps(n)}={json.dumps(v)}" for n, v in variables),
-                )
-            )
-        env.append(_env("HW_APPEND_LABELS", "1"))
+            for name, value in variables:
+                if "\n" in value:
+                    raise RenderError(
+                        "InvalidEnvironment",
+                        f"env {name}: a Dockerfile ENV cannot hold a newline (kaniko builds)",
+                    )
+            lines = (f"ENV {dockerfile_quote(n)}={dockerfile_quote(v)}" for n, v in variables)
+            env.append(_env("HW_APPEND_ENV", "\n".join(lines)))
     if resolved.s2i_dockerfile is not None:
         env.append(_env("HW_S2I_DOCKERFILE", resolved.s2i_dockerfile))
         env.append(_env("HW_S2I_ENVIRONMENT_SCRIPT", resolved.s2i_environment_script))
@@ -340,8 +356,32 @@ def _build_container(
                 "InvalidPostCommitHook",
                 "the kaniko executor cannot run a postCommit hook; use buildah for this build",
             )
-        if resolved.push_secret:
-            mounts.append({"name": "push-secret", "mountPath": KANIKO_SECRET_DIR, "readOnly": True})
+        # kaniko reads one file, <DOCKER_CONFIG>/config.json: the push secret's, else
+        # the pull secret's; two different secrets cannot both be given to it.
+        if (
+            resolved.push_secret
+            and resolved.pull_secret
+            and (resolved.push_secret != resolved.pull_secret)
+        ):
+            raise RenderError(
+                "InvalidExecutor",
+                "kaniko reads a single registry config: give pushSecret and pullSecret the same "
+                "secret (holding both registries), or use buildah for this build",
+            )
+        for volume, secret in (
+            ("push-secret", resolved.push_secret),
+            ("pull-secret", resolved.pull_secret),
+        ):
+            if secret:
+                mounts.append(
+                    {
+                        "name": volume,
+                        "mountPath": f"{KANIKO_SECRET_DIR}/config.json",
+                        "subPath": ".dockerconfigjson",
+                        "readOnly": True,
+                    }
+                )
+                break
         assert settings.kaniko_image is not None
         return {
             "name": BUILD_CONTAINER,
@@ -401,8 +441,9 @@ def _custom_container(
     }
     env = [_env("BUILD", json.dumps(snapshot, separators=(",", ":")))]
     if resolved.output_image:
-        registry, _, _ = resolved.output_image.partition("/")
-        env += [_env("OUTPUT_IMAGE", resolved.output_image), _env("OUTPUT_REGISTRY", registry)]
+        # As OpenShift: builders push to $OUTPUT_REGISTRY/$OUTPUT_IMAGE.
+        registry, image = _split_registry(resolved.output_image)
+        env += [_env("OUTPUT_IMAGE", image), _env("OUTPUT_REGISTRY", registry)]
     if git:
         env += [
             _env("SOURCE_REPOSITORY", str(git.get("uri") or "")),
@@ -508,6 +549,7 @@ def render_job(
     bc = buildconfig_of(build)
     if bc:
         labels[LABEL_BUILDCONFIG] = label_value(bc)
+        annotations[ANNOTATION_BUILDCONFIG] = bc
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # A build runs user code: it gets no API credentials.

@@ -65,8 +65,8 @@ def _from_ms(value: object) -> str | None:
 def snippet(text: str) -> str:
     """The last lines of a log, short enough for status."""
     lines = text.rstrip("\n").splitlines()[-SNIPPET_LINES:]
-    out = "\n".join(lines)
-    return out[-SNIPPET_BYTES:]
+    out = "\n".join(lines).encode()
+    return out[-SNIPPET_BYTES:].decode("utf-8", "ignore")
 
 
 def _report(message: object) -> Mapping[str, Any] | None:

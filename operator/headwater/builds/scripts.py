@@ -156,7 +156,15 @@ if [ "${HW_STRATEGY:-Docker}" = Docker ]; then
   [ -f "$DF" ] || fail 12 "no Dockerfile at ${HW_CONTEXT_DIR:+$HW_CONTEXT_DIR/}${HW_DOCKERFILE_PATH:-Dockerfile}"
   if [ -n "${HW_FROM:-}" ]; then
     # dockerStrategy.from replaces the image of the last FROM (OpenShift's rule).
-    awk -v img="$HW_FROM" '{ line[NR] = $0 } toupper($1) == "FROM" { last = NR }
+    # Continuation lines are not instructions, even when they start with "from".
+    # Continuation lines and heredoc bodies are not instructions, even when they
+    # start with "from" (a Python import in a RUN heredoc).
+    awk -v img="$HW_FROM" '{ line[NR] = $0 }
+      delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
+      { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
+      !inside && toupper($1) == "FROM" { last = NR }
+      !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
+        delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }
       END { for (i = 1; i <= NR; i++) {
         if (i != last) { print line[i]; continue }
         n = split(line[i], f, " "); out = f[1]; done = 0
@@ -187,8 +195,10 @@ if [ -n "$commit" ]; then
     [ -z "${HW_CONTEXT_DIR:-}" ] || echo "io.openshift.build.source-context-dir=$HW_CONTEXT_DIR"
   } >> "$W/labels"
 fi
-if [ -n "${HW_APPEND_LABELS:-}" ] && [ -s "$W/labels" ] && [ "${HW_STRATEGY:-Docker}" = Docker ]; then
-  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^\([^=]*\)=\(.*\)$/LABEL "\1"="\2"/' "$W/labels" >> "$DF"
+if [ -n "${HW_APPEND_LABELS:-}" ] && [ -s "$W/labels" ]; then
+  target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
+  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' \
+    -e 's/^\([^=]*\)=\(.*\)$/LABEL "\1"="\2"/' "$W/labels" >> "$target"
 fi
 printf '{"commit":"%s","author":{"name":"%s","email":"%s"},"committer":{"name":"%s","email":"%s"},"message":"%s","ms":%s}' \
   "$(json "$commit")" "$(json "$author_name")" "$(json "$author_email")" \

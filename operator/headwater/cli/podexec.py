@@ -6,9 +6,10 @@ lightkube's client speaks no WebSocket, so aiohttp (already a dependency) does
 the talking; the server, TLS settings and credentials still come from the
 lightkube kubeconfig objects the rest of the CLI uses, through lightkube's own
 helpers, so every kind of user lightkube supports works here too: client
-certificates, ``token``, ``tokenFile``, exec plugins
-(``client.authentication.k8s.io/v1`` alpha/beta) and username/password; an
-``auth-provider`` user is refused with a clear error, as lightkube refuses it.
+certificates, ``token``, ``tokenFile``, exec plugins that print a token
+(``client.authentication.k8s.io/v1beta1`` or ``v1alpha1``, not ``v1``: lightkube's
+limit) and username/password; an ``auth-provider`` user is refused with a clear
+error, as lightkube refuses it.
 
 Protocols: ``v5.channel.k8s.io`` can close stdin (the frame ``[255, 0]``), so
 the command sees EOF and finishes. ``v4.channel.k8s.io`` cannot; on v4 the
@@ -17,6 +18,15 @@ after ``size`` bytes on its own (the container then needs ``sh`` and
 ``head``). Each protocol is offered alone, in order: a refused handshake starts
 nothing, whereas a command already started under the wrong protocol could not
 be taken back.
+
+Draining: when the command exits while stdin still has bytes on the way (a
+``tar`` that fails early), some clusters at times never end the exec, or report
+Success for a non-zero exit (seen on Kubernetes 1.35 with containerd 1.6, with
+``kubectl exec -i`` as with this module). So by default the
+command runs as ``sh -c '<command>; rc=$?; cat >/dev/null; exit $rc'``
+(inside the v4 ``head`` pipeline too): the process lives until stdin is used up
+and its exit code arrives every time. ``drain_stdin=False`` runs the command
+bare on v5, for containers without ``sh`` and ``cat``.
 """
 
 from __future__ import annotations
@@ -48,11 +58,18 @@ PROTOCOLS = (V5, V4)
 CLOSE_STDIN = bytes([CLOSE, STDIN])
 # Enough for any error report; a chatty command must not fill the CLI's memory.
 OUTPUT_LIMIT = 1024 * 1024
-SUPPORTED_AUTH = "client certificates, token, tokenFile, exec plugins and username/password"
+SUPPORTED_AUTH = (
+    "client certificates, token, tokenFile, exec plugins (client.authentication.k8s.io/"
+    "v1beta1 or v1alpha1) and username/password"
+)
 
 
 class ExecError(RuntimeError):
     """The command could not be run; the message is one line, never a credential."""
+
+
+class NotRunError(ExecError):
+    """The API server took the exec but reports that the command never ran."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +104,24 @@ def exec_url(server: str, namespace: str, pod: str, container: str, command: Seq
     return f"{server.rstrip('/')}{path}?{urlencode(params, quote_via=quote)}"
 
 
-def remote_command(command: Sequence[str], protocol: str, size: int) -> list[str]:
+# Keeps the process alive until stdin is used up: see the module doc.
+_DRAIN = "; rc=$?; cat >/dev/null; exit $rc"
+
+
+def remote_command(
+    command: Sequence[str], protocol: str, size: int, *, drain: bool = True
+) -> list[str]:
     """What runs in the container: on v4, which cannot close stdin, ``head`` stops
-    reading after ``size`` bytes so that ``command`` sees EOF all the same."""
+    reading after ``size`` bytes so that ``command`` sees EOF all the same; with
+    ``drain``, ``cat`` then swallows what ``command`` left unread."""
+    cmd = shlex.join(command)
     if protocol == V5:
-        return list(command)
-    return ["sh", "-c", f"head -c {size} | {shlex.join(command)}"]
+        return ["sh", "-c", cmd + _DRAIN] if drain else list(command)
+    return [
+        "sh",
+        "-c",
+        f"head -c {size} | {{ {cmd}{_DRAIN}; }}" if drain else f"head -c {size} | {cmd}",
+    ]
 
 
 def encode_frame(channel: int, data: bytes = b"") -> bytes:
@@ -124,11 +153,11 @@ def exit_code_from_status(payload: bytes) -> int:
     for cause in causes if isinstance(causes, list) else []:
         if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
             try:
-                return int(cause.get("message", ""))
+                return int(str(cause.get("message")))
             except ValueError:
                 break
     message = " ".join(str(status.get("message") or status.get("reason") or "").split())
-    raise ExecError(f"the command could not run: {message or 'no reason given'}")
+    raise NotRunError(f"the command could not run: {message or 'no reason given'}")
 
 
 def container_problem(pod: Mapping[str, Any], container: str) -> str | None:
@@ -240,7 +269,7 @@ class Credentials:
         except ConfigError as exc:
             # Exec plugin or token file failures; lightkube's message names the
             # command or file and the plugin's stderr, not the token.
-            raise ExecError(f"kubeconfig user: {exc}") from None
+            raise ExecError(f"kubeconfig user: {exc}; supported are {SUPPORTED_AUTH}") from None
         except (ValueError, KeyError, TypeError):
             raise ExecError("kubeconfig user: the exec plugin printed no status.token") from None
         return request
@@ -337,8 +366,9 @@ async def _diagnose(
     pod: str,
     container: str,
 ) -> str | None:
-    """Why an exec handshake failed, read off the pod: a failed handshake's body
-    (the API server's explanation) is dropped by aiohttp."""
+    """Why an exec could not start, read off the pod: aiohttp drops a failed
+    handshake's body (the API server's explanation), and a kubelet's refusal
+    after the upgrade reads less plainly than the pod's status."""
     url = endpoint.server + pod_path(namespace, pod)
     try:
         async with session.get(URL(url, encoded=True), headers=headers, ssl=endpoint.ssl) as resp:
@@ -361,12 +391,17 @@ async def _open(
     command: Sequence[str],
     size: int,
     protocols: Sequence[str],
-) -> tuple[aiohttp.ClientWebSocketResponse[bool], str]:
+    drain: bool,
+) -> tuple[aiohttp.ClientWebSocketResponse[bool], str, Mapping[str, str]]:
     headers = await endpoint.credentials.headers()
     problem = ""
     for index, protocol in enumerate(protocols):
         url = exec_url(
-            endpoint.server, namespace, pod, container, remote_command(command, protocol, size)
+            endpoint.server,
+            namespace,
+            pod,
+            container,
+            remote_command(command, protocol, size, drain=drain),
         )
         refreshed = False
         while True:
@@ -389,7 +424,7 @@ async def _open(
                 # The command runs already, under a protocol we did not ask for.
                 await ws.close()
                 raise ExecError(f"the API server answered {ws.protocol!r}, not {protocol}")
-            return ws, protocol
+            return ws, protocol, headers
         problem = _handshake_problem(failed, protocol, namespace, pod, container)
         if failed.status != 401:
             found = await _diagnose(session, endpoint, headers, namespace, pod, container)
@@ -488,6 +523,7 @@ async def exec_with_stdin(
     # The CLI's API: callers give one number, not an asyncio.timeout() of their own.
     timeout: float = 600,  # noqa: ASYNC109
     protocols: Sequence[str] = PROTOCOLS,
+    drain_stdin: bool = True,
 ) -> ExecResult:
     """Run ``command`` in ``container`` with the next ``size`` bytes of ``stdin`` as its
     standard input; ``progress`` gets the bytes sent so far after each chunk.
@@ -495,7 +531,8 @@ async def exec_with_stdin(
     A non-zero exit is an ``ExecResult``, not an error; ``ExecError`` means the
     command could not run or finish (API server unreachable, forbidden, pod or
     container missing or not running, ``timeout`` seconds over). On v4 the
-    command is wrapped in ``sh -c 'head -c <size> | ...'`` (see the module doc).
+    command is wrapped in ``sh -c 'head -c <size> | ...'``; ``drain_stdin`` is
+    explained in the module doc.
     """
     if size < 0:
         raise ValueError("size must be >= 0")
@@ -512,11 +549,20 @@ async def exec_with_stdin(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             ) as session,
         ):
-            ws, protocol = await _open(
-                session, endpoint, namespace, pod, container, command, size, protocols
+            ws, protocol, headers = await _open(
+                session, endpoint, namespace, pod, container, command, size, protocols, drain_stdin
             )
             async with ws:
-                return await _stream(ws, protocol, stdin, size, chunk, progress)
+                try:
+                    return await _stream(ws, protocol, stdin, size, chunk, progress)
+                except NotRunError:
+                    # The API server upgrades first and asks the kubelet after,
+                    # so a container that is not running shows up only here;
+                    # the pod says it more plainly than the kubelet's message.
+                    found = await _diagnose(session, endpoint, headers, namespace, pod, container)
+                    if found is None:
+                        raise
+                    raise ExecError(found) from None
     except TimeoutError:
         raise ExecError(
             f"the exec in pod {namespace}/{pod} did not finish within {timeout:g}s"
@@ -537,9 +583,11 @@ def upload(
     progress: Callable[[int], None] | None = None,
     timeout: float = 600,
     protocols: Sequence[str] = PROTOCOLS,
+    drain_stdin: bool = True,
 ) -> ExecResult:
     """``exec_with_stdin`` for synchronous callers (the CLI). On a cluster that only
-    speaks v4 the command becomes ``sh -c 'head -c <size> | <command>'``."""
+    speaks v4 the command becomes ``sh -c 'head -c <size> | <command>'`` (plus
+    the drain, see the module doc)."""
     return asyncio.run(
         exec_with_stdin(
             config,
@@ -552,5 +600,6 @@ def upload(
             progress=progress,
             timeout=timeout,
             protocols=protocols,
+            drain_stdin=drain_stdin,
         )
     )

@@ -13,7 +13,12 @@ from typing import Any
 
 import kopf
 
-from headwater.builds.model import LABEL_BUILD, build_of_child
+from headwater.builds.model import (
+    ANNOTATION_BUILDCONFIG,
+    LABEL_BUILD,
+    build_of_child,
+    buildconfig_of,
+)
 from headwater.handlers.lifecycle import memo_build_controller
 from headwater.metrics import RECONCILE_DURATION
 
@@ -28,7 +33,7 @@ async def reconcile_build(type: str | None, body: kopf.Body, memo: kopf.Memo, **
         controller.forget(namespace, name)
         return
     started = time.perf_counter()
-    await controller.reconcile_build(namespace, name)
+    await controller.reconcile_build(namespace, name, buildconfig_of(body))
     RECONCILE_DURATION.labels(kind="Build").observe(time.perf_counter() - started)
 
 
@@ -36,7 +41,11 @@ async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
     metadata = body.get("metadata") or {}
     build = build_of_child(metadata)
     if build:
-        await memo_build_controller(memo).reconcile_build(str(metadata.get("namespace")), build)
+        # The Job and pod carry the BuildConfig's name too (annotation).
+        bc = (metadata.get("annotations") or {}).get(ANNOTATION_BUILDCONFIG)
+        await memo_build_controller(memo).reconcile_build(
+            str(metadata.get("namespace")), build, str(bc) if bc else None
+        )
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD: kopf.PRESENT})
