@@ -303,3 +303,73 @@ def push_index(
         }
     ).encode()
     return _put_manifest(registry, repository, tag, OCI_INDEX, index)
+
+
+class GitHttpServer:
+    """Git's smart HTTP protocol (git http-backend) behind Basic auth, for pods to clone from.
+
+    Serves the bare repositories under ``root`` on ``host:port``; a request
+    without the right ``user:password`` is answered 401, as a private Git host does.
+    """
+
+    def __init__(self, root: Path, host: str, user: str, password: str) -> None:
+        import base64
+        import http.server
+        import threading
+
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        backend = "/usr/lib/git-core/git-http-backend"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                env = {
+                    "GIT_PROJECT_ROOT": str(root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "REQUEST_METHOD": self.command,
+                    "CONTENT_TYPE": self.headers.get("Content-Type") or "",
+                    "CONTENT_LENGTH": str(length),
+                    "REMOTE_USER": user,
+                }
+                out = subprocess.run(
+                    [backend], input=body, env=env, capture_output=True, timeout=60
+                ).stdout
+                head, _, payload = out.partition(b"\r\n\r\n")
+                status = 200
+                headers = []
+                for line in head.decode().split("\r\n"):
+                    key, _, value = line.partition(":")
+                    if key.lower() == "status":
+                        status = int(value.strip().split()[0])
+                    elif key:
+                        headers.append((key, value.strip()))
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _serve
+            do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

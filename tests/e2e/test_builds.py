@@ -15,7 +15,14 @@ import pytest
 from tests.registry_servers import running_registry
 
 from .conftest import AUTH_REGISTRY_PORT, LOCAL_NODE_IP
-from .helpers import Cluster, GitServer, buildah_build_and_push, eventually, registry_digest
+from .helpers import (
+    Cluster,
+    GitHttpServer,
+    GitServer,
+    buildah_build_and_push,
+    eventually,
+    registry_digest,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -525,3 +532,94 @@ def test_deadline_and_deleted_pod_end_builds_with_their_reasons(
         if s.name == "headwater_builds_finished_total"
     }
     assert {("Error", "BuildPodDeleted"), ("Failed", "ExceededDeadline")} <= finished
+
+
+def test_private_git_source_with_basic_auth_and_configmaps_and_secrets_in_the_context(
+    cluster: Cluster, namespace: str, git_server: GitServer,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:  # fmt: skip
+    if not cluster.is_local:
+        pytest.skip("serves Git on the local cluster's node address")
+    busybox = cluster.image("busybox")
+    url, sha = git_server.repo(
+        {
+            "Dockerfile": (
+                f"FROM {busybox}\nCOPY conf/ /conf/\nCOPY keys/ /keys/\n"
+                'RUN test "$(cat /conf/app.conf)" = "mode=prod" && test -f /keys/token'
+                ' && ! ls -A /conf | grep -q "^\\.\\."\n'
+            )
+        }
+    )
+    http = GitHttpServer(git_server.root, LOCAL_NODE_IP, "dev", "s3cret")
+    try:
+        private = f"{http.url}/{url.rsplit('/', 1)[1]}"
+        cluster.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "git-login"},
+                    "type": "kubernetes.io/basic-auth",
+                    "stringData": {"username": "dev", "password": "s3cret"},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "app-conf"},
+                    "data": {"app.conf": "mode=prod"},
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "build-token"},
+                    "stringData": {"token": "t0ken"},
+                },
+            ],
+            namespace,
+        )
+        source = {
+            "type": "Git",
+            "git": {"uri": private},
+            "sourceSecret": {"name": "git-login"},
+            "configMaps": [{"configMap": {"name": "app-conf"}, "destinationDir": "conf"}],
+            "secrets": [{"secret": {"name": "build-token"}, "destinationDir": "keys"}],
+        }
+        cluster.apply(docker_bc("private", source, None), namespace)
+        no_login = {k: v for k, v in source.items() if k != "sourceSecret"}
+        cluster.apply(docker_bc("anonymous", no_login, None), namespace)
+        ok = build_of_request(cluster, namespace, start_build(cluster, namespace, "private"))
+        refused = build_of_request(cluster, namespace, start_build(cluster, namespace, "anonymous"))
+        status = wait_for_phase(cluster, namespace, ok)["status"]
+        assert status["phase"] == "Complete", status
+        assert status["revision"]["git"]["commit"] == sha
+        status = wait_for_phase(cluster, namespace, refused)["status"]
+        assert status["phase"] == "Failed"
+        assert status["reason"] == "FetchSourceFailed"
+        # The password never shows in status or in the build log.
+        logs = cluster.kubectl(
+            "logs", "-n", namespace, f"job/{ok}-build", "--all-containers"
+        ).stdout
+        assert "s3cret" not in logs
+        assert "s3cret" not in json.dumps(build_json(cluster, namespace, ok))
+    finally:
+        http.stop()
+
+
+def test_a_missing_output_stream_holds_the_build_until_it_exists(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    cluster.need_registry()
+    busybox = cluster.image("busybox")
+    cluster.apply(
+        docker_bc("orphan", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, "later:v1"),
+        namespace,
+    )
+    name = build_of_request(cluster, namespace, start_build(cluster, namespace, "orphan"))
+
+    def held() -> bool:
+        status = build_json(cluster, namespace, name).get("status") or {}
+        return status.get("phase") == "New" and status.get("reason") == "InvalidOutputReference"
+
+    eventually("the build to wait for its output stream", held, timeout=60)
+    cluster.apply(imagestream("later"), namespace)
+    assert wait_for_phase(cluster, namespace, name)["status"]["phase"] == "Complete"

@@ -63,11 +63,6 @@ def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "headwater-operator"
     settings.posting.reporting_instance = identity
-    # kopf waits this long after an event for more events of the same object and
-    # handles only the last. Every handler here is level-based (it re-reads what
-    # it acts on), so coalescing buys nothing, and the default 0.1 s is paid on
-    # every hop of start request -> Build -> Job -> pod -> status.
-    settings.queueing.batch_window = 0.01
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
 
