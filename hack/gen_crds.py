@@ -636,7 +636,10 @@ def build_output() -> Schema:
                 "ImageStreamTag (pushed to the configured registry, then tagged) or DockerImage.",
                 ["ImageStreamTag", "DockerImage"],
             ),
-            "pushSecret": local_ref("Secret to push with; default: the operator's registry auth."),
+            "pushSecret": local_ref(
+                "Secret to push with; default: a docker-config secret of the build's service"
+                " account that has credentials for the output registry, else none."
+            ),
             "imageLabels": array(
                 "Labels added to the output image.",
                 obj(

@@ -13,6 +13,10 @@ when its recipe changes, and pushed to the local registry on every
   combination that works inside an unprivileged-by-kernel container runtime.
 - ``python``: a minimal Debian rootfs with python3, venv and pip; the base of
   the operator's own Dockerfile.
+- ``kaniko``: the kaniko executor (a maintained fork; upstream is archived),
+  compiled statically from its Go module at a pinned version (the binary is
+  cached under ``go-bin/`` by module@version) into a ``FROM scratch`` image laid
+  out like upstream's: ``/kaniko/executor``, the host's CA bundle, and no shell.
 
 Only the Python standard library is used: this runs before any venv exists.
 """
@@ -32,6 +36,13 @@ from pathlib import Path
 DEBIAN_MIRROR = os.environ.get("HEADWATER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_SUITE = "bookworm"
 PAUSE_VERSION = "3.10.1"  # what kubeadm pins for Kubernetes 1.35
+# kaniko: GoogleContainerTools/kaniko is archived; Chainguard's fork is served by
+# the Go module proxy by exact version (its version list is not). The go.sum line
+# (h1: hash of the module zip) pins the source beyond the checksum database.
+KANIKO_MODULE = "github.com/chainguard-dev/kaniko"
+KANIKO_VERSION = "v1.25.6"
+KANIKO_SUM = "h1:0FrfEhCxWi9yQtsy+hLr+zkusTqcWjenZiCb1jrhoe8="
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @dataclass(frozen=True)
@@ -40,35 +51,36 @@ class ImageRecipe:
 
     name: str
     tag: str
-    kind: str  # "pause" | "busybox" | "debootstrap"
+    kind: str  # "pause" | "busybox" | "debootstrap" | "kaniko"
     packages: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     files: tuple[tuple[str, str], ...] = ()  # (path in image, content)
     cmd: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
 
     @property
     def repository(self) -> str:
         return f"headwater/{self.name}"
 
     def cache_key(self) -> str:
-        blob = json.dumps(
-            {
-                "name": self.name,
-                "tag": self.tag,
-                "kind": self.kind,
-                "packages": self.packages,
-                "env": self.env,
-                "files": self.files,
-                "cmd": self.cmd,
-                "extra": self.extra,
-                "suite": DEBIAN_SUITE,
-                # Bump to force a rebuild when the build code below changes.
-                "builder-code": 2,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        fields: dict[str, object] = {
+            "name": self.name,
+            "tag": self.tag,
+            "kind": self.kind,
+            "packages": self.packages,
+            "env": self.env,
+            "files": self.files,
+            "cmd": self.cmd,
+            "extra": self.extra,
+            "suite": DEBIAN_SUITE,
+            # Bump to force a rebuild when the build code below changes.
+            "builder-code": 2,
+        }
+        if self.entrypoint:
+            # Only when set, so the keys (and archives) of the other images stay as they were.
+            fields["entrypoint"] = self.entrypoint
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # buildah inside a pod: vfs needs no overlay mounts, chroot isolation needs no
@@ -99,6 +111,27 @@ RECIPES: dict[str, ImageRecipe] = {
             kind="debootstrap",
             packages=("python3", "python3-venv", "python3-pip", "ca-certificates"),
             cmd=("python3",),
+        ),
+        ImageRecipe(
+            name="kaniko",
+            tag=KANIKO_VERSION,
+            kind="kaniko",
+            env=(
+                ("HOME", "/root"),
+                ("USER", "root"),
+                ("PATH", "/usr/local/bin:/kaniko"),
+                ("SSL_CERT_DIR", "/kaniko/ssl/certs"),
+                ("DOCKER_CONFIG", "/kaniko/.docker/"),
+            ),
+            # Go's resolver reads /etc/hosts first only when nsswitch says so.
+            files=(("/etc/nsswitch.conf", "hosts: files dns\n"),),
+            entrypoint=("/kaniko/executor",),
+            extra={
+                "module": KANIKO_MODULE,
+                "version": KANIKO_VERSION,
+                "sum": KANIKO_SUM,
+                "package": "cmd/executor",
+            },
         ),
     )
 }
@@ -142,7 +175,47 @@ def _pause_source() -> Path:
     return src
 
 
-def _make_rootfs(recipe: ImageRecipe, rootfs: Path) -> None:
+def _go_binary(cache: Path, module: str, version: str, package: str, zip_sum: str) -> Path:
+    """A static build of ``module/package`` at ``version``, cached by module@version.
+
+    ``go install module/pkg@version`` cannot be used: it asks the proxy for the
+    module's version list (for deprecations), which the proxy refuses for some
+    forks. So the exact version is downloaded (checked against the checksum
+    database and ``zip_sum``) and built as the main module, with its own go.mod
+    and go.sum (and any replace directives), from the read-only module cache.
+    """
+    target = cache / "go-bin" / f"{module.replace('/', '_')}@{version}" / Path(package).name
+    if target.exists():
+        return target
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOWORK": "off"}
+    log(f"compiling {module}/{package}@{version} (static; a few minutes on a cold Go cache)")
+    info = json.loads(
+        subprocess.run(
+            ["go", "mod", "download", "-json", f"{module}@{version}"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tempfile.gettempdir(),
+        ).stdout
+    )
+    if info.get("Error"):
+        raise RuntimeError(f"go mod download {module}@{version}: {info['Error']}")
+    if info.get("Sum") != zip_sum:
+        raise RuntimeError(f"{module}@{version} has sum {info.get('Sum')}, expected {zip_sum}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    ldflags = f"-s -w -X {module}/pkg/version.version={version}"
+    run(
+        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), f"./{package}"],
+        cwd=info["Dir"],
+        env=env,
+    )
+    partial.rename(target)
+    return target
+
+
+def _make_rootfs(recipe: ImageRecipe, rootfs: Path, cache: Path) -> None:
     if recipe.kind == "pause":
         run(
             [
@@ -191,6 +264,18 @@ def _make_rootfs(recipe: ImageRecipe, rootfs: Path) -> None:
                 for child in target.iterdir():
                     if child.is_file():
                         child.unlink()
+    elif recipe.kind == "kaniko":
+        extra = recipe.extra
+        binary = _go_binary(
+            cache, extra["module"], extra["version"], extra["package"], extra["sum"]
+        )
+        kaniko = rootfs / "kaniko"
+        (kaniko / "ssl" / "certs").mkdir(parents=True)
+        (kaniko / ".docker").mkdir()
+        shutil.copy2(binary, kaniko / "executor")
+        shutil.copyfile(HOST_CA_BUNDLE, kaniko / "ssl" / "certs" / "ca-certificates.crt")
+        # As upstream: any user may write its stages and config there.
+        kaniko.chmod(0o777)
     else:
         raise ValueError(f"unknown image kind {recipe.kind!r}")
     for path, content in recipe.files:
@@ -210,9 +295,11 @@ def build_archive(cache: Path, recipe: ImageRecipe) -> Path:
         ctx = Path(tmp)
         rootfs = ctx / "rootfs"
         rootfs.mkdir()
-        _make_rootfs(recipe, rootfs)
+        _make_rootfs(recipe, rootfs, cache)
         lines = ["FROM scratch", "COPY rootfs/ /"]
         lines += [f"ENV {k}={v}" for k, v in recipe.env]
+        if recipe.entrypoint:
+            lines.append(f"ENTRYPOINT {json.dumps(list(recipe.entrypoint))}")
         if recipe.cmd:
             lines.append(f"CMD {json.dumps(list(recipe.cmd))}")
         (ctx / "Containerfile").write_text("\n".join(lines) + "\n")

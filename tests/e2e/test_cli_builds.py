@@ -102,6 +102,11 @@ def test_start_build_failures_exit_non_zero_with_the_reason(
     no_folder = headwater(cluster, namespace, "start-build", "fails", "--from-dir", "/nonexistent")
     assert no_folder.returncode == 2
     assert "/nonexistent" in no_folder.stderr
+    # An upload into a BuildConfig whose source is not Binary: the operator says why.
+    refused = headwater(cluster, namespace, "start-build", "fails", "--from-dir", ".")
+    assert refused.returncode == 1
+    assert "refused the build" in refused.stderr
+    assert "source type Binary" in refused.stderr
     failed = headwater(cluster, namespace, "start-build", "fails", "--wait")
     assert failed.returncode == 1, failed.stderr
     assert "DockerBuildFailed" in failed.stderr

@@ -53,6 +53,7 @@ from headwater.builds.model import (
     LABEL_BUILDCONFIG,
     LABEL_REQUEST,
     NEW,
+    OPENSHIFT_BUILDCONFIG_LABEL,
     PENDING,
     RUNNING,
     SERIAL,
@@ -88,6 +89,8 @@ from headwater.status import status_patch
 logger = logging.getLogger(__name__)
 
 CANCEL_ANNOTATION = "build.headwater.dev/cancel-requested"
+OUTPUT_BEFORE_ANNOTATION = "build.headwater.dev/output-digest-before"
+"""On Custom builds: what the output tag pointed at when the build started."""
 RESYNC_SECONDS = 10.0
 DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 _STRATEGY_KEYS = {
@@ -118,9 +121,19 @@ def _duration(start: str | None, end: str | None) -> tuple[str | None, float | N
     except ValueError:
         return None, None
     seconds = max(seconds, 0.0)
-    minutes, rest = divmod(seconds, 60)
-    text = f"{int(minutes)}m{rest:g}s" if minutes else f"{rest:g}s"
-    return text, seconds
+    return go_duration(seconds), seconds
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Go's time.Duration prints them: 1h15m0s, 1m5.25s, 3s."""
+    hours, rest = divmod(round(seconds, 3), 3600)
+    minutes, rest = divmod(rest, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{int(hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{int(minutes)}m{text}"
+    return text
 
 
 class BuildController:
@@ -411,6 +424,9 @@ class BuildController:
             await self._finish(build, bc, Observation(FAILED, exc.reason, exc.message))
             return
         self.waiting.discard((namespace, name))
+        strategy = str(((build.get("spec") or {}).get("strategy") or {}).get("type") or "")
+        if strategy == "Custom" and resolved.output_image:
+            await self._remember_output_before(build, resolved.output_image)
         try:
             await self.kube.create(from_dict(job))
         except ApiError as exc:
@@ -847,6 +863,40 @@ class BuildController:
             )
         return resolved.image.config
 
+    async def _remember_output_before(self, build: Mapping[str, Any], output: str) -> None:
+        """Note the output tag's digest before a Custom build runs ("" when it has none)."""
+        annotations = build["metadata"].get("annotations") or {}
+        if OUTPUT_BEFORE_ANNOTATION in annotations:
+            return
+        namespace = str(build["metadata"]["namespace"])
+        image = parse_reference(output)
+        try:
+            push_secret = await self._push_secret(namespace, build.get("spec") or {}, output)
+        except Waiting:
+            push_secret = None
+        credentials = await self._credentials(namespace, push_secret, output)
+        try:
+            resolved = await self.registry.resolve(
+                image.api_host,
+                image.path,
+                image.tag or "latest",
+                credentials=credentials,
+                insecure=image.domain in self.settings.insecure_registries,
+                preserve_original=True,
+            )
+            digest = resolved.digest
+        except RegistryError:
+            digest = ""
+        await self.kube.patch(
+            Build,
+            str(build["metadata"]["name"]),
+            {"metadata": {"annotations": {OUTPUT_BEFORE_ANNOTATION: digest}}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+        annotations[OUTPUT_BEFORE_ANNOTATION] = digest
+        build["metadata"]["annotations"] = annotations
+
     async def _verify_output(self, build: Mapping[str, Any], seen: Observation) -> Observation:
         """Complete only if the registry has the manifest the build says it pushed."""
         status = build.get("status") or {}
@@ -855,8 +905,13 @@ class BuildController:
             return seen
         namespace = str(build["metadata"]["namespace"])
         image = parse_reference(str(output))
-        push_secret = ((build.get("spec") or {}).get("output") or {}).get("pushSecret") or {}
-        credentials = await self._credentials(namespace, push_secret.get("name"), str(output))
+        spec = build.get("spec") or {}
+        try:
+            # The secret the build pushed with: output.pushSecret or the service account's.
+            push_secret = await self._push_secret(namespace, spec, str(output))
+        except Waiting:
+            push_secret = None
+        credentials = await self._credentials(namespace, push_secret, str(output))
         try:
             resolved = await self.registry.resolve(
                 image.api_host,
@@ -871,6 +926,18 @@ class BuildController:
                 FAILED,
                 "PushImageToRegistryFailed",
                 f"the pushed image could not be verified in the registry: {exc}",
+                start=seen.start,
+                completion=seen.completion,
+                revision=seen.revision,
+                stages=seen.stages,
+            )
+        before = (build["metadata"].get("annotations") or {}).get(OUTPUT_BEFORE_ANNOTATION)
+        if not seen.digest and before is not None and resolved.digest == before:
+            # A Custom builder reports nothing: the tag must have moved.
+            return Observation(
+                FAILED,
+                "PushImageToRegistryFailed",
+                f"the builder exited 0 but {output} still points at the image it had before",
                 start=seen.start,
                 completion=seen.completion,
                 revision=seen.revision,
@@ -920,14 +987,16 @@ class BuildController:
     # --- listing and pruning --------------------------------------------------------------
 
     async def _builds_of(self, namespace: str, bc: str) -> list[dict[str, Any]]:
-        found = [
-            plain_dict(b)
+        found: dict[str, dict[str, Any]] = {}
+        # Headwater's label, and OpenShift's for Builds migrated from OpenShift.
+        for label in (LABEL_BUILDCONFIG, OPENSHIFT_BUILDCONFIG_LABEL):
             async for b in self.kube.list(
-                Build, namespace=namespace, labels={LABEL_BUILDCONFIG: label_value(bc)}
-            )
-        ]
+                Build, namespace=namespace, labels={label: label_value(bc)}
+            ):
+                body = plain_dict(b)
+                found[str(body["metadata"]["name"])] = body
         # A shortened label value could be shared by two long names.
-        return [b for b in found if buildconfig_of(b) == bc]
+        return [b for b in found.values() if buildconfig_of(b) == bc]
 
     async def _pod_of(self, namespace: str, name: str) -> dict[str, Any] | None:
         pods = [

@@ -500,15 +500,24 @@ def render_job(
         str(block.get("dockerfilePath") or ""), "dockerfilePath", "InvalidContextDirectory"
     )
     context = posixpath.join(SOURCE_DIR, context_dir) if context_dir else SOURCE_DIR
+    for field_name in ("env", "buildArgs"):
+        for entry in block.get(field_name) or []:
+            if isinstance(entry, Mapping) and entry.get("valueFrom"):
+                raise RenderError(
+                    "InvalidEnvironment",
+                    f"{field_name} {entry.get('name')}: valueFrom is not supported; use value",
+                )
     volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
     inputs: list[tuple[str, str]] = []
-    for entry in source.get("secrets") or []:
+    # A Custom builder fetches its own source: no inputs or source secret for it.
+    fetched = kind != "Custom"
+    for entry in source.get("secrets") or [] if fetched else []:
         destination = _safe_relative(
             str(entry.get("destinationDir") or ""), "destinationDir", "InvalidContextDirectory"
         )
         volumes.append(_secret_volume(f"input-{len(inputs)}", str(entry["secret"]["name"])))
         inputs.append((f"{INPUTS_DIR}/{len(inputs)}", destination))
-    for entry in source.get("configMaps") or []:
+    for entry in source.get("configMaps") or [] if fetched else []:
         destination = _safe_relative(
             str(entry.get("destinationDir") or ""), "destinationDir", "InvalidContextDirectory"
         )
@@ -517,7 +526,7 @@ def render_job(
         )
         inputs.append((f"{INPUTS_DIR}/{len(inputs)}", destination))
     source_secret = (source.get("sourceSecret") or {}).get("name")
-    if source_secret:
+    if source_secret and fetched:
         volumes.append(_secret_volume("source-secret", str(source_secret)))
     if resolved.push_secret:
         volumes.append(_secret_volume("push-secret", resolved.push_secret))

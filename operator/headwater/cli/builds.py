@@ -47,6 +47,7 @@ from headwater.builds.scripts import (
 from headwater.cli.kube import as_dict, cluster_options, connect, load_config
 
 EXIT_FAILED = 1
+REFUSAL_REASONS = ("BuildConfigInstantiateFailed", "InvalidBuildRequest")
 CANCEL_ANNOTATION = "build.headwater.dev/cancel-requested"
 _ENV_HELP = "NAME=VALUE; repeatable."
 _SPIN = "|/-\\"
@@ -83,14 +84,30 @@ def _clear_spinner() -> None:
         click.echo("\r\033[K", nl=False, err=True)
 
 
-def _wait_for_request(client: Any, namespace: str, request: str, timeout: float) -> str:
+def _refusal(client: Any, namespace: str, bc: str, request: str) -> str | None:
+    """The operator's Warning Event refusing ``request``, if it posted one."""
+    from lightkube.resources.core_v1 import Event
+
+    for event in client.list(
+        Event, namespace=namespace, fields={"involvedObject.name": bc, "type": "Warning"}
+    ):
+        if request in (event.message or "") and event.reason in REFUSAL_REASONS:
+            return str(event.message)
+    return None
+
+
+def _wait_for_request(client: Any, namespace: str, bc: str, request: str, timeout: float) -> str:
     build, _ = _resources()
     deadline = time.monotonic() + timeout
-    for _ in _spinner("waiting for the operator to create the build"):
+    for polls, _ in enumerate(_spinner("waiting for the operator to create the build"), 1):
         found = list(client.list(build, namespace=namespace, labels={LABEL_REQUEST: request}))
         if found:
             _clear_spinner()
             return str(found[0].metadata.name)
+        refused = _refusal(client, namespace, bc, request) if polls % 4 == 0 else None
+        if refused:
+            _clear_spinner()
+            raise click.ClickException(f"the operator refused the build: {refused}")
         if time.monotonic() > deadline:
             _clear_spinner()
             raise click.ClickException(
@@ -264,9 +281,26 @@ def _binary_input(
     return UPLOAD_ARCHIVE_COMMAND, spool, size, description, {}
 
 
+def _steps(client: Any, namespace: str, name: str, follow: bool) -> tuple[str, ...]:
+    """The containers of the build's pod in the order they run (Custom builds have one)."""
+    while True:
+        pod = _build_pod(client, namespace, name)
+        if pod is not None:
+            spec = pod.get("spec") or {}
+            names = [c["name"] for c in [*spec.get("initContainers", []), *spec["containers"]]]
+            return tuple(c for c in (FETCH_CONTAINER, BUILD_CONTAINER) if c in names)
+        build = _get_build(client, namespace, name)
+        if _phase(build) in TERMINAL or not follow:
+            raise click.ClickException(
+                f"build {name} has no pod ({_phase(build)})"
+                + ("; its log is gone with it" if _phase(build) in TERMINAL else "")
+            )
+        time.sleep(0.3)
+
+
 def stream_logs(client: Any, namespace: str, name: str, follow: bool, out: IO[str]) -> None:
     """Print the build's log: the fetch step, then the build step, as each runs."""
-    for container in (FETCH_CONTAINER, BUILD_CONTAINER):
+    for container in _steps(client, namespace, name, follow):
         while True:
             pod = _build_pod(client, namespace, name)
             state = _container_state(pod, container)
@@ -348,7 +382,7 @@ def start_build(
     \b
     Examples (from the seed):
       headwater start-build web --follow
-      headwater start-build web --from-dir=. --follow     # binary build of this folder
+      headwater start-build app --from-dir=. --follow     # a Binary BuildConfig
       headwater start-build web --commit=3f2c1ab --wait
       headwater start-build --from-build=web-3
 
@@ -362,8 +396,7 @@ def start_build(
     _, bc_resource = _resources()
     if from_build:
         previous = _get_build(client, default_ns, from_build)
-        labels = (previous.get("metadata") or {}).get("labels") or {}
-        bc_name = buildconfig or labels.get(LABEL_BUILDCONFIG)
+        bc_name = buildconfig or buildconfig_of(previous)
         if not bc_name:
             raise click.UsageError(f"build {from_build} has no BuildConfig; name one")
     elif buildconfig:
@@ -398,7 +431,7 @@ def start_build(
         namespace=default_ns,
         patch_type=PatchType.MERGE,
     )
-    name = _wait_for_request(client, default_ns, request_id, 60)
+    name = _wait_for_request(client, default_ns, bc_name, request_id, 60)
     click.echo(f"build.build.headwater.dev/{name} started")
     if binary:
         command, stream, size, what, _ = binary
@@ -503,8 +536,7 @@ def cancel_build(
 
         for name in names:
             request_id = f"cli-{uuid.uuid4().hex[:12]}"
-            build = _get_build(client, default_ns, name)
-            bc_name = ((build.get("metadata") or {}).get("labels") or {}).get(LABEL_BUILDCONFIG)
+            bc_name = buildconfig_of(_get_build(client, default_ns, name))
             if not bc_name:
                 continue
             value = request_value(StartRequest(id=request_id, from_build=name))
@@ -516,7 +548,7 @@ def cancel_build(
                 )  # fmt: skip
             except ApiError as exc:
                 raise click.ClickException(str(exc.status.message)) from None
-            new = _wait_for_request(client, default_ns, request_id, 60)
+            new = _wait_for_request(client, default_ns, bc_name, request_id, 60)
             click.echo(f"build.build.headwater.dev/{new} started (restart of {name})")
 
 
