@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from headwater.handlers.lifecycle import memo_import_runner
+from headwater.handlers.lifecycle import memo_import_runner, memo_tag_feed
 from headwater.metrics import RECONCILE_DURATION
 
 
@@ -23,11 +23,15 @@ async def reconcile_imagestream(
 ) -> None:
     """Converge the ImageStream's tags and status."""
     runner = memo_import_runner(memo)
+    feed = memo_tag_feed(memo)
     metadata = body.get("metadata") or {}
     if type == "DELETED":
         runner.forget(str(metadata.get("namespace")), str(metadata.get("name")))
+        feed.forget(str(metadata.get("namespace")), str(metadata.get("name")))
         return
     started = time.perf_counter()
     # kopf's body is a view over the event; the runner keeps it past this event.
-    await runner.observe(copy.deepcopy(dict(body)))
+    plain = copy.deepcopy(dict(body))
+    await runner.observe(plain)
+    await feed.observe(plain)
     RECONCILE_DURATION.labels(kind="ImageStream").observe(time.perf_counter() - started)

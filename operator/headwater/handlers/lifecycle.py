@@ -28,6 +28,7 @@ from headwater.config import Config, load_config
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
 from headwater.servers import start_site, webhook_app
+from headwater.triggers.tags import TagFeed
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -40,6 +41,7 @@ MEMO_IMPORTS = "imports"
 MEMO_SCHEDULER_TASK = "import-scheduler"
 MEMO_WEBHOOKS = "webhooks"
 MEMO_BUILDS = "builds"
+MEMO_TAGS = "tags"
 MEMO_BUILD_RESYNC_TASK = "build-resync"
 
 
@@ -184,6 +186,9 @@ async def startup(
     memo[MEMO_REGISTRY] = registry
     runner = ImportRunner(memo[MEMO_KUBE], registry, config)
     memo[MEMO_IMPORTS] = runner
+    tags = TagFeed(config.registry)
+    memo[MEMO_TAGS] = tags
+    runner.on_status = tags.observe
     memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
     builds = BuildController(
         memo[MEMO_KUBE], registry, config, settings_from_config(config), imports=runner
@@ -249,3 +254,11 @@ def memo_build_controller(memo: kopf.Memo) -> BuildController:
     if not isinstance(controller, BuildController):
         raise RuntimeError("no build controller on kopf's memo: the start-up handler did not run")
     return controller
+
+
+def memo_tag_feed(memo: kopf.Memo) -> TagFeed:
+    """The feed of ImageStream tag moves the start-up handler made."""
+    feed = memo.get(MEMO_TAGS)
+    if not isinstance(feed, TagFeed):
+        raise RuntimeError("no tag feed on kopf's memo: the start-up handler did not run")
+    return feed

@@ -272,6 +272,9 @@ class ImportRunner:
             asyncio.Lock
         )
         self.scheduler = Scheduler(self.reconcile, concurrency)
+        self.on_status: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
+        """Called with the stream after each status write of this runner, so tag moves
+        reach triggers without waiting for the watch event."""
 
     # --- events -------------------------------------------------------------
 
@@ -362,6 +365,8 @@ class ImportRunner:
                         return False
                     raise
                 self._remember(ref, plain_dict(updated))
+                if self.on_status is not None:
+                    await self.on_status(self.bodies[ref])
                 for dependent in self.dependents.get(ref, set()):
                     self.scheduler.now(dependent)
                 for transition in transitions(status.get("tags"), tags):
@@ -424,6 +429,8 @@ class ImportRunner:
                 updated = await self._patch_status(ref, patch)
                 if updated is not None:
                     self.bodies[ref] = updated
+                    if self.on_status is not None:
+                        await self.on_status(updated)
                 if status.get("tags") != desired.get("tags"):
                     for dependent in self.dependents.get(ref, set()):
                         self.scheduler.now(dependent)

@@ -1,0 +1,1 @@
+"""Triggers: what moves when an ImageStream tag moves (builds, workloads)."""
