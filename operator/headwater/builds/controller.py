@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -33,7 +34,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
 from lightkube.types import CascadeType, PatchType
 
-from headwater.builds import s2i
+from headwater.builds import s2i, triggers
 from headwater.builds.instantiate import (
     REQUEST_PREFIX,
     RequestError,
@@ -85,6 +86,7 @@ from headwater.registry.credentials import (
 from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.status import status_patch
+from headwater.triggers.tags import TagFeed, TagImage
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ class BuildController:
         settings: JobSettings,
         imports: ImportRunner | None = None,
         clock: Any = None,
+        tags: TagFeed | None = None,
     ) -> None:
         self.kube = kube
         self.registry = registry
@@ -159,6 +162,11 @@ class BuildController:
         """Builds held New by something outside (a missing secret or stream), retried on a timer."""
         self.phases: dict[tuple[str, str], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.tags = tags
+        """Where ImageChange triggers and strategy ``from`` tags are looked up."""
+        self.watchers: defaultdict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
+        """ImageStreamTag -> the BuildConfigs whose ImageChange triggers watch it."""
+        self.watching: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
         self.handled: dict[tuple[str, str], set[str]] = {}
         """Request annotations this process removed, per BuildConfig: the watch
         event that still shows them (it was sent before the removal) is skipped."""
@@ -166,16 +174,18 @@ class BuildController:
     # --- BuildConfigs ---------------------------------------------------------
 
     async def reconcile_buildconfig(self, body: Mapping[str, Any]) -> None:
-        """Honour start requests and keep the BuildConfig's status current.
+        """Honour start requests and triggers; keep the BuildConfig's status current.
 
         Crash-safe order: Builds first (each carries its request id), then
-        ``lastVersion``, then the request annotations go; a replay after a
-        crash at any point finds the Builds already made.
+        status (``lastVersion``, ImageChange triggers), then the request
+        annotations go; a replay after a crash at any point finds the Builds
+        already made.
         """
         metadata = body.get("metadata") or {}
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if metadata.get("deletionTimestamp"):
             return
+        self._index_triggers(body)
         async with self.locks[(namespace, f"requests/{name}")]:
             handled = self.handled.get((namespace, name), set())
             annotations = {
@@ -192,8 +202,25 @@ class BuildController:
                     f"{key}: {error}", now,
                 )  # fmt: skip
                 done.append(key)
-            siblings = await self._builds_of(namespace, name) if good else []
+            config_change = triggers.config_change_request(body)
+            image_changes = triggers.image_change_requests(body, self._lookup)
+            implied = [r for r, _, _ in image_changes]
+            if config_change is not None:
+                implied.insert(0, config_change)
+            siblings = await self._builds_of(namespace, name) if good or implied else []
             newest = 0
+            for request in implied:
+                try:
+                    created, number = await self._instantiate(body, request, siblings)
+                except RequestError as exc:
+                    await post_event(
+                        self.kube, self._bc_ref(body), "Warning", "BuildConfigTriggerFailed",
+                        f"{request.causes[0].get('message') if request.causes else request.id}:"
+                        f" {exc}", now,
+                    )  # fmt: skip
+                    continue
+                newest = max(newest, number)
+                logger.info("%s/%s: trigger %s is build %s", namespace, name, request.id, created)
             for key, request in good:
                 try:
                     created, number = await self._instantiate(body, request, siblings)
@@ -206,9 +233,59 @@ class BuildController:
                     newest = max(newest, number)
                     logger.info("%s/%s: request %s is build %s", namespace, name, key, created)
                 done.append(key)
-            await self._write_buildconfig_status(body, newest)
-            if done and await self._remove_annotations(namespace, name, done):
+            image_status = triggers.image_trigger_status(
+                body, self._lookup, [(w, i) for _, w, i in image_changes], newest > 0, now
+            )
+            await self._write_buildconfig_status(body, newest, image_status)
+            changes: dict[str, str | None] = dict.fromkeys(done)
+            generation = str(metadata.get("generation") or 0)
+            recorded = (metadata.get("annotations") or {}).get(
+                triggers.CONFIG_GENERATION_ANNOTATION
+            )
+            if (
+                triggers.has_config_change(body)
+                and recorded != generation
+                and (newest or config_change is None)
+            ):
+                # The generation the builds are current with: one that was built, or
+                # (without the opt-in) every generation, so that opting in later
+                # does not rebuild for edits made before.
+                changes[triggers.CONFIG_GENERATION_ANNOTATION] = generation
+            if changes and await self._patch_annotations(namespace, name, changes):
                 self.handled.setdefault((namespace, name), set()).update(done)
+
+    def _lookup(self, namespace: str, stream: str, tag: str) -> TagImage | None:
+        return self.tags.current(namespace, stream, tag) if self.tags is not None else None
+
+    def _index_triggers(self, bc: Mapping[str, Any]) -> None:
+        metadata = bc.get("metadata") or {}
+        ref = (str(metadata["namespace"]), str(metadata["name"]))
+        keys = {w.key for w in triggers.watched_tags(bc)}
+        for old in self.watching.get(ref, set()) - keys:
+            self.watchers[old].discard(ref)
+        for new in keys:
+            self.watchers[new].add(ref)
+        self.watching[ref] = keys
+
+    def forget_buildconfig(self, namespace: str, name: str) -> None:
+        ref = (namespace, name)
+        for key in self.watching.pop(ref, set()):
+            self.watchers[key].discard(ref)
+        self.handled.pop(ref, None)
+
+    async def on_tag_moved(self, image: TagImage) -> None:
+        """A watched tag moved: reconcile the BuildConfigs whose ImageChange triggers watch it."""
+        for namespace, name in sorted(
+            self.watchers.get((image.namespace, image.stream, image.tag), ())
+        ):
+            try:
+                bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    self.forget_buildconfig(namespace, name)
+                    continue
+                raise
+            await self.reconcile_buildconfig(bc)
 
     async def instantiate(self, namespace: str, name: str, request: StartRequest) -> str:
         """Start a build of BuildConfig ``namespace/name`` (for triggers); its name."""
@@ -216,7 +293,8 @@ class BuildController:
             bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
             siblings = await self._builds_of(namespace, name)
             created, number = await self._instantiate(bc, request, siblings)
-            await self._write_buildconfig_status(bc, number)
+            image_status = triggers.image_trigger_status(bc, self._lookup, [], True, self.clock())
+            await self._write_buildconfig_status(bc, number, image_status)
             return created
 
     async def _instantiate(
@@ -242,6 +320,8 @@ class BuildController:
                     raise RequestError(f"build {request.from_build} does not exist") from None
                 raise
             source_spec = plain_dict(previous).get("spec") or {}
+        if request.from_image is None and source_spec is None:
+            request = self._pin_from(bc, request)
         last = int(((bc.get("status") or {}).get("lastVersion")) or 0)
         number = max([last, *(build_number(s) for s in siblings)]) + 1
         for _ in range(50):
@@ -259,7 +339,22 @@ class BuildController:
             return build_name(name, number), number
         raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
 
-    async def _write_buildconfig_status(self, bc: Mapping[str, Any], last_version: int) -> None:
+    def _pin_from(self, bc: Mapping[str, Any], request: StartRequest) -> StartRequest:
+        """The request with the strategy's ImageStreamTag ``from`` pinned to its current image."""
+        source = triggers.strategy_from(bc.get("spec") or {})
+        if not source or source.get("kind") != "ImageStreamTag":
+            return request
+        stream, tag = split_stream_tag(str(source.get("name") or ""))
+        namespace = str(source.get("namespace") or (bc.get("metadata") or {}).get("namespace"))
+        image = self._lookup(namespace, stream, tag or "latest")
+        return dataclasses.replace(request, from_image=image.pull_spec) if image else request
+
+    async def _write_buildconfig_status(
+        self,
+        bc: Mapping[str, Any],
+        last_version: int,
+        image_triggers: list[dict[str, Any]] | None = None,
+    ) -> None:
         """observedGeneration, Ready, and lastVersion raised to at least ``last_version``.
 
         One write, under optimistic concurrency: lastVersion never goes down
@@ -276,6 +371,11 @@ class BuildController:
             desired["observedGeneration"] = generation
             if last:
                 desired["lastVersion"] = last
+            if image_triggers is not None:
+                if image_triggers:
+                    desired["imageChangeTriggers"] = image_triggers
+                else:
+                    desired.pop("imageChangeTriggers", None)
             desired["conditions"] = set_condition(
                 status.get("conditions"),
                 "Ready",
@@ -308,17 +408,20 @@ class BuildController:
             body = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
         raise RuntimeError(f"{namespace}/{name}: status not written after 10 conflicts")
 
-    async def _remove_annotations(self, namespace: str, name: str, keys: list[str]) -> bool:
+    async def _patch_annotations(
+        self, namespace: str, name: str, changes: Mapping[str, str | None]
+    ) -> bool:
+        """Set (or, for None, remove) BuildConfig annotations in one write."""
         try:
             await self.kube.patch(
                 BuildConfig,
                 name,
-                {"metadata": {"annotations": dict.fromkeys(keys)}},
+                {"metadata": {"annotations": dict(changes)}},
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
             )
         except ApiError as exc:
-            logger.warning("%s/%s: start requests not removed: %s", namespace, name, exc)
+            logger.warning("%s/%s: annotations not written: %s", namespace, name, exc)
             return False
         return True
 

@@ -82,6 +82,9 @@ class StartRequest:
     """Present for an upload (``start-build --from-*``): ``{}`` or ``{"asFile": name}``."""
     from_build: str | None = None
     """Re-run this Build's spec instead of the BuildConfig's."""
+    from_image: str | None = None
+    """Pin the strategy's ``from`` to this pull spec (the image an ImageChange
+    trigger fired on, or the tag's current image), as OpenShift's Builds record it."""
     causes: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     """``triggeredBy`` entries; default: a manual start."""
 
@@ -122,6 +125,7 @@ def _optional_str(doc: Mapping[str, Any], key: str, limit: int = 1024) -> str | 
 
 _KNOWN_KEYS = {
     "env", "buildArgs", "commit", "noCache", "incremental", "binary", "fromBuild", "triggeredBy",
+    "fromImage",
 }  # fmt: skip
 
 
@@ -165,6 +169,7 @@ def parse_request(request_id: str, value: str) -> StartRequest:
         incremental=_optional_bool(doc, "incremental"),
         binary=dict(binary) if binary is not None else None,
         from_build=_optional_str(doc, "fromBuild", 253),
+        from_image=_optional_str(doc, "fromImage", 1024),
         causes=tuple(causes or ()),
     )
 
@@ -206,6 +211,8 @@ def request_value(request: StartRequest) -> str:
         doc["binary"] = dict(request.binary)
     if request.from_build:
         doc["fromBuild"] = request.from_build
+    if request.from_image:
+        doc["fromImage"] = request.from_image
     if request.causes:
         doc["triggeredBy"] = [dict(c) for c in request.causes]
     return json.dumps(doc, separators=(",", ":")) if doc else ""
@@ -240,6 +247,8 @@ def build_spec(source_spec: Mapping[str, Any], request: StartRequest) -> dict[st
             block["noCache"] = request.no_cache
         if request.incremental is not None and key == "sourceStrategy":
             block["incremental"] = request.incremental
+        if request.from_image and block.get("from"):
+            block["from"] = {"kind": "DockerImage", "name": request.from_image}
     if request.commit:
         git = ((spec.get("source") or {}).get("git")) or {}
         spec["revision"] = {"type": "Git", "git": {"commit": request.commit}}

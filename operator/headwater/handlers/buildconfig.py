@@ -23,6 +23,10 @@ async def reconcile_buildconfig(
 ) -> None:
     """Start requested builds; write observedGeneration and Ready."""
     if type == "DELETED":
+        metadata = body.get("metadata") or {}
+        memo_build_controller(memo).forget_buildconfig(
+            str(metadata.get("namespace")), str(metadata.get("name"))
+        )
         return
     started = time.perf_counter()
     await memo_build_controller(memo).reconcile_buildconfig(copy.deepcopy(dict(body)))

@@ -191,8 +191,9 @@ async def startup(
     runner.on_status = tags.observe
     memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
     builds = BuildController(
-        memo[MEMO_KUBE], registry, config, settings_from_config(config), imports=runner
+        memo[MEMO_KUBE], registry, config, settings_from_config(config), imports=runner, tags=tags
     )
+    tags.subscribe(builds.on_tag_moved)
     memo[MEMO_BUILDS] = builds
     memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())
     if config.registry_webhook_token:
