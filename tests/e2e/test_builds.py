@@ -130,7 +130,7 @@ def test_docker_build_from_git_pushes_to_the_image_stream_tag(
                 f"FROM {busybox}\n"
                 "ARG GREETING=unset\n"
                 "COPY message.txt /message.txt\n"
-                'RUN echo "$GREETING from $(cat /message.txt)" > /built.txt\n'
+                'RUN echo "$GREETING from $(cat /message.txt) in $MODE" > /built.txt\n'
                 'CMD ["cat", "/built.txt"]\n'
             ),
             "app/message.txt": "git\n",
@@ -146,7 +146,11 @@ def test_docker_build_from_git_pushes_to_the_image_stream_tag(
             "web:latest",
             strategy={
                 "type": "Docker",
-                "dockerStrategy": {"buildArgs": [{"name": "GREETING", "value": "hello"}]},
+                "dockerStrategy": {
+                    "buildArgs": [{"name": "GREETING", "value": "hello"}],
+                    # RUN steps see the strategy's env, as on OpenShift.
+                    "env": [{"name": "MODE", "value": "e2e"}],
+                },
             },
         ),
         namespace,
@@ -195,7 +199,7 @@ def test_docker_build_from_git_pushes_to_the_image_stream_tag(
         f"--image={registry}/{repository}@{digest}", "--overrides",
         json.dumps({"spec": {"automountServiceAccountToken": False}}), timeout=120,
     )  # fmt: skip
-    assert run.stdout.strip() == "hello from git"
+    assert run.stdout.strip() == "hello from git in e2e"
 
 
 def test_inline_dockerfile_build_and_a_failing_step_gives_a_log_snippet(

@@ -563,13 +563,15 @@ def test_buildah_env_defaults_strategy_overrides_precedence() -> None:
             {"name": "S_ONLY", "value": "s=1"},
         ],
     )
-    args = buildah_arguments(spec, RESOLVED, settings, SOURCE_DIR)
-    assert pairs(args, "--env") == [
-        "D_ONLY=d",
-        "SHARED=from-spec",
-        "BOTH=from-overrides",
-        "S_ONLY=s=1",
-        "O_ONLY=o",
+    # Not buildah's --env (the final image only): ENV lines after every FROM.
+    assert pairs(buildah_arguments(spec, RESOLVED, settings, SOURCE_DIR), "--env") == []
+    fetch = env(container(render(spec, settings=settings), FETCH_CONTAINER))
+    assert [dockerfile_env(line) for line in fetch["HW_ENV_LINES"].split("\n")] == [
+        ("D_ONLY", "d"),
+        ("SHARED", "from-spec"),
+        ("BOTH", "from-overrides"),
+        ("S_ONLY", "s=1"),
+        ("O_ONLY", "o"),
     ]
 
 
@@ -932,7 +934,7 @@ def test_kaniko_fetch_appends_env_and_labels() -> None:
         env=[{"name": "S", "value": "spec"}, {"name": "Q", "value": 'say "hi" \\o/'}],
     )
     fetch = env(container(render(spec, settings=settings), FETCH_CONTAINER))
-    lines = fetch["HW_APPEND_ENV"].split("\n")
+    lines = fetch["HW_ENV_LINES"].split("\n")
     assert [dockerfile_env(line) for line in lines] == [
         ("D", "default"),
         ("S", "spec"),
@@ -942,24 +944,24 @@ def test_kaniko_fetch_appends_env_and_labels() -> None:
     assert fetch["HW_APPEND_LABELS"] == "1"
 
 
-def test_kaniko_fetch_without_env_has_no_append_env() -> None:
+def test_kaniko_fetch_without_env_has_no_env_lines() -> None:
     fetch = env(container(render(docker_spec(), settings=KANIKO_SETTINGS), FETCH_CONTAINER))
-    assert "HW_APPEND_ENV" not in fetch
+    assert "HW_ENV_LINES" not in fetch
     assert fetch["HW_APPEND_LABELS"] == "1"
 
 
-def test_buildah_fetch_appends_nothing() -> None:
+def test_buildah_fetch_adds_env_but_no_labels() -> None:
     spec = with_block(docker_spec(), env=[{"name": "A", "value": "1"}])
     fetch = env(container(render(spec), FETCH_CONTAINER))
-    assert "HW_APPEND_ENV" not in fetch
-    assert "HW_APPEND_LABELS" not in fetch
+    assert dockerfile_env(fetch["HW_ENV_LINES"]) == ("A", "1")
+    assert "HW_APPEND_LABELS" not in fetch  # buildah takes them as --label
 
 
 @pytest.mark.parametrize("value", ["café", "costs $5 on $HOME", "${PATH}"])
 def test_kaniko_appended_env_keeps_the_value(value: str) -> None:
     spec = with_block(docker_spec(), env=[{"name": "V", "value": value}])
     fetch = env(container(render(spec, settings=KANIKO_SETTINGS), FETCH_CONTAINER))
-    assert dockerfile_env(fetch["HW_APPEND_ENV"]) == ("V", value)
+    assert dockerfile_env(fetch["HW_ENV_LINES"]) == ("V", value)
 
 
 def test_kaniko_push_credentials_are_where_kaniko_reads_them() -> None:

@@ -930,11 +930,15 @@ def test_fetch_for_kaniko_appends_env_and_labels(repo: Repo, sandbox: Sandbox) -
     result = run_fetch(sandbox, spec, settings_=KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     lines = (sandbox.source / "web" / "Dockerfile").read_text().splitlines()
-    assert lines[:3] == ["FROM golang:1.22 AS build", "RUN true", "FROM alpine:3.19"]
     env_lines = [line for line in lines if line.startswith("ENV ")]
     label_lines = [line for line in lines if line.startswith("LABEL ")]
-    assert lines[3:] == env_lines + label_lines  # appended after the last stage
-    assert [dockerfile_pair(line, "ENV") for line in env_lines] == [
+    # The env after every FROM (OpenShift's place: RUN steps of each stage see it),
+    # the labels at the end (on the final image).
+    assert lines == [
+        "FROM golang:1.22 AS build", *env_lines[:2], "RUN true",
+        "FROM alpine:3.19", *env_lines[2:], *label_lines,
+    ]  # fmt: skip
+    assert [dockerfile_pair(line, "ENV") for line in env_lines] == 2 * [
         ("GREETING", 'say "hi" \\ there'),
         ("EMPTY", ""),
     ]

@@ -168,9 +168,6 @@ def buildah_arguments(
     args.append("--pull=always" if block.get("forcePull") else "--pull=true")
     for name, value in _pairs(block.get("buildArgs")):
         args += ["--build-arg", f"{name}={value}"]
-    if kind == "Docker":
-        for name, value in _merged_env(_pairs(block.get("env")), settings):
-            args += ["--env", f"{name}={value}"]
     for name, value in _image_labels(spec, settings):
         args += ["--label", f"{name}={value}"]
     return args
@@ -305,17 +302,16 @@ def _fetch_container(
         # No --label or --env on kaniko's side for what only the pod knows (the
         # commit): the fetch step appends LABEL lines to the Dockerfile.
         env.append(_env("HW_APPEND_LABELS", "1"))
-    if kind == "Docker" and executor == "kaniko":
+    if kind == "Docker":
         variables = _merged_env(_pairs(block.get("env")), settings)
+        for name, value in variables:
+            if "\n" in value:
+                raise RenderError(
+                    "InvalidEnvironment", f"env {name}: a Dockerfile ENV cannot hold a newline"
+                )
         if variables:
-            for name, value in variables:
-                if "\n" in value:
-                    raise RenderError(
-                        "InvalidEnvironment",
-                        f"env {name}: a Dockerfile ENV cannot hold a newline (kaniko builds)",
-                    )
             lines = (f"ENV {dockerfile_quote(n)}={dockerfile_quote(v)}" for n, v in variables)
-            env.append(_env("HW_APPEND_ENV", "\n".join(lines)))
+            env.append(_env("HW_ENV_LINES", "\n".join(lines)))
     if resolved.s2i_dockerfile is not None:
         env.append(_env("HW_S2I_DOCKERFILE", resolved.s2i_dockerfile))
         env.append(_env("HW_S2I_ENVIRONMENT_SCRIPT", resolved.s2i_environment_script))

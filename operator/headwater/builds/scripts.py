@@ -173,9 +173,18 @@ if [ "${HW_STRATEGY:-Docker}" = Docker ]; then
         }
         print out } }' "$DF" > /tmp/Dockerfile && cat /tmp/Dockerfile > "$DF" || fail 12 "could not set the FROM image"
   fi
-  if [ -n "${HW_APPEND_ENV:-}" ]; then
-    # Executors without --env (kaniko) get the variables as a trailing ENV.
-    printf '%s\n' "$HW_APPEND_ENV" >> "$DF" || fail 12 "could not add ENV to the Dockerfile"
+  if [ -n "${HW_ENV_LINES:-}" ]; then
+    # dockerStrategy.env goes after every FROM, as OpenShift puts it, so RUN steps
+    # of every stage see it and the image keeps it. Read from the environment:
+    # awk -v would interpret the backslashes of the quoted values.
+    awk '{ print }
+      delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
+      { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
+      !inside && toupper($1) == "FROM" { pending = 1 }
+      pending && !cont { print ENVIRON["HW_ENV_LINES"]; pending = 0 }
+      !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
+        delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }' "$DF" > /tmp/Dockerfile \
+      && cat /tmp/Dockerfile > "$DF" || fail 12 "could not add ENV to the Dockerfile"
   fi
 fi
 if [ -n "${HW_S2I_DOCKERFILE:-}" ]; then
