@@ -844,6 +844,7 @@ def write_env_file(refs: dict[str, str]) -> None:
         f"HEADWATER_BUILDER_IMAGE={refs['builder']}",
         f"HEADWATER_BUSYBOX_IMAGE={refs['busybox']}",
         f"HEADWATER_PYTHON_IMAGE={refs['python']}",
+        *([f"HEADWATER_KANIKO_IMAGE={refs['kaniko']}"] if "kaniko" in refs else []),
         f"HEADWATER_CLUSTER_STATE={STATE}",
     ]
     ENV_FILE.write_text("\n".join(lines) + "\n")

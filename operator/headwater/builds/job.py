@@ -190,8 +190,7 @@ def kaniko_arguments(
         args.append("--no-push")
     if block.get("noCache"):
         args.append("--cache=false")
-    if block.get("forcePull"):
-        args.append("--image-fs-extract-retry=1")
+    # forcePull needs nothing: kaniko pulls the base image from its registry on every build.
     for name, value in _pairs(block.get("buildArgs")):
         args.append(f"--build-arg={name}={value}")
     for name, value in _image_labels(spec, settings):
