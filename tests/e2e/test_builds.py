@@ -455,7 +455,7 @@ def test_custom_strategy_runs_the_builder_image_with_the_documented_environment(
     )
     (context / "build.sh").write_text(
         "set -eu\n"
-        'echo "custom builder for $OUTPUT_IMAGE via $OUTPUT_REGISTRY"\n'
+        'echo "custom builder for $OUTPUT_REGISTRY/$OUTPUT_IMAGE via $OUTPUT_REGISTRY"\n'
         'echo "$BUILD" | grep -q \'"kind":"Build"\'\n'
         'echo "source $SOURCE_URI"\n'
         'echo "mode=$MODE"\n'

@@ -53,12 +53,20 @@ def lease_holder(cluster: Cluster, namespace: str) -> str:
 
 
 def operator_pod(cluster: Cluster, namespace: str) -> str:
-    pods = cluster.get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")[
-        "items"
-    ]
-    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
-    return str(running[0]["metadata"]["name"])
+    """The one operator pod, once a rollout's old pod is gone (slow on a loaded machine)."""
+    found: list[str] = []
+
+    def one() -> bool:
+        pods = cluster.get_json(
+            "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+        )["items"]
+        found[:] = [
+            p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
+        ]
+        return len(found) == 1
+
+    eventually("exactly one operator pod", one, timeout=120)
+    return found[0]
 
 
 def test_operator_is_ready_holds_the_lease_and_serves_metrics(
@@ -138,6 +146,7 @@ def test_the_in_cluster_operator_imports_and_reports_status(
     eventually(
         "observedGeneration 2",
         lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
+        timeout=120,
     )
 
 
