@@ -1090,13 +1090,20 @@ class BuildController:
     # --- listing and pruning --------------------------------------------------------------
 
     async def _builds_of(self, namespace: str, bc: str) -> list[dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
+        async def listed(label: str) -> list[dict[str, Any]]:
+            return [
+                plain_dict(b)
+                async for b in self.kube.list(
+                    Build, namespace=namespace, labels={label: label_value(bc)}
+                )
+            ]
+
         # Headwater's label, and OpenShift's for Builds migrated from OpenShift.
-        for label in (LABEL_BUILDCONFIG, OPENSHIFT_BUILDCONFIG_LABEL):
-            async for b in self.kube.list(
-                Build, namespace=namespace, labels={label: label_value(bc)}
-            ):
-                body = plain_dict(b)
+        found: dict[str, dict[str, Any]] = {}
+        for batch in await asyncio.gather(
+            listed(LABEL_BUILDCONFIG), listed(OPENSHIFT_BUILDCONFIG_LABEL)
+        ):
+            for body in batch:
                 found[str(body["metadata"]["name"])] = body
         # A shortened label value could be shared by two long names.
         return [b for b in found.values() if buildconfig_of(b) == bc]
