@@ -6,6 +6,22 @@ and does nothing else; :mod:`headwater.runtime` imports it before starting kopf.
 
 from __future__ import annotations
 
-from headwater.handlers import build, buildconfig, imagestream, lifecycle, lookup, references
+from headwater.handlers import (
+    build,
+    buildconfig,
+    imagestream,
+    lifecycle,
+    lookup,
+    references,
+    workloads,
+)
 
-__all__ = ["build", "buildconfig", "imagestream", "lifecycle", "lookup", "references"]
+__all__ = [
+    "build",
+    "buildconfig",
+    "imagestream",
+    "lifecycle",
+    "lookup",
+    "references",
+    "workloads",
+]

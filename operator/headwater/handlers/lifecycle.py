@@ -43,6 +43,7 @@ MEMO_WEBHOOKS = "webhooks"
 MEMO_BUILDS = "builds"
 MEMO_TAGS = "tags"
 MEMO_BUILD_RESYNC_TASK = "build-resync"
+MEMO_WORKLOADS = "workload-triggers"
 
 
 def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
@@ -195,6 +196,12 @@ async def startup(
     )
     tags.subscribe(builds.on_tag_moved)
     memo[MEMO_BUILDS] = builds
+    # Imported here: that module imports this one for the memo keys.
+    from headwater.handlers.workloads import WorkloadTriggers
+
+    workloads = WorkloadTriggers(memo[MEMO_KUBE], tags)
+    tags.subscribe(workloads.on_tag_moved)
+    memo[MEMO_WORKLOADS] = workloads
     memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())
     if config.registry_webhook_token:
         # Only the leader imports, so only the leader listens: a registry's
