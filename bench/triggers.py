@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -205,6 +206,7 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
                 "--standalone",
                 "--namespace",
                 NAMESPACE,
+                *(["--verbose"] if os.environ.get("BENCH_VERBOSE") else []),
             ],
             env=operator_env,
             stdout=out,
@@ -214,6 +216,12 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     tasks = [asyncio.create_task(watches.deployments()), asyncio.create_task(watches.pods())]
     lines: list[str] = []
     try:
+        # The registry gives up on an endpoint that refuses it for a while: start
+        # pushing only once the operator listens.
+        for _ in range(600):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            await asyncio.sleep(0.1)
         notify = {
             "url": f"http://127.0.0.1:{port}/registry/notifications",
             "headers": {"Authorization": [f"Bearer {token}"]},
@@ -274,9 +282,13 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
             for i in range(1, args.moves + 1):
                 digest, _ = push_image(external.address, "shop/ext", "latest", marker=f"ext-{i}")
                 done = time.perf_counter()
-                seen = await watches.until(
-                    f"push {i} on web-b", watches.patched_to("web-b", digest), 30
-                )
+                try:
+                    seen = await watches.until(
+                        f"push {i} on web-b", watches.patched_to("web-b", digest), 30
+                    )
+                except TimeoutError:
+                    print(external.log(), file=sys.stderr)
+                    raise
                 pushed.append(seen - done)
             lines.append(summary("(b) push notification -> Deployment", pushed, 1000, None))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -86,11 +86,18 @@ def metrics_app() -> web.Application:
 REGISTRY_NOTIFICATIONS_PATH = "/registry/notifications"
 
 
-def webhook_app(token: str, on_push: Callable[[list[Push]], tuple[int, int]]) -> web.Application:
+def webhook_app(
+    token: str | None,
+    on_push: Callable[[list[Push]], tuple[int, int]],
+    routes: Iterable[web.AbstractRouteDef] = (),
+) -> web.Application:
     """``POST /registry/notifications``: a registry (or CI) says a repository moved.
 
-    Authenticated by ``Authorization: Bearer <token>``, compared in constant
-    time; a wrong or missing token gets 401 with no hint of which. Answers 202
+    Served only with a ``token`` (without one, anyone could make the operator
+    import); ``routes`` are more endpoints on the same port (the build webhooks,
+    which authenticate each call themselves). Authenticated by
+    ``Authorization: Bearer <token>``, compared in constant time; a wrong or
+    missing token gets 401 with no hint of which. Answers 202
     with how many streams and tags will be imported, 400 with the reason for
     a body that is not a notification, 413 beyond the size limit.
     """
@@ -108,7 +115,9 @@ def webhook_app(token: str, on_push: Callable[[list[Push]], tuple[int, int]]) ->
         return web.json_response({"streams": streams, "tags": tags}, status=202)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_post(REGISTRY_NOTIFICATIONS_PATH, notifications)
+    if token:
+        app.router.add_post(REGISTRY_NOTIFICATIONS_PATH, notifications)
+    app.router.add_routes(list(routes))
     return app
 
 

@@ -50,7 +50,7 @@ DISTRIBUTION_ENVELOPE = {
 
 def test_distribution_envelope_gives_manifest_pushes_only() -> None:
     pushes = parse_notification(json.dumps(DISTRIBUTION_ENVELOPE).encode())
-    assert pushes == [Push("registry.example.com:5000", "shop/web", "1.2.0")]
+    assert pushes == [Push("registry.example.com:5000", "shop/web", "1.2.0", "sha256:" + "a" * 64)]
 
 
 def test_generic_form() -> None:
@@ -137,3 +137,26 @@ async def test_endpoint_authenticates_and_answers() -> None:
         )
         assert bad.status == 400
         assert len(received) == 1
+
+
+def test_pushed_digests_name_the_digest_each_moved_tag_must_reach() -> None:
+    from headwater.imports.model import StreamRef
+    from headwater.imports.notifications import pushed_digests
+
+    body = {
+        "spec": {
+            "tags": [
+                {
+                    "name": "1.2.0",
+                    "from": {"kind": "DockerImage", "name": "r.example/shop/web:1.2.0"},
+                },
+                {"name": "dev", "from": {"kind": "DockerImage", "name": "r.example/shop/web:dev"}},
+            ]
+        }
+    }
+    ref = StreamRef("shop", "web")
+    pushes = [
+        Push("r.example", "shop/web", "1.2.0", "sha256:" + "1" * 64),
+        Push("r.example", "shop/web", "dev"),  # no digest named: nothing to wait for
+    ]
+    assert pushed_digests(pushes, {ref: body}) == {(ref, "1.2.0"): "sha256:" + "1" * 64}

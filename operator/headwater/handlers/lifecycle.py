@@ -29,6 +29,7 @@ from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
 from headwater.servers import start_site, webhook_app
 from headwater.triggers.tags import TagFeed
+from headwater.triggers.webhook_server import BuildWebhooks
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -203,14 +204,16 @@ async def startup(
     tags.subscribe(workloads.on_tag_moved)
     memo[MEMO_WORKLOADS] = workloads
     memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())
-    if config.registry_webhook_token:
-        # Only the leader imports, so only the leader listens: a registry's
-        # notification to a standby fails and the registry retries it.
-        memo[MEMO_WEBHOOKS] = await start_site(
-            webhook_app(config.registry_webhook_token, runner.import_now),
-            "0.0.0.0",
-            config.webhook_port,
-        )
+    # Only the leader imports and builds, so only the leader listens: a call
+    # to a standby fails (registries retry; a Git host shows a failed delivery).
+    # Build webhooks are always served (each call carries its trigger's
+    # secret); registry notifications only with their shared token.
+    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespace)
+    memo[MEMO_WEBHOOKS] = await start_site(
+        webhook_app(config.registry_webhook_token, runner.import_now, build_hooks.routes()),
+        "0.0.0.0",
+        config.webhook_port,
+    )
     logger.info(
         "operator started: namespace=%s registry=%s import interval=%ss",
         config.namespace or "(all)",

@@ -41,6 +41,8 @@ class Push:
     host: str | None
     repository: str
     tag: str | None
+    digest: str | None = None
+    """The manifest pushed, when the notification says (distribution's events do)."""
 
 
 def parse_notification(body: bytes) -> list[Push]:
@@ -99,6 +101,7 @@ def _distribution(event: Mapping[str, Any]) -> Push | None:
         host=_text((request or {}).get("host"), "event.request.host", required=False),
         repository=repository,
         tag=_text(target.get("tag"), "event.target.tag", required=False),
+        digest=_text(target.get("digest"), "event.target.digest", required=False),
     )
 
 
@@ -135,4 +138,19 @@ def tags_to_import(
         for tag in spec_tags(body.get("spec")):
             if tag.importable and any(_matches(push, tag) for push in pushes):
                 found.setdefault(ref, set()).add(tag.name)
+    return found
+
+
+def pushed_digests(
+    pushes: Iterable[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
+) -> dict[tuple[StreamRef, str], str]:
+    """For each (stream, tag) a push moved, the digest pushed, when the push names one."""
+    pushes = [p for p in pushes if p.digest]
+    found: dict[tuple[StreamRef, str], str] = {}
+    for ref, body in bodies.items():
+        for tag in spec_tags(body.get("spec")):
+            for push in pushes:
+                if tag.importable and _matches(push, tag):
+                    assert push.digest is not None
+                    found[(ref, tag.name)] = push.digest
     return found

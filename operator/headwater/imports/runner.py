@@ -59,7 +59,7 @@ from headwater.imports.model import (
     status_tag,
     tag_condition,
 )
-from headwater.imports.notifications import Push, tags_to_import
+from headwater.imports.notifications import Push, pushed_digests, tags_to_import
 from headwater.imports.plan import (
     IMPORT_SUCCESS,
     REQUEST_ANNOTATION,
@@ -87,6 +87,8 @@ logger = logging.getLogger(__name__)
 
 PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
+PUSH_RECHECK_SECONDS = 0.1
+PUSH_RECHECKS = 20
 ALIAS_DEPTH = 10
 EVENT_COMPONENT = "headwater-operator"
 
@@ -263,6 +265,10 @@ class ImportRunner:
         self.keyrings: dict[str, tuple[float, list[Mapping[str, Credentials]]]] = {}
         self.reference_digests: dict[str, str] = {}
         self.pending: dict[StreamRef, set[str]] = {}
+        self.expected: dict[tuple[StreamRef, str], tuple[str, int]] = {}
+        """The digest a push notification named for a tag, and the imports tried since:
+        distribution notifies before it moves the tag, so an import at once may still
+        see the old image and is tried again shortly."""
         """Tags registry notifications asked to import, until the stream's next reconcile."""
         self.bucket = TokenBucket(config.import_rate_per_minute)
         self.backoff = HostBackoff()
@@ -288,6 +294,8 @@ class ImportRunner:
     def import_now(self, pushes: list[Push]) -> tuple[int, int]:
         """Import at once the tags these registry pushes moved; (streams, tags) affected."""
         found = tags_to_import(pushes, self.bodies)
+        for key, digest in pushed_digests(pushes, self.bodies).items():
+            self.expected[key] = (digest, 0)
         for ref, tags in found.items():
             self.pending.setdefault(ref, set()).update(tags)
             self.scheduler.now(ref)
@@ -374,6 +382,23 @@ class ImportRunner:
                 return True
             raise RuntimeError(f"{ref}: tag {tag} not recorded after 5 conflicting writes")
 
+    def _push_not_visible_yet(self, ref: StreamRef, result: TagResult) -> bool:
+        """True when a notified push's digest is not what the import found (yet)."""
+        key = (ref, result.tag.name)
+        expected = self.expected.get(key)
+        if expected is None or isinstance(result.outcome, Deferred):
+            return False
+        digest, tries = expected
+        outcome = result.outcome
+        found = (
+            (outcome.reference_digest or outcome.image) if isinstance(outcome, Imported) else None
+        )
+        if found == digest or tries + 1 >= PUSH_RECHECKS or isinstance(outcome, Failed):
+            del self.expected[key]
+            return False
+        self.expected[key] = (digest, tries + 1)
+        return True
+
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
         self.bodies[ref] = body
         sources: set[StreamRef] = set()
@@ -448,6 +473,16 @@ class ImportRunner:
             )
             if following is not None:
                 wakeups.append(following)
+            for result in results:
+                if self._push_not_visible_yet(ref, result):
+                    self.pending.setdefault(ref, set()).add(result.tag.name)
+                    wakeups.append(self.clock() + timedelta(seconds=PUSH_RECHECK_SECONDS))
+            if self.pending.get(ref) and not wakeups:
+                wakeups.append(self.clock())
+            if self.pending.get(ref):
+                # A push arrived while this reconcile ran: its wake-up (scheduled
+                # then) must not be replaced by this reconcile's plan.
+                wakeups.append(self.clock())
             self.scheduler.at(ref, min(wakeups) if wakeups else None)
 
     def _stamp_next_imports(

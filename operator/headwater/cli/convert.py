@@ -1,0 +1,921 @@
+"""``headwater convert``: OpenShift manifests rewritten for Headwater, with what differs said.
+
+ImageStreams, BuildConfigs and Builds move from ``image.openshift.io/v1`` and
+``build.openshift.io/v1`` (or the legacy ``apiVersion: v1``) to
+``image.headwater.dev/v1`` and ``build.headwater.dev/v1``. Everything else
+passes through unchanged, except the OpenShift kinds Headwater has no
+counterpart for and that cannot work without OpenShift (DeploymentConfigs,
+the virtual ImageStreamTag/ImageStreamImport views): those are **skipped**,
+each with a note saying what to use instead, so the output can be applied to
+a plain cluster as it is.
+
+The output is what the API server will accept and keep: fields the CRD
+schemas (``crds/*.yaml``) do not declare are removed (the API server would
+refuse them under kubectl's strict field validation, or drop them silently),
+server-set metadata and ``status`` are removed, and a few OpenShift defaults
+the CRDs want spelled out are written out (``source.type``, ``strategy.type``
+with its block, capitalised trigger types). Every such change, every field
+Headwater accepts but does not honour, and every field whose meaning differs
+is reported as a :class:`Note`; the CLI prints them on stderr.
+
+The core here is pure: text in, documents and notes out. Reading files and
+printing live in the click command at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import yaml
+
+Severity = Literal["error", "warning", "info"]
+Schemas = Mapping[tuple[str, str], Mapping[str, Any]]
+"""openAPIV3Schema by (group, kind)."""
+
+OPENSHIFT_GROUPS = {
+    "image.openshift.io": "image.headwater.dev",
+    "build.openshift.io": "build.headwater.dev",
+}
+HEADWATER_KINDS = {
+    "ImageStream": "image.headwater.dev",
+    "BuildConfig": "build.headwater.dev",
+    "Build": "build.headwater.dev",
+}
+# OpenShift 3 served its kinds under the core group; `oc get -o yaml` of old
+# clusters and many templates still say `apiVersion: v1` for them.
+_LEGACY_V1_KINDS = {
+    "ImageStream": "image.openshift.io",
+    "ImageStreamTag": "image.openshift.io",
+    "ImageStreamImage": "image.openshift.io",
+    "ImageStreamImport": "image.openshift.io",
+    "ImageStreamMapping": "image.openshift.io",
+    "Image": "image.openshift.io",
+    "BuildConfig": "build.openshift.io",
+    "Build": "build.openshift.io",
+    "BuildRequest": "build.openshift.io",
+    "DeploymentConfig": "apps.openshift.io",
+    "Route": "route.openshift.io",
+    "Template": "template.openshift.io",
+    "Project": "project.openshift.io",
+}
+_PASS_THROUGH_HINTS = {
+    "Route": " (on plain Kubernetes: an Ingress or a Gateway HTTPRoute)",
+    "Template": " (render it first: `oc process -f FILE --local`)",
+}
+_VIRTUAL_IMAGE_KINDS = {
+    "ImageStreamTag": "`headwater tag` / `headwater import-image` write the stream's spec tag",
+    "ImageStreamImage": "pin a tag with `headwater tag <stream>:<tag> <stream>:<new tag>`",
+    "ImageStreamImport": "`headwater import-image <stream>:<tag> --from=<image> --confirm`",
+    "ImageStreamMapping": "builds and imports write the stream's status",
+    "ImageTag": "`headwater tag` writes the stream's spec tag",
+    "Image": "images are read from the registry (`headwater describe istag`)",
+    "BuildRequest": "`headwater start-build <bc>`",
+}
+OPENSHIFT_INTERNAL_REGISTRIES = (
+    "image-registry.openshift-image-registry.svc:5000/",
+    "docker-registry.default.svc:5000/",
+)
+WORKLOAD_POD_SPECS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+TRIGGER_ANNOTATIONS = ("image.headwater.dev/triggers", "image.openshift.io/triggers")
+_SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+)
+_STRATEGY_BLOCKS = {
+    "Docker": "dockerStrategy",
+    "Source": "sourceStrategy",
+    "Custom": "customStrategy",
+}
+_TRIGGER_TYPES = {
+    t.lower(): t
+    for t in ("ConfigChange", "ImageChange", "GitHub", "GitLab", "Bitbucket", "Generic")
+}
+_TRIGGER_BLOCKS = {
+    "ImageChange": "imageChange",
+    "GitHub": "github",
+    "GitLab": "gitlab",
+    "Bitbucket": "bitbucket",
+    "Generic": "generic",
+}
+_WEBHOOK_TYPES = ("GitHub", "GitLab", "Bitbucket", "Generic")
+# The operator serves build webhooks on its own endpoint (not the API server), so
+# the Git host's hook URL changes; False would say they are not served at all.
+WEBHOOKS_SERVED = True
+
+REPO_CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
+"""``crds/`` of the checkout this module runs from (absent in an installed package)."""
+
+
+class ConvertError(ValueError):
+    """A file cannot be read or parsed as Kubernetes manifests; the message names it."""
+
+
+@dataclass(frozen=True)
+class Note:
+    """One thing to tell the user about one object."""
+
+    severity: Severity
+    """error: the API server will refuse the object, or it was skipped; warning: accepted
+    but not honoured, or honoured differently; info: what convert changed."""
+    source: str
+    """File (and document) the object came from."""
+    obj: str
+    """``Kind/name``."""
+    path: str
+    """Dotted field path, or empty for the whole object."""
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.obj}: {self.path}" if self.path else self.obj
+        return f"{self.severity}: {self.source}: {where}: {self.message}"
+
+
+@dataclass
+class _Context:
+    """Notes of one object, collected while it is converted."""
+
+    source: str
+    obj: str
+    notes: list[Note] = field(default_factory=list)
+
+    def add(self, severity: Severity, path: str, message: str) -> None:
+        self.notes.append(Note(severity, self.source, self.obj, path, message))
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One input file's documents, converted (skipped objects left out)."""
+
+    source: str
+    documents: list[Any]
+    notes: list[Note]
+
+
+# --- schemas ----------------------------------------------------------------------------------
+
+
+def load_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The served v1 openAPIV3Schema of every CRD in ``crd_dir``, by (group, kind)."""
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(crd_dir.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc.get("spec") or {}
+            for version in spec.get("versions") or []:
+                schema = (version.get("schema") or {}).get("openAPIV3Schema")
+                if version.get("served") and isinstance(schema, dict):
+                    schemas[(str(spec.get("group")), str(spec["names"]["kind"]))] = schema
+    return schemas
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def check_schema(value: Any, schema: Mapping[str, Any], path: str, ctx: _Context) -> None:
+    """Walk ``value`` against a structural schema: remove undeclared fields, report the rest.
+
+    Types, enums and required fields are reported (not fixed: guessing a value
+    would hide a mistake). CEL rules are not evaluated here; the conversions
+    before the walk write out what OpenShift would have defaulted for them.
+    """
+    if value is None:
+        # The API server prunes nulls of non-nullable fields; OpenShift's own output has them.
+        return
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if schema.get("x-kubernetes-int-or-string"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            ctx.add("error", path, f"expected a number or a string, got {_type_name(value)}")
+        return
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            ctx.add("error", path, f"expected an object, got {_type_name(value)}")
+            return
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            sub = _join(path, str(key))
+            if isinstance(properties, Mapping) and key in properties:
+                check_schema(value[key], properties[key], sub, ctx)
+            elif isinstance(extra, Mapping):
+                check_schema(value[key], extra, sub, ctx)
+            elif properties is None or extra is True:
+                continue
+            else:
+                del value[key]
+                ctx.add(
+                    "warning",
+                    sub,
+                    "not in Headwater's schema: removed (the API server would refuse or drop it)",
+                )
+        for key in schema.get("required") or []:
+            if value.get(key) is None:
+                ctx.add("error", _join(path, key), "required, and missing")
+    elif kind == "array":
+        if not isinstance(value, list):
+            ctx.add("error", path, f"expected a list, got {_type_name(value)}")
+            return
+        items = schema.get("items") or {}
+        for i, item in enumerate(value):
+            check_schema(item, items, f"{path}[{i}]", ctx)
+    elif kind == "string":
+        if not isinstance(value, str):
+            hint = ""
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                # YAML reads `name: 1.10` as the number 1.1: the tag is not what was written.
+                hint = ": quote it in the YAML (a tag like 1.10 unquoted reads as 1.1)"
+            ctx.add("error", path, f"expected a string, got {_type_name(value)} {value!r}{hint}")
+            return
+        enum = schema.get("enum")
+        if enum and value not in enum:
+            ctx.add("error", path, f"{value!r} is not one of {', '.join(map(str, enum))}")
+    elif kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            ctx.add("error", path, f"expected an integer, got {_type_name(value)}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        ctx.add("error", path, f"expected true or false, got {_type_name(value)} {value!r}")
+
+
+def schema_notes(obj: Mapping[str, Any], schemas: Schemas, source: str = "") -> list[Note]:
+    """What the schema walk says of a Headwater object (a copy: ``obj`` is left alone)."""
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    schema = schemas.get((group, str(obj.get("kind"))))
+    if schema is None:
+        return []
+    ctx = _Context(source, _name(obj))
+    check_schema(copy.deepcopy(dict(obj)), schema, "", ctx)
+    return ctx.notes
+
+
+# --- kinds --------------------------------------------------------------------------------------
+
+
+def _group_of(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def openshift_group(obj: Mapping[str, Any]) -> str | None:
+    """The OpenShift API group of ``obj`` (legacy ``v1`` kinds included), else None."""
+    group, _ = _group_of(str(obj.get("apiVersion") or ""))
+    kind = str(obj.get("kind") or "")
+    if group == "" and kind in _LEGACY_V1_KINDS:
+        return _LEGACY_V1_KINDS[kind]
+    return group if group.endswith(".openshift.io") else None
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return f"{obj.get('kind')}/{name or '<no name>'}"
+
+
+def convert_object(
+    obj: dict[str, Any], schemas: Schemas | None, source: str
+) -> tuple[list[Any], list[Note]]:
+    """One object converted: ``[]`` when skipped, else ``[object]``; and its notes.
+
+    Lists (``kind: List`` or ``<Kind>List``) are converted item by item and keep their shape.
+    """
+    items = obj.get("items")
+    if str(obj.get("kind") or "").endswith("List") and isinstance(items, list):
+        out = copy.deepcopy({k: v for k, v in obj.items() if k != "items"})
+        group = openshift_group(out)
+        if group in OPENSHIFT_GROUPS:
+            out["apiVersion"] = f"{OPENSHIFT_GROUPS[group]}/v1"
+        converted: list[Any] = []
+        notes: list[Note] = []
+        for item in items:
+            if not isinstance(item, dict):
+                converted.append(item)
+                continue
+            result, item_notes = convert_object(item, schemas, source)
+            converted.extend(result)
+            notes.extend(item_notes)
+        out["items"] = converted
+        return [out], notes
+    ctx = _Context(source, _name(obj))
+    group = openshift_group(obj)
+    kind = str(obj.get("kind") or "")
+    if group in OPENSHIFT_GROUPS and kind in HEADWATER_KINDS:
+        done = _convert_headwater_kind(obj, kind, schemas, ctx)
+        return ([done] if done is not None else []), ctx.notes
+    if group in OPENSHIFT_GROUPS:
+        how = _VIRTUAL_IMAGE_KINDS.get(kind, "it has no Headwater counterpart")
+        ctx.add("error", "", f"{kind} is not an API resource in Headwater: skipped ({how})")
+        return [], ctx.notes
+    if kind == "DeploymentConfig" and group == "apps.openshift.io":
+        ctx.add("error", "", _deployment_config_advice(obj))
+        return [], ctx.notes
+    if group is not None:
+        ctx.add(
+            "warning",
+            "",
+            f"{group} is OpenShift's, not Headwater's: passed through unchanged; the target"
+            " cluster needs that API" + _PASS_THROUGH_HINTS.get(kind, ""),
+        )
+        return [obj], ctx.notes
+    if kind in WORKLOAD_POD_SPECS:
+        _check_workload(obj, kind, ctx)
+    return [obj], ctx.notes
+
+
+def _deployment_config_advice(obj: Mapping[str, Any]) -> str:
+    """Why a DeploymentConfig is skipped, and the Deployment annotation its triggers become."""
+    triggers = []
+    for trigger in (obj.get("spec") or {}).get("triggers") or []:
+        params = trigger.get("imageChangeParams") if isinstance(trigger, Mapping) else None
+        if not isinstance(params, Mapping) or not isinstance(params.get("from"), Mapping):
+            continue
+        source = {
+            k: v for k, v in params["from"].items() if k in ("kind", "name", "namespace") and v
+        }
+        for container in params.get("containerNames") or []:
+            entry: dict[str, Any] = {
+                "from": source,
+                "fieldPath": f'spec.template.spec.containers[?(@.name=="{container}")].image',
+            }
+            if not params.get("automatic", False):
+                entry["paused"] = True
+            triggers.append(entry)
+    advice = (
+        "DeploymentConfig is not supported (deprecated in OpenShift; nothing here runs it):"
+        " skipped. Write an apps/v1 Deployment with the same selector and template"
+    )
+    if triggers:
+        annotation = json.dumps(triggers, separators=(",", ":"))
+        advice += f" and the annotation image.openshift.io/triggers: '{annotation}'"
+    else:
+        advice += "; an image.openshift.io/triggers annotation rolls it out when a tag moves"
+    return advice
+
+
+def _convert_headwater_kind(
+    original: Mapping[str, Any], kind: str, schemas: Schemas | None, ctx: _Context
+) -> dict[str, Any] | None:
+    obj = copy.deepcopy(dict(original))
+    group = HEADWATER_KINDS[kind]
+    obj["apiVersion"] = f"{group}/v1"
+    _clean_metadata(obj, ctx)
+    if "status" in obj:
+        del obj["status"]
+        ctx.add("info", "status", "removed: the operator writes status")
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        if kind == "ImageStream":
+            _fix_imagestream(obj, spec, ctx)
+        else:
+            if _build_strategy_unsupported(spec, ctx):
+                return None
+            _fix_build_spec(spec, ctx)
+    schema = (schemas or {}).get((group, kind))
+    if schema is not None:
+        check_schema(obj, schema, "", ctx)
+    if isinstance(spec, dict):
+        if kind == "ImageStream":
+            _notes_imagestream(spec, ctx)
+        else:
+            _notes_build_spec(spec, ctx, is_build=kind == "Build")
+    return obj
+
+
+def _clean_metadata(obj: dict[str, Any], ctx: _Context) -> None:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        return
+    removed = [key for key in _SERVER_METADATA if key in metadata]
+    for key in removed:
+        del metadata[key]
+    annotations = metadata.get("annotations")
+    last_applied = "kubectl.kubernetes.io/last-applied-configuration"
+    if isinstance(annotations, dict) and last_applied in annotations:
+        # It holds the OpenShift apiVersion: kubectl apply would diff against the wrong object.
+        del annotations[last_applied]
+        removed.append(f"annotation {last_applied}")
+        if not annotations:
+            del metadata["annotations"]
+    if removed:
+        ctx.add(
+            "info",
+            "metadata",
+            f"removed what the source cluster set ({', '.join(removed)}): the target sets its own",
+        )
+
+
+# --- ImageStream --------------------------------------------------------------------------------
+
+
+def _fix_imagestream(obj: Mapping[str, Any], spec: dict[str, Any], ctx: _Context) -> None:
+    metadata = obj.get("metadata") or {}
+    stream = str(metadata.get("name") or "")
+    namespace = metadata.get("namespace")
+    for i, tag in enumerate(spec.get("tags") or []):
+        source = tag.get("from") if isinstance(tag, dict) else None
+        if not isinstance(source, dict) or source.get("kind") != "ImageStreamTag":
+            continue
+        name = source.get("name")
+        other_ns = source.get("namespace") and source.get("namespace") != namespace
+        if isinstance(name, str) and ":" not in name and stream and not other_ns:
+            # OpenShift reads a bare tag as a tag of this same stream; the CRD wants stream:tag.
+            source["name"] = f"{stream}:{name}"
+            ctx.add("info", f"spec.tags[{i}].from.name", f"{name!r} written as {source['name']!r}")
+
+
+def _notes_imagestream(spec: Mapping[str, Any], ctx: _Context) -> None:
+    if spec.get("dockerImageRepository"):
+        ctx.add(
+            "warning",
+            "spec.dockerImageRepository",
+            "accepted and ignored (deprecated in OpenShift): give each tag a `from`",
+        )
+    for i, tag in enumerate(spec.get("tags") or []):
+        if not isinstance(tag, Mapping):
+            continue
+        policy = tag.get("referencePolicy") or {}
+        if isinstance(policy, Mapping) and policy.get("type") == "Local":
+            ctx.add(
+                "info",
+                f"spec.tags[{i}].referencePolicy.type",
+                "Local points consumers at the operator's configured registry; without one"
+                " configured they get the source reference",
+            )
+
+
+# --- BuildConfig and Build ----------------------------------------------------------------------
+
+
+def _build_strategy_unsupported(spec: Mapping[str, Any], ctx: _Context) -> bool:
+    strategy = spec.get("strategy")
+    if isinstance(strategy, Mapping) and (
+        strategy.get("type") == "JenkinsPipeline" or "jenkinsPipelineStrategy" in strategy
+    ):
+        ctx.add(
+            "error",
+            "spec.strategy",
+            "JenkinsPipeline is not supported (deprecated in OpenShift): skipped; use a Docker or"
+            " Source strategy, or run the pipeline in your CI",
+        )
+        return True
+    return False
+
+
+def _fix_build_spec(spec: dict[str, Any], ctx: _Context) -> None:
+    """Write out what OpenShift defaults and the CRD wants explicit."""
+    source = spec.get("source")
+    if isinstance(source, dict) and not source.get("type"):
+        inferred = next(
+            (
+                t
+                for key, t in (
+                    ("git", "Git"),
+                    ("dockerfile", "Dockerfile"),
+                    ("binary", "Binary"),
+                    ("images", "Image"),
+                )
+                if source.get(key) is not None
+            ),
+            "None",
+        )
+        source["type"] = inferred
+        ctx.add("info", "spec.source.type", f"set to {inferred} (OpenShift infers it)")
+    strategy = spec.get("strategy")
+    if isinstance(strategy, dict):
+        kind = strategy.get("type")
+        if not kind:
+            present = [t for t, block in _STRATEGY_BLOCKS.items() if block in strategy]
+            if len(present) == 1:
+                strategy["type"] = kind = present[0]
+                ctx.add("info", "spec.strategy.type", f"set to {kind} from its block")
+        block = _STRATEGY_BLOCKS.get(str(kind))
+        if block and strategy.get(block) is None:
+            # OpenShift defaults an empty block for its type; the CRD wants it written.
+            strategy[block] = {}
+            ctx.add("info", f"spec.strategy.{block}", "added as {} (OpenShift's default)")
+    for i, trigger in enumerate(spec.get("triggers") or []):
+        if not isinstance(trigger, dict):
+            continue
+        given = trigger.get("type")
+        proper = _TRIGGER_TYPES.get(str(given).lower()) if isinstance(given, str) else None
+        if proper and proper != given:
+            trigger["type"] = proper
+            ctx.add("info", f"spec.triggers[{i}].type", f"{given!r} written as {proper!r}")
+        if proper == "ImageChange" and trigger.get("imageChange") is None:
+            trigger["imageChange"] = {}
+            ctx.add(
+                "info",
+                f"spec.triggers[{i}].imageChange",
+                "added as {} (watch the strategy's from)",
+            )
+
+
+def _env_value_from(block: Mapping[str, Any], path: str, ctx: _Context) -> None:
+    for field_name in ("env", "buildArgs"):
+        for i, entry in enumerate(block.get(field_name) or []):
+            if isinstance(entry, Mapping) and entry.get("valueFrom"):
+                ctx.add(
+                    "warning",
+                    f"{path}.{field_name}[{i}].valueFrom",
+                    f"{entry.get('name')}: valueFrom is not resolved: the build fails"
+                    " (InvalidEnvironment); put the value in `value`",
+                )
+
+
+def _strategy_from(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    strategy = spec.get("strategy")
+    if not isinstance(strategy, Mapping):
+        return None
+    block = strategy.get(_STRATEGY_BLOCKS.get(str(strategy.get("type")), ""))
+    found = block.get("from") if isinstance(block, Mapping) else None
+    return found if isinstance(found, Mapping) else None
+
+
+def _notes_build_spec(spec: Mapping[str, Any], ctx: _Context, *, is_build: bool) -> None:
+    if is_build:
+        ctx.add(
+            "warning",
+            "",
+            "a Build is one run: applying it starts a build at once. Convert the BuildConfig"
+            " and start builds with `headwater start-build <bc>` instead",
+        )
+    account = spec.get("serviceAccount")
+    if account == "builder":
+        ctx.add(
+            "warning",
+            "spec.serviceAccount",
+            "'builder' is OpenShift's build account and does not exist on plain Kubernetes;"
+            " Headwater's default is `default`: create it (`kubectl create serviceaccount"
+            " builder`, with a push secret for the registry) or drop the field",
+        )
+    source = spec.get("source") or {}
+    if isinstance(source, Mapping):
+        if source.get("images"):
+            ctx.add(
+                "warning", "spec.source.images", "not honoured: nothing is copied out of images"
+            )
+        if source.get("type") == "Image":
+            ctx.add("warning", "spec.source.type", "Image: the build context is empty")
+    strategy = spec.get("strategy") or {}
+    if isinstance(strategy, Mapping):
+        for kind, block_name in _STRATEGY_BLOCKS.items():
+            block = strategy.get(block_name)
+            if not isinstance(block, Mapping):
+                continue
+            path = f"spec.strategy.{block_name}"
+            if block.get("volumes"):
+                ctx.add("warning", f"{path}.volumes", "not honoured: nothing is mounted")
+            policy = block.get("imageOptimizationPolicy")
+            if policy and policy != "None":
+                ctx.add(
+                    "warning",
+                    f"{path}.imageOptimizationPolicy",
+                    f"{policy}: not honoured, layers are never squashed",
+                )
+            if block.get("exposeDockerSocket"):
+                ctx.add(
+                    "warning",
+                    f"{path}.exposeDockerSocket",
+                    "there is no Docker socket: the build fails (InvalidStrategy)",
+                )
+            if block.get("buildAPIVersion"):
+                ctx.add(
+                    "warning",
+                    f"{path}.buildAPIVersion",
+                    "ignored: BUILD is always a build.headwater.dev/v1 Build",
+                )
+            _env_value_from(block, path, ctx)
+            source_ref = block.get("from")
+            if (
+                isinstance(source_ref, Mapping)
+                and source_ref.get("kind") == "ImageStreamTag"
+                and source_ref.get("namespace") == "openshift"
+            ):
+                ctx.add(
+                    "warning",
+                    f"{path}.from",
+                    f"openshift/{source_ref.get('name')}: OpenShift ships builder images in the"
+                    " `openshift` namespace; Headwater does not. Import it first:"
+                    f" `headwater import-image {source_ref.get('name')} -n openshift"
+                    " --from=<builder image> --confirm`"
+                    + (" (Source strategy)" if kind == "Source" else ""),
+                )
+    if spec.get("mountTrustedCA"):
+        ctx.add("warning", "spec.mountTrustedCA", "not honoured: no CA bundle is mounted")
+    output = spec.get("output") or {}
+    target = output.get("to") if isinstance(output, Mapping) else None
+    if isinstance(target, Mapping):
+        name = str(target.get("name") or "")
+        if target.get("kind") == "DockerImage" and name.startswith(OPENSHIFT_INTERNAL_REGISTRIES):
+            ctx.add(
+                "warning",
+                "spec.output.to",
+                f"{name} is OpenShift's internal registry, which does not exist here; push to an"
+                " ImageStreamTag (the operator's registry) or a registry of yours",
+            )
+        if target.get("kind") == "ImageStreamTag" and not output.get("pushSecret"):
+            ctx.add(
+                "info",
+                "spec.output.pushSecret",
+                "none: pushed to the operator's registry with a docker-config secret of the"
+                " build's service account (OpenShift: builder's), else anonymously",
+            )
+    strategy_from = _strategy_from(spec)
+    for i, trigger in enumerate(spec.get("triggers") or []):
+        if not isinstance(trigger, Mapping):
+            continue
+        block = trigger.get(_TRIGGER_BLOCKS.get(str(trigger.get("type")), ""))
+        if (
+            trigger.get("type") == "ImageChange"
+            and not (isinstance(block, Mapping) and block.get("from"))
+            and (strategy_from or {}).get("kind") != "ImageStreamTag"
+        ):
+            ctx.add(
+                "warning",
+                f"spec.triggers[{i}]",
+                "ImageChange without `from` watches the strategy's from, which is not an"
+                " ImageStreamTag: it never fires (name the tag in imageChange.from)",
+            )
+        if trigger.get("type") in _WEBHOOK_TYPES:
+            ctx.add(
+                "warning",
+                f"spec.triggers[{i}]",
+                f"{trigger.get('type')} webhook: "
+                + (
+                    "the operator serves it at its own address, not the API server's: point"
+                    " the Git host at the URL `headwater webhooks <bc>` prints"
+                    if WEBHOOKS_SERVED
+                    else "accepted, but the operator serves no build webhook endpoint yet;"
+                    " start builds with `headwater start-build`"
+                ),
+            )
+            if isinstance(block, Mapping) and block.get("secret"):
+                ctx.add(
+                    "warning",
+                    f"spec.triggers[{i}].{_TRIGGER_BLOCKS[str(trigger.get('type'))]}.secret",
+                    "the secret is written in the spec (deprecated): move it to a Secret's"
+                    " WebHookSecretKey key and name it in secretReference",
+                )
+
+
+# --- workloads ----------------------------------------------------------------------------------
+
+
+def _check_workload(obj: Mapping[str, Any], kind: str, ctx: _Context) -> None:
+    """Point out images on OpenShift's internal registry no trigger will replace."""
+    spec: Any = obj
+    for key in WORKLOAD_POD_SPECS[kind]:
+        spec = spec.get(key) if isinstance(spec, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    trigger_text = next((str(annotations[k]) for k in TRIGGER_ANNOTATIONS if k in annotations), "")
+    try:
+        triggers = json.loads(trigger_text) if trigger_text.strip() else []
+    except json.JSONDecodeError:
+        ctx.add("warning", "metadata.annotations", "the image trigger annotation is not JSON")
+        triggers = []
+    covered = " ".join(str(t.get("fieldPath") or "") for t in triggers if isinstance(t, Mapping))
+    prefix = ".".join(WORKLOAD_POD_SPECS[kind])
+    for list_name in ("initContainers", "containers"):
+        for i, container in enumerate(spec.get(list_name) or []):
+            if not isinstance(container, Mapping):
+                continue
+            image = str(container.get("image") or "")
+            if not image.startswith(OPENSHIFT_INTERNAL_REGISTRIES):
+                continue
+            name = str(container.get("name") or "")
+            if f'@.name=="{name}"' in covered or f"{list_name}[{i}]" in covered:
+                continue
+            stream_tag = image.rsplit("/", 1)[-1]
+            if ":" not in stream_tag and "@" not in stream_tag:
+                stream_tag += ":latest"
+            suggestion = json.dumps(
+                [
+                    {
+                        "from": {"kind": "ImageStreamTag", "name": stream_tag},
+                        "fieldPath": f'{prefix}.{list_name}[?(@.name=="{name}")].image',
+                    }
+                ],
+                separators=(",", ":"),
+            )
+            ctx.add(
+                "warning",
+                f"{prefix}.{list_name}[{i}].image",
+                f"{image} is OpenShift's internal registry, which does not exist here: let the"
+                f" ImageStreamTag set the image with the annotation image.openshift.io/triggers:"
+                f" '{suggestion}'",
+            )
+
+
+# --- documents ----------------------------------------------------------------------------------
+
+
+def parse_documents(text: str, source: str) -> list[Any]:
+    """The non-empty YAML (or JSON) documents of ``text``; ConvertError if they are not objects."""
+    docs: list[Any] | None = None
+    if text.lstrip().startswith("{"):
+        # JSON first: YAML refuses the tab indentation JSON files often have.
+        try:
+            docs = [json.loads(text)]
+        except json.JSONDecodeError:
+            docs = None
+    try:
+        if docs is None:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConvertError(f"{source}: not valid YAML{where}: {problem}") from None
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
+            raise ConvertError(
+                f"{source}: document {i + 1} is not a Kubernetes object (apiVersion and kind)"
+            )
+    return docs
+
+
+def convert_text(text: str, source: str, schemas: Schemas | None) -> Converted:
+    """Every document of one file converted, in order."""
+    documents: list[Any] = []
+    notes: list[Note] = []
+    docs = parse_documents(text, source)
+    for i, doc in enumerate(docs):
+        where = f"{source}[{i + 1}]" if len(docs) > 1 else source
+        result, doc_notes = convert_object(doc, schemas, where)
+        documents.extend(result)
+        notes.extend(doc_notes)
+    return Converted(source, documents, notes)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings (inline Dockerfiles, scripts), as people write them."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(documents: Sequence[Any]) -> str:
+    """A multi-document YAML stream, keys in their original order."""
+    return "---\n".join(
+        yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
+        for doc in documents
+    )
+
+
+def dump_json(documents: Sequence[Any]) -> str:
+    """One object as itself; several as a ``v1`` List (what kubectl prints for many).
+
+    Lists among several documents give their items to the one List: kubectl
+    does not read a List inside a List.
+    """
+    if len(documents) == 1:
+        return json.dumps(documents[0], indent=2) + "\n"
+    items: list[Any] = []
+    for doc in documents:
+        nested = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else None
+        items.extend(nested if isinstance(nested, list) else [doc])
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2) + "\n"
+
+
+def manifest_files(path: Path, recursive: bool) -> Iterator[Path]:
+    """``path`` itself, or the .yaml/.yml/.json files of a directory (sorted, like kubectl -f)."""
+    if not path.is_dir():
+        yield path
+        return
+    pattern = "**/*" if recursive else "*"
+    for found in sorted(path.glob(pattern)):
+        if found.is_file() and found.suffix in (".yaml", ".yml", ".json"):
+            yield found
+
+
+def convert_paths(
+    paths: Iterable[str], recursive: bool, schemas: Schemas | None, stdin: str = ""
+) -> tuple[list[Converted], list[str]]:
+    """Every file converted, and the messages of those that could not be read or parsed."""
+    results: list[Converted] = []
+    errors: list[str] = []
+    for given in paths:
+        files = [Path("-")] if given == "-" else list(manifest_files(Path(given), recursive))
+        for path in files:
+            shown = "<stdin>" if str(path) == "-" else str(path)
+            try:
+                text = stdin if str(path) == "-" else path.read_text(encoding="utf-8")
+                results.append(convert_text(text, shown, schemas))
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append(f"{shown}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+            except ConvertError as exc:
+                errors.append(str(exc))
+    return results, errors
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+@click.command("convert")
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, allow_dash=True),
+    help="File or directory of manifests (repeatable); - reads stdin.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("-R", "--recursive", is_flag=True, help="Read directories recursively.")
+@click.option(
+    "--crds",
+    "crd_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Headwater's CRD files, to check fields against (default: the checkout's crds/).",
+)
+def convert(paths: tuple[str, ...], output: str, recursive: bool, crd_dir: Path | None) -> None:
+    """Rewrite OpenShift manifests for Headwater; say on stderr what differs.
+
+    ImageStreams, BuildConfigs and Builds (image.openshift.io/v1,
+    build.openshift.io/v1, or legacy v1) become image.headwater.dev/v1 and
+    build.headwater.dev/v1. Fields Headwater's CRDs do not have are removed,
+    server-set metadata and status too; fields accepted but not honoured, or
+    that mean something else here, are reported. Other objects pass through
+    unchanged (Deployments keep image.openshift.io/triggers: Headwater honours
+    it). DeploymentConfigs and the virtual ImageStreamTag-like kinds are
+    skipped, with what to use instead.
+
+    \b
+    Examples:
+      headwater convert -f openshift/ | kubectl apply -f -
+      oc get is,bc -o yaml | headwater convert -f - > headwater.yaml
+
+    Exit status: 0 when converted (notes are only notes), 1 when a file
+    cannot be read or parsed (nothing is printed then), 2 for usage errors.
+    """
+    directory = crd_dir or (REPO_CRD_DIR if REPO_CRD_DIR.is_dir() else None)
+    schemas = load_schemas(directory) if directory is not None else None
+    if not schemas:
+        click.echo(
+            "warning: no Headwater CRD schemas found (pass --crds DIR): fields are not checked"
+            " against them",
+            err=True,
+        )
+    stdin = sys.stdin.read() if "-" in paths else ""
+    results, errors = convert_paths(paths, recursive, schemas, stdin)
+    if errors:
+        for message in errors:
+            click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+    for result in results:
+        for note in result.notes:
+            click.echo(str(note), err=True)
+    documents = [doc for result in results for doc in result.documents]
+    text = dump_json(documents) if output == "json" else dump_yaml(documents)
+    click.echo(text, nl=False)

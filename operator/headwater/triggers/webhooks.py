@@ -1,0 +1,877 @@
+"""Build webhooks (pure): what a GitHub, GitLab, Bitbucket or Generic hook call asks for.
+
+OpenShift's URL shape, under Headwater's API group::
+
+    /apis/build.headwater.dev/v1/namespaces/<ns>/buildconfigs/<name>/webhooks/<secret>/<type>
+
+The URL secret is the credential: it must equal the secret of one of the
+BuildConfig's triggers of that type (the Secret named by
+``secretReference.name``, key ``WebHookSecretKey``, or the deprecated inline
+``secret``). Everything here is a decision on values the caller read:
+:func:`decide` turns (the call, the BuildConfig, the secret values) into a
+:class:`HookResult` — a status, a JSON body and, when a build should start,
+the :class:`StartRequest` to instantiate. The aiohttp side lives in
+:mod:`headwater.triggers.webhook_server`.
+
+Secrets never leave this module in a message: refusals are uniform (no
+BuildConfig, no trigger of that type and a wrong secret all get the same
+answer, as OpenShift answers), and logs name the URL by
+:func:`redacted_path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import yaml
+
+from headwater.builds.instantiate import RequestError, StartRequest, parse_request
+
+API_PREFIX = "/apis/build.headwater.dev/v1"
+PATH_TEMPLATE = API_PREFIX + "/namespaces/{namespace}/buildconfigs/{name}/webhooks/{secret}/{hook}"
+"""The aiohttp route (its placeholders are aiohttp's) and the URL the CLI prints."""
+WEBHOOK_SECRET_KEY = "WebHookSecretKey"  # noqa: S105 - the key's name, not a secret
+REDACTED = "<redacted>"
+UNKNOWN = "<secret>"
+"""In a printed URL whose secret could not be read (oc prints the same)."""
+MAX_BODY_BYTES = 1 << 20
+"""GitHub caps payloads at 25 MB but real push payloads are a few KB to a few
+hundred; 1 MiB leaves room for a push of many commits and bounds the memory a
+caller can make the operator spend before it even knows the secret."""
+
+GITHUB, GITLAB, BITBUCKET, GENERIC = "github", "gitlab", "bitbucket", "generic"
+HOOK_TYPES: dict[str, str] = {
+    GITHUB: "GitHub",
+    GITLAB: "GitLab",
+    BITBUCKET: "Bitbucket",
+    GENERIC: "Generic",
+}
+"""URL segment -> the trigger ``type`` (whose block is the segment itself)."""
+_CAUSE_KEYS = {
+    GITHUB: "githubWebHook",
+    GITLAB: "gitlabWebHook",
+    BITBUCKET: "bitbucketWebHook",
+    GENERIC: "genericWebHook",
+}
+# OpenShift's BuildTriggerCause*Msg, so `describe` and dashboards read the same.
+_CAUSE_MESSAGES = {
+    GITHUB: "GitHub WebHook",
+    GITLAB: "GitLab WebHook",
+    BITBUCKET: "Bitbucket WebHook",
+    GENERIC: "Generic WebHook",
+}
+_DELIVERY_HEADERS = {
+    GITHUB: "x-github-delivery",
+    GITLAB: "x-gitlab-event-uuid",
+    BITBUCKET: "x-request-uuid",
+    # Nothing standard for hand-rolled calls: the IETF draft's idempotency header.
+    GENERIC: "idempotency-key",
+}
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+"""Hex only: the commit reaches ``git checkout``, so nothing option-like or ref-like."""
+_RAW_AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<]*?)\s*<(?P<email>[^>]*)>\s*$")
+_NAME_MAX, _MESSAGE_MAX = 1024, 4096  # the CRD's limits on revision fields
+_MAX_SECRETS = 16
+"""Secrets read for one call at most: a BuildConfig with more triggers of one
+type than that is not worth an API read per trigger on an unauthenticated path."""
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_JSON_TYPE = "application/json"
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_FALLBACK_DEFAULT_BRANCHES = ("master", "main")
+"""An empty ``source.git.ref`` builds the repository's default branch; when the
+payload does not name it, these count as default (OpenShift: ``master`` only)."""
+
+
+# --- the call and the answer ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One HTTP call to a build webhook URL."""
+
+    namespace: str
+    name: str
+    secret: str = field(repr=False)
+    hook: str
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Any case; looked up case-insensitively."""
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+    @property
+    def redacted_path(self) -> str:
+        return redacted_path(self.namespace, self.name, self.hook)
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """The answer: HTTP status, JSON body, and the build to start (if any)."""
+
+    status: int
+    body: Mapping[str, Any]
+    request: StartRequest | None = None
+    retry_after: int | None = None
+    """Seconds, for a 429."""
+
+
+def webhook_path(namespace: str, name: str, secret: str, hook: str) -> str:
+    """The URL path of a webhook; the secret is percent-encoded (it is a path segment)."""
+    return PATH_TEMPLATE.format(
+        namespace=namespace, name=name, secret=quote(secret, safe=""), hook=hook
+    )
+
+
+def redacted_path(namespace: str, name: str, hook: str) -> str:
+    """The URL path with the secret segment replaced: what logs may show."""
+    return PATH_TEMPLATE.format(namespace=namespace, name=name, secret=REDACTED, hook=hook)
+
+
+def refusal(call: HookCall) -> HookResult:
+    """The one answer for "no such BuildConfig", "no such trigger" and "wrong secret".
+
+    OpenShift's status and wording: a caller without the secret learns nothing
+    about which BuildConfigs exist or which hooks they have.
+    """
+    hook = call.hook if call.hook in HOOK_TYPES else "unknown"
+    return _error(401, f'the webhook "{hook}" for "{call.name}" did not accept your secret')
+
+
+def _error(status: int, message: str) -> HookResult:
+    return HookResult(status, {"status": "Failure", "code": status, "message": message})
+
+
+def _ok(message: str, **extra: Any) -> HookResult:
+    return HookResult(200, {"status": "Success", "code": 200, "message": message, **extra})
+
+
+# --- checks that need no Kubernetes read ---------------------------------------------
+
+
+def precheck(call: HookCall) -> HookResult | None:
+    """The answer for a call that fails before the BuildConfig is read, else None.
+
+    Cheap refusals first, so a flood of junk never reaches the API server.
+    """
+    if call.hook not in HOOK_TYPES:
+        return _error(404, f"unknown webhook type {call.hook!r}: use {', '.join(HOOK_TYPES)}")
+    if call.method.upper() != "POST":
+        return _error(405, f"method {call.method} not allowed: webhooks take POST")
+    if len(call.body) > MAX_BODY_BYTES:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if (
+        not _DNS_LABEL_RE.fullmatch(call.namespace)
+        or not _DNS_SUBDOMAIN_RE.fullmatch(call.name)
+        or not call.secret
+    ):
+        # Names no object can have: the same answer as a BuildConfig that does not exist.
+        return refusal(call)
+    return None
+
+
+# --- triggers and secrets -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A webhook trigger of the BuildConfig's spec."""
+
+    block: Mapping[str, Any]
+    """The type's block (``github: {...}``)."""
+
+    @property
+    def secret_name(self) -> str | None:
+        ref = self.block.get("secretReference")
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        return str(name) if name else None
+
+    @property
+    def inline_secret(self) -> str | None:
+        value = self.block.get("secret")
+        return str(value) if value else None
+
+    @property
+    def allow_env(self) -> bool:
+        return self.block.get("allowEnv") is True
+
+
+def triggers_of(bc: Mapping[str, Any], hook: str) -> list[Trigger]:
+    """The BuildConfig's triggers of this webhook type."""
+    kind = HOOK_TYPES.get(hook)
+    found = []
+    for trigger in (bc.get("spec") or {}).get("triggers") or []:
+        if not isinstance(trigger, Mapping) or trigger.get("type") != kind:
+            continue
+        block = trigger.get(hook)
+        found.append(Trigger(block if isinstance(block, Mapping) else {}))
+    return found
+
+
+def referenced_secrets(bc: Mapping[str, Any], hook: str) -> list[str]:
+    """Names of the Secrets this type's triggers reference (what the caller reads)."""
+    names: list[str] = []
+    for trigger in triggers_of(bc, hook):
+        name = trigger.secret_name
+        if name and name not in names:
+            names.append(name)
+    return names[:_MAX_SECRETS]
+
+
+def matching_trigger(
+    triggers: Sequence[Trigger], secrets: Mapping[str, bytes | None], given: str
+) -> tuple[Trigger, bytes] | None:
+    """The first trigger whose secret equals ``given``, with that secret.
+
+    Every candidate is compared (in constant time), not just up to the first
+    match, so the answer's timing says nothing about which trigger matched.
+    """
+    offered = given.encode()
+    found: tuple[Trigger, bytes] | None = None
+    for trigger in triggers:
+        candidates: list[bytes] = []
+        if trigger.inline_secret:
+            candidates.append(trigger.inline_secret.encode())
+        if trigger.secret_name:
+            value = secrets.get(trigger.secret_name)
+            if value:
+                candidates.append(value)
+        for expected in candidates:
+            if hmac.compare_digest(expected, offered) and found is None:
+                found = (trigger, expected)
+    return found
+
+
+# --- the decision ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What a hook says was pushed."""
+
+    commit: str | None = None
+    author: Mapping[str, str] | None = None
+    committer: Mapping[str, str] | None = None
+    message: str | None = None
+
+    def as_source_revision(self) -> dict[str, Any]:
+        git: dict[str, Any] = {}
+        if self.commit:
+            git["commit"] = self.commit
+        for key, person in (("author", self.author), ("committer", self.committer)):
+            if person:
+                git[key] = dict(person)
+        if self.message:
+            git["message"] = self.message
+        return {"type": "Git", "git": git}
+
+
+class _BadRequest(ValueError):
+    """The call is malformed; answered with this status and message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decide(
+    call: HookCall,
+    bc: Mapping[str, Any] | None,
+    secrets: Mapping[str, bytes | None],
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> HookResult:
+    """What to answer ``call``, given the BuildConfig (None: not found) and secret values.
+
+    ``secrets`` maps the names :func:`referenced_secrets` gave to the value of
+    their ``WebHookSecretKey`` (None: no such Secret or key). ``new_id`` makes
+    the request id when the call carries no delivery id.
+    """
+    early = precheck(call)
+    if early is not None:
+        return early
+    if bc is None or (bc.get("metadata") or {}).get("deletionTimestamp"):
+        return refusal(call)
+    matched = matching_trigger(triggers_of(bc, call.hook), secrets, call.secret)
+    if matched is None:
+        return refusal(call)
+    trigger, secret = matched
+    parse = {GITHUB: _github, GITLAB: _gitlab, BITBUCKET: _bitbucket, GENERIC: _generic}
+    try:
+        return parse[call.hook](call, bc, trigger, secret, new_id)
+    except _BadRequest as exc:
+        return _error(exc.status, str(exc))
+
+
+def request_id(call: HookCall, new_id: Callable[[], str]) -> str:
+    """The start request's id: from the provider's delivery id when there is one.
+
+    A redelivered hook carries the same delivery id, so it names the same
+    request, and instantiation (one Build per request id) starts no second
+    build. Ids that are not label-safe or are too long are hashed.
+    """
+    delivery = (call.header(_DELIVERY_HEADERS[call.hook]) or "").strip()
+    if not delivery:
+        return f"{call.hook}-{new_id()}"[:63].rstrip("-_.")
+    candidate = f"{call.hook}-{delivery}"
+    if _REQUEST_ID_RE.fullmatch(candidate):
+        return candidate
+    digest = hashlib.sha256(delivery.encode()).hexdigest()[:40]
+    return f"{call.hook}-{digest}"
+
+
+def _start(
+    call: HookCall,
+    bc: Mapping[str, Any],
+    revision: Revision | None,
+    new_id: Callable[[], str],
+    *,
+    env: Sequence[Any] | None = None,
+    build_args: Sequence[Any] | None = None,
+    no_cache: bool | None = None,
+    notes: Sequence[str] = (),
+) -> HookResult:
+    """The answer that starts a build: validated like any start request."""
+    cause: dict[str, Any] = {"message": _CAUSE_MESSAGES[call.hook]}
+    block: dict[str, Any] = {}
+    if revision is not None:
+        block["revision"] = revision.as_source_revision()
+    cause[_CAUSE_KEYS[call.hook]] = block
+    doc: dict[str, Any] = {"triggeredBy": [cause]}
+    if revision is not None and revision.commit and _git_source(bc):
+        doc["commit"] = revision.commit
+    if env:
+        doc["env"] = list(env)
+    if build_args:
+        doc["buildArgs"] = list(build_args)
+    if no_cache is not None:
+        doc["noCache"] = no_cache
+    rid = request_id(call, new_id)
+    try:
+        # The annotation path's parser: the same rules for env names, sizes
+        # and types, whichever way a build is asked for.
+        request = parse_request(rid, json.dumps(doc))
+    except RequestError as exc:
+        raise _BadRequest(str(exc)) from None
+    body: dict[str, Any] = {"status": "Success", "code": 200, "message": "build started"}
+    if notes:
+        body["warnings"] = list(notes)
+    return HookResult(200, body, request)
+
+
+# --- payload helpers ---------------------------------------------------------------------
+
+
+def _media_type(call: HookCall) -> str:
+    value = call.header("content-type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _json_object(data: bytes, what: str = "body") -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError:
+        raise _BadRequest(f"{what} is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise _BadRequest(
+            f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise _BadRequest(f"{what} must be a JSON object")
+    return doc
+
+
+def _require_json(call: HookCall) -> dict[str, Any]:
+    media = _media_type(call)
+    if media != _JSON_TYPE:
+        raise _BadRequest(
+            f"unsupported Content-Type {media or '(none)'}: send {_JSON_TYPE}", status=415
+        )
+    return _json_object(call.body)
+
+
+def _text(value: object, limit: int) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:limit]
+
+
+def _person(value: object) -> dict[str, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    person = {key: text for key in ("name", "email") if (text := _text(value.get(key), _NAME_MAX))}
+    return person or None
+
+
+def _commit(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _COMMIT_RE.fullmatch(value):
+        raise _BadRequest("the commit must be a hexadecimal SHA of 7 to 64 digits")
+    if set(value) == {"0"}:
+        return None  # git's "no commit": the ref was deleted
+    return value.lower()
+
+
+def _branch(ref: str) -> str:
+    return ref.removeprefix("refs/heads/")
+
+
+def _git_source(bc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    git = ((bc.get("spec") or {}).get("source") or {}).get("git")
+    return git if isinstance(git, Mapping) else None
+
+
+def configured_ref(bc: Mapping[str, Any]) -> str:
+    """The branch the BuildConfig builds ("" for the repository's default)."""
+    git = _git_source(bc) or {}
+    return _branch(str(git.get("ref") or ""))
+
+
+def ref_matches(event_ref: str, bc: Mapping[str, Any], default_branch: str | None) -> bool:
+    """Whether a push to ``event_ref`` is a push to the branch the BuildConfig builds.
+
+    An empty ``source.git.ref`` means the repository's default branch: the one
+    the payload names, else ``master`` or ``main``.
+    """
+    pushed = _branch(event_ref)
+    wanted = configured_ref(bc)
+    if wanted:
+        return pushed == wanted
+    if default_branch:
+        return pushed == _branch(default_branch)
+    return pushed in _FALLBACK_DEFAULT_BRANCHES
+
+
+def _skip(event_ref: str, bc: Mapping[str, Any]) -> HookResult:
+    wanted = configured_ref(bc) or "the default branch"
+    return _ok(f"skipping build: {event_ref!r} is not the configured branch ({wanted})")
+
+
+def _verify_signature(call: HookCall, header: str, secret: bytes) -> None:
+    """Check an ``sha256=<hex>`` HMAC of the raw body, when the sender sent one.
+
+    A missing header is accepted: GitHub (and Bitbucket) send it only when a
+    secret is set in the hook's settings on their side, and the URL secret
+    already authenticated the call; a header that is present must be right.
+    """
+    given = call.header(header)
+    if given is None:
+        return
+    expected = "sha256=" + hmac.new(secret, call.body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        raise _BadRequest(f"{header} does not match the body signed with the secret", status=401)
+
+
+# --- GitHub ---------------------------------------------------------------------------------
+
+
+def _github(
+    call: HookCall,
+    bc: Mapping[str, Any],
+    trigger: Trigger,
+    secret: bytes,
+    new_id: Callable[[], str],
+) -> HookResult:
+    _verify_signature(call, "X-Hub-Signature-256", secret)
+    event = call.header("x-github-event")
+    if not event:
+        raise _BadRequest("missing X-GitHub-Event")
+    if event == "ping":
+        return _ok("pong: the hook is set up; pushes will start builds")
+    if event != "push":
+        return _ok(f"ignoring the {event!r} event: only push starts a build")
+    media = _media_type(call)
+    if media == _FORM_TYPE:
+        # GitHub's other content type: the JSON document in the `payload` field.
+        try:
+            form = parse_qs(call.body.decode(), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise _BadRequest("body is not a form") from None
+        payload = form.get("payload")
+        if not payload:
+            raise _BadRequest("the form has no payload field")
+        event_doc = _json_object(payload[0].encode(), "payload")
+    else:
+        event_doc = _require_json(call)
+    ref = event_doc.get("ref")
+    if not isinstance(ref, str) or not ref:
+        raise _BadRequest("the push event has no ref")
+    if event_doc.get("deleted") is True:
+        return _ok(f"skipping build: {ref!r} was deleted")
+    repository = event_doc.get("repository")
+    default = repository.get("default_branch") if isinstance(repository, Mapping) else None
+    if not ref_matches(ref, bc, default if isinstance(default, str) else None):
+        return _skip(ref, bc)
+    head = event_doc.get("head_commit")
+    head = head if isinstance(head, Mapping) else {}
+    commit = _commit(head.get("id") or event_doc.get("after"))
+    if commit is None:
+        return _ok(f"skipping build: {ref!r} points at no commit")
+    revision = Revision(
+        commit=commit,
+        author=_person(head.get("author")),
+        committer=_person(head.get("committer")),
+        message=_text(head.get("message"), _MESSAGE_MAX),
+    )
+    return _start(call, bc, revision, new_id)
+
+
+# --- GitLab ---------------------------------------------------------------------------------
+
+
+def _gitlab(
+    call: HookCall,
+    bc: Mapping[str, Any],
+    trigger: Trigger,
+    secret: bytes,
+    new_id: Callable[[], str],
+) -> HookResult:
+    token = call.header("x-gitlab-token")
+    if token is not None and not hmac.compare_digest(token.encode(), secret):
+        raise _BadRequest("X-Gitlab-Token does not match the secret", status=401)
+    event = call.header("x-gitlab-event")
+    if not event:
+        raise _BadRequest("missing X-Gitlab-Event")
+    if event != "Push Hook":
+        return _ok(f"ignoring the {event!r} event: only Push Hook starts a build")
+    event_doc = _require_json(call)
+    ref = event_doc.get("ref")
+    if not isinstance(ref, str) or not ref:
+        raise _BadRequest("the push event has no ref")
+    project = event_doc.get("project")
+    default = project.get("default_branch") if isinstance(project, Mapping) else None
+    if not ref_matches(ref, bc, default if isinstance(default, str) else None):
+        return _skip(ref, bc)
+    raw_commits = event_doc.get("commits")
+    commits = [c for c in raw_commits or [] if isinstance(c, Mapping)]
+    # The pushed head is checkout_sha (null when the branch was deleted), else
+    # `after`, else the newest commit listed (GitLab lists them oldest first).
+    newest = commits[-1].get("id") if commits else None
+    commit = _commit(event_doc.get("checkout_sha") or event_doc.get("after") or newest)
+    if commit is None:
+        return _ok(f"skipping build: {ref!r} was deleted")
+    entry: Mapping[str, Any] = next(
+        (c for c in commits if str(c.get("id") or "").lower() == commit), {}
+    )
+    author = _person(entry.get("author"))
+    revision = Revision(
+        commit=commit,
+        author=author,
+        committer=author,  # GitLab reports no committer; OpenShift uses the author too
+        message=_text(entry.get("message"), _MESSAGE_MAX),
+    )
+    return _start(call, bc, revision, new_id)
+
+
+# --- Bitbucket ------------------------------------------------------------------------------
+
+
+def _raw_person(value: object) -> dict[str, str] | None:
+    """Bitbucket Cloud's ``{"raw": "Name <email>", "user": {"display_name"}}``."""
+    if not isinstance(value, Mapping):
+        return None
+    raw = value.get("raw")
+    if isinstance(raw, str) and (match := _RAW_AUTHOR_RE.match(raw)):
+        person = {"name": match["name"][:_NAME_MAX], "email": match["email"][:_NAME_MAX]}
+        return {k: v for k, v in person.items() if v} or None
+    user = value.get("user")
+    if isinstance(user, Mapping) and (name := _text(user.get("display_name"), _NAME_MAX)):
+        return {"name": name}
+    return None
+
+
+def _bitbucket(
+    call: HookCall,
+    bc: Mapping[str, Any],
+    trigger: Trigger,
+    secret: bytes,
+    new_id: Callable[[], str],
+) -> HookResult:
+    # Bitbucket Cloud and Data Center sign with X-Hub-Signature when the hook has a secret.
+    _verify_signature(call, "X-Hub-Signature", secret)
+    event = call.header("x-event-key")
+    if not event:
+        raise _BadRequest("missing X-Event-Key")
+    if event == "diagnostics:ping":
+        return _ok("pong: the hook is set up; pushes will start builds")
+    if event not in ("repo:push", "repo:refs_changed"):
+        return _ok(f"ignoring the {event!r} event: only pushes start a build")
+    event_doc = _require_json(call)
+    if event == "repo:push":
+        return _bitbucket_cloud(call, bc, event_doc, new_id)
+    return _bitbucket_server(call, bc, event_doc, new_id)
+
+
+def _bitbucket_cloud(
+    call: HookCall, bc: Mapping[str, Any], event_doc: Mapping[str, Any], new_id: Callable[[], str]
+) -> HookResult:
+    push = event_doc.get("push")
+    changes = push.get("changes") if isinstance(push, Mapping) else None
+    if not isinstance(changes, list) or not changes:
+        raise _BadRequest("the push event has no push.changes")
+    repository = event_doc.get("repository")
+    main = repository.get("mainbranch") if isinstance(repository, Mapping) else None
+    default = main.get("name") if isinstance(main, Mapping) else None
+    pushed: list[str] = []
+    # One push can move several branches: the newest change to the configured one.
+    for change in reversed(changes):
+        new = change.get("new") if isinstance(change, Mapping) else None
+        if not isinstance(new, Mapping) or new.get("type", "branch") != "branch":
+            continue  # a deleted branch (new is null) or a tag
+        name = str(new.get("name") or "")
+        pushed.append(name)
+        if not ref_matches(name, bc, default if isinstance(default, str) else None):
+            continue
+        target = new.get("target")
+        target = target if isinstance(target, Mapping) else {}
+        commit = _commit(target.get("hash"))
+        if commit is None:
+            continue
+        author = _raw_person(target.get("author"))
+        revision = Revision(
+            commit=commit,
+            author=author,
+            committer=author,  # Bitbucket reports the author only
+            message=_text(target.get("message"), _MESSAGE_MAX),
+        )
+        return _start(call, bc, revision, new_id)
+    return _skip(", ".join(pushed) or "(no branch)", bc)
+
+
+def _bitbucket_server(
+    call: HookCall, bc: Mapping[str, Any], event_doc: Mapping[str, Any], new_id: Callable[[], str]
+) -> HookResult:
+    changes = event_doc.get("changes")
+    if not isinstance(changes, list) or not changes:
+        raise _BadRequest("the refs_changed event has no changes")
+    pushed: list[str] = []
+    for change in reversed(changes):
+        if not isinstance(change, Mapping) or change.get("type") == "DELETE":
+            continue
+        ref = change.get("ref")
+        ref = ref if isinstance(ref, Mapping) else {}
+        if ref.get("type", "BRANCH") != "BRANCH":
+            continue
+        name = str(ref.get("displayId") or ref.get("id") or "")
+        pushed.append(name)
+        if not ref_matches(name, bc, None):
+            continue
+        commit = _commit(change.get("toHash"))
+        if commit is None:
+            continue
+        return _start(call, bc, Revision(commit=commit), new_id)
+    return _skip(", ".join(pushed) or "(no branch)", bc)
+
+
+# --- Generic --------------------------------------------------------------------------------
+
+
+def _generic_doc(call: HookCall) -> Mapping[str, Any] | None:
+    if not call.body.strip():
+        return None
+    media = _media_type(call)
+    if media == _JSON_TYPE:
+        return _json_object(call.body)
+    if media in _YAML_TYPES:
+        try:
+            doc = yaml.safe_load(call.body)
+        except yaml.YAMLError as exc:
+            raise _BadRequest(f"body is not YAML: {exc}") from None
+        if doc is None:
+            return None
+        if not isinstance(doc, dict):
+            raise _BadRequest("body must be a mapping")
+        return doc
+    raise _BadRequest(
+        f"unsupported Content-Type {media or '(none)'}: send {_JSON_TYPE} or application/yaml",
+        status=415,
+    )
+
+
+def _generic_revision(git: Mapping[str, Any]) -> Revision:
+    return Revision(
+        commit=_commit(git.get("commit")),
+        author=_person(git.get("author")),
+        committer=_person(git.get("committer")),
+        message=_text(git.get("message"), _MESSAGE_MAX),
+    )
+
+
+def _generic(
+    call: HookCall,
+    bc: Mapping[str, Any],
+    trigger: Trigger,
+    secret: bytes,
+    new_id: Callable[[], str],
+) -> HookResult:
+    doc = _generic_doc(call)
+    if doc is None:
+        # No body: build what the BuildConfig names, as `start-build` would.
+        return _start(call, bc, None, new_id)
+    notes: list[str] = []
+    revision: Revision | None = None
+    git = doc.get("git")
+    if git is not None and not isinstance(git, Mapping):
+        raise _BadRequest("git must be an object")
+    if git and _git_source(bc) is None:
+        notes.append("git ignored: the BuildConfig has no Git source")
+    elif git:
+        refs = git.get("refs")
+        if refs is not None:
+            if not isinstance(refs, list) or not all(isinstance(r, Mapping) for r in refs):
+                raise _BadRequest("git.refs must be a list of objects")
+            chosen = next((r for r in refs if ref_matches(str(r.get("ref") or ""), bc, None)), None)
+            if chosen is None:
+                names = ", ".join(str(r.get("ref")) for r in refs) or "(none)"
+                return _ok(f"skipping build: none of the refs ({names}) is the configured branch")
+            revision = _generic_revision(chosen)
+        else:
+            ref = git.get("ref")
+            # No ref: the caller names a commit (or nothing) on the configured branch.
+            if ref and not ref_matches(str(ref), bc, None):
+                return _skip(str(ref), bc)
+            revision = _generic_revision(git)
+    env = doc.get("env")
+    options = doc.get("dockerStrategyOptions")
+    if options is not None and not isinstance(options, Mapping):
+        raise _BadRequest("dockerStrategyOptions must be an object")
+    options = options or {}
+    build_args, no_cache = options.get("buildArgs"), options.get("noCache")
+    if not trigger.allow_env:
+        if env:
+            notes.append("env ignored: the Generic trigger does not set allowEnv")
+        if build_args or no_cache is not None:
+            notes.append("dockerStrategyOptions ignored: the Generic trigger does not set allowEnv")
+        env, build_args, no_cache = None, None, None
+    if no_cache is not None and not isinstance(no_cache, bool):
+        raise _BadRequest("dockerStrategyOptions.noCache must be true or false")
+    for what, value in (("env", env), ("dockerStrategyOptions.buildArgs", build_args)):
+        if value is not None and not isinstance(value, list):
+            raise _BadRequest(f"{what} must be a list of {{name, value}} objects")
+    return _start(
+        call, bc, revision, new_id, env=env, build_args=build_args, no_cache=no_cache, notes=notes
+    )
+
+
+# --- rate limiting --------------------------------------------------------------------------
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """A token bucket per source address, with a bounded number of addresses.
+
+    The webhook path is unauthenticated until the secret is checked, and each
+    call that passes the cheap checks costs API reads; the bucket bounds what
+    one address can make the operator do. The least recently seen addresses
+    are forgotten first (a forgotten address starts again with a full bucket,
+    which is the worst it can gain).
+    """
+
+    def __init__(
+        self, per_minute: float = 30.0, burst: int = 10, max_addresses: int = 4096
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_addresses = max_addresses
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, address: str, now: float) -> tuple[bool, int]:
+        """Spend a token of ``address`` at monotonic time ``now``.
+
+        Returns (allowed, seconds to wait before the next call is allowed).
+        """
+        bucket = self._buckets.pop(address, None)
+        if bucket is None:
+            bucket = _Bucket(self.burst, now)
+        else:
+            elapsed = max(0.0, now - bucket.stamp)
+            bucket = _Bucket(min(self.burst, bucket.tokens + elapsed * self.rate), now)
+        self._buckets[address] = bucket  # most recently seen last
+        while len(self._buckets) > self.max_addresses:
+            self._buckets.popitem(last=False)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True, 0
+        return False, max(1, math.ceil((1.0 - bucket.tokens) / self.rate))
+
+
+def too_many(retry_after: int) -> HookResult:
+    return HookResult(
+        429,
+        {"status": "Failure", "code": 429, "message": "too many webhook calls from this address"},
+        retry_after=retry_after,
+    )
+
+
+# --- URLs for the CLI -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookUrl:
+    """One webhook trigger's URL (secret included, by OpenShift's design)."""
+
+    hook: str
+    url: str
+    secret_known: bool
+    """False when the Secret could not be read; the URL then has ``<secret>``."""
+    allow_env: bool = False
+
+
+def hook_urls(
+    bc: Mapping[str, Any],
+    secrets: Mapping[str, bytes | None],
+    base: str,
+    hooks: Iterable[str] = tuple(HOOK_TYPES),
+) -> list[HookUrl]:
+    """The URL of each webhook trigger of ``bc`` of the ``hooks`` types, in spec order."""
+    metadata = bc.get("metadata") or {}
+    namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+    wanted = set(hooks)
+    found: list[HookUrl] = []
+    for trigger in (bc.get("spec") or {}).get("triggers") or []:
+        if not isinstance(trigger, Mapping):
+            continue
+        hook = next((h for h, kind in HOOK_TYPES.items() if kind == trigger.get("type")), None)
+        if hook is None or hook not in wanted:
+            continue
+        block = trigger.get(hook)
+        parsed = Trigger(block if isinstance(block, Mapping) else {})
+        value: str | None = None
+        if parsed.secret_name:
+            raw = secrets.get(parsed.secret_name)
+            value = raw.decode(errors="replace") if raw else None
+        elif parsed.inline_secret:
+            value = parsed.inline_secret
+        path = (
+            webhook_path(namespace, name, value, hook)
+            if value
+            else PATH_TEMPLATE.format(namespace=namespace, name=name, secret=UNKNOWN, hook=hook)
+        )
+        found.append(HookUrl(hook, base.rstrip("/") + path, value is not None, parsed.allow_env))
+    return found
