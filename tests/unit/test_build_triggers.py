@@ -214,3 +214,14 @@ def test_tag_feed_skips_a_move_superseded_before_delivery() -> None:
         return heard
 
     assert asyncio.run(scenario()) == ["sha256:2"]
+
+
+def test_a_new_buildconfig_waits_for_its_image_change_tags_before_its_config_change_build() -> None:
+    config = bc(
+        [{"type": "ConfigChange"}, {"type": "ImageChange", "imageChange": {}}],
+        strategy_from={"kind": "ImageStreamTag", "name": "base:latest"},
+    )
+    assert triggers.config_change_request(config, lambda *k: None) is None
+    request = triggers.config_change_request(config, lambda *k: image("sha256:ddd"))
+    assert request is not None
+    assert request.id == triggers.CONFIG_CHANGE_ID

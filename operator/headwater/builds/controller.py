@@ -202,8 +202,14 @@ class BuildController:
                     f"{key}: {error}", now,
                 )  # fmt: skip
                 done.append(key)
-            config_change = triggers.config_change_request(body)
-            image_changes = triggers.image_change_requests(body, self._lookup)
+            config_change = triggers.config_change_request(body, self._lookup)
+            # A ConfigChange build uses the tags' current images, and records them
+            # as triggered: the ImageChange triggers have nothing left to start.
+            image_changes = (
+                []
+                if config_change is not None
+                else triggers.image_change_requests(body, self._lookup)
+            )
             implied = [r for r, _, _ in image_changes]
             if config_change is not None:
                 implied.insert(0, config_change)

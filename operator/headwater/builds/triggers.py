@@ -92,9 +92,18 @@ def has_config_change(bc: Mapping[str, Any]) -> bool:
     )
 
 
-def config_change_request(bc: Mapping[str, Any]) -> StartRequest | None:
-    """A ConfigChange build: when the BuildConfig is new, or (opt-in) its spec changed."""
+def config_change_request(
+    bc: Mapping[str, Any], lookup: Lookup | None = None
+) -> StartRequest | None:
+    """A ConfigChange build: when the BuildConfig is new, or (opt-in) its spec changed.
+
+    A new BuildConfig whose ImageChange triggers watch tags without an image yet
+    waits for them (as OpenShift does): building now would resolve nothing, and
+    the tag's first image would then start a second build.
+    """
     if not has_config_change(bc):
+        return None
+    if lookup is not None and any(lookup(*w.key) is None for w in watched_tags(bc) if not w.paused):
         return None
     metadata = bc.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
