@@ -196,6 +196,7 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
         "HEADWATER_METRICS_PORT": str(free_port()),
         "HEADWATER_WEBHOOK_PORT": str(port),
         "HEADWATER_REGISTRY_WEBHOOK_TOKEN": token,
+        "HEADWATER_IMPORT_RATE_PER_MINUTE": str(args.import_rate),
     }
     with log.open("wb") as out:
         operator = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
@@ -347,7 +348,7 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
         # (a) build pod finished -> Deployment patched
         print(f"(a) {args.moves} builds ...", flush=True)
         built: list[float] = []
-        for i in range(1, args.moves + 1):
+        for i in range(1, 0 if args.skip_builds else args.moves + 1):
             await kube.patch(
                 BuildConfig,
                 "app",
@@ -370,7 +371,8 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
             digest = await _build_digest(kube, build)
             seen = await watches.until(f"{build} on web-a", watches.patched_to("web-a", digest), 60)
             built.append(seen - finished)
-        lines.append(summary("(a) build pod finished -> Deployment", built, 300, 1000))
+        if built:
+            lines.append(summary("(a) build pod finished -> Deployment", built, 300, 1000))
     finally:
         for task in tasks:
             task.cancel()
@@ -406,6 +408,13 @@ async def _build_digest(kube: AsyncClient, build: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=50, help="moves per measurement")
+    parser.add_argument(
+        "--import-rate",
+        type=int,
+        default=60,
+        help="the operator's importRatePerMinute (default: its own default, 60)",
+    )
+    parser.add_argument("--skip-builds", action="store_true", help="measure (b) and (c) only")
     args = parser.parse_args()
     lines = asyncio.run(bench(args, cluster_env()))
     print()

@@ -225,3 +225,24 @@ def test_a_new_buildconfig_waits_for_its_image_change_tags_before_its_config_cha
     request = triggers.config_change_request(config, lambda *k: image("sha256:ddd"))
     assert request is not None
     assert request.id == triggers.CONFIG_CHANGE_ID
+
+
+def test_tag_feed_ignores_a_stale_body_delivered_after_a_newer_one() -> None:
+    async def scenario() -> list[str]:
+        feed = TagFeed()
+        heard: list[str] = []
+
+        async def subscriber(moved: TagImage) -> None:
+            heard.append(moved.image)
+
+        feed.subscribe(subscriber)
+        newer = stream([("latest", "sha256:2")])
+        newer["metadata"]["resourceVersion"] = "20"
+        older = stream([("latest", "sha256:1")])
+        older["metadata"]["resourceVersion"] = "10"
+        await feed.observe(newer)
+        await feed.observe(older)
+        await feed.settle()
+        return heard
+
+    assert asyncio.run(scenario()) == ["sha256:2"]

@@ -400,6 +400,10 @@ class ImportRunner:
         return True
 
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
+        if _older(body, self.bodies.get(ref)):
+            # A watch event delivered after this runner's own newer write: keeping
+            # it would compute the next status from an old one.
+            return
         self.bodies[ref] = body
         sources: set[StreamRef] = set()
         for tag in spec_tags(body.get("spec")):
@@ -853,6 +857,15 @@ class ImportRunner:
                 raise
             return
         self.bodies[ref] = plain_dict(obj)
+
+
+def _older(body: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
+    """True when ``body`` is an older version of ``than`` (numeric resourceVersions)."""
+    if than is None:
+        return False
+    new = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    old = str((than.get("metadata") or {}).get("resourceVersion") or "")
+    return new.isdigit() and old.isdigit() and int(new) < int(old)
 
 
 def plain_dict(obj: Any) -> dict[str, Any]:

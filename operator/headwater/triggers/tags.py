@@ -78,6 +78,13 @@ def tag_images(body: Mapping[str, Any], registry: str | None) -> list[TagImage]:
     return found
 
 
+def _revision(value: object) -> int | None:
+    """A resourceVersion as a number: etcd's revision, which every API server in use
+    hands out; None for anything else, which then never counts as stale."""
+    text = str(value or "")
+    return int(text) if text.isdigit() else None
+
+
 class TagFeed:
     """The newest image of every tag seen; subscribers hear about each move once."""
 
@@ -86,6 +93,7 @@ class TagFeed:
         self._current: dict[Key, TagImage] = {}
         self._subscribers: list[Subscriber] = []
         self._locks: dict[Key, asyncio.Lock] = {}
+        self._versions: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -95,7 +103,19 @@ class TagFeed:
         return self._current.get((namespace, stream, tag))
 
     async def observe(self, body: Mapping[str, Any]) -> list[TagImage]:
-        """Record an ImageStream's tags; tell subscribers about those that moved."""
+        """Record an ImageStream's tags; tell subscribers about those that moved.
+
+        A body older than one already seen (a watch event delivered after the
+        runner reported its own newer write) is ignored: it would move tags back.
+        """
+        metadata = body.get("metadata") or {}
+        stream = (str(metadata.get("namespace")), str(metadata.get("name")))
+        version = _revision(metadata.get("resourceVersion"))
+        seen = self._versions.get(stream)
+        if version is not None and seen is not None and version < seen:
+            return []
+        if version is not None:
+            self._versions[stream] = version
         moved = []
         for image in tag_images(body, self.registry):
             key = (image.namespace, image.stream, image.tag)
@@ -119,6 +139,7 @@ class TagFeed:
         for key in [k for k in self._current if k[:2] == (namespace, stream)]:
             del self._current[key]
             self._locks.pop(key, None)
+        self._versions.pop((namespace, stream), None)
 
     async def _notify(self, image: TagImage) -> None:
         key = (image.namespace, image.stream, image.tag)
