@@ -75,8 +75,10 @@ class FullFetchRunner(CountingRunner):
         tag: SpecTag,
         known: str | None,
         keyring: list[Mapping[str, Credentials]],
+        *,
+        back_off: bool = True,
     ) -> Outcome:
-        return await super()._resolve(image, tag, None, keyring)
+        return await super()._resolve(image, tag, None, keyring, back_off=back_off)
 
 
 @dataclass

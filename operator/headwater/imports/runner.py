@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import random
@@ -382,22 +383,25 @@ class ImportRunner:
                 return True
             raise RuntimeError(f"{ref}: tag {tag} not recorded after 5 conflicting writes")
 
-    def _push_not_visible_yet(self, ref: StreamRef, result: TagResult) -> bool:
-        """True when a notified push's digest is not what the import found (yet)."""
+    def _defer_unseen_push(self, ref: StreamRef, result: TagResult, now: datetime) -> TagResult:
+        """``result``, or Deferred when a notified push's digest is not (yet) what the
+        import found, while tries remain."""
         key = (ref, result.tag.name)
         expected = self.expected.get(key)
         if expected is None or isinstance(result.outcome, Deferred):
-            return False
+            return result
         digest, tries = expected
         outcome = result.outcome
         found = (
             (outcome.reference_digest or outcome.image) if isinstance(outcome, Imported) else None
         )
-        if found == digest or tries + 1 >= PUSH_RECHECKS or isinstance(outcome, Failed):
+        if found == digest or tries + 1 >= PUSH_RECHECKS:
             del self.expected[key]
-            return False
+            return result
         self.expected[key] = (digest, tries + 1)
-        return True
+        self.pending.setdefault(ref, set()).add(result.tag.name)
+        until = now + timedelta(seconds=PUSH_RECHECK_SECONDS)
+        return dataclasses.replace(result, outcome=Deferred(until))
 
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
         if _older(body, self.bodies.get(ref)):
@@ -443,6 +447,9 @@ class ImportRunner:
                 requested=requested,
             )
             results = await self._import_all(ref, jobs, generation, status)
+            # A notified push the registry does not show under its tag yet (it
+            # notifies first) is tried again shortly, and nothing is recorded now.
+            results = [self._defer_unseen_push(ref, r, now) for r in results]
             for job, result in zip(jobs, results, strict=True):
                 if not isinstance(result.outcome, Deferred):
                     self.checked[tag_key(ref, job.tag.name)] = now
@@ -477,13 +484,12 @@ class ImportRunner:
             )
             if following is not None:
                 wakeups.append(following)
-            for result in results:
-                if self._push_not_visible_yet(ref, result):
-                    self.pending.setdefault(ref, set()).add(result.tag.name)
-                    wakeups.append(self.clock() + timedelta(seconds=PUSH_RECHECK_SECONDS))
-            if self.pending.get(ref) and not wakeups:
-                wakeups.append(self.clock())
-            if self.pending.get(ref):
+            rechecked = {
+                r.tag.name
+                for r in results
+                if isinstance(r.outcome, Deferred) and (ref, r.tag.name) in self.expected
+            }
+            if set(self.pending.get(ref, ())) - rechecked:
                 # A push arrived while this reconcile ran: its wake-up (scheduled
                 # then) must not be replaced by this reconcile's plan.
                 wakeups.append(self.clock())
@@ -583,7 +589,10 @@ class ImportRunner:
         started = time.perf_counter()
         await self.bucket.acquire()
         try:
-            outcome = await self._resolve(image, tag, known, keyring)
+            # While a notified push is being waited for, the registry may answer
+            # 5xx for the tag it is still writing: not a reason to back off the host.
+            pushed = (ref, tag.name) in self.expected
+            outcome = await self._resolve(image, tag, known, keyring, back_off=not pushed)
         except Exception as exc:  # never let one tag's surprise crash the stream
             logger.exception("import of %s failed unexpectedly", tag.from_name)
             outcome = Failed("InternalError", f"unexpected error: {type(exc).__name__}")
@@ -607,6 +616,8 @@ class ImportRunner:
         tag: SpecTag,
         known: str | None,
         keyring: list[Mapping[str, Credentials]],
+        *,
+        back_off: bool = True,
     ) -> Outcome:
         """Resolve with each matching credential in turn (as the kubelet does), then anonymously."""
         candidates: list[Credentials | None] = [*credentials_for(image, keyring)[:3], None]
@@ -630,7 +641,8 @@ class ImportRunner:
                 error = exc
                 if exc.reason in ("Unauthorized", "Forbidden"):
                     continue
-                self.backoff.failed(image.api_host, exc.reason, exc.retry_after)
+                if back_off:
+                    self.backoff.failed(image.api_host, exc.reason, exc.retry_after)
                 break
             except ValueError as exc:
                 return Failed("InvalidImageReference", str(exc))
