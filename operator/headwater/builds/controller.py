@@ -342,6 +342,8 @@ class BuildController:
                     raise RequestError(exc.status.message or "the Build was rejected") from None
                 raise
             siblings.append(obj)
+            # Start it now rather than when its watch event comes back.
+            self.kick(namespace, build_name(name, number))
             return build_name(name, number), number
         raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
 
