@@ -246,3 +246,19 @@ def test_tag_feed_ignores_a_stale_body_delivered_after_a_newer_one() -> None:
         return heard
 
     assert asyncio.run(scenario()) == ["sha256:2"]
+
+
+def test_an_image_change_trigger_on_another_tag_does_not_swap_the_builder() -> None:
+    config = bc(
+        [
+            {
+                "type": "ImageChange",
+                "imageChange": {"from": {"kind": "ImageStreamTag", "name": "tools:v2"}},
+            }
+        ],
+        strategy_from={"kind": "ImageStreamTag", "name": "base:latest"},
+    )
+    [(request, _, _)] = triggers.image_change_requests(
+        config, lambda ns, s, t: image("sha256:eee", stream=s, tag=t)
+    )
+    assert request.from_image is None  # the strategy's own tag is pinned separately

@@ -248,10 +248,11 @@ class BuildController:
             recorded = (metadata.get("annotations") or {}).get(
                 triggers.CONFIG_GENERATION_ANNOTATION
             )
+            waiting = triggers.config_change_waits(body, self._lookup)
             if (
                 triggers.has_config_change(body)
                 and recorded != generation
-                and (newest or config_change is None)
+                and (newest or (config_change is None and not waiting))
             ):
                 # The generation the builds are current with: one that was built, or
                 # (without the opt-in) every generation, so that opting in later

@@ -103,7 +103,7 @@ def config_change_request(
     """
     if not has_config_change(bc):
         return None
-    if lookup is not None and any(lookup(*w.key) is None for w in watched_tags(bc) if not w.paused):
+    if lookup is not None and config_change_waits(bc, lookup):
         return None
     metadata = bc.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
@@ -123,6 +123,11 @@ def config_change_request(
     return None
 
 
+def config_change_waits(bc: Mapping[str, Any], lookup: Lookup) -> bool:
+    """A ConfigChange build is due but waits: an unpaused ImageChange tag has no image yet."""
+    return any(lookup(*w.key) is None for w in watched_tags(bc) if not w.paused)
+
+
 def _last_triggered(status: Mapping[str, Any] | None, watched: WatchedTag) -> str:
     for entry in (status or {}).get("imageChangeTriggers") or []:
         source = entry.get("from") or {}
@@ -132,6 +137,15 @@ def _last_triggered(status: Mapping[str, Any] | None, watched: WatchedTag) -> st
         ):
             return str(entry.get("lastTriggeredImageID") or "")
     return ""
+
+
+def _is_strategy_from(bc: Mapping[str, Any], watched: WatchedTag) -> bool:
+    source = strategy_from(bc.get("spec") or {})
+    if not source or (source.get("kind") or "ImageStreamTag") != "ImageStreamTag":
+        return False
+    stream, tag = split_stream_tag(str(source.get("name") or ""))
+    namespace = str(source.get("namespace") or (bc.get("metadata") or {}).get("namespace"))
+    return (namespace, stream, tag or "latest") == watched.key
 
 
 def image_change_id(watched: WatchedTag, image: TagImage) -> str:
@@ -162,8 +176,11 @@ def image_change_requests(
                 },
             },
         }
+        # The image that fired is the build's own `from` only when the trigger watches
+        # the strategy's tag; a trigger on another tag must not swap the builder.
+        pinned = image.pull_spec if _is_strategy_from(bc, watched) else None
         request = StartRequest(
-            id=image_change_id(watched, image), causes=(cause,), from_image=image.pull_spec
+            id=image_change_id(watched, image), causes=(cause,), from_image=pinned
         )
         requests.append((request, watched, image))
     return requests
@@ -192,6 +209,8 @@ def image_trigger_status(
                 e
                 for e in status.get("imageChangeTriggers") or []
                 if (e.get("from") or {}).get("name") == watched.name
+                and ((e.get("from") or {}).get("namespace") or watched.namespace)
+                == watched.namespace
             ),
             {},
         )

@@ -458,7 +458,8 @@ def next_steps(app: App, namespace: str, *, builder_missing: bool = False) -> li
     lines = []
     if app.git is not None:
         lines += [
-            "A build starts now (ConfigChange trigger); follow it:"
+            "A build starts (ConfigChange trigger) once the builder tag has an image;"
+            " follow it:"
             f" headwater logs -f bc/{app.name} {ns}",
             f"Build again later: headwater start-build {app.name} {ns}",
             f"The Deployment rolls out when {app.name}:{app.tag} gets its image"
