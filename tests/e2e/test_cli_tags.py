@@ -105,6 +105,56 @@ def test_import_image_and_tag_like_oc(
     assert "is not [namespace/]imagestream:tag" in bad.stderr
 
 
+def test_import_all_dry_run_and_delete_tag(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    registry = cluster.need_registry()
+    repository = f"{registry}/{namespace}/api"
+    digests = {
+        tag: push_image(registry, f"{namespace}/api", tag, marker=f"all-{tag}")[0]
+        for tag in ("1.0", "1.1", "2.0")
+    }
+
+    dry = headwater(
+        cluster, namespace, "import-image", "api:1.1", f"--from={repository}:1.1", "--insecure",
+        "--dry-run",
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert f"api:1.1\t{repository}@{digests['1.1']}" in dry.stdout
+    absent = cluster.kubectl("get", "imagestream/api", "-n", namespace, check=False)
+    assert absent.returncode != 0  # nothing written
+    missing = headwater(
+        cluster, namespace, "import-image", "api:9", f"--from={repository}:9", "--insecure",
+        "--dry-run",
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "NotFound" in missing.stderr
+
+    done = headwater(
+        cluster, namespace, "import-image", "api", "--all", f"--from={repository}", "--confirm",
+        "--insecure",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for tag, digest in digests.items():
+        assert f"api:{tag}\t{repository}@{digest}" in done.stdout
+    obj = cluster.get_json("imagestream/api", "-n", namespace)
+    assert sorted(t["name"] for t in obj["spec"]["tags"]) == ["1.0", "1.1", "2.0"]
+
+    again = headwater(cluster, namespace, "import-image", "api", "--all")
+    assert again.returncode == 0, again.stderr
+    assert len([line for line in again.stdout.splitlines() if line.startswith("api:")]) == 3
+
+    deleted = headwater(cluster, namespace, "tag", "-d", "api:1.0")
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"Deleted tag {namespace}/api:1.0." in deleted.stdout
+    obj = cluster.get_json("imagestream/api", "-n", namespace)
+    assert sorted(t["name"] for t in obj["spec"]["tags"]) == ["1.1", "2.0"]
+    assert "1.0" not in [t["tag"] for t in obj["status"]["tags"]]
+    gone = headwater(cluster, namespace, "tag", "-d", "api:1.0")
+    assert gone.returncode == 1
+    assert "not found" in gone.stderr
+
+
 def test_secrets_link_and_set_image_lookup(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl(
         "create", "secret", "docker-registry", "registry-login", "-n", namespace,

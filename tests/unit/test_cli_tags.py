@@ -9,6 +9,9 @@ import pytest
 from headwater.cli.tags import (
     StreamTag,
     TagError,
+    all_tag_sources,
+    delete_patch,
+    dry_run_lines,
     import_result,
     parse_stream_tag,
     stream_tag_tag,
@@ -82,3 +85,33 @@ def test_istag_rows_and_table() -> None:
     assert rows == [("web:1.0", f"reg/web@{DIGEST}", "2026-11-28T12:00:00Z")]
     text = table(("NAME", "IMAGE REFERENCE", "UPDATED"), rows)
     assert text.splitlines()[1].startswith("web:1.0   reg/web@")
+
+
+def test_all_tag_sources_sorts_caps_and_skips_invalid_names() -> None:
+    assert all_tag_sources(["b", "a", "c", "a"], 50) == (["a", "b", "c"], 0)
+    assert all_tag_sources(["b", "a", "c"], 2) == (["a", "b"], 1)
+    assert all_tag_sources(["1.0", "-bad", "x" * 129], 50) == (["1.0"], 2)
+
+
+def test_delete_patch_tests_the_name_at_the_index() -> None:
+    tags = [{"name": "a"}, {"name": "old"}]
+    assert delete_patch(tags, "name", "old", "/spec/tags") == [
+        {"op": "test", "path": "/spec/tags/1/name", "value": "old"},
+        {"op": "remove", "path": "/spec/tags/1"},
+    ]
+    assert delete_patch([{"tag": "old"}], "tag", "old", "/status/tags")[-1] == {  # type: ignore[index]
+        "op": "remove",
+        "path": "/status/tags/0",
+    }
+    assert delete_patch(tags, "name", "nope", "/spec/tags") is None
+    assert delete_patch(None, "name", "old", "/spec/tags") is None
+
+
+def test_dry_run_lines_list_an_index_platforms() -> None:
+    lines = dry_run_lines("1.0", "reg/web", DIGEST, "application/vnd.oci.image.index.v1+json",
+                          [("linux/amd64", "sha256:a"), ("linux/arm64", "sha256:b")])  # fmt: skip
+    assert lines == [
+        f"1.0\treg/web@{DIGEST}\tapplication/vnd.oci.image.index.v1+json",
+        "  linux/amd64\tsha256:a",
+        "  linux/arm64\tsha256:b",
+    ]

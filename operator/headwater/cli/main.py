@@ -196,12 +196,13 @@ def _tag_policy_options(fn: Any) -> Any:
 IMAGESTREAM = ("image.headwater.dev", "v1", "ImageStream", "imagestreams")
 
 
-def _wait_for_import(
-    client: Any, resource: Any, target: Any, since: int, timeout: float, what: str
-) -> str:
-    """Poll the stream until the operator recorded the import; a spinner on a terminal.
+def _wait_for_imports(
+    client: Any, resource: Any, namespace: str, stream: str, tags: list[str], since: int,
+    timeout: float,
+) -> dict[str, tuple[bool, str]]:  # fmt: skip
+    """Poll the stream until the operator recorded the import of every tag; a spinner on a terminal.
 
-    Returns the pinned reference; a failed import prints its reason and exits 1.
+    Returns per tag (succeeded, the pinned reference or the failure's reason).
     """
     from headwater.cli.kube import as_dict
     from headwater.cli.tags import import_result
@@ -209,25 +210,45 @@ def _wait_for_import(
     spinner = "|/-\\"
     deadline = time.monotonic() + timeout
     turn = 0
+    results: dict[str, tuple[bool, str]] = {}
     while time.monotonic() < deadline:
-        obj = as_dict(client.get(resource, target.stream, namespace=target.namespace))
-        finished, succeeded, message = import_result(obj, target.tag, since)
-        if finished:
+        obj = as_dict(client.get(resource, stream, namespace=namespace))
+        for tag in tags:
+            finished, succeeded, message = import_result(obj, tag, since)
+            if finished:
+                results[tag] = (succeeded, message)
+        if len(results) == len(tags):
             if sys.stderr.isatty():
                 click.echo("\r", nl=False, err=True)
-            if not succeeded:
-                click.echo(f"error: import of {what} failed: {message}", err=True)
-                sys.exit(EXIT_FAILED)
-            return message
+            return results
         if sys.stderr.isatty():
+            waiting = tags[0] if len(tags) == 1 else f"{len(tags) - len(results)} tags"
             click.echo(
-                f"\rwaiting for the import of {target} {spinner[turn % 4]}", nl=False, err=True
+                f"\rwaiting for the import of {stream}:{waiting} {spinner[turn % 4]}",
+                nl=False,
+                err=True,
             )
             turn += 1
         time.sleep(0.25)
+    missing = ", ".join(t for t in tags if t not in results)
     raise click.ClickException(
-        f"no import result for {target} after {timeout:g}s: is the Headwater operator running?"
+        f"no import result for {stream}:{missing} after {timeout:g}s:"
+        " is the Headwater operator running?"
     )
+
+
+def _wait_for_import(
+    client: Any, resource: Any, target: Any, since: int, timeout: float, what: str
+) -> str:
+    """Wait for one tag's import; returns the pinned reference, a failure prints and exits 1."""
+    results = _wait_for_imports(
+        client, resource, target.namespace, target.stream, [target.tag], since, timeout
+    )
+    succeeded, message = results[target.tag]
+    if not succeeded:
+        click.echo(f"error: import of {what} failed: {message}", err=True)
+        sys.exit(EXIT_FAILED)
+    return message
 
 
 def _apply_tag(
@@ -256,6 +277,50 @@ def _apply_tag(
     return int(obj.metadata.generation or 0)
 
 
+async def _registry_tags(source: str, insecure: bool, limit: int) -> tuple[str, list[str], int]:
+    """The repository ``source`` names and its tags, listed anonymously (``--all``)."""
+    from headwater.cli.tags import all_tag_sources
+    from headwater.registry.client import RegistryClient
+    from headwater.registry.reference import parse_reference
+
+    ref = parse_reference(source)
+    if ref.digest is not None:
+        raise click.UsageError("--all imports a repository's tags: --from takes no digest")
+    async with RegistryClient() as registry:
+        tags = await registry.list_tags(ref.api_host, ref.path, insecure=insecure)
+    chosen, left_out = all_tag_sources(tags, limit)
+    return ref.name, chosen, left_out
+
+
+async def _dry_run(
+    pairs: list[tuple[str, str]], insecure: bool, preserve_original: bool
+) -> list[tuple[str, str, list[str] | None]]:
+    """Resolve each (tag, source), writing nothing: (tag, source or the error, lines or None)."""
+    from headwater.cli.tags import dry_run_lines
+    from headwater.registry.client import RegistryClient, RegistryError
+    from headwater.registry.reference import ReferenceError, parse_reference
+
+    out: list[tuple[str, str, list[str] | None]] = []
+    async with RegistryClient() as registry:
+        for tag, source in pairs:
+            try:
+                ref = parse_reference(source)
+                resolved = await registry.resolve(
+                    ref.api_host, ref.path, ref.digest or ref.tag or "latest",
+                    insecure=insecure, preserve_original=preserve_original,
+                )  # fmt: skip
+            except ReferenceError as exc:
+                out.append((tag, f"InvalidImageReference: {exc}", None))
+                continue
+            except RegistryError as exc:
+                out.append((tag, f"{exc.reason}: {exc.message}", None))
+                continue
+            platforms = [(str(p.platform or "unknown"), p.digest) for p in resolved.platforms]
+            lines = dry_run_lines(tag, ref.name, resolved.digest, resolved.media_type, platforms)
+            out.append((tag, source, lines))
+    return out
+
+
 @cli.command("import-image")
 @click.argument("name")
 @click.option(
@@ -265,6 +330,20 @@ def _apply_tag(
     help="Image reference to import (default: what the tag already points at).",
 )
 @click.option("--confirm", is_flag=True, help="Create the ImageStream or tag if missing.")
+@click.option(
+    "--all",
+    "all_tags",
+    is_flag=True,
+    help="Import every tag of the --from repository (listed anonymously), or re-import"
+    " every image tag of the existing stream.",
+)
+@click.option(
+    "--max-tags",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="With --all: import at most this many tags (sorted by name).",
+)
 @click.option("--scheduled", is_flag=True, help="Re-import on the operator's schedule.")
 @_tag_policy_options
 @click.option(
@@ -274,33 +353,50 @@ def _apply_tag(
     show_default=True,
 )
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Resolve through the registry (anonymously) and print what would be imported;"
+    " write nothing.",
+)
+@click.option(
     "--timeout", type=float, default=120, show_default=True, help="Seconds to wait for the result."
 )
 @_cluster_options
 def import_image(
-    name: str, source: str | None, confirm: bool, scheduled: bool, insecure: bool,
-    reference_policy: str, import_mode: str, timeout: float,
-    namespace: str | None, context: str | None, kubeconfig: str | None,
+    name: str, source: str | None, confirm: bool, all_tags: bool, max_tags: int,
+    scheduled: bool, insecure: bool, reference_policy: str, import_mode: str, dry_run: bool,
+    timeout: float, namespace: str | None, context: str | None, kubeconfig: str | None,
 ) -> None:  # fmt: skip
     """Import an image into an ImageStream tag now and print the result.
 
     \b
-    Example (the seed's CI-built image):
+    Examples (the seed's CI-built image):
       headwater import-image web:1.2.0 --from=registry.example.com/shop/web:1.2.0 --confirm
+      headwater import-image web --all --from=registry.example.com/shop/web --confirm
+      headwater import-image web:1.2.0 --from=registry.example.com/shop/web:1.2.0 --dry-run
 
-    Exit status 0 when imported, 1 when the import failed (the reason is printed).
+    --all and --dry-run talk to the registry from this machine without
+    credentials: for a private registry, import with the operator instead.
+
+    Exit status 0 when imported, 1 when an import failed (the reason is printed).
     """
     from lightkube.core.exceptions import ApiError
     from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.types import PatchType
 
     from headwater.cli.kube import as_dict, connect
-    from headwater.cli.tags import TagError, docker_image_tag, parse_stream_tag
+    from headwater.cli.tags import StreamTag, TagError, docker_image_tag, parse_stream_tag
     from headwater.imports.model import spec_tags
+    from headwater.imports.plan import REQUEST_ANNOTATION
+    from headwater.registry.client import RegistryError
+    from headwater.registry.reference import ReferenceError
 
     client, default_ns = connect(kubeconfig, context, namespace)
     resource = create_namespaced_resource(*IMAGESTREAM)
     try:
         target = parse_stream_tag(name, default_ns, default_tag="latest")
+        if all_tags and ":" in name:
+            raise TagError(f"--all imports into a stream: {name!r} names a tag")
     except TagError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -309,32 +405,168 @@ def import_image(
         if exc.status.code != 404:
             raise click.ClickException(str(exc.status.message)) from None
         existing = None
-    current = next(
-        (t for t in spec_tags((existing or {}).get("spec")) if t.name == target.tag), None
+    present = spec_tags((existing or {}).get("spec"))
+    pairs: list[tuple[str, str]]  # (tag, image reference)
+    if all_tags:
+        if existing is None and not confirm and not dry_run:
+            raise click.ClickException(
+                f"{target.namespace}/{target.stream} does not exist: add --confirm to create it"
+            )
+        if source is not None:
+            try:
+                repository, found, left_out = asyncio.run(
+                    _registry_tags(source, insecure, max_tags)
+                )
+            except (RegistryError, ReferenceError) as exc:
+                reason = getattr(exc, "reason", "InvalidImageReference")
+                click.echo(f"error: listing the tags of {source} failed: {reason}: {exc}", err=True)
+                sys.exit(EXIT_FAILED)
+            if left_out:
+                click.echo(
+                    f"warning: {left_out} tag(s) of {repository} left out (--max-tags={max_tags}"
+                    " or not valid tag names)",
+                    err=True,
+                )
+            pairs = [(t, f"{repository}:{t}") for t in found]
+        else:
+            if existing is None:
+                raise click.UsageError("--from is required for a stream that does not exist")
+            pairs = [(t.name, t.from_name) for t in present if t.from_kind == "DockerImage"]
+        if not pairs:
+            raise click.ClickException(f"no tags to import into {target.namespace}/{target.stream}")
+    else:
+        current = next((t for t in present if t.name == target.tag), None)
+        if current is None and not confirm and not dry_run:
+            raise click.ClickException(
+                f"{target.namespace}/{target} does not exist: add --confirm to create it"
+            )
+        if source is None:
+            if current is None or current.from_kind != "DockerImage":
+                raise click.UsageError("--from is required for a tag that does not import an image")
+            source = current.from_name
+        pairs = [(target.tag, source)]
+
+    if dry_run:
+        results = asyncio.run(_dry_run(pairs, insecure, import_mode == "PreserveOriginal"))
+        failed = False
+        for tag_name, detail, lines in results:
+            if lines is None:
+                failed = True
+                click.echo(f"error: {target.stream}:{tag_name}: {detail}", err=True)
+            else:
+                for line in lines:
+                    click.echo(line if line.startswith(" ") else f"{target.stream}:{line}")
+        click.echo("(dry run: nothing was written)", err=True)
+        sys.exit(EXIT_FAILED if failed else 0)
+
+    # Re-importing a stream's own tags (--all without --from) keeps their spec as it is.
+    reimport = all_tags and source is None
+    generation = int(((existing or {}).get("metadata") or {}).get("generation") or 0)
+    for tag_name, image in [] if reimport else pairs:
+        entry = docker_image_tag(
+            tag_name, image, scheduled=scheduled, insecure=insecure, reference=False,
+            reference_policy=reference_policy.capitalize(), import_mode=import_mode,
+        )  # fmt: skip
+        one = StreamTag(target.namespace, target.stream, tag_name)
+        generation = _apply_tag(client, resource, one, entry, annotate=not all_tags)
+    tags = [tag_name for tag_name, _ in pairs]
+    if all_tags:
+        # One request for all the tags, so unchanged ones are fetched again too.
+        client.patch(
+            resource, target.stream,
+            {"metadata": {"annotations": {REQUEST_ANNOTATION: ",".join(tags)}}},
+            namespace=target.namespace, patch_type=PatchType.MERGE,
+        )  # fmt: skip
+    outcome = _wait_for_imports(
+        client, resource, target.namespace, target.stream, tags, generation, timeout
     )
-    if current is None and not confirm:
-        raise click.ClickException(
-            f"{target.namespace}/{target} does not exist: add --confirm to create it"
-        )
-    if source is None:
-        if current is None or current.from_kind != "DockerImage":
-            raise click.UsageError("--from is required for a tag that does not import an image")
-        source = current.from_name
-    entry = docker_image_tag(
-        target.tag, source, scheduled=scheduled, insecure=insecure, reference=False,
-        reference_policy=reference_policy.capitalize(), import_mode=import_mode,
+    failures = [t for t in tags if not outcome[t][0]]
+    if len(failures) < len(tags):
+        click.echo(f"imagestream.image.headwater.dev/{target.stream} imported")
+    sources = dict(pairs)
+    for tag_name in tags:
+        succeeded, message = outcome[tag_name]
+        if succeeded:
+            click.echo(f"{target.stream}:{tag_name}\t{message}")
+        else:
+            click.echo(
+                f"error: import of {target.stream}:{tag_name} from {sources[tag_name]} failed:"
+                f" {message}",
+                err=True,
+            )
+    if failures:
+        sys.exit(EXIT_FAILED)
+
+
+def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> None:
+    """Remove ``target``'s spec tag, whoever wrote it, and have the operator drop its history.
+
+    The spec tag goes by a JSON patch by index, guarded by a ``test`` of the name
+    and retried when the list moved. Status belongs to the operator (users may not
+    write it): the annotation ``image.headwater.dev/forget-tags`` asks it to drop
+    the tag's history, which this waits for (at most ``settle`` seconds).
+    """
+    from lightkube.core.exceptions import ApiError
+    from lightkube.types import PatchType
+
+    from headwater.cli.kube import as_dict
+    from headwater.cli.tags import delete_patch
+    from headwater.imports.model import status_tag
+    from headwater.imports.runner import FORGET_ANNOTATION
+
+    where = f"{target.namespace}/{target}"
+
+    def read() -> dict[str, Any]:
+        try:
+            return as_dict(client.get(resource, target.stream, namespace=target.namespace))
+        except ApiError as exc:
+            raise click.ClickException(f"{where}: {exc.status.message}") from None
+
+    obj = read()
+    in_status = status_tag(obj.get("status"), target.tag) is not None
+    in_spec = False
+    for attempt in range(5):
+        patch = delete_patch((obj.get("spec") or {}).get("tags"), "name", target.tag, "/spec/tags")
+        if patch is None:
+            break
+        try:
+            client.patch(
+                resource, target.stream, patch, namespace=target.namespace,
+                patch_type=PatchType.JSON,
+            )  # fmt: skip
+        except ApiError as exc:
+            if exc.status.code in (409, 422) and attempt < 4:
+                obj = read()  # the list changed under us: read it again
+                continue
+            raise click.ClickException(f"{where}: {exc.status.message}") from None
+        in_spec = True
+        break
+    if not in_spec and not in_status:
+        raise click.ClickException(f"imagestreamtag {where} not found")
+    if not in_status:
+        return
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    names = {t for t in str(annotations.get(FORGET_ANNOTATION) or "").split(",") if t}
+    client.patch(
+        resource, target.stream,
+        {"metadata": {"annotations": {FORGET_ANNOTATION: ",".join(sorted(names | {target.tag}))}}},
+        namespace=target.namespace, patch_type=PatchType.MERGE,
     )  # fmt: skip
-    generation = _apply_tag(client, resource, target, entry, annotate=True)
-    message = _wait_for_import(
-        client, resource, target, generation, timeout, f"{target} from {source}"
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        if status_tag(read().get("status"), target.tag) is None:
+            return
+        time.sleep(0.25)
+    click.echo(
+        f"warning: {where}: the operator has not removed the tag's history yet"
+        " (is it running?); it will when it next sees the stream",
+        err=True,
     )
-    click.echo(f"imagestream.image.headwater.dev/{target.stream} imported")
-    click.echo(f"{target}\t{message}")
 
 
 @cli.command("tag")
 @click.argument("source")
-@click.argument("destinations", nargs=-1, required=True)
+@click.argument("destinations", nargs=-1)
 @click.option(
     "--alias",
     is_flag=True,
@@ -352,12 +584,16 @@ def import_image(
     type=click.Choice(["docker", "istag"]),
     help="What SOURCE is (default: guessed).",
 )
+@click.option(
+    "-d", "--delete", is_flag=True, help="Delete the given tags (spec and history) instead."
+)
 @click.option("--timeout", type=float, default=120, show_default=True)
 @_cluster_options
 def tag(
     source: str, destinations: tuple[str, ...], alias: bool, reference: bool, scheduled: bool,
     insecure: bool, reference_policy: str, import_now: bool, source_kind: str | None,
-    timeout: float, namespace: str | None, context: str | None, kubeconfig: str | None,
+    delete: bool, timeout: float, namespace: str | None, context: str | None,
+    kubeconfig: str | None,
 ) -> None:  # fmt: skip
     """Point ImageStream tags at an image or at another tag.
 
@@ -366,8 +602,10 @@ def tag(
       headwater tag registry.example.com/shop/web:1.2.0 web:latest --import
       headwater tag web:1.2.0 web:prod                # pin web:prod to web:1.2.0's image
       headwater tag web:1.2.0 web:stable --alias      # web:stable follows web:1.2.0
+      headwater tag -d web:old                        # remove web:old and its history
 
     SOURCE is an image reference, or [namespace/]stream:tag of an ImageStream.
+    With -d every argument is a tag to delete; the operator then drops its history.
     """
     from lightkube.core.exceptions import ApiError
     from lightkube.generic_resource import create_namespaced_resource
@@ -375,8 +613,19 @@ def tag(
     from headwater.cli.kube import as_dict, connect
     from headwater.cli.tags import TagError, docker_image_tag, parse_stream_tag, stream_tag_tag
 
+    if not delete and not destinations:
+        raise click.UsageError("Missing argument 'DESTINATIONS...'.")
     client, default_ns = connect(kubeconfig, context, namespace)
     resource = create_namespaced_resource(*IMAGESTREAM)
+    if delete:
+        try:
+            doomed = [parse_stream_tag(d, default_ns) for d in (source, *destinations)]
+        except TagError as exc:
+            raise click.ClickException(str(exc)) from None
+        for target in doomed:
+            _delete_tag(client, resource, target)
+            click.echo(f"Deleted tag {target.namespace}/{target}.")
+        return
     try:
         targets = [parse_stream_tag(d, default_ns) for d in destinations]
         source_tag, source_stream = None, None

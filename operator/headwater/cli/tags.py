@@ -6,7 +6,7 @@ Pure functions over plain dicts, so the verbs' logic is tested without a cluster
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,3 +91,45 @@ def import_result(
         return True, False, f"{condition.get('reason')}: {condition.get('message')}"
     item = newest_item(stream.get("status"), tag) or {}
     return True, True, str(item.get("dockerImageReference") or "")
+
+
+MAX_ALL_TAGS = 50
+"""``import-image --all`` imports at most this many tags (``--max-tags``)."""
+
+
+def all_tag_sources(tags: list[str], limit: int) -> tuple[list[str], int]:
+    """The tags ``import-image --all`` imports, sorted, and how many were left out.
+
+    Names that are no valid ImageStream tag are skipped (and counted as left out).
+    """
+    valid = sorted({t for t in tags if _TAG.fullmatch(t)})
+    left_out = len(set(tags)) - len(valid) + max(0, len(valid) - limit)
+    return valid[:limit], left_out
+
+
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def delete_patch(
+    items: Sequence[Mapping[str, Any]] | None, key: str, name: str, path: str
+) -> list[dict[str, Any]] | None:
+    """A JSON patch removing the element of ``items`` whose ``key`` is ``name``, or None.
+
+    The ``test`` op makes the patch fail (and the caller retry) if the list moved meanwhile.
+    """
+    for index, item in enumerate(items or []):
+        if item.get(key) == name:
+            return [
+                {"op": "test", "path": f"{path}/{index}/{key}", "value": name},
+                {"op": "remove", "path": f"{path}/{index}"},
+            ]
+    return None
+
+
+def dry_run_lines(
+    tag: str, repository: str, digest: str, media_type: str, platforms: list[tuple[str, str]]
+) -> list[str]:
+    """What ``import-image --dry-run`` prints: the reference, and an index's platforms."""
+    lines = [f"{tag}\t{repository}@{digest}\t{media_type}"]
+    lines += [f"  {platform}\t{child}" for platform, child in platforms]
+    return lines

@@ -456,6 +456,14 @@ class ImportRunner:
             interim = {**status, "tags": apply_results(status, results, now, self._limit)}
             results += await self._follow_references(ref, tags, generation, interim, status, now)
             desired = self._desired_status(ref, body, tags, status, results, generation, now)
+            forget = forgotten_tags(metadata.get("annotations"))
+            if forget:
+                # `headwater tag -d`: the tag left the spec; its history goes too.
+                # Status-only tags (build outputs) are kept unless named here.
+                in_spec = {t.name for t in tags}
+                desired["tags"] = [
+                    e for e in desired["tags"] if e.get("tag") not in forget - in_spec
+                ]
             patch = status_patch(status, desired)
             if patch:
                 # Next import times ride along with writes that happen anyway:
@@ -472,7 +480,7 @@ class ImportRunner:
                         self.scheduler.now(dependent)
                     for transition in transitions(status.get("tags"), desired["tags"]):
                         await self._post_event(ref, body, transition, now)
-            if asked is not None:
+            if asked is not None or forget is not None:
                 await self._clear_request(ref)
             wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
             following = next_wakeup(
@@ -860,7 +868,7 @@ class ImportRunner:
             obj = await self.kube.patch(
                 ImageStream,
                 ref.name,
-                {"metadata": {"annotations": {REQUEST_ANNOTATION: None}}},
+                {"metadata": {"annotations": {REQUEST_ANNOTATION: None, FORGET_ANNOTATION: None}}},
                 namespace=ref.namespace,
                 patch_type=PatchType.MERGE,
             )
@@ -869,6 +877,19 @@ class ImportRunner:
                 raise
             return
         self.bodies[ref] = plain_dict(obj)
+
+
+FORGET_ANNOTATION = "image.headwater.dev/forget-tags"
+"""Comma-separated tags whose status history goes with them (written by `headwater tag -d`,
+which may not write status itself)."""
+
+
+def forgotten_tags(annotations: Mapping[str, str] | None) -> set[str] | None:
+    """The tags the annotation names; None without the annotation."""
+    value = (annotations or {}).get(FORGET_ANNOTATION)
+    if value is None:
+        return None
+    return {t.strip() for t in str(value).split(",") if t.strip()}
 
 
 def _older(body: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
