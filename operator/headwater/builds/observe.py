@@ -98,6 +98,15 @@ def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def _past_deadline(job: Mapping[str, Any], when: datetime) -> bool:
+    """The Job has an active deadline, and ``when`` is at or past it."""
+    deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    started = _time((job.get("status") or {}).get("startTime"))
+    if not deadline or started is None:
+        return False
+    return (when - started).total_seconds() >= int(deadline) - 1
+
+
 def _revision(report: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not report or not report.get("commit"):
         return None
@@ -228,7 +237,16 @@ def observe(
         )
     build_done = (build.get("state") or {}).get("terminated")
     succeeded = build_done is not None and int(build_done.get("exitCode") or 0) == 0
-    if (pod.get("metadata") or {}).get("deletionTimestamp") and not succeeded:
+    deleted_at = _time((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if deleted_at is not None and not succeeded and _past_deadline(job, deleted_at):
+        # The Job controller kills the pod at the deadline; its condition may come later.
+        return Observation(
+            FAILED,
+            "ExceededDeadline",
+            "the build ran longer than its completionDeadlineSeconds",
+            start=start, revision=revision, stages=stages,
+        )  # fmt: skip
+    if deleted_at is not None and not succeeded:
         # Containers killed by a deletion exit non-zero too; that is not the build failing.
         return Observation(
             ERROR, "BuildPodDeleted", "the build pod was deleted before the build finished",
