@@ -13,6 +13,11 @@ changed, and nothing else:
 
     python hack/render_install.py --image REF [--registry HOST:PORT [--insecure]]
         [--builder-image REF] | kubectl apply -f -
+    python hack/render_install.py --cluster-scoped | kubectl apply -f -
+
+``--cluster-scoped`` prints only the cluster-scoped objects (the CRDs, the
+namespace, cluster roles and their bindings): what ``make run`` applies so
+that an operator running outside the cluster finds what the install gives.
 """
 
 from __future__ import annotations
@@ -64,6 +69,23 @@ def render(
     return out
 
 
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "CustomResourceDefinition",
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    }
+)
+
+
+def cluster_scoped(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The install's cluster-scoped objects, which an operator run elsewhere still needs."""
+    return [doc for doc in docs if doc.get("kind") in CLUSTER_SCOPED_KINDS]
+
+
 def _one(docs: Sequence[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = [d for d in docs if d.get("kind") == kind and d["metadata"]["name"] == name]
     if len(found) != 1:
@@ -77,12 +99,22 @@ def load(path: Path = INSTALL) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", required=True, help="operator image reference")
+    parser.add_argument("--image", help="operator image reference")
+    parser.add_argument(
+        "--cluster-scoped",
+        action="store_true",
+        help="print only the cluster-scoped objects (CRDs, namespace, cluster roles)",
+    )
     parser.add_argument("--registry", help="host[:port][/prefix] for ImageStreamTag outputs")
     parser.add_argument("--insecure", action="store_true", help="that registry is plain HTTP")
     parser.add_argument("--builder-image", help="the buildah builder image for build pods")
     parser.add_argument("--file", type=Path, default=INSTALL, help="install file to render")
     args = parser.parse_args(argv)
+    if args.cluster_scoped:
+        yaml.safe_dump_all(cluster_scoped(load(args.file)), sys.stdout, sort_keys=False)
+        return 0
+    if not args.image:
+        parser.error("--image is required (unless --cluster-scoped)")
     try:
         docs = render(
             load(args.file),

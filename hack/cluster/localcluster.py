@@ -850,6 +850,32 @@ def write_env_file(refs: dict[str, str]) -> None:
     ENV_FILE.write_text("\n".join(lines) + "\n")
 
 
+# Settings of the operator (HEADWATER_* variables its config reads) that an
+# operator running on this machine needs for this cluster: `make run` and the
+# tests' in-process operator take them from `localcluster.py operator-env`.
+OPERATOR_IMAGE_SETTINGS = ("HEADWATER_BUILDER_IMAGE", "HEADWATER_KANIKO_IMAGE")
+
+
+def operator_env() -> dict[str, str]:
+    """The operator's settings for this cluster, from the env file ``up`` wrote."""
+    written: dict[str, str] = {}
+    for line in ENV_FILE.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            written[key] = value
+    env = {
+        # Where ImageStreamTag outputs are pushed: the local, plain-HTTP registry.
+        "HEADWATER_REGISTRY": REGISTRY,
+        "HEADWATER_REGISTRY_INSECURE": "true",
+        # The API server runs on this machine and calls the admission webhook
+        # (lookupPolicy.local, admission checks) at the node address.
+        "HEADWATER_ADMISSION_HOST": NODE_IP,
+    }
+    # Build pods run the images made here: nothing can be pulled from outside.
+    env.update({key: written[key] for key in OPERATOR_IMAGE_SETTINGS if key in written})
+    return env
+
+
 # --- lifecycle ---------------------------------------------------------------
 
 
@@ -1092,6 +1118,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("status", help="show which components run, by pid")
     sub.add_parser("env", help="print the env file path if the cluster runs")
+    sub.add_parser(
+        "operator-env",
+        help="print the HEADWATER_* settings an operator on this machine needs (make run)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -1105,6 +1135,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(ENV_FILE)
                 return 0
             return 1
+        elif args.command == "operator-env":
+            if not (all(running().values()) and ENV_FILE.exists()):
+                print("[cluster] the local cluster is not running", file=sys.stderr)
+                return 1
+            for key, value in operator_env().items():
+                print(f"{key}={value}")
     except ClusterError as exc:
         print(f"[cluster] ERROR: {exc}", file=sys.stderr)
         return 1

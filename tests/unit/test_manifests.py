@@ -244,3 +244,18 @@ def test_render_install_rejects_a_bundle_without_the_operator() -> None:
     without = [d for d in render.load() if d["kind"] != "Deployment"]
     with pytest.raises(render.RenderError, match="Deployment headwater-operator"):
         render.render(without, image="x")
+
+
+def test_render_install_cluster_scoped_is_what_make_run_applies() -> None:
+    """`make run` applies these: the cluster-scoped objects, none of the operator's namespace."""
+    render = render_install()
+    docs = render.load()
+    chosen = render.cluster_scoped(docs)
+    kinds = {d["kind"] for d in chosen}
+    assert {"CustomResourceDefinition", "Namespace", "ClusterRole"} <= kinds
+    assert "headwater-view" in {d["metadata"]["name"] for d in chosen if d["kind"] == "ClusterRole"}
+    assert all("namespace" not in d["metadata"] for d in chosen)
+    left_out = [d for d in docs if d not in chosen]
+    # Everything left out lives in a namespace (the operator's Deployment, its ConfigMap...).
+    assert left_out
+    assert all(d["metadata"].get("namespace") for d in left_out)
