@@ -196,6 +196,9 @@ def test_set_triggers_table_and_patch(fake: FakeClient) -> None:
     assert typo.stderr.startswith("warning: imagestream shop/sitee does not exist:")
     tag_typo = run("set", "triggers", "deploy/web", "--from-image=web:lates")
     assert "warning: shop/web:lates does not exist (its tags: latest):" in tag_typo.stderr
+    refused = run("set", "triggers", "deploy/web", "--from-image=sitee:latest", "-c", "x")
+    assert refused.exit_code == 1
+    assert refused.output == "Error: deployment/web has no container x (it has: web)\n"
     same = run("set", "triggers", "bc/web", "--from-config")
     assert same.output == "buildconfig.build.headwater.dev/web triggers unchanged\n"
     webhook = run("set", "triggers", "deploy/web", "--from-github")

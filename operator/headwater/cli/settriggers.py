@@ -171,8 +171,8 @@ def _edit_workload(
     raise click.ClickException(f"{label} keeps changing; try again")
 
 
-def _warn_missing_image(client: Client, ref: ImageRef, namespace: str) -> None:
-    """Say on stderr when --from-image names a stream or tag that does not exist."""
+def _missing_image(client: Client, ref: ImageRef, namespace: str) -> str | None:
+    """What to say when --from-image names a stream or tag that does not exist."""
     from headwater.resources import ImageStream
 
     stream_name = ref.name.partition(":")[0]
@@ -182,11 +182,9 @@ def _warn_missing_image(client: Client, ref: ImageRef, namespace: str) -> None:
         )
     except ApiError as exc:
         if exc.status.code != 404:
-            return  # not allowed to read it (another namespace): nothing to say
+            return None  # not allowed to read it (another namespace): nothing to say
         stream = None
-    warning = missing_image(ref, stream, namespace)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    return missing_image(ref, stream, namespace)
 
 
 @click.command("triggers")
@@ -261,10 +259,16 @@ def set_triggers(
             rows += [(f"{kind.plural}/{name}", *row) for row in found]
         click.echo(table(("NAME", "TYPE", "VALUE", "AUTO"), rows))
         return
-    if opts.from_image is not None and not opts.remove:
-        _warn_missing_image(client, opts.from_image, default_ns)
+    missing = (
+        _missing_image(client, opts.from_image, default_ns)
+        if opts.from_image is not None and not opts.remove
+        else None
+    )
     for kind, name in parsed:
         if kind is BUILDCONFIG:
             _edit_buildconfig(client, name, default_ns, opts)
         else:
             _edit_workload(client, kind, name, default_ns, opts)
+    if missing:
+        # Said once the triggers are written (a refused edit says only why).
+        click.echo(f"warning: {missing}", err=True)
