@@ -181,9 +181,9 @@ def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancell
         time.sleep(2)  # several polls: what it waits for is said once, not at each
         waiting = [line for line in list(lines) if "MissingPushSecret" in line]
         assert waiting[0].startswith("waiting for the build pod: New (MissingPushSecret)")
+        since = time.monotonic()
         cancelled = headwater(cluster, namespace, "cancel-build", "held-1", timeout=120)
         assert cancelled.returncode == 0, cancelled.stderr
-        since = time.monotonic()
         code = follow.wait(timeout=30)
         ended = time.monotonic() - since
     finally:
@@ -193,4 +193,5 @@ def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancell
     assert code == 1
     assert "ended (Cancelled) before its log began" in lines[-1], lines
     assert len(waiting) == 1  # said once, not at every poll
-    assert ended < 5, f"logs -f took {ended:.1f}s to end after the cancel"
+    print(f"logs -f ended {ended:.2f}s after cancel-build was run")  # the figure, with -rP
+    assert ended < 10, f"logs -f took {ended:.1f}s to end after the cancel"
