@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import kopf.testing
@@ -147,3 +149,49 @@ def test_cancel_build_mid_build(
         "events", "-n", namespace, "--field-selector", "involvedObject.name=slow-1"
     )
     assert "BuildCancelled" in {e["reason"] for e in events["items"]}
+
+
+def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancelled(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    """Issue 19: `logs -f` sat silent for as long as the build could not start."""
+    busybox = cluster.image("busybox")
+    bc = docker_bc("held", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
+    bc["spec"]["output"] = {
+        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/held:v1"},
+        "pushSecret": {"name": "not-there"},
+    }
+    cluster.apply(bc, namespace)
+    started = headwater(cluster, namespace, "start-build", "held", timeout=120)
+    assert started.returncode == 0, started.stderr
+    follow = subprocess.Popen(
+        [HEADWATER, "logs", "-f", "bc/held", "-n", namespace,
+         "--kubeconfig", str(cluster.kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follow.stderr or []), daemon=True)
+    reader.start()
+    try:
+        eventually(
+            "logs -f to say what the build waits for",
+            lambda: any("(MissingPushSecret)" in line for line in list(lines)),
+            timeout=60,
+        )
+        time.sleep(2)  # several polls: what it waits for is said once, not at each
+        waiting = [line for line in list(lines) if "MissingPushSecret" in line]
+        assert waiting[0].startswith("waiting for the build pod: New (MissingPushSecret)")
+        since = time.monotonic()
+        cancelled = headwater(cluster, namespace, "cancel-build", "held-1", timeout=120)
+        assert cancelled.returncode == 0, cancelled.stderr
+        code = follow.wait(timeout=30)
+        ended = time.monotonic() - since
+    finally:
+        follow.kill()
+        follow.wait()
+    reader.join(timeout=5)
+    assert code == 1
+    assert "ended (Cancelled) before its log began" in lines[-1], lines
+    assert len(waiting) == 1  # said once, not at every poll
+    print(f"logs -f ended {ended:.2f}s after cancel-build was run")  # the figure, with -rP
+    assert ended < 10, f"logs -f took {ended:.1f}s to end after the cancel"

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kopf.testing
 import pytest
 
-from .helpers import Cluster, eventually
+from .helpers import Cluster, eventually, push_image
 
 pytestmark = pytest.mark.e2e
 
@@ -310,3 +311,69 @@ def test_doctor_on_a_clean_namespace(cluster: Cluster, namespace: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == f"No problems found in namespace {namespace}.\n"
     assert result.stderr == ""
+
+
+def test_doctor_says_why_a_short_name_of_a_local_stream_was_not_resolved(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    """Issue 19: with lookup enabled but the admission webhook not running (as under
+    `make run`), doctor blamed docker.io for `image: site:latest`; and its advice to
+    import a builder into a namespace that does not exist failed."""
+    registry = cluster.need_registry()
+    push_image(registry, f"{namespace}/site", "latest", marker="lookup")
+    imported = headwater(
+        cluster, namespace, "import-image", "site:latest",
+        f"--from={registry}/{namespace}/site:latest", "--confirm", "--insecure",
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert headwater(cluster, namespace, "set", "image-lookup", "site").returncode == 0
+    # The operator runs, its admission webhook does not: no webhook configuration.
+    cluster.kubectl("delete", "mutatingwebhookconfiguration", "headwater.dev", "--ignore-not-found")
+    builders = f"{namespace}-nobuilders"  # a namespace nobody made
+    cluster.apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "site"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "site"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "site"}},
+                        "spec": {"containers": [{"name": "site", "image": "site:latest"}]},
+                    },
+                },
+            },
+            {
+                "apiVersion": "build.headwater.dev/v1",
+                "kind": "BuildConfig",
+                "metadata": {"name": "ruby-app"},
+                "spec": {
+                    "source": {"type": "Git", "git": {"uri": GIT_URL}},
+                    "strategy": {
+                        "type": "Source",
+                        "sourceStrategy": {
+                            "from": {
+                                "kind": "ImageStreamTag",
+                                "name": "ruby:3",
+                                "namespace": builders,
+                            }
+                        },
+                    },
+                },
+            },
+        ],
+        namespace,
+    )
+    eventually("the pod to fail pulling", lambda: _pull_failing(cluster, namespace), timeout=120)
+
+    found = headwater(cluster, namespace, "doctor")
+    assert found.returncode == 1, found.stdout + found.stderr
+    out = found.stdout
+    assert "error: deployment/site: container 'site' cannot pull site:latest" in out
+    assert "site:latest names image stream site of this namespace" in out
+    assert "'headwater.dev' (MutatingWebhookConfiguration) does not exist" in out
+    assert "cannot reach docker.io" not in out
+    assert f"  fix: kubectl rollout restart deployment/site -n {namespace}" in out
+    assert f"namespace {builders} does not exist" in out
+    assert f"  fix: kubectl create namespace {builders}\n" in out

@@ -197,3 +197,51 @@ def test_secrets_link_and_set_image_lookup(cluster: Cluster, namespace: str) -> 
     }
     absent = headwater(cluster, namespace, "set", "image-lookup", "nosuch")
     assert absent.returncode == 1
+
+
+def test_a_re_import_keeps_the_tag_settings_and_a_trigger_typo_is_said(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    """Issue 19: `import-image app:v1` again rewrote insecure and scheduled to false, so a
+    plain-HTTP registry failed; `set triggers` with a typo replaced a trigger silently."""
+    registry = cluster.need_registry()
+    digest, _ = push_image(registry, f"{namespace}/app", "v1", marker="keep")
+    source = f"{registry}/{namespace}/app:v1"
+
+    def policy() -> dict[str, object]:
+        obj = cluster.get_json("imagestream/app", "-n", namespace)
+        return dict(next(t for t in obj["spec"]["tags"] if t["name"] == "v1")["importPolicy"])
+
+    first = headwater(
+        cluster, namespace, "import-image", "app:v1", f"--from={source}", "--confirm",
+        "--insecure", "--scheduled", "--import-mode=PreserveOriginal",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    kept = {"insecure": True, "scheduled": True, "importMode": "PreserveOriginal"}
+    assert policy() == kept
+    again = headwater(cluster, namespace, "import-image", "app:v1")
+    assert again.returncode == 0, again.stderr  # plain HTTP: only with insecure kept
+    assert f"{registry}/{namespace}/app@{digest}" in again.stdout
+    assert policy() == kept
+    retag = headwater(cluster, namespace, "tag", source, "app:v1")
+    assert retag.returncode == 0, retag.stderr
+    assert policy() == kept
+    off = headwater(cluster, namespace, "tag", source, "app:v1", "--no-scheduled")
+    assert off.returncode == 0, off.stderr
+    assert policy() == {**kept, "scheduled": False}
+
+    missing = headwater(cluster, namespace, "tag", "app:lates", "app:prod", "--source=istag")
+    assert missing.returncode == 1
+    assert f"Error: {namespace}/app:lates does not exist (its tags: v1)" in missing.stderr
+
+    cluster.kubectl("create", "deployment", "web", f"--image={source}", "-n", namespace)
+    working = headwater(cluster, namespace, "set", "triggers", "deploy/web", "--from-image=app:v1")
+    assert working.returncode == 0, working.stderr
+    assert working.stderr == ""
+    typo = headwater(cluster, namespace, "set", "triggers", "deploy/web", "--from-image=appp:v1")
+    assert typo.returncode == 0, typo.stderr  # written anyway, as oc does, but said
+    assert f"warning: imagestream {namespace}/appp does not exist" in typo.stderr
+    assert (
+        "warning: deployment.apps/web: container app's trigger on app:v1 was replaced"
+        " by the one on appp:v1"
+    ) in typo.stderr

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta, Status
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.core_v1 import Secret, Service
 
 from headwater.builds.instantiate import RequestError, StartRequest, build_spec
 from headwater.cli import webhooks as cli_webhooks
@@ -871,8 +871,13 @@ class CliClient:
     def __init__(self, bc: dict[str, Any], secrets: dict[str, bytes]) -> None:
         self.bc = bc
         self.secrets = secrets
+        self.installed = True
 
     def get(self, resource: Any, name: str, namespace: str | None = None) -> Any:
+        if resource is Service:
+            if not self.installed:
+                raise ApiError(status=Status(code=404, reason="NotFound", message="not found"))
+            return Service(metadata=ObjectMeta(name=name, namespace=namespace))
         if resource is Secret:
             if name not in self.secrets:
                 raise ApiError(status=Status(code=404, reason="NotFound", message="not found"))
@@ -916,6 +921,14 @@ def test_cli_prints_one_url_per_trigger(monkeypatch: pytest.MonkeyPatch) -> None
     missing = runner.invoke(cli_webhooks.webhooks, ["nope"])
     assert missing.exit_code == 1
     assert "not found" in missing.stderr
+    # Not installed (`make run`): no Service to port-forward to; the operator's own port.
+    client.installed = False
+    monkeypatch.delenv("HEADWATER_WEBHOOK_URL")
+    local = runner.invoke(cli_webhooks.webhooks, ["web", "--type", "gitlab"])
+    assert local.stdout.splitlines() == [f"http://127.0.0.1:8082{path}/glsecret/gitlab"]
+    assert "port-forward" not in local.stderr.replace("no port-forward", "")
+    assert "no Service headwater-system/headwater-webhooks" in local.stderr
+    assert "webhookPort, default 8082" in local.stderr
 
 
 def test_module_constants_match_the_crd() -> None:

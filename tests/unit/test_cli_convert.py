@@ -443,7 +443,6 @@ def test_command_stdin() -> None:
 def test_command_usage_errors() -> None:
     assert run().exit_code == 2
     assert run("-f", str(DATA), "-o", "xml").exit_code == 2
-    assert run("-f", str(DATA / "missing.yaml")).exit_code == 2
 
 
 def test_command_with_an_empty_crd_directory(tmp_path: Path) -> None:
@@ -458,3 +457,12 @@ def test_json_lists_among_several_documents_are_flattened() -> None:
     listed = {"apiVersion": "v1", "kind": "List", "items": [stream, stream]}
     assert json.loads(dump_json([listed, stream]))["items"] == [stream, stream, stream]
     assert json.loads(dump_json([listed])) == listed
+
+
+def test_command_missing_file_is_a_failed_request_in_one_line(tmp_path: Path) -> None:
+    # Issue 19: the docs say exit 1 for a file that cannot be read; click's usage said 2.
+    missing = tmp_path / "missing.yaml"
+    result = run("-f", str(missing))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"Error: -f {missing}: no such file or directory\n"

@@ -783,3 +783,93 @@ def test_command_without_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(doctor, [])
     assert result.exit_code == 1
     assert "kubeconfig" in result.stderr
+
+
+# --- issue 19: short names of a local stream, and namespaces that do not exist -----------------
+
+SHORT_PULL = backoff(
+    "site:latest",
+    "pull access denied, repository does not exist or may require authorization:"
+    " server message: insufficient_scope: authorization failed",
+)
+
+
+def lookup_stream(local: bool = True, tags: dict[str, str | None] | None = None) -> dict[str, Any]:
+    site = stream("site", tags={"latest": DIGEST} if tags is None else tags)
+    site["spec"]["lookupPolicy"] = {"local": local}
+    return site
+
+
+@pytest.mark.parametrize(
+    ("site", "webhook", "why", "fix"),
+    [
+        (
+            lookup_stream(),
+            False,
+            "the admission webhook configuration 'headwater.dev' (MutatingWebhookConfiguration)"
+            " does not exist",
+            "run the operator with its admission webhook",
+        ),
+        (lookup_stream(local=False), True, "image stream site does not allow lookup",
+         "headwater set image-lookup site -n shop"),
+        (lookup_stream(tags={"v1": DIGEST}), True, "image stream site has no tag latest"
+         " (its tags: v1)", "headwater import-image site:latest --from=<image> --confirm -n shop"),
+        (lookup_stream(tags={"latest": None}), None, "site:latest has no image yet",
+         "headwater import-image site:latest"),
+        (lookup_stream(), True, "the pod (or its workload) was written before lookup applied",
+         "kubectl rollout restart deployment/web -n shop"),
+    ],
+)  # fmt: skip
+def test_a_short_name_of_a_local_stream_says_why_lookup_did_not_apply(
+    site: dict[str, Any], webhook: bool | None, why: str, fix: str
+) -> None:
+    snap = snapshot(
+        pods=[pod("web-5c6f8d7b9-abcde", "site:latest", message=SHORT_PULL)],
+        imagestreams=[site],
+        secrets=[],
+        admission_webhook=webhook,
+    )
+    finding = only(diagnose(snap))
+    assert finding.problem == "container 'web' cannot pull site:latest (ImagePullBackOff)"
+    text = "\n".join(finding.lines())
+    assert "names image stream site of this namespace" in text
+    assert any(line.startswith(why) for line in finding.why), finding.why
+    assert finding.fixes[0].startswith(fix), finding.fixes
+    # Not docker.io's reachability or a login for it.
+    assert "docker.io has no" not in text
+    assert "secrets link" not in text
+    assert finding.fixes[-1].startswith("kubectl rollout restart deployment/web -n shop")
+
+
+def test_the_pod_older_than_the_tag_image_is_said() -> None:
+    old = pod("web-5c6f8d7b9-abcde", "site:latest", message=SHORT_PULL)
+    old["metadata"]["creationTimestamp"] = "2025-12-31T00:00:00Z"
+    snap = snapshot(pods=[old], imagestreams=[lookup_stream()], admission_webhook=True)
+    assert (
+        f"the pod was created (2025-12-31T00:00:00Z) before site:latest had its image ({TIME})"
+        in only(diagnose(snap)).why
+    )
+
+
+def test_builder_advice_in_a_namespace_that_does_not_exist() -> None:
+    bc = buildconfig(
+        strategy={
+            "type": "Source",
+            "sourceStrategy": {
+                "from": {"kind": "ImageStreamTag", "name": "ruby:3", "namespace": "openshift"}
+            },
+        }
+    )
+    snap = snapshot(
+        buildconfigs=[bc],
+        imagestreams=[stream()],
+        other_streams={("openshift", "ruby"): None},
+        missing_namespaces=frozenset({"openshift"}),
+    )
+    finding = only(diagnose(snap))
+    assert "namespace openshift does not exist" in finding.why
+    assert finding.fixes[:2] == (
+        "kubectl create namespace openshift",
+        "headwater import-image ruby:3 --from=<image> --confirm -n openshift",
+    )
+    assert "-n shop" in finding.fixes[2]

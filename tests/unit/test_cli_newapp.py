@@ -277,6 +277,12 @@ def test_describe_and_next_steps() -> None:
     assert "import-image" not in "\n".join(next_steps(app, "shop"))
     assert "kubectl port-forward svc/web 8080 -n shop" in steps
     assert "Generic webhook URL: headwater webhooks web -n shop" in steps
+    # A Docker build has no builder tag to wait for (issue 19).
+    docker_steps = "\n".join(next_steps(plan_app(REPO_URL), "shop"))
+    assert "builder" not in docker_steps
+    assert "A build starts now (ConfigChange trigger); follow it: headwater logs -f bc/" in (
+        docker_steps
+    )
     image_steps = "\n".join(next_steps(plan_app("registry.example.com/shop/web:1"), "shop"))
     assert "kubectl rollout status deployment/web -n shop" in image_steps
 

@@ -11,6 +11,7 @@ from headwater.cli.tags import (
     TagError,
     all_tag_sources,
     delete_patch,
+    docker_image_tag,
     dry_run_lines,
     import_result,
     parse_stream_tag,
@@ -70,8 +71,60 @@ def test_pin_needs_an_image_and_alias_does_not() -> None:
     }
     alias = stream_tag_tag("prod", source, None, alias=True)
     assert alias["from"] == {"kind": "ImageStreamTag", "name": "web:1.0", "namespace": "staging"}
-    with pytest.raises(TagError, match="no image yet"):
-        stream_tag_tag("prod", StreamTag("staging", "web", "2.0"), stream(None), alias=False)
+    # A tag that does not exist is said to not exist, with the stream's tags (issue 19).
+    with pytest.raises(TagError, match=r"^staging/web:lates does not exist \(its tags: 1\.0\)$"):
+        stream_tag_tag("prod", StreamTag("staging", "web", "lates"), stream(None), alias=False)
+    waiting = stream(None)
+    waiting["spec"] = {"tags": [{"name": "2.0", "from": {"kind": "DockerImage", "name": "x"}}]}
+    with pytest.raises(TagError, match=r"staging/web:2\.0 has no image yet"):
+        stream_tag_tag("prod", StreamTag("staging", "web", "2.0"), waiting, alias=False)
+
+
+EXISTING = {
+    "name": "v1",
+    "annotations": {"owner": "shop"},
+    "from": {"kind": "DockerImage", "name": "10.244.0.1:5000/app:v1"},
+    "generation": 4,
+    "reference": False,
+    "importPolicy": {"insecure": True, "scheduled": True, "importMode": "PreserveOriginal"},
+    "referencePolicy": {"type": "Local"},
+}
+
+
+def test_rewriting_a_tag_keeps_every_setting_not_given() -> None:
+    # Issue 19: `import-image app:v1` again rewrote insecure and scheduled to false.
+    again = docker_image_tag("v1", "10.244.0.1:5000/app:v1", existing=EXISTING, reference=False)
+    assert again == {key: value for key, value in EXISTING.items() if key != "generation"}
+    changed = docker_image_tag(
+        "v1", "10.244.0.1:5000/app:v2", existing=EXISTING, insecure=False,
+        reference_policy="Source",
+    )  # fmt: skip
+    assert changed["from"]["name"] == "10.244.0.1:5000/app:v2"
+    assert changed["importPolicy"] == {
+        "insecure": False, "scheduled": True, "importMode": "PreserveOriginal",
+    }  # fmt: skip
+    assert changed["referencePolicy"] == {"type": "Source"}
+    assert changed["annotations"] == {"owner": "shop"}
+    fresh = docker_image_tag("v1", "app:v1")
+    assert fresh == {
+        "name": "v1",
+        "from": {"kind": "DockerImage", "name": "app:v1"},
+        "reference": False,
+        "importPolicy": {"scheduled": False, "insecure": False, "importMode": "Legacy"},
+        "referencePolicy": {"type": "Source"},
+    }
+    assert EXISTING["importPolicy"] == {  # not changed in place
+        "insecure": True, "scheduled": True, "importMode": "PreserveOriginal",
+    }  # fmt: skip
+
+
+def test_pointing_a_tag_at_another_keeps_its_settings() -> None:
+    source = StreamTag("staging", "web", "1.0")
+    alias = stream_tag_tag("v1", source, None, alias=True, existing=EXISTING)
+    assert alias["from"] == {"kind": "ImageStreamTag", "name": "web:1.0", "namespace": "staging"}
+    assert alias["importPolicy"] == EXISTING["importPolicy"]
+    assert alias["referencePolicy"] == {"type": "Local"}
+    assert "generation" not in alias
 
 
 def test_istag_rows_and_table() -> None:

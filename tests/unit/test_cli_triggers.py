@@ -20,6 +20,7 @@ from headwater.cli.triggers import (
     edit_workload,
     field_path,
     make_options,
+    missing_image,
     parse_image,
     read_annotation,
     webhook_secret,
@@ -174,7 +175,12 @@ def test_from_image_of_another_tag_names_it_and_manual_pauses_it() -> None:
             "imageChange": {"from": {"kind": "ImageStreamTag", "name": "base:1"}, "paused": True},
         }
     ]
-    resumed = edit_buildconfig(seed_bc(edit.triggers), make_options(from_image=f"{NS}/base:1"))
+    # Without --auto a re-run keeps it paused (issue 19); --auto resumes it.
+    kept = edit_buildconfig(seed_bc(edit.triggers), make_options(from_image=f"{NS}/base:1"))
+    assert kept.triggers == edit.triggers
+    resumed = edit_buildconfig(
+        seed_bc(edit.triggers), make_options(from_image=f"{NS}/base:1", auto=True)
+    )
     assert resumed.triggers == [
         {
             "type": "ImageChange",
@@ -379,3 +385,49 @@ def test_workload_table() -> None:
         ("image", "odd:1 (<spec.odd>)", "true"),
     ]
     assert workload_rows(deployment(kind="CronJob"), "CronJob") == []
+
+
+# --- issue 19: a re-run changes nothing it was not told to; a typo is said -------------
+
+
+def test_a_typo_in_from_image_is_said_and_the_replaced_trigger_named() -> None:
+    working = edit_workload(deployment(), "Deployment", make_options(from_image="site:latest"))
+    obj = deployment(annotations={ANNOTATION_OPENSHIFT: working.value or ""})
+    typo = edit_workload(obj, "Deployment", make_options(from_image="sitee:latest"))
+    assert typo.replaced == (("web", "site:latest"),)
+    again = edit_workload(obj, "Deployment", make_options(from_image="site:latest"))
+    assert again.replaced == ()
+    stream = {
+        "metadata": {"name": "site"},
+        "spec": {"tags": [{"name": "latest"}]},
+        "status": {"tags": [{"tag": "v1"}]},
+    }
+    assert missing_image(parse_image("sitee:latest"), None, NS) == (
+        "imagestream shop/sitee does not exist: the trigger is written, and fires only once it"
+        " exists and has an image"
+    )
+    assert missing_image(parse_image("site:lates"), stream, NS) == (
+        "shop/site:lates does not exist (its tags: latest, v1): the trigger is written, and"
+        " fires only once it exists and has an image"
+    )
+    assert missing_image(parse_image("site:latest"), stream, NS) is None
+    assert missing_image(parse_image("other/site:v1"), stream, NS) is None
+
+
+def test_re_running_from_image_keeps_a_paused_trigger_paused() -> None:
+    paused = edit_workload(
+        deployment(), "Deployment", make_options(from_image="site:latest", manual=True)
+    )
+    obj = deployment(annotations={ANNOTATION_OPENSHIFT: paused.value or ""})
+    again = edit_workload(obj, "Deployment", make_options(from_image="site:latest"))
+    assert json.loads(again.value or "")[0]["paused"] is True
+    resumed = edit_workload(obj, "Deployment", make_options(from_image="site:latest", auto=True))
+    assert "paused" not in json.loads(resumed.value or "")[0]
+    bc = seed_bc(
+        [{"type": "ImageChange", "imageChange": {"from": {"kind": "ImageStreamTag",
+                                                          "name": "base:1"}, "paused": True}}]
+    )  # fmt: skip
+    kept = edit_buildconfig(bc, make_options(from_image="base:1")).triggers
+    assert kept[0]["imageChange"]["paused"] is True
+    auto = edit_buildconfig(bc, make_options(from_image="base:1", auto=True)).triggers
+    assert "paused" not in auto[0]["imageChange"]

@@ -72,10 +72,15 @@ DEPLOY = {
     "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "x"}]}}},
 }
 
+STREAM = {
+    "metadata": {"name": "web", "namespace": "shop"},
+    "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "x/web"}}]},
+}
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
-    client = FakeClient({"BuildConfig": [BC], "Deployment": [DEPLOY]})
+    client = FakeClient({"BuildConfig": [BC], "Deployment": [DEPLOY], "ImageStream": [STREAM]})
     for module in (views, settriggers):
         monkeypatch.setattr(module, "connect", lambda *a: (client, "shop"))
     return client
@@ -185,6 +190,15 @@ def test_set_triggers_table_and_patch(fake: FakeClient) -> None:
                 '[{"from":{"kind":"ImageStreamTag","name":"web:latest"},'
                 '"fieldPath":"spec.template.spec.containers[?(@.name==\\"web\\")].image"}]'}}}),
     ]  # fmt: skip
+    # A typo is written (as oc does) but said, on stderr (issue 19).
+    typo = run("set", "triggers", "deploy/web", "--from-image=sitee:latest")
+    assert typo.exit_code == 0, typo.output
+    assert typo.stderr.startswith("warning: imagestream shop/sitee does not exist:")
+    tag_typo = run("set", "triggers", "deploy/web", "--from-image=web:lates")
+    assert "warning: shop/web:lates does not exist (its tags: latest):" in tag_typo.stderr
+    refused = run("set", "triggers", "deploy/web", "--from-image=sitee:latest", "-c", "x")
+    assert refused.exit_code == 1
+    assert refused.output == "Error: deployment/web has no container x (it has: web)\n"
     same = run("set", "triggers", "bc/web", "--from-config")
     assert same.output == "buildconfig.build.headwater.dev/web triggers unchanged\n"
     webhook = run("set", "triggers", "deploy/web", "--from-github")

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -281,7 +281,52 @@ def _binary_input(
     return UPLOAD_ARCHIVE_COMMAND, spool, size, description, {}
 
 
-def _steps(client: Any, namespace: str, name: str, follow: bool) -> tuple[str, ...]:
+def waiting_line(build: Mapping[str, Any], pod: Mapping[str, Any] | None, container: str) -> str:
+    """What ``logs -f`` waits for, in one line: the build's phase, reason and message
+    (``waiting for the build pod: New (MissingPushSecret): ...``), or, once the pod
+    exists, the step's container state."""
+    status = build.get("status") or {}
+    phase = str(status.get("phase") or NEW)
+    reason, message = str(status.get("reason") or ""), str(status.get("message") or "")
+    if pod is not None:
+        waiting = _container_state(dict(pod), container).get("waiting") or {}
+        if not reason and waiting.get("reason"):
+            reason, message = str(waiting["reason"]), str(waiting.get("message") or "")
+        what = f"the {container} step of pod {(pod.get('metadata') or {}).get('name')}"
+    else:
+        what = "the build pod"
+    line = f"waiting for {what}: {phase}"
+    if reason:
+        line += f" ({reason})"
+    if message:
+        line += f": {' '.join(message.split())}"
+    return line
+
+
+def ended_line(build: Mapping[str, Any]) -> str:
+    """Why a followed build has no log: it ended before its pod ran."""
+    status = build.get("status") or {}
+    phase = str(status.get("phase") or NEW)
+    name = (build.get("metadata") or {}).get("name")
+    detail = ": ".join(str(x) for x in (status.get("reason"), status.get("message")) if x)
+    return f"build {name} ended ({phase}) before its log began" + (f": {detail}" if detail else "")
+
+
+class _Waiting:
+    """Prints what ``logs -f`` waits for on stderr, again only when it changes."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def say(self, line: str) -> None:
+        if line != self.last:
+            self.last = line
+            click.echo(line, err=True)
+
+
+def _steps(
+    client: Any, namespace: str, name: str, follow: bool, waiting: _Waiting
+) -> tuple[str, ...]:
     """The containers of the build's pod in the order they run (Custom builds have one)."""
     while True:
         pod = _build_pod(client, namespace, name)
@@ -290,40 +335,53 @@ def _steps(client: Any, namespace: str, name: str, follow: bool) -> tuple[str, .
             names = [c["name"] for c in [*spec.get("initContainers", []), *spec["containers"]]]
             return tuple(c for c in (FETCH_CONTAINER, BUILD_CONTAINER) if c in names)
         build = _get_build(client, namespace, name)
-        if _phase(build) in TERMINAL or not follow:
-            raise click.ClickException(
-                f"build {name} has no pod ({_phase(build)})"
-                + ("; its log is gone with it" if _phase(build) in TERMINAL else "")
-            )
+        if _phase(build) in TERMINAL:
+            if (build.get("status") or {}).get("startTimestamp"):
+                raise click.ClickException(
+                    f"build {name} has no pod any more ({_phase(build)}); its log is gone with it"
+                )
+            raise click.ClickException(ended_line(build))
+        if not follow:
+            raise click.ClickException(f"build {name} has no pod yet ({_phase(build)})")
+        waiting.say(waiting_line(build, None, FETCH_CONTAINER))
         time.sleep(0.3)
 
 
 def stream_logs(client: Any, namespace: str, name: str, follow: bool, out: IO[str]) -> None:
-    """Print the build's log: the fetch step, then the build step, as each runs."""
-    for container in _steps(client, namespace, name, follow):
+    """Print the build's log: the fetch step, then the build step, as each runs.
+
+    Following, it says on stderr what it waits for (when that changes), and a build
+    that ends before any log was printed is an error (exit 1), not a silent wait.
+    """
+    waiting = _Waiting()
+    printed = False
+    for container in _steps(client, namespace, name, follow, waiting):
         while True:
             pod = _build_pod(client, namespace, name)
             state = _container_state(pod, container)
             if state.get("running") or state.get("terminated"):
                 break
             build = _get_build(client, namespace, name)
-            if _phase(build) in TERMINAL and (pod is None or not follow):
-                if pod is None:
+            if _phase(build) in TERMINAL:
+                if not printed:
                     raise click.ClickException(
-                        f"build {name} has no pod any more ({_phase(build)}); "
-                        "its log is gone with it"
+                        ended_line(build)
+                        + ("" if pod is not None else "; its pod and log are gone")
                     )
                 return
             if not follow:
                 if pod is None:
                     raise click.ClickException(f"build {name} has no pod yet ({_phase(build)})")
                 return
+            waiting.say(waiting_line(build, pod, container))
             time.sleep(0.3)
         assert pod is not None
         pod_name = str(pod["metadata"]["name"])
         for line in client.log(pod_name, namespace=namespace, container=container, follow=follow):
+            printed = True
             out.write(line if line.endswith("\n") else line + "\n")
             out.flush()
+        printed = True
 
 
 def _report(client: Any, namespace: str, name: str, timeout: float) -> int:

@@ -861,7 +861,7 @@ def convert_paths(
     "paths",
     multiple=True,
     required=True,
-    type=click.Path(exists=True, allow_dash=True),
+    type=click.Path(allow_dash=True),
     help="File or directory of manifests (repeatable); - reads stdin.",
 )
 @click.option(
@@ -896,9 +896,14 @@ def convert(paths: tuple[str, ...], output: str, recursive: bool, crd_dir: Path 
       headwater convert -f openshift/ | kubectl apply -f -
       oc get is,bc -o yaml | headwater convert -f - > headwater.yaml
 
-    Exit status: 0 when converted (notes are only notes), 1 when a file
-    cannot be read or parsed (nothing is printed then), 2 for usage errors.
+    Exit status: 0 when converted (notes are only notes), 1 when a file is
+    missing or cannot be read or parsed (nothing is printed then), 2 for
+    usage errors.
     """
+    for given in paths:
+        # A missing input is a failed request (exit 1, one line), not bad usage.
+        if given != "-" and not Path(given).exists():
+            raise click.ClickException(f"-f {given}: no such file or directory")
     directory = crd_dir or (REPO_CRD_DIR if REPO_CRD_DIR.is_dir() else None)
     schemas = load_schemas(directory) if directory is not None else None
     if not schemas:

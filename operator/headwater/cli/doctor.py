@@ -12,6 +12,7 @@ and get, nothing else) and the click command prints the findings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import click
 
 from headwater.cli.kube import cluster_options
+from headwater.imports.lookup import ADMISSION_CONFIGURATION, short_name
 from headwater.registry.credentials import (
     Credentials,
     CredentialsError,
@@ -100,6 +102,11 @@ class Snapshot:
     it does not exist; absent when it could not be read."""
     buildconfigs: Sequence[Mapping[str, Any]] = ()
     builds: Sequence[Mapping[str, Any]] = ()
+    admission_webhook: bool | None = None
+    """Whether the MutatingWebhookConfiguration ``headwater.dev`` (lookupPolicy.local at
+    admission) exists; None when that is not known (not readable)."""
+    missing_namespaces: frozenset[str] = frozenset()
+    """Namespaces that objects here refer to and that do not exist."""
 
 
 # --- small readers -------------------------------------------------------------------------------
@@ -438,6 +445,12 @@ def _pull_finding(
     error = _pull_error(world.snap, _name(pod), container, waiting)
     problem = f"container {container!r} cannot pull {image} ({waiting.get('reason')})"
     why.append(f"the node says: {_short(pull_reason(error))}")
+    short = short_name(image)
+    local = world.stream(ns, short[0]) if short else None
+    if short and local:
+        # `image: site:latest` of a stream here: the node pulled docker.io/library/site
+        # because the name was never replaced. Say why, not that docker.io is unreachable.
+        return _lookup_finding(world, pod, owner, subject, problem, why, pod_names, short, local)
     try:
         reference = parse_reference(image)
     except ReferenceError:
@@ -524,6 +537,83 @@ def _pull_finding(
     return Finding("error", subject, problem, tuple(why), tuple(fixes))
 
 
+def _lookup_finding(
+    world: _World,
+    pod: Mapping[str, Any],
+    owner: tuple[str, str] | None,
+    subject: str,
+    problem: str,
+    why: list[str],
+    pod_names: Sequence[str],
+    short: tuple[str, str],
+    stream: Mapping[str, Any],
+) -> Finding:
+    """A short name of an image stream of this namespace that was not resolved, and why."""
+    ns = world.ns
+    name, tag = short
+    restart = _restart_fix(owner, pod_names, ns).partition("   #")[0] + (
+        "   # lookup applies when the workload is written again"
+    )
+    why.append(
+        f"{name}:{tag} names image stream {name} of this namespace, but the name was not"
+        f" replaced by its image, so the node pulled docker.io/library/{name}:{tag}"
+    )
+    fixes: list[str] = []
+    lookup = bool(((stream.get("spec") or {}).get("lookupPolicy") or {}).get("local"))
+    tags = {str(t.get("name")) for t in (stream.get("spec") or {}).get("tags") or []}
+    tags |= {str(t.get("tag")) for t in (stream.get("status") or {}).get("tags") or []}
+    builders = world.builders_of(name, tag)
+    provide = (
+        f"headwater start-build {_name(builders[0])} -n {ns}"
+        if builders
+        else f"headwater import-image {name}:{tag} --from=<image> --confirm -n {ns}"
+    )
+    if not lookup:
+        why.append(f"image stream {name} does not allow lookup (spec.lookupPolicy.local is not"
+                   " true)")  # fmt: skip
+        fixes += [f"headwater set image-lookup {name} -n {ns}", restart]
+    elif tag not in tags:
+        listed = ", ".join(sorted(t for t in tags if t and t != "None")) or "none"
+        why.append(f"image stream {name} has no tag {tag} (its tags: {listed})")
+        fixes += [provide, restart]
+    elif not tag_image(stream, tag):
+        why.append(f"{name}:{tag} has no image yet: lookup leaves the name as written")
+        fixes += [provide, restart]
+    elif world.snap.admission_webhook is False:
+        why.append(
+            f"the admission webhook configuration {ADMISSION_CONFIGURATION!r}"
+            " (MutatingWebhookConfiguration) does not exist: the operator applies"
+            " lookupPolicy.local at admission, and its webhook is not running (an operator"
+            " started without an admission host serves none)"
+        )
+        fixes += [
+            "run the operator with its admission webhook: install deploy/install.yaml, or set"
+            " admissionHost (HEADWATER_ADMISSION_HOST) to an address the API server reaches",
+            restart,
+        ]
+    else:
+        created = str(_meta(pod).get("creationTimestamp") or "")
+        item = (stream.get("status") or {}).get("tags") or []
+        image_time = next(
+            (
+                str((t.get("items") or [{}])[0].get("created") or "")
+                for t in item
+                if t.get("tag") == tag
+            ),
+            "",
+        )
+        if created and image_time and image_time > created:
+            why.append(f"the pod was created ({created}) before {name}:{tag} had its image"
+                       f" ({image_time})")  # fmt: skip
+        else:
+            why.append(
+                "the pod (or its workload) was written before lookup applied: lookup was"
+                " enabled later, or the admission webhook was not running then"
+            )
+        fixes.append(restart)
+    return Finding("error", subject, problem, tuple(why), tuple(fixes))
+
+
 # --- workload triggers ---------------------------------------------------------------------------
 
 
@@ -569,12 +659,18 @@ def _trigger_source(
         builders = world.builders_of(stream_name, tag) if source_ns == ns else []
         if builders:
             return None  # the BuildConfig check reports the missing output stream
+        create = (
+            (f"kubectl create namespace {source_ns}",)
+            if source_ns in world.snap.missing_namespaces
+            else ()
+        )
         return Finding(
             "error",
             subject,
             f"its image trigger waits for {where}, and image stream {stream_name} does not exist",
             ("the workload keeps its current image (a new-app placeholder never runs)",),
             (
+                *create,
                 f"headwater import-image {stream_name}:{tag} --from=<image> --confirm"
                 f" -n {source_ns}",
             ),
@@ -888,10 +984,20 @@ def _builder_image(
         if ref_ns == "openshift"
         else []
     )
-    fixes = (
+    fixes: tuple[str, ...] = (
         f"headwater import-image {stream_name}:{tag} --from=<image> --confirm -n {ref_ns}",
         f"headwater tag <stream>:<tag> {stream_name}:{tag} -n {ref_ns}   # or from another tag",
     )
+    if ref_ns in world.snap.missing_namespaces:
+        # Importing into a namespace that does not exist fails: create it first, or
+        # keep the builder in this namespace and point the BuildConfig at it.
+        why = [*why, f"namespace {ref_ns} does not exist"]
+        fixes = (
+            f"kubectl create namespace {ref_ns}",
+            fixes[0],
+            f"# or import it here (headwater import-image {stream_name}:{tag} --from=<image>"
+            f" --confirm -n {world.ns}) and point {subject} at {world.ns}'s stream",
+        )
     if stream is False:
         return
     severity: Severity = "warning" if watched else "error"
@@ -1107,9 +1213,17 @@ def report(findings: Sequence[Finding], namespace: str) -> str:
 def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
     """A Snapshot of ``namespace``; the second value says what could not be read and why."""
     from lightkube.core.exceptions import ApiError
+    from lightkube.resources.admissionregistration_v1 import MutatingWebhookConfiguration
     from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
     from lightkube.resources.batch_v1 import CronJob
-    from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, ServiceAccount
+    from lightkube.resources.core_v1 import (
+        ConfigMap,
+        Event,
+        Namespace,
+        Pod,
+        Secret,
+        ServiceAccount,
+    )
 
     from headwater.cli.kube import as_dict
     from headwater.resources import Build, BuildConfig, ImageStream
@@ -1125,6 +1239,16 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
             else:
                 unread.append(f"{what}: {exc.status.message}")
             return None
+
+    def exists(resource: Any, name: str) -> bool:
+        """Whether the cluster-wide object exists; ApiError when that cannot be known."""
+        try:
+            client.get(resource, name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise
+        return True
 
     def with_kind(items: list[dict[str, Any]] | None, kind: str) -> list[dict[str, Any]]:
         return [{**item, "kind": kind} for item in items or []]
@@ -1145,6 +1269,15 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
                 other[(ns, name)] = None
             else:
                 unread.append(f"imagestream {ns}/{name}: {exc.status.message}")
+    missing_namespaces = set()
+    for ns in sorted({ns for (ns, _), stream in other.items() if stream is None}):
+        with contextlib.suppress(ApiError):  # not allowed to read namespaces: no guess
+            if not exists(Namespace, ns):
+                missing_namespaces.add(ns)
+    try:
+        webhook: bool | None = exists(MutatingWebhookConfiguration, ADMISSION_CONFIGURATION)
+    except ApiError:
+        webhook = None  # not allowed to read it: no guess
     secrets = listed(Secret, "secrets")
     snap = Snapshot(
         namespace=namespace,
@@ -1166,6 +1299,8 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
         other_streams=other,
         buildconfigs=buildconfigs,
         builds=listed(Build, "builds") or [],
+        admission_webhook=webhook,
+        missing_namespaces=frozenset(missing_namespaces),
     )
     return snap, unread
 
@@ -1184,6 +1319,9 @@ def doctor(namespace: str | None, context: str | None, kubeconfig: str | None) -
       - ImageStream tags whose import fails (TLS, credentials, not found)
       - Builds waiting in New or Pending, and BuildConfigs whose newest build failed
       - workloads whose image trigger names a tag that has no image
+      - pods naming a stream of the namespace by short name (`site:latest`) that
+        was not resolved: lookup off, the tag missing or empty, the admission
+        webhook not running, or the pod older than the lookup
 
     Exit status: 0 when nothing is found, 1 when problems are found.
     """

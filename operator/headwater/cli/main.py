@@ -179,18 +179,35 @@ EXIT_FAILED = 1
 _cluster_options = cluster_options
 
 
+KEEPS = "(default: the existing tag's, else {})"
+"""Settings not given on the command line: a re-run keeps what the tag has."""
+
+
 def _tag_policy_options(fn: Any) -> Any:
-    """--insecure and --reference-policy, shared by the verbs that write a spec tag."""
+    """--[no-]insecure, --[no-]scheduled and --reference-policy, for the verbs that write a
+    spec tag. Each defaults to None: "not given", so an existing tag keeps its setting."""
     fn = click.option(
         "--reference-policy",
         type=click.Choice(["source", "local"]),
-        default="source",
-        show_default=True,
-        help="How consumers get the image: its source reference, or the configured registry.",
+        default=None,
+        help="How consumers get the image: its source reference, or the configured registry "
+        + KEEPS.format("source")
+        + ".",
+    )(fn)
+    fn = click.option(
+        "--scheduled/--no-scheduled",
+        default=None,
+        help="Re-import on the operator's schedule " + KEEPS.format("no") + ".",
     )(fn)
     return click.option(
-        "--insecure", is_flag=True, help="Allow plain HTTP or an unverified certificate."
+        "--insecure/--no-insecure",
+        default=None,
+        help="Allow plain HTTP or an unverified certificate " + KEEPS.format("no") + ".",
     )(fn)
+
+
+def _policy(value: str | None) -> str | None:
+    return value.capitalize() if value is not None else None
 
 
 IMAGESTREAM = ("image.headwater.dev", "v1", "ImageStream", "imagestreams")
@@ -344,13 +361,12 @@ async def _dry_run(
     show_default=True,
     help="With --all: import at most this many tags (sorted by name).",
 )
-@click.option("--scheduled", is_flag=True, help="Re-import on the operator's schedule.")
 @_tag_policy_options
 @click.option(
     "--import-mode",
     type=click.Choice(["Legacy", "PreserveOriginal"]),
-    default="Legacy",
-    show_default=True,
+    default=None,
+    help="One platform of a list, or the list " + KEEPS.format("Legacy") + ".",
 )
 @click.option(
     "--dry-run",
@@ -364,8 +380,9 @@ async def _dry_run(
 @_cluster_options
 def import_image(
     name: str, source: str | None, confirm: bool, all_tags: bool, max_tags: int,
-    scheduled: bool, insecure: bool, reference_policy: str, import_mode: str, dry_run: bool,
-    timeout: float, namespace: str | None, context: str | None, kubeconfig: str | None,
+    scheduled: bool | None, insecure: bool | None, reference_policy: str | None,
+    import_mode: str | None, dry_run: bool, timeout: float,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
 ) -> None:  # fmt: skip
     """Import an image into an ImageStream tag now and print the result.
 
@@ -374,6 +391,10 @@ def import_image(
       headwater import-image web:1.2.0 --from=registry.example.com/shop/web:1.2.0 --confirm
       headwater import-image web --all --from=registry.example.com/shop/web --confirm
       headwater import-image web:1.2.0 --from=registry.example.com/shop/web:1.2.0 --dry-run
+
+    Re-running it on an existing tag keeps every setting not given (insecure,
+    scheduled, import mode, reference policy, annotations): `--no-insecure`
+    and `--no-scheduled` turn those off.
 
     --all and --dry-run talk to the registry from this machine without
     credentials: for a private registry, import with the operator instead.
@@ -385,7 +406,13 @@ def import_image(
     from lightkube.types import PatchType
 
     from headwater.cli.kube import as_dict, connect
-    from headwater.cli.tags import StreamTag, TagError, docker_image_tag, parse_stream_tag
+    from headwater.cli.tags import (
+        StreamTag,
+        TagError,
+        docker_image_tag,
+        existing_tag,
+        parse_stream_tag,
+    )
     from headwater.imports.model import spec_tags
     from headwater.imports.plan import REQUEST_ANNOTATION
     from headwater.registry.client import RegistryError
@@ -415,7 +442,7 @@ def import_image(
         if source is not None:
             try:
                 repository, found, left_out = asyncio.run(
-                    _registry_tags(source, insecure, max_tags)
+                    _registry_tags(source, bool(insecure), max_tags)
                 )
             except (RegistryError, ReferenceError) as exc:
                 reason = getattr(exc, "reason", "InvalidImageReference")
@@ -447,7 +474,13 @@ def import_image(
         pairs = [(target.tag, source)]
 
     if dry_run:
-        results = asyncio.run(_dry_run(pairs, insecure, import_mode == "PreserveOriginal"))
+        # What the import would use: the options given, else the existing tags'.
+        chosen = [t for t in present if t.name in {tag for tag, _ in pairs}]
+        lax = insecure if insecure is not None else any(t.insecure for t in chosen)
+        preserve = (import_mode or "") == "PreserveOriginal" or (
+            import_mode is None and any(t.import_mode == "PreserveOriginal" for t in chosen)
+        )
+        results = asyncio.run(_dry_run(pairs, lax, preserve))
         failed = False
         for tag_name, detail, lines in results:
             if lines is None:
@@ -463,9 +496,11 @@ def import_image(
     reimport = all_tags and source is None
     generation = int(((existing or {}).get("metadata") or {}).get("generation") or 0)
     for tag_name, image in [] if reimport else pairs:
+        # Options not given keep the existing tag's settings (a re-run changes nothing else).
         entry = docker_image_tag(
-            tag_name, image, scheduled=scheduled, insecure=insecure, reference=False,
-            reference_policy=reference_policy.capitalize(), import_mode=import_mode,
+            tag_name, image, existing=existing_tag(existing, tag_name), scheduled=scheduled,
+            insecure=insecure, reference=False, reference_policy=_policy(reference_policy),
+            import_mode=import_mode,
         )  # fmt: skip
         one = StreamTag(target.namespace, target.stream, tag_name)
         generation = _apply_tag(client, resource, one, entry, annotate=not all_tags)
@@ -572,8 +607,11 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
     is_flag=True,
     help="Follow the source tag as it moves (default: pin its current image).",
 )
-@click.option("--reference", is_flag=True, help="Point at the image without importing it.")
-@click.option("--scheduled", is_flag=True, help="Re-import an image source on schedule.")
+@click.option(
+    "--reference/--no-reference",
+    default=None,
+    help="Point at the image without importing it " + KEEPS.format("no") + ".",
+)
 @_tag_policy_options
 @click.option(
     "--import", "import_now", is_flag=True, help="Import at once and wait for the result."
@@ -590,8 +628,9 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
 @click.option("--timeout", type=float, default=120, show_default=True)
 @_cluster_options
 def tag(
-    source: str, destinations: tuple[str, ...], alias: bool, reference: bool, scheduled: bool,
-    insecure: bool, reference_policy: str, import_now: bool, source_kind: str | None,
+    source: str, destinations: tuple[str, ...], alias: bool, reference: bool | None,
+    scheduled: bool | None, insecure: bool | None, reference_policy: str | None,
+    import_now: bool, source_kind: str | None,
     delete: bool, timeout: float, namespace: str | None, context: str | None,
     kubeconfig: str | None,
 ) -> None:  # fmt: skip
@@ -605,13 +644,21 @@ def tag(
       headwater tag -d web:old                        # remove web:old and its history
 
     SOURCE is an image reference, or [namespace/]stream:tag of an ImageStream.
+    An existing destination tag keeps every setting not given (insecure,
+    scheduled, reference policy, annotations).
     With -d every argument is a tag to delete; the operator then drops its history.
     """
     from lightkube.core.exceptions import ApiError
     from lightkube.generic_resource import create_namespaced_resource
 
     from headwater.cli.kube import as_dict, connect
-    from headwater.cli.tags import TagError, docker_image_tag, parse_stream_tag, stream_tag_tag
+    from headwater.cli.tags import (
+        TagError,
+        docker_image_tag,
+        existing_tag,
+        parse_stream_tag,
+        stream_tag_tag,
+    )
 
     if not delete and not destinations:
         raise click.UsageError("Missing argument 'DESTINATIONS...'.")
@@ -647,14 +694,34 @@ def tag(
                             f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
                         ) from None
                     source_tag = None
+        streams: dict[tuple[str, str], dict[str, Any] | None] = {}
         for target in targets:
+            key = (target.namespace, target.stream)
+            if key not in streams:
+                try:
+                    streams[key] = as_dict(
+                        client.get(resource, target.stream, namespace=target.namespace)
+                    )
+                except ApiError as exc:
+                    if exc.status.code != 404:
+                        raise click.ClickException(
+                            f"{target.namespace}/{target.stream}: {exc.status.message}"
+                        ) from None
+                    streams[key] = None
+            # The destination keeps every setting not given on the command line.
+            current = existing_tag(streams[key], target.tag)
             if source_tag is not None:
-                entry = stream_tag_tag(target.tag, source_tag, source_stream, alias=alias)
+                entry = stream_tag_tag(
+                    target.tag, source_tag, source_stream, alias=alias, existing=current
+                )
             else:
+                # --import imports: unless --reference is given, the tag stops being one.
+                if reference is None and import_now:
+                    reference = False
                 entry = docker_image_tag(
-                    target.tag, source, scheduled=scheduled, insecure=insecure,
-                    reference=reference, reference_policy=reference_policy.capitalize(),
-                    import_mode="Legacy",
+                    target.tag, source, existing=current, scheduled=scheduled,
+                    insecure=insecure, reference=reference,
+                    reference_policy=_policy(reference_policy),
                 )  # fmt: skip
             generation = _apply_tag(client, resource, target, entry, annotate=import_now)
             click.echo(f"Tag {target} set to {source}.")

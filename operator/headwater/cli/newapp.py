@@ -457,10 +457,14 @@ def next_steps(app: App, namespace: str, *, builder_missing: bool = False) -> li
     ns = f"-n {namespace}"
     lines = []
     if app.git is not None:
-        lines += [
+        starts = (
             "A build starts (ConfigChange trigger) once the builder tag has an image;"
-            " follow it:"
-            f" headwater logs -f bc/{app.name} {ns}",
+            if app.builder is not None
+            # A Docker build has no builder tag: its base images come from the Dockerfile.
+            else "A build starts now (ConfigChange trigger);"
+        )
+        lines += [
+            f"{starts} follow it: headwater logs -f bc/{app.name} {ns}",
             f"Build again later: headwater start-build {app.name} {ns}",
             f"The Deployment rolls out when {app.name}:{app.tag} gets its image"
             " (its pods wait with InvalidImageName until then).",

@@ -23,12 +23,14 @@ from headwater.cli.kube import as_dict, cluster_options, connect
 from headwater.cli.output import table
 from headwater.cli.triggers import (
     SECRET_MADE_FOR,
+    ImageRef,
     TriggerError,
     TriggerOptions,
     buildconfig_rows,
     edit_buildconfig,
     edit_workload,
     make_options,
+    missing_image,
     webhook_secret,
     workload_rows,
 )
@@ -159,8 +161,30 @@ def _edit_workload(
             patch["spec"] = {"paused": edit.paused}
         if _patch(client, kind, name, namespace, patch):
             click.echo(f"{label} triggers updated")
+            for container, watched in edit.replaced:
+                click.echo(
+                    f"warning: {label}: container {container}'s trigger on {watched} was"
+                    f" replaced by the one on {opts.from_image.name if opts.from_image else ''}",
+                    err=True,
+                )
             return
     raise click.ClickException(f"{label} keeps changing; try again")
+
+
+def _missing_image(client: Client, ref: ImageRef, namespace: str) -> str | None:
+    """What to say when --from-image names a stream or tag that does not exist."""
+    from headwater.resources import ImageStream
+
+    stream_name = ref.name.partition(":")[0]
+    try:
+        stream: dict[str, Any] | None = as_dict(
+            client.get(ImageStream, stream_name, namespace=ref.namespace or namespace)
+        )
+    except ApiError as exc:
+        if exc.status.code != 404:
+            return None  # not allowed to read it (another namespace): nothing to say
+        stream = None
+    return missing_image(ref, stream, namespace)
 
 
 @click.command("triggers")
@@ -235,8 +259,16 @@ def set_triggers(
             rows += [(f"{kind.plural}/{name}", *row) for row in found]
         click.echo(table(("NAME", "TYPE", "VALUE", "AUTO"), rows))
         return
+    missing = (
+        _missing_image(client, opts.from_image, default_ns)
+        if opts.from_image is not None and not opts.remove
+        else None
+    )
     for kind, name in parsed:
         if kind is BUILDCONFIG:
             _edit_buildconfig(client, name, default_ns, opts)
         else:
             _edit_workload(client, kind, name, default_ns, opts)
+    if missing:
+        # Said once the triggers are written (a refused edit says only why).
+        click.echo(f"warning: {missing}", err=True)

@@ -5,6 +5,7 @@ Pure functions over plain dicts, so the verbs' logic is tested without a cluster
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,33 +44,97 @@ def parse_stream_tag(text: str, namespace: str, *, default_tag: str | None = Non
     return StreamTag(match["ns"] or namespace, match["stream"], tag or default_tag or "")
 
 
-def docker_image_tag(
-    name: str, source: str, *, scheduled: bool, insecure: bool, reference: bool,
-    reference_policy: str, import_mode: str,
-) -> dict[str, Any]:  # fmt: skip
-    """A spec tag that imports (or, with ``reference``, just points at) an image reference."""
-    return {
-        "name": name,
-        "from": {"kind": "DockerImage", "name": source},
-        "reference": reference,
-        "importPolicy": {"scheduled": scheduled, "insecure": insecure, "importMode": import_mode},
-        "referencePolicy": {"type": reference_policy},
+_DEFAULT_POLICY = {"scheduled": False, "insecure": False, "importMode": "Legacy"}
+
+
+def kept_tag(existing: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """What a rewrite of spec tag ``name`` starts from: the existing entry's settings
+    (annotations, importPolicy, referencePolicy, reference), without its ``from`` and
+    ``generation``, so a re-run keeps every setting it is not told to change."""
+    entry = {
+        key: json.loads(json.dumps(value))
+        for key, value in (existing or {}).items()
+        if key not in ("from", "generation", "name")
     }
+    return {"name": name, **entry}
+
+
+def existing_tag(stream: Mapping[str, Any] | None, name: str) -> Mapping[str, Any] | None:
+    """The raw ``spec.tags[]`` entry ``name`` of a stream, if any."""
+    for entry in ((stream or {}).get("spec") or {}).get("tags") or []:
+        if isinstance(entry, Mapping) and entry.get("name") == name:
+            return entry
+    return None
+
+
+def docker_image_tag(
+    name: str, source: str, *, existing: Mapping[str, Any] | None = None,
+    scheduled: bool | None = None, insecure: bool | None = None, reference: bool | None = None,
+    reference_policy: str | None = None, import_mode: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A spec tag that imports (or, with ``reference``, just points at) an image reference.
+
+    None means "not given": the ``existing`` tag's value is kept, else the default
+    (not scheduled, not insecure, Legacy, not a reference, referencePolicy Source).
+    """
+    entry = kept_tag(existing, name)
+    entry["from"] = {"kind": "DockerImage", "name": source}
+    entry["reference"] = bool(entry.get("reference")) if reference is None else reference
+    policy = dict(entry.get("importPolicy") or {})
+    for key, given in (
+        ("scheduled", scheduled),
+        ("insecure", insecure),
+        ("importMode", import_mode),
+    ):
+        if given is not None:
+            policy[key] = given
+        elif key not in policy:
+            policy[key] = _DEFAULT_POLICY[key]
+    entry["importPolicy"] = policy
+    ref_policy = dict(entry.get("referencePolicy") or {})
+    if reference_policy is not None:
+        ref_policy["type"] = reference_policy
+    ref_policy.setdefault("type", "Source")
+    entry["referencePolicy"] = ref_policy
+    return entry
+
+
+def tag_names(stream: Mapping[str, Any] | None) -> list[str]:
+    """The stream's tags, from spec and status, sorted."""
+    names = {str(t.get("name")) for t in ((stream or {}).get("spec") or {}).get("tags") or []}
+    names |= {str(t.get("tag")) for t in ((stream or {}).get("status") or {}).get("tags") or []}
+    return sorted(n for n in names if n and n != "None")
+
+
+def missing_tag_message(where: str, stream: Mapping[str, Any] | None, tag: str) -> str:
+    """``<ns>/<stream>:<tag> does not exist (the stream's tags: a, b)``."""
+    names = tag_names(stream)
+    listed = f"its tags: {', '.join(names)}" if names else "the stream has no tags"
+    return f"{where} does not exist ({listed})"
 
 
 def stream_tag_tag(
-    name: str, source: StreamTag, source_stream: Mapping[str, Any] | None, *, alias: bool
-) -> dict[str, Any]:
-    """A spec tag following another tag (``--alias``), or pinned to its current image (default)."""
+    name: str, source: StreamTag, source_stream: Mapping[str, Any] | None, *, alias: bool,
+    existing: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A spec tag following another tag (``--alias``), or pinned to its current image (default).
+
+    The ``existing`` tag's other settings (importPolicy, referencePolicy...) are kept.
+    """
     reference: dict[str, Any] = {"namespace": source.namespace}
     if alias:
         reference.update(kind="ImageStreamTag", name=str(source))
     else:
         item = newest_item((source_stream or {}).get("status"), source.tag)
         if item is None or not item.get("image"):
-            raise TagError(f"{source.namespace}/{source} has no image yet: nothing to pin")
+            where = f"{source.namespace}/{source}"
+            if source.tag not in tag_names(source_stream):
+                raise TagError(missing_tag_message(where, source_stream, source.tag))
+            raise TagError(f"{where} has no image yet: nothing to pin")
         reference.update(kind="ImageStreamImage", name=f"{source.stream}@{item['image']}")
-    return {"name": name, "from": reference}
+    entry = kept_tag(existing, name)
+    entry["from"] = reference
+    return entry
 
 
 def import_result(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.builds.model import LABEL_BUILDCONFIG, label_value
-from headwater.cli.tags import TagError, parse_stream_tag
+from headwater.cli.tags import TagError, missing_tag_message, parse_stream_tag, tag_names
 from headwater.imports.lookup import POD_SPEC_PATHS
 
 ANNOTATION_OPENSHIFT = "image.openshift.io/triggers"
@@ -84,6 +84,24 @@ class ImageRef:
         if self.namespace and self.namespace != own_namespace:
             ref["namespace"] = self.namespace
         return ref
+
+
+def missing_image(
+    ref: ImageRef, stream: Mapping[str, Any] | None, own_namespace: str
+) -> str | None:
+    """What ``--from-image`` names that does not exist (a typo?), or None.
+
+    ``stream`` is the ImageStream read, None when it does not exist. The trigger
+    is written anyway, as oc does: it fires once the tag exists and has an image.
+    """
+    namespace = ref.namespace or own_namespace
+    stream_name, _, tag = ref.name.partition(":")
+    later = "the trigger is written, and fires only once it exists and has an image"
+    if stream is None:
+        return f"imagestream {namespace}/{stream_name} does not exist: {later}"
+    if tag not in tag_names(stream):
+        return f"{missing_tag_message(f'{namespace}/{ref.name}', stream, tag)}: {later}"
+    return None
 
 
 def parse_image(text: str) -> ImageRef:
@@ -302,7 +320,9 @@ def edit_buildconfig(
         ref = opts.from_image
         existing = [t for t in triggers if is_image(t, ref)]
         for trigger in existing:
-            _set_paused(trigger.setdefault("imageChange", {}), opts.manual)
+            # Neither --auto nor --manual: the trigger keeps its state (a re-run changes nothing).
+            if opts.auto or opts.manual:
+                _set_paused(trigger.setdefault("imageChange", {}), opts.manual)
         if not existing:
             change: dict[str, Any] = {}
             builder = strategy_from(spec)
@@ -461,6 +481,8 @@ class WorkloadEdit:
     """The new annotation value; None removes the annotation."""
     paused: bool | None = None
     """A Deployment's new spec.paused (--from-config), or None to leave it."""
+    replaced: tuple[tuple[str, str], ...] = ()
+    """(container, the tag its replaced trigger watched): triggers --from-image replaced."""
 
 
 def edit_workload(obj: Mapping[str, Any], kind: str, opts: TriggerOptions) -> WorkloadEdit:
@@ -473,8 +495,10 @@ def edit_workload(obj: Mapping[str, Any], kind: str, opts: TriggerOptions) -> Wo
     namespace = _namespace(obj)
     paused: bool | None = None
 
+    replaced: list[tuple[str, str]] = []
+
     def result(new: Sequence[Mapping[str, Any]]) -> WorkloadEdit:
-        return WorkloadEdit(key, annotation_json(new) if new else None, paused)
+        return WorkloadEdit(key, annotation_json(new) if new else None, paused, tuple(replaced))
 
     if opts.remove_all:
         return result([])
@@ -516,9 +540,17 @@ def edit_workload(obj: Mapping[str, Any], kind: str, opts: TriggerOptions) -> Wo
                 f"{name} has no container {', '.join(unknown)} "
                 f"(it has: {', '.join([*containers, *init])})"
             )
-        # One trigger per container: the new one replaces whatever fed it before.
+        # One trigger per container: the new one replaces whatever fed it before (the
+        # caller says which it replaced). The same tag again keeps its paused state
+        # unless --auto or --manual says otherwise.
+        before = {entry_container(e, obj, kind): e for e in entries}
         entries = [e for e in entries if entry_container(e, obj, kind) not in names]
         for container in names:
+            old = before.get(container)
+            same = old is not None and opts.from_image.matches(old.get("from"), namespace)
+            if old is not None and not same:
+                replaced.append((container, _show(old.get("from"), namespace)))
+            keep = same and not (opts.auto or opts.manual)
             entries.append(
                 trigger_entry(
                     opts.from_image,
@@ -526,7 +558,7 @@ def edit_workload(obj: Mapping[str, Any], kind: str, opts: TriggerOptions) -> Wo
                     container,
                     namespace,
                     init=container not in containers,
-                    paused=opts.manual,
+                    paused=_paused((old or {}).get("paused")) if keep else opts.manual,
                 )
             )
     return result(entries)

@@ -21,10 +21,19 @@ from headwater.triggers.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_url
 
 URL_ENV = "HEADWATER_WEBHOOK_URL"
 LOCAL_BASE = "http://127.0.0.1:8082"
+OPERATOR_NAMESPACE = "headwater-system"
+WEBHOOK_SERVICE = "headwater-webhooks"
+"""Where deploy/install.yaml puts the operator and the Service of its webhook port."""
 PORT_FORWARD_HINT = (
     "no --url-base or $HEADWATER_WEBHOOK_URL: the URLs below are for "
-    "`kubectl port-forward -n headwater-system svc/headwater-webhooks 8082`; "
+    f"`kubectl port-forward -n {OPERATOR_NAMESPACE} svc/{WEBHOOK_SERVICE} 8082`; "
     "give Git hosts the address your Ingress exposes the Service at"
+)
+LOCAL_HINT = (
+    "no --url-base or $HEADWATER_WEBHOOK_URL, and no Service "
+    f"{OPERATOR_NAMESPACE}/{WEBHOOK_SERVICE} (the operator is not installed): the URLs below "
+    "are for an operator run on this host (e.g. `make run`), which serves the webhook port "
+    "itself (config webhookPort, default 8082; no port-forward)"
 )
 _PREFIXES = ("bc/", "buildconfig/", "buildconfigs/", "buildconfig.build.headwater.dev/")
 
@@ -46,6 +55,17 @@ def _secret_value(client: Client, namespace: str, name: str) -> bytes | None:
     except (binascii.Error, ValueError):
         click.echo(f"warning: Secret {name}: {WEBHOOK_SECRET_KEY} is not base64", err=True)
         return None
+
+
+def _installed(client: Client) -> bool:
+    """Whether the installed operator's webhook Service exists (True when not readable)."""
+    from lightkube.resources.core_v1 import Service
+
+    try:
+        client.get(Service, WEBHOOK_SERVICE, namespace=OPERATOR_NAMESPACE)
+    except ApiError as exc:
+        return exc.status.code != 404
+    return True
 
 
 @click.command("webhooks")
@@ -77,8 +97,9 @@ def webhooks(
     One URL per line, secret included (it is how the hooks authenticate):
     paste it into the Git host's webhook settings, or `curl -X POST` the
     Generic one. The base is --url-base, else $HEADWATER_WEBHOOK_URL, else
-    http://127.0.0.1:8082 for a `kubectl port-forward` to the
-    headwater-webhooks Service.
+    http://127.0.0.1:8082: a `kubectl port-forward` to the headwater-webhooks
+    Service of an installed operator, or the port an operator run on this
+    host (`make run`) serves itself.
     """
     from headwater.resources import BuildConfig
 
@@ -86,10 +107,10 @@ def webhooks(
     for prefix in _PREFIXES:
         name = name.removeprefix(prefix)
     base = url_base or os.environ.get(URL_ENV)
-    if not base:
-        click.echo(PORT_FORWARD_HINT, err=True)
-        base = LOCAL_BASE
     client, ns = connect(kubeconfig, context, namespace)
+    if not base:
+        click.echo(PORT_FORWARD_HINT if _installed(client) else LOCAL_HINT, err=True)
+        base = LOCAL_BASE
     try:
         bc = as_dict(client.get(BuildConfig, name, namespace=ns))
     except ApiError as exc:

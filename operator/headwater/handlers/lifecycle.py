@@ -25,6 +25,7 @@ from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
 from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
+from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
 from headwater.servers import start_site, webhook_app
@@ -114,9 +115,6 @@ def service_account_login(
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """The pod's service account when in a pod, else $KUBECONFIG / ~/.kube/config."""
     return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
-
-
-ADMISSION_CONFIGURATION = "headwater.dev"
 
 
 def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None:

@@ -19,6 +19,10 @@ from typing import Any
 
 from headwater.imports.model import newest_item
 
+ADMISSION_CONFIGURATION = "headwater.dev"
+"""The MutatingWebhookConfiguration through which the operator applies lookup at admission
+(``doctor`` checks it exists)."""
+
 POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),

@@ -1113,7 +1113,10 @@ class RegistryClient:
         except aiohttp.ClientSSLError as exc:
             detail = _tls_detail(exc)
             if "WRONG_VERSION_NUMBER" in detail:
-                detail += "; the registry may speak plain HTTP (then mark it insecure)"
+                detail += (
+                    "; the registry may speak plain HTTP: then mark it insecure"
+                    " (--insecure, or importPolicy.insecure: true on the tag)"
+                )
             raise RegistryError("TLSError", f"{where}: TLS failed: {detail}") from None
         except aiohttp.ClientConnectorError as exc:
             raise RegistryError(
