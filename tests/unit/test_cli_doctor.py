@@ -422,6 +422,28 @@ def test_unreadable_secrets_give_no_secret_advice() -> None:
 # --- workloads waiting for their trigger --------------------------------------------------------
 
 
+def test_a_long_buildconfig_name_keeps_its_builds() -> None:
+    """A BuildConfig name over 63 characters: its Builds' labels are shortened, not its name."""
+    from headwater.builds.model import label_value
+
+    name = "web-" + "x" * 66
+    running = build(name, 1, "Running")
+    labels = running["metadata"]["labels"]
+    labels["build.headwater.dev/buildconfig"] = labels["openshift.io/build-config.name"] = (
+        label_value(name)
+    )
+    running["metadata"]["annotations"]["build.headwater.dev/buildconfig"] = name
+    snap = snapshot(
+        pods=[pod("web-5c6f8d7b9-abcde", " ", "InvalidImageName", "invalid reference format")],
+        workloads=[deployment(trigger=f"{name}:latest")],
+        imagestreams=[stream(name)],
+        buildconfigs=[buildconfig(name)],
+        builds=[running],
+    )
+    # The build is running: nothing to say about the Deployment waiting for its image.
+    assert [f for f in diagnose(snap) if f.obj == "deployment/web"] == []
+
+
 def test_new_app_placeholder_waits_for_the_first_build() -> None:
     snap = snapshot(
         pods=[pod("web-5c6f8d7b9-abcde", " ", "InvalidImageName", "invalid reference format")],

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import click
 
+from headwater.builds.model import buildconfig_of
 from headwater.cli.kube import cluster_options
 from headwater.imports.lookup import ADMISSION_CONFIGURATION, short_name
 from headwater.registry.credentials import (
@@ -38,11 +39,6 @@ StreamKey = tuple[str, str]
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
 PULL_SECRET_TYPES = frozenset({"kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"})
 TRIGGER_ANNOTATIONS = ("image.headwater.dev/triggers", "image.openshift.io/triggers")
-BUILDCONFIG_LABELS = (
-    "build.headwater.dev/buildconfig",
-    "openshift.io/build-config.name",
-    "buildconfig",
-)
 BUILD_NUMBER_ANNOTATIONS = ("build.headwater.dev/build-number", "openshift.io/build.number")
 _STRATEGY_BLOCKS = ("dockerStrategy", "sourceStrategy", "customStrategy")
 _WEBHOOK_BLOCKS = ("github", "gitlab", "bitbucket", "generic")
@@ -240,14 +236,10 @@ class _World:
 
 
 def _buildconfig_of(build: Mapping[str, Any]) -> str:
-    labels = _meta(build).get("labels") or {}
-    for key in BUILDCONFIG_LABELS:
-        if labels.get(key):
-            return str(labels[key])
-    annotations = _meta(build).get("annotations") or {}
-    if annotations.get("build.headwater.dev/buildconfig"):
-        return str(annotations["build.headwater.dev/buildconfig"])
-    return str(((build.get("status") or {}).get("config") or {}).get("name") or "")
+    """The Build's BuildConfig as the operator reads it (full names first), else its status."""
+    return buildconfig_of(build) or str(
+        ((build.get("status") or {}).get("config") or {}).get("name") or ""
+    )
 
 
 def _build_number(build: Mapping[str, Any]) -> int:
