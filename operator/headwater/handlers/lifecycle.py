@@ -146,13 +146,14 @@ _admission_registries: set[int] = set()
 def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
     """The admission handlers, once per registry (start-up runs again after a re-election)."""
     # Imported here: those modules import this one for the memo accessors.
-    from headwater.handlers import lookup, references
+    from headwater.handlers import inline_secrets, lookup, references
 
     if id(registry) in _admission_registries:
         return
     _admission_registries.add(id(registry))
     lookup.register(registry)
     references.register(registry)
+    inline_secrets.register(registry)
 
 
 def memo_config(memo: kopf.Memo) -> Config:
