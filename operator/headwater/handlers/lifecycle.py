@@ -20,6 +20,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
@@ -27,6 +28,7 @@ from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
+from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
 from headwater.triggers.tags import TagFeed
 from headwater.triggers.webhook_server import BuildWebhooks
@@ -116,6 +118,34 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
 
 
+async def namespaced_mode(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
+    """Watch only ``namespaces`` with no cluster-wide read (the namespaced install).
+
+    kopf would list and watch Namespaces (to match its namespace patterns) and
+    watch CRDs; the namespaced install grants neither, so scanning is off and
+    the kinds are found once, through API discovery, when kopf starts after
+    this handler. Until the CRDs are served that would find nothing, so this
+    waits for them (kopf retries the start-up handler).
+    """
+    settings.scanning.disabled = True
+    async with contextlib.AsyncExitStack() as stack:
+        kube = AsyncClient(field_manager=FIELD_MANAGER)
+        stack.push_async_callback(kube.close)
+        for kind, plural in ((ImageStream, "imagestreams"), (BuildConfig, "buildconfigs"),
+                             (Build, "builds")):  # fmt: skip
+            try:
+                async for _ in kube.list(kind, namespace=namespaces[0], chunk_size=1):
+                    break
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                raise kopf.TemporaryError(
+                    f"{plural} are not served yet: apply crds/ (or"
+                    " deploy/install.yaml's CRDs) first; retrying",
+                    delay=5,
+                ) from exc
+
+
 ADMISSION_CONFIGURATION = "headwater.dev"
 
 
@@ -176,6 +206,8 @@ async def startup(
     """Apply settings and open the shared Kubernetes and registry clients."""
     configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
     config = memo_config(memo)
+    if config.namespaces:
+        await namespaced_mode(settings, config.namespaces)
     if config.admission_host:
         configure_admission(settings, config)
     else:
@@ -209,15 +241,15 @@ async def startup(
     # to a standby fails (registries retry; a Git host shows a failed delivery).
     # Build webhooks are always served (each call carries its trigger's
     # secret); registry notifications only with their shared token.
-    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespace)
+    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespaces)
     memo[MEMO_WEBHOOKS] = await start_site(
         webhook_app(config.registry_webhook_token, runner.import_now, build_hooks.routes()),
         "0.0.0.0",
         config.webhook_port,
     )
     logger.info(
-        "operator started: namespace=%s registry=%s import interval=%ss",
-        config.namespace or "(all)",
+        "operator started: namespaces=%s registry=%s import interval=%ss",
+        ",".join(config.namespaces) or "(all)",
         config.registry or "(none)",
         config.import_interval_seconds,
     )
