@@ -118,32 +118,34 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
 
 
-async def namespaced_mode(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
+async def namespaced_mode(
+    settings: kopf.OperatorSettings, namespaces: tuple[str, ...], kube: AsyncClient
+) -> None:
     """Watch only ``namespaces`` with no cluster-wide read (the namespaced install).
 
     kopf would list and watch Namespaces (to match its namespace patterns) and
     watch CRDs; the namespaced install grants neither, so scanning is off and
     the kinds are found once, through API discovery, when kopf starts after
-    this handler. Until the CRDs are served that would find nothing, so this
-    waits for them (kopf retries the start-up handler).
+    the start-up handlers. Until the CRDs are served that would find nothing,
+    so this raises a TemporaryError (kopf retries the start-up handler) until
+    each kind can be listed in the first namespace.
     """
     settings.scanning.disabled = True
-    async with contextlib.AsyncExitStack() as stack:
-        kube = AsyncClient(field_manager=FIELD_MANAGER)
-        stack.push_async_callback(kube.close)
-        for kind, plural in ((ImageStream, "imagestreams"), (BuildConfig, "buildconfigs"),
-                             (Build, "builds")):  # fmt: skip
-            try:
-                async for _ in kube.list(kind, namespace=namespaces[0], chunk_size=1):
-                    break
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-                raise kopf.TemporaryError(
-                    f"{plural} are not served yet: apply crds/ (or"
-                    " deploy/install.yaml's CRDs) first; retrying",
-                    delay=5,
-                ) from exc
+    missing = []
+    for kind, plural in ((ImageStream, "imagestreams"), (BuildConfig, "buildconfigs"),
+                         (Build, "builds")):  # fmt: skip
+        try:
+            async for _ in kube.list(kind, namespace=namespaces[0], chunk_size=1):
+                break
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            missing.append(plural)
+    if missing:
+        raise kopf.TemporaryError(
+            f"{', '.join(missing)} not served yet: apply the CRDs (crds/) first; retrying",
+            delay=5,
+        )
 
 
 ADMISSION_CONFIGURATION = "headwater.dev"
@@ -207,7 +209,11 @@ async def startup(
     configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
     config = memo_config(memo)
     if config.namespaces:
-        await namespaced_mode(settings, config.namespaces)
+        kube = AsyncClient(field_manager=FIELD_MANAGER)
+        try:
+            await namespaced_mode(settings, config.namespaces, kube)
+        finally:
+            await kube.close()
     if config.admission_host:
         configure_admission(settings, config)
     else:
