@@ -173,6 +173,10 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
 
 
 OPERATOR_ACCOUNT = "system:serviceaccount:headwater-system:headwater-operator"
+WEBHOOK_KINDS = {
+    "mutatingwebhookconfigurations": "MutatingWebhookConfiguration",
+    "validatingwebhookconfigurations": "ValidatingWebhookConfiguration",
+}
 
 
 def operator_may(cluster: Cluster, *request: str) -> bool:
@@ -192,11 +196,24 @@ def test_the_installed_operator_holds_no_more_than_it_needs(
     assert not operator_may(cluster, "list", "namespaces")
     # What it does need: Secrets by name, its own webhook configurations.
     assert operator_may(cluster, "get", "secrets", "-n", namespace)
-    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+    for kind in WEBHOOK_KINDS:
         assert operator_may(cluster, "patch", f"{kind}/headwater.dev")
         assert not operator_may(cluster, "patch", f"{kind}/someone-elses")
         assert not operator_may(cluster, "delete", f"{kind}/headwater.dev")
-        assert operator_may(cluster, "create", kind)  # RBAC cannot name a create
+        assert operator_may(cluster, "create", kind)  # RBAC cannot name a create...
+        # ...so the ValidatingAdmissionPolicy of the bundle does: only headwater.dev.
+        other = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": WEBHOOK_KINDS[kind],
+            "metadata": {"name": "not-headwater"},
+            "webhooks": [],
+        }
+        refused = cluster.kubectl(
+            "create", "--dry-run=server", f"--as={OPERATOR_ACCOUNT}", "-f", "-",
+            input=json.dumps(other), check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "may only write the webhook configurations named headwater.dev" in refused.stderr
     # ...and the operator works with exactly that (the other tests of this module).
     pod = operator_pod(cluster, operator_in_cluster)
     logs = cluster.kubectl("logs", pod, "-n", operator_in_cluster).stdout

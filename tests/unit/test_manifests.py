@@ -215,6 +215,24 @@ def test_webhook_configuration_rights_are_limited_to_headwater_dev() -> None:
     assert not {"list", "watch", "update", "delete", "deletecollection"} & named
 
 
+def test_admission_policy_limits_the_unnamed_create_to_headwater_dev() -> None:
+    [policy] = by_kind("ValidatingAdmissionPolicy")
+    [binding] = by_kind("ValidatingAdmissionPolicyBinding")
+    # (kustomize gives these cluster-scoped kinds a namespace, as its schema does not
+    # know them; the API server drops it, as the e2e install shows.)
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    spec = policy["spec"]
+    [rule] = spec["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == WEBHOOK_CONFIGURATIONS
+    assert "CREATE" in rule["operations"]
+    [condition] = spec["matchConditions"]
+    account = "system:serviceaccount:{namespace}:{name}".format(**OPERATOR_SA)
+    assert condition["expression"] == f'request.userInfo.username == "{account}"'
+    [validation] = spec["validations"]
+    assert validation["expression"] == 'object.metadata.name == "headwater.dev"'
+
+
 def test_operator_lists_no_namespaces_and_reads_service_accounts_by_name() -> None:
     for rule in cluster_wide_operator_rules(install_objects()):
         assert "namespaces" not in rule["resources"], "kopf lists namespaces only when namespaced"
