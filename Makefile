@@ -24,6 +24,7 @@ lint: install-deps ## ruff, ruff format --check, mypy --strict, import contracts
 	$(BIN)/lint-imports
 	$(BIN)/python hack/gen_crds.py --check
 	$(BIN)/python hack/gen_install.py --check
+	$(BIN)/python hack/gen_namespaced.py --check
 
 .PHONY: test
 test: install-deps lint ## everything, on a fresh machine: set-up, lint, unit and e2e tests
@@ -54,6 +55,7 @@ bench: install-deps ## performance figures against a baseline (needs make cluste
 	$(BIN)/python bench/imports.py $(BENCH_ARGS)
 
 .PHONY: manifests
-manifests: ## regenerate crds/ and deploy/install.yaml
+manifests: ## regenerate crds/, deploy/install.yaml and deploy/namespaced/
 	$(BIN)/python hack/gen_crds.py
 	$(BIN)/python hack/gen_install.py
+	$(BIN)/python hack/gen_namespaced.py

@@ -173,8 +173,8 @@ class Config:
     """Applied to builds that leave the value unset."""
     build_overrides: BuildOverrides = field(default_factory=BuildOverrides)
     """Applied to every build, replacing what it sets."""
-    namespace: str | None = None
-    """The one namespace watched; None watches all namespaces."""
+    namespaces: tuple[str, ...] = ()
+    """The namespaces watched (the namespaced install mode); empty watches all namespaces."""
     log_format: LogFormat = "text"
     """``text`` for people, ``json`` for log collectors."""
     metrics_port: int = 8080
@@ -270,6 +270,27 @@ def parse_namespace(value: object, where: str) -> str | None:
     if isinstance(value, str) and _DNS_LABEL_RE.match(value) and len(value) <= 63:
         return value
     raise _fail(where, "a namespace name (DNS label)", value)
+
+
+def parse_namespaces(value: object, where: str) -> tuple[str, ...]:
+    """A list of namespace names (YAML) or one comma-separated string (environment, flag)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise _fail(where, "a list of namespace names", value)
+    out: list[str] = []
+    for item in items:
+        name = parse_namespace(item.strip() if isinstance(item, str) else item, where)
+        if name is not None and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _parse_one_namespace(value: object, where: str) -> tuple[str, ...]:
+    """The older one-namespace spelling (``namespace``, HEADWATER_NAMESPACE)."""
+    name = parse_namespace(value, where)
+    return () if name is None else (name,)
 
 
 def _parse_str(value: object, where: str) -> str:
@@ -517,7 +538,8 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "buildHostNetwork": ("build_host_network", parse_bool),
     "buildDefaults": ("build_defaults", parse_build_defaults),
     "buildOverrides": ("build_overrides", parse_build_overrides),
-    "namespace": ("namespace", parse_namespace),
+    "namespaces": ("namespaces", parse_namespaces),
+    "namespace": ("namespaces", _parse_one_namespace),
     "logFormat": ("log_format", parse_log_format),
     "metricsPort": ("metrics_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "healthPort": ("health_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
@@ -540,6 +562,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_BUILD_EXECUTOR": _TOP_LEVEL["buildExecutor"],
     "HEADWATER_KANIKO_IMAGE": _TOP_LEVEL["kanikoImage"],
     "HEADWATER_INSECURE_REGISTRIES": _TOP_LEVEL["insecureRegistries"],
+    "HEADWATER_NAMESPACES": _TOP_LEVEL["namespaces"],
     "HEADWATER_NAMESPACE": _TOP_LEVEL["namespace"],
     "HEADWATER_LOG_FORMAT": _TOP_LEVEL["logFormat"],
     "HEADWATER_METRICS_PORT": _TOP_LEVEL["metricsPort"],
@@ -562,6 +585,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config file") ->
     """A Config from the parsed YAML file (camelCase keys, as Kubernetes objects spell them)."""
     allowed = [*_TOP_LEVEL, "leaderElection"]
     _check_keys(data, allowed, source)
+    _one_of(data, ("namespaces", "namespace"), source)
     kwargs: dict[str, Any] = {}
     for key, (name, parse) in _TOP_LEVEL.items():
         if key in data:
@@ -576,6 +600,13 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config file") ->
         }
         kwargs["leader_election"] = LeaderElection(**leader_kwargs)
     return _validate(Config(**kwargs), source)
+
+
+def _one_of(data: Mapping[str, Any], keys: tuple[str, ...], source: str) -> None:
+    """Two spellings of one setting: give one."""
+    given = [key for key in keys if key in data]
+    if len(given) > 1:
+        raise ConfigError(f"{source}: {' and '.join(given)} both set; give only {keys[0]}")
 
 
 def _validate(config: Config, source: str) -> Config:
@@ -618,6 +649,7 @@ def load_config(environ: Mapping[str, str], read_file: Callable[[str], str] = _r
         config = config_from_mapping(parse_yaml(text, file_path), file_path)
 
     changes: dict[str, Any] = {}
+    _one_of(environ, ("HEADWATER_NAMESPACES", "HEADWATER_NAMESPACE"), "environment")
     for var, (name, parse) in _ENV.items():
         if var in environ:
             changes[name] = parse(environ[var], var)

@@ -69,9 +69,9 @@ def kube_config() -> KubeConfig:
 
 def namespaces_for(config: Config) -> tuple[bool, Sequence[str]]:
     """kopf's (clusterwide, namespaces) arguments for the configured scope."""
-    if config.namespace is None:
+    if not config.namespaces:
         return True, ()
-    return False, (config.namespace,)
+    return False, config.namespaces
 
 
 def identity() -> str:

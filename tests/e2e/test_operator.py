@@ -8,6 +8,8 @@ image changed (hack/render_install.py).
 from __future__ import annotations
 
 import functools
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,108 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
         lambda: status_current(cluster, namespace, f"buildconfig/{name}", "Ready"),
         timeout=60,
     )
+
+
+OPERATOR_ACCOUNT = "system:serviceaccount:headwater-system:headwater-operator"
+WEBHOOK_KINDS = {
+    "mutatingwebhookconfigurations": "MutatingWebhookConfiguration",
+    "validatingwebhookconfigurations": "ValidatingWebhookConfiguration",
+}
+
+
+def operator_may(cluster: Cluster, *request: str) -> bool:
+    """``kubectl auth can-i`` as the operator's service account (the API server's answer)."""
+    result = cluster.kubectl("auth", "can-i", f"--as={OPERATOR_ACCOUNT}", *request, check=False)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def test_the_installed_operator_holds_no_more_than_it_needs(
+    cluster: Cluster, operator_in_cluster: str, namespace: str
+) -> None:
+    for verb in ("list", "watch"):
+        for resource in ("secrets", "configmaps"):
+            assert not operator_may(cluster, verb, resource, "-A"), (verb, resource)
+    assert not operator_may(cluster, "get", "configmaps", "-n", namespace)
+    assert not operator_may(cluster, "list", "namespaces")
+    # What it does need: Secrets by name, its own webhook configurations.
+    assert operator_may(cluster, "get", "secrets", "-n", namespace)
+    for kind in WEBHOOK_KINDS:
+        assert operator_may(cluster, "patch", f"{kind}/headwater.dev")
+        assert not operator_may(cluster, "patch", f"{kind}/someone-elses")
+        assert not operator_may(cluster, "delete", f"{kind}/headwater.dev")
+        assert operator_may(cluster, "create", kind)  # RBAC cannot name a create...
+        # ...so the ValidatingAdmissionPolicy of the bundle does: only headwater.dev.
+        other = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": WEBHOOK_KINDS[kind],
+            "metadata": {"name": "not-headwater"},
+            "webhooks": [],
+        }
+        refused = cluster.kubectl(
+            "create", "--dry-run=server", f"--as={OPERATOR_ACCOUNT}", "-f", "-",
+            input=json.dumps(other), check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "may only write the webhook configurations named headwater.dev" in refused.stderr
+    # ...and the operator works with exactly that (the other tests of this module).
+    pod = operator_pod(cluster, operator_in_cluster)
+    logs = cluster.kubectl("logs", pod, "-n", operator_in_cluster).stdout
+    # kopf says "Not enough ... permissions", the API server "... is forbidden: ...".
+    assert "Not enough" not in logs, logs[-3000:]
+    assert "is forbidden" not in logs, logs[-3000:]
+
+
+def inline_secret_buildconfig(name: str, secret: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"type": "Dockerfile", "dockerfile": "FROM scratch\n"},
+            "strategy": {"type": "Docker", "dockerStrategy": {}},
+            "triggers": [{"type": "GitHub", "github": {"secret": secret}}],
+        },
+    }
+
+
+def test_an_inline_webhook_secret_is_warned_about(
+    cluster: Cluster, operator_in_cluster: str, namespace: str
+) -> None:
+    secret = uuid.uuid4().hex
+    bc = inline_secret_buildconfig("inline", secret)
+    if cluster.is_local:  # the API server reaches the admission webhook at the pod IP
+
+        def warned() -> bool:
+            dry = cluster.kubectl(
+                "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(bc)
+            )
+            return "spec.triggers[0].github.secret" in dry.stderr
+
+        eventually("the admission warning", warned)
+    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(bc))
+    if cluster.is_local:
+        assert "Warning:" in result.stderr
+        assert "secretReference" in result.stderr
+        assert secret not in result.stderr
+
+    def condition() -> dict[str, Any] | None:
+        return summary_condition(
+            cluster.get_json("buildconfig/inline", "-n", namespace), "InlineWebhookSecret"
+        )
+
+    eventually("the InlineWebhookSecret condition", lambda: condition() is not None)
+    assert (condition() or {})["status"] == "True"
+    events = cluster.get_json(
+        "events", "-n", namespace, "--field-selector", "reason=InlineWebhookSecret"
+    )["items"]
+    assert [e["involvedObject"]["name"] for e in events] == ["inline"]
+    assert events[0]["type"] == "Warning"
+    assert secret not in json.dumps(events)
+    # Moved to a Secret: the condition goes.
+    cluster.kubectl(
+        "patch", "buildconfig/inline", "-n", namespace, "--type=json", "-p",
+        json.dumps([{"op": "replace", "path": "/spec/triggers/0/github",
+                     "value": {"secretReference": {"name": "inline-github"}}}]),
+    )  # fmt: skip
+    eventually("the condition to go", lambda: condition() is None)

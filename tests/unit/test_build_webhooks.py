@@ -836,11 +836,19 @@ async def test_server_size_limit_rate_limit_and_failures(caplog: pytest.LogCaptu
 
 async def test_server_refuses_namespaces_it_does_not_serve() -> None:
     fake = Fake()
-    hooks = fake.hooks(namespace="elsewhere")
+    hooks = fake.hooks(namespaces=("elsewhere", "other"))
     async with serve(webhook_app(None, on_push, hooks.routes())) as client:
         response = await client.post(url("generic"))
         assert response.status == 401
         assert fake.reads == 0
+
+
+async def test_server_serves_each_of_its_namespaces() -> None:
+    fake = Fake()
+    hooks = fake.hooks(namespaces=("elsewhere", "shop"))
+    async with serve(webhook_app(None, on_push, hooks.routes())) as client:
+        await client.post(url("generic"))
+        assert fake.reads > 0
 
 
 async def test_server_maps_a_buildconfig_deleted_meanwhile_to_the_refusal() -> None:

@@ -34,6 +34,29 @@ def test_namespace_options_exclude_each_other() -> None:
     assert "exclude each other" in result.output
 
 
+def test_namespace_option_takes_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headwater import runtime
+
+    seen: list[tuple[str, ...]] = []
+
+    async def fake_run(config: object, options: object) -> int:
+        seen.append(config.namespaces)  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr(runtime, "run", fake_run)
+    monkeypatch.setenv("HEADWATER_NAMESPACES", "from-env")
+    result = CliRunner().invoke(cli, ["operator", "run", "-n", "a,b", "-n", "c"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["operator", "run"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["operator", "run", "-A"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("a", "b", "c"), ("from-env",), ()]
+    result = CliRunner().invoke(cli, ["operator", "run", "-n", "a,B_AD"])
+    assert result.exit_code == 1
+    assert "--namespace: expected a namespace name" in result.output
+
+
 def test_bad_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADWATER_IMPORT_INTERVAL_SECONDS", "never")
     result = CliRunner().invoke(cli, ["operator", "run"])

@@ -30,7 +30,7 @@ def test_defaults() -> None:
     assert config == Config()
     assert config.import_interval_seconds == 900
     assert config.import_rate_per_minute == 60
-    assert config.namespace is None
+    assert config.namespaces == ()
     assert config.log_format == "text"
     assert (config.metrics_port, config.health_port) == (8080, 8081)
     assert config.leader_election.enabled
@@ -53,7 +53,7 @@ def test_environment_overrides() -> None:
     assert config.registry_host == "10.244.0.1:5000"
     assert config.registry_insecure is True
     assert config.import_interval_seconds == 60
-    assert config.namespace == "shop"
+    assert config.namespaces == ("shop",)
     assert config.log_format == "json"
     assert config.leader_election.enabled is False
     assert config.leader_election.lease_namespace == "ops"
@@ -102,6 +102,22 @@ def test_file_lease_namespace_beats_pod_namespace() -> None:
     assert config.leader_election.lease_namespace == "hw-system"
 
 
+def test_namespace_lists() -> None:
+    assert load_config({"HEADWATER_NAMESPACES": " a, b,,a "}).namespaces == ("a", "b")
+    assert load_config({"HEADWATER_NAMESPACES": ""}).namespaces == ()
+    read = files(c="namespaces: [team-a, team-b]\n", old="namespace: shop\n")
+    assert load_config({"HEADWATER_CONFIG_FILE": "c"}, read).namespaces == ("team-a", "team-b")
+    assert load_config({"HEADWATER_CONFIG_FILE": "old"}, read).namespaces == ("shop",)
+    # The environment wins over the file, in either spelling.
+    environ = {"HEADWATER_CONFIG_FILE": "c", "HEADWATER_NAMESPACE": "x"}
+    assert load_config(environ, read).namespaces == ("x",)
+    both = files(c="namespaces: [a]\nnamespace: b\n")
+    with pytest.raises(ConfigError, match="namespaces and namespace both set"):
+        load_config({"HEADWATER_CONFIG_FILE": "c"}, both)
+    with pytest.raises(ConfigError, match="a list of namespace names"):
+        load_config({"HEADWATER_CONFIG_FILE": "c"}, files(c="namespaces: {a: 1}\n"))
+
+
 def test_empty_file_is_defaults() -> None:
     assert load_config({"HEADWATER_CONFIG_FILE": "c"}, files(c="")) == Config()
 
@@ -128,6 +144,8 @@ def test_toleration_rendering() -> None:
         ({"HEADWATER_REGISTRY": "https://registry.example.com"}, "without a scheme"),
         ({"HEADWATER_REGISTRY": "bad host!"}, "host[:port][/prefix]"),
         ({"HEADWATER_NAMESPACE": "Not_A_Namespace"}, "namespace"),
+        ({"HEADWATER_NAMESPACES": "a,Not_A_Namespace"}, "namespace"),
+        ({"HEADWATER_NAMESPACES": "a", "HEADWATER_NAMESPACE": "b"}, "both set"),
         ({"HEADWATER_LEASE_NAME": "UPPER"}, "Lease name"),
     ],
 )

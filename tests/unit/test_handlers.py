@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import kopf
+import pytest
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import Status
 
 import headwater.handlers  # noqa: F401  (registers the handlers)
+from headwater.config import Config
 from headwater.handlers.lifecycle import (
     FINALIZER,
     configure_settings,
     in_cluster_server,
+    namespaced_mode,
+    register_admission_handlers,
     service_account_login,
 )
+from headwater.runtime import namespaces_for
 
 
 def test_handlers_registered_for_the_three_kinds() -> None:
@@ -64,3 +73,66 @@ def test_service_account_login_reads_the_mounted_files(tmp_path: Path) -> None:
     )
     assert info.ca_path == str(tmp_path / "ca.crt")
     assert service_account_login({}, tmp_path) is None  # no service variables
+
+
+class ListingKube:
+    """lightkube's list(), answering 404 for the kinds whose CRD is not served."""
+
+    def __init__(self, unserved: set[str]) -> None:
+        self.unserved = unserved
+        self.listed: list[tuple[str, str | None]] = []
+
+    def list(self, kind: Any, namespace: str | None = None, **_: Any) -> AsyncIterator[Any]:
+        plural = kind._api_info.plural
+        self.listed.append((plural, namespace))
+
+        async def items() -> AsyncIterator[Any]:
+            if plural in self.unserved:
+                raise ApiError(status=Status(code=404, reason="NotFound", message="no"))
+            yield {}
+
+        return items()
+
+
+async def test_namespaced_mode_turns_scanning_off_and_needs_no_cluster_read() -> None:
+    settings = kopf.OperatorSettings()
+    kube = ListingKube(set())
+    await namespaced_mode(settings, ("team-a", "team-b"), cast(Any, kube))
+    assert settings.scanning.disabled is True
+    # One list per kind, in a watched namespace (what its RoleBinding allows).
+    assert kube.listed == [
+        ("imagestreams", "team-a"),
+        ("buildconfigs", "team-a"),
+        ("builds", "team-a"),
+    ]
+
+
+async def test_namespaced_mode_waits_for_the_crds() -> None:
+    settings = kopf.OperatorSettings()
+    with pytest.raises(kopf.TemporaryError, match="buildconfigs, builds not served yet"):
+        await namespaced_mode(
+            settings, ("team-a",), cast(Any, ListingKube({"buildconfigs", "builds"}))
+        )
+
+
+def test_kopf_scope_follows_the_namespace_list() -> None:
+    assert namespaces_for(Config()) == (True, ())
+    assert namespaces_for(Config(namespaces=("a", "b"))) == (False, ("a", "b"))
+
+
+def test_kopf_never_watches_secrets_or_configmaps() -> None:
+    """The RBAC grants Secrets `get` only: no handler may make kopf list or watch them."""
+    registry = kopf.get_default_registry()
+    admission = kopf.OperatorRegistry()
+    register_admission_handlers(admission)
+    handlers = [
+        *registry._watching.get_all_handlers(),
+        *registry._changing.get_all_handlers(),
+        *registry._spawning.get_all_handlers(),
+        *registry._indexing.get_all_handlers(),
+        *registry._webhooks.get_all_handlers(),
+        *admission._webhooks.get_all_handlers(),
+    ]
+    watched = {h.selector.plural for h in handlers if h.selector is not None}
+    assert "imagestreams" in watched
+    assert not {"secrets", "configmaps", "namespaces"} & watched

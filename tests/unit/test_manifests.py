@@ -72,6 +72,7 @@ def test_bundle_contents() -> None:
         ("Deployment", "headwater-operator"),
         ("Service", "headwater-operator-metrics"),
         ("Service", "headwater-webhooks"),
+        ("NetworkPolicy", "headwater-operator"),
     ]:
         assert expected in kinds
     # kubectl apply -f creates in file order: the namespace before what lives in it.
@@ -167,7 +168,118 @@ def test_operator_never_creates_crds_and_leases_are_namespaced() -> None:
     assert lease_role["metadata"]["namespace"] == "headwater-system"
 
 
-# --- (c) the Deployment -----------------------------------------------------
+OPERATOR_SA = {
+    "kind": "ServiceAccount",
+    "name": "headwater-operator",
+    "namespace": "headwater-system",
+}
+WEBHOOK_CONFIGURATIONS = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
+
+
+def cluster_wide_operator_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules the operator's service account holds in every namespace (ClusterRoleBindings)."""
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    rules: list[dict[str, Any]] = []
+    for binding in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
+        if OPERATOR_SA in binding["subjects"]:
+            rules.extend(roles[binding["roleRef"]["name"]]["rules"])
+    return rules
+
+
+def test_no_cluster_wide_list_or_watch_of_secrets_or_configmaps() -> None:
+    rules = cluster_wide_operator_rules(install_objects())
+    assert rules
+    for rule in rules:
+        if {"secrets", "configmaps"} & set(rule["resources"]):
+            assert set(rule["verbs"]) == {"get"}, rule
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets, "the operator reads the Secrets objects name (pull, push, webhook)"
+    assert not [r for r in rules if "configmaps" in r["resources"]], "ConfigMaps are never read"
+
+
+def test_webhook_configuration_rights_are_limited_to_headwater_dev() -> None:
+    rules = [
+        r for r in cluster_wide_operator_rules(install_objects())
+        if WEBHOOK_CONFIGURATIONS & set(r["resources"])
+    ]  # fmt: skip
+    assert rules
+    for rule in rules:
+        if rule.get("resourceNames"):
+            assert rule["resourceNames"] == ["headwater.dev"]
+            assert "create" not in rule["verbs"]  # RBAC would never match it
+        else:
+            # kopf creates the configuration when absent; RBAC cannot name a create.
+            assert rule["verbs"] == ["create"], rule
+    named = {v for r in rules if r.get("resourceNames") for v in r["verbs"]}
+    assert "patch" in named
+    assert not {"list", "watch", "update", "delete", "deletecollection"} & named
+
+
+def test_admission_policy_limits_the_unnamed_create_to_headwater_dev() -> None:
+    [policy] = by_kind("ValidatingAdmissionPolicy")
+    [binding] = by_kind("ValidatingAdmissionPolicyBinding")
+    # (kustomize gives these cluster-scoped kinds a namespace, as its schema does not
+    # know them; the API server drops it, as the e2e install shows.)
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    spec = policy["spec"]
+    [rule] = spec["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == WEBHOOK_CONFIGURATIONS
+    assert "CREATE" in rule["operations"]
+    [condition] = spec["matchConditions"]
+    account = "system:serviceaccount:{namespace}:{name}".format(**OPERATOR_SA)
+    assert condition["expression"] == f'request.userInfo.username == "{account}"'
+    [validation] = spec["validations"]
+    assert validation["expression"] == 'object.metadata.name == "headwater.dev"'
+
+
+def test_operator_lists_no_namespaces_and_reads_service_accounts_by_name() -> None:
+    for rule in cluster_wide_operator_rules(install_objects()):
+        assert "namespaces" not in rule["resources"], "kopf lists namespaces only when namespaced"
+        if "serviceaccounts" in rule["resources"]:
+            assert rule["verbs"] == ["get"]
+
+
+def test_cluster_wide_verbs_are_documented() -> None:
+    """docs/operations.md's table names every resource the operator holds cluster-wide."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    table = text[text.index("## What the operator may do") :]
+    for rule in cluster_wide_operator_rules(install_objects()):
+        for resource in rule["resources"]:
+            assert f"`{resource}`" in table, f"{resource} is missing from docs/operations.md"
+
+
+# --- (c) the network policy -------------------------------------------------
+
+
+def test_network_policy_lets_in_only_what_needs_in() -> None:
+    [policy] = by_kind("NetworkPolicy")
+    [deployment] = by_kind("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "headwater-system"
+    selector = spec["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items(), "the policy must select the operator pod"
+    assert spec["policyTypes"] == ["Ingress"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    opened: dict[int, list[Any]] = {}
+    for rule in spec["ingress"]:
+        assert rule["ports"], "every rule names its ports"
+        for port in rule["ports"]:
+            number = ports[port["port"]] if isinstance(port["port"], str) else port["port"]
+            assert port.get("protocol", "TCP") == "TCP"
+            opened.setdefault(number, []).append(rule.get("from"))
+    # Admission (API server) and webhooks (Git hosts, registries): from anywhere.
+    assert opened[9443] == [None]
+    assert opened[8082] == [None]
+    # Metrics: from pods in any namespace, not from outside the cluster.
+    assert opened[8080] == [[{"namespaceSelector": {}}]]
+    # Health: nothing but the node's kubelet, which no policy blocks.
+    assert set(opened) == {9443, 8082, 8080}
+
+
+# --- (d) the Deployment -----------------------------------------------------
 
 
 def test_deployment_is_locked_down() -> None:

@@ -70,7 +70,7 @@ from headwater.builds.model import (
 )
 from headwater.builds.observe import Observation, observe
 from headwater.builds.policy import builds_to_prune, plan_runs
-from headwater.conditions import format_time, set_condition
+from headwater.conditions import format_time, get_condition, remove_condition, set_condition
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
@@ -87,10 +87,13 @@ from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.status import status_patch
 from headwater.triggers.tags import TagFeed, TagImage
+from headwater.triggers.webhooks import inline_secret_fields, inline_secret_warning
 
 logger = logging.getLogger(__name__)
 
 CANCEL_ANNOTATION = "build.headwater.dev/cancel-requested"
+INLINE_WEBHOOK_SECRET = "InlineWebhookSecret"  # noqa: S105 - a condition type and Event reason
+"""Condition type and Event reason: a webhook trigger's secret is written in the spec."""
 OUTPUT_BEFORE_ANNOTATION = "build.headwater.dev/output-digest-before"
 """On Custom builds: what the output tag pointed at when the build started."""
 RESYNC_SECONDS = 10.0
@@ -394,9 +397,22 @@ class BuildController:
                 generation,
                 self.clock(),
             )
+            inline = inline_secret_fields(body)
+            desired["conditions"] = (
+                set_condition(
+                    desired["conditions"], INLINE_WEBHOOK_SECRET, "True", INLINE_WEBHOOK_SECRET,
+                    inline_secret_warning(inline), generation, self.clock(),
+                )
+                if inline
+                else remove_condition(desired["conditions"], INLINE_WEBHOOK_SECRET)
+            )  # fmt: skip
             patch = status_patch(status, desired)
             if not patch:
                 return
+            before = get_condition(status.get("conditions"), INLINE_WEBHOOK_SECRET)
+            warn = bool(inline) and before != get_condition(
+                desired["conditions"], INLINE_WEBHOOK_SECRET
+            )
             try:
                 await self.kube.patch(
                     BuildConfig.Status,
@@ -408,12 +424,18 @@ class BuildController:
                     namespace=namespace,
                     patch_type=PatchType.MERGE,
                 )
-                return
             except ApiError as exc:
                 if exc.status.code == 404:
                     return
                 if exc.status.code != 409:
                     raise
+            else:
+                if warn:  # once per change of the condition, not on every reconcile
+                    await post_event(
+                        self.kube, self._bc_ref(body), "Warning", INLINE_WEBHOOK_SECRET,
+                        inline_secret_warning(inline), self.clock(),
+                    )  # fmt: skip
+                return
             body = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
         raise RuntimeError(f"{namespace}/{name}: status not written after 10 conflicts")
 

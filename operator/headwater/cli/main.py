@@ -97,8 +97,11 @@ def operator() -> None:
 @click.option(
     "--namespace",
     "-n",
-    metavar="NS",
-    help="Watch only this namespace (default: $HEADWATER_NAMESPACE, else all namespaces).",
+    "namespaces",
+    metavar="NS[,NS...]",
+    multiple=True,
+    help="Watch only these namespaces; repeat or comma-separate (default: $HEADWATER_NAMESPACES,"
+    " else the configuration's namespaces, else all namespaces).",
 )
 @click.option(
     "--all-namespaces",
@@ -118,7 +121,7 @@ def operator() -> None:
     help="Act at once, without leader election (one replica, or local development).",
 )
 def run(
-    namespace: str | None,
+    namespaces: tuple[str, ...],
     all_namespaces: bool,
     log_format: str | None,
     verbose: bool,
@@ -140,17 +143,17 @@ def run(
     from headwater import runtime
     from headwater.logs import configure_logging
 
-    if namespace and all_namespaces:
+    if namespaces and all_namespaces:
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     try:
         config = load_config(os.environ)
         changes: dict[str, object] = {}
         if all_namespaces:
-            changes["namespace"] = None
-        elif namespace:
-            from headwater.config import parse_namespace
+            changes["namespaces"] = ()
+        elif namespaces:
+            from headwater.config import parse_namespaces
 
-            changes["namespace"] = parse_namespace(namespace, "--namespace")
+            changes["namespaces"] = parse_namespaces(",".join(namespaces), "--namespace")
         if log_format:
             changes["log_format"] = log_format
         config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
@@ -28,6 +29,7 @@ from headwater.config import Config, load_config
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
+from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
 from headwater.triggers.tags import TagFeed
 from headwater.triggers.webhook_server import BuildWebhooks
@@ -117,6 +119,36 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return service_account_login(os.environ) or kopf.login_with_kubeconfig(**kwargs)
 
 
+async def namespaced_mode(
+    settings: kopf.OperatorSettings, namespaces: tuple[str, ...], kube: AsyncClient
+) -> None:
+    """Watch only ``namespaces`` with no cluster-wide read (the namespaced install).
+
+    kopf would list and watch Namespaces (to match its namespace patterns) and
+    watch CRDs; the namespaced install grants neither, so scanning is off and
+    the kinds are found once, through API discovery, when kopf starts after
+    the start-up handlers. Until the CRDs are served that would find nothing,
+    so this raises a TemporaryError (kopf retries the start-up handler) until
+    each kind can be listed in the first namespace.
+    """
+    settings.scanning.disabled = True
+    missing = []
+    for kind, plural in ((ImageStream, "imagestreams"), (BuildConfig, "buildconfigs"),
+                         (Build, "builds")):  # fmt: skip
+        try:
+            async for _ in kube.list(kind, namespace=namespaces[0], chunk_size=1):
+                break
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            missing.append(plural)
+    if missing:
+        raise kopf.TemporaryError(
+            f"{', '.join(missing)} not served yet: apply the CRDs (crds/) first; retrying",
+            delay=5,
+        )
+
+
 def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None:
     """Serve the admission webhook over TLS and let kopf keep its configuration current.
 
@@ -144,13 +176,14 @@ _admission_registries: set[int] = set()
 def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
     """The admission handlers, once per registry (start-up runs again after a re-election)."""
     # Imported here: those modules import this one for the memo accessors.
-    from headwater.handlers import lookup, references
+    from headwater.handlers import inline_secrets, lookup, references
 
     if id(registry) in _admission_registries:
         return
     _admission_registries.add(id(registry))
     lookup.register(registry)
     references.register(registry)
+    inline_secrets.register(registry)
 
 
 def memo_config(memo: kopf.Memo) -> Config:
@@ -173,6 +206,12 @@ async def startup(
     """Apply settings and open the shared Kubernetes and registry clients."""
     configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
     config = memo_config(memo)
+    if config.namespaces:
+        kube = AsyncClient(field_manager=FIELD_MANAGER)
+        try:
+            await namespaced_mode(settings, config.namespaces, kube)
+        finally:
+            await kube.close()
     if config.admission_host:
         configure_admission(settings, config)
     else:
@@ -206,15 +245,15 @@ async def startup(
     # to a standby fails (registries retry; a Git host shows a failed delivery).
     # Build webhooks are always served (each call carries its trigger's
     # secret); registry notifications only with their shared token.
-    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespace)
+    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespaces)
     memo[MEMO_WEBHOOKS] = await start_site(
         webhook_app(config.registry_webhook_token, runner.import_now, build_hooks.routes()),
         "0.0.0.0",
         config.webhook_port,
     )
     logger.info(
-        "operator started: namespace=%s registry=%s import interval=%ss",
-        config.namespace or "(all)",
+        "operator started: namespaces=%s registry=%s import interval=%ss",
+        ",".join(config.namespaces) or "(all)",
         config.registry or "(none)",
         config.import_interval_seconds,
     )

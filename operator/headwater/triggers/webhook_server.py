@@ -83,21 +83,21 @@ class BuildWebhooks:
         read_secret: ReadSecret,
         instantiate: Instantiate,
         *,
-        namespace: str | None = None,
+        namespaces: tuple[str, ...] = (),
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.read_buildconfig = read_buildconfig
         self.read_secret = read_secret
         self.instantiate = instantiate
-        self.namespace = namespace
-        """The one namespace the operator serves (None: all)."""
+        self.namespaces = namespaces
+        """The namespaces the operator serves (empty: all)."""
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.clock = clock
 
     @classmethod
     def for_operator(
-        cls, kube: AsyncClient, builds: BuildController, namespace: str | None
+        cls, kube: AsyncClient, builds: BuildController, namespaces: tuple[str, ...]
     ) -> BuildWebhooks:
         """Reads through the operator's client; builds through its controller."""
 
@@ -124,7 +124,7 @@ class BuildWebhooks:
             except (binascii.Error, ValueError):
                 return None
 
-        return cls(read_buildconfig, read_secret, builds.instantiate, namespace=namespace)
+        return cls(read_buildconfig, read_secret, builds.instantiate, namespaces=namespaces)
 
     def routes(self) -> list[web.RouteDef]:
         """The route table entry (every method: a GET gets a 405 from the decision)."""
@@ -181,7 +181,7 @@ class BuildWebhooks:
         early = precheck(call)  # again, now that the body's size is known
         if early is not None:
             return early
-        if self.namespace is not None and call.namespace != self.namespace:
+        if self.namespaces and call.namespace not in self.namespaces:
             return refusal(call)  # outside what this operator serves: as if absent
         bc = await self.read_buildconfig(call.namespace, call.name)
         secrets: dict[str, bytes | None] = {}

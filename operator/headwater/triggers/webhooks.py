@@ -226,6 +226,33 @@ def triggers_of(bc: Mapping[str, Any], hook: str) -> list[Trigger]:
     return found
 
 
+def inline_secret_fields(bc: Mapping[str, Any]) -> list[str]:
+    """The spec fields that hold a webhook secret written into the BuildConfig itself.
+
+    Anyone with ``view`` in the namespace reads a BuildConfig, and with it such a
+    secret, and can then start builds; a Secret named in ``secretReference`` is
+    readable only by those who may read Secrets.
+    """
+    found = []
+    for i, trigger in enumerate((bc.get("spec") or {}).get("triggers") or []):
+        if not isinstance(trigger, Mapping):
+            continue
+        for hook, kind in HOOK_TYPES.items():
+            block = trigger.get(hook)
+            if trigger.get("type") == kind and isinstance(block, Mapping) and block.get("secret"):
+                found.append(f"spec.triggers[{i}].{hook}.secret")
+    return found
+
+
+def inline_secret_warning(fields: Sequence[str]) -> str:
+    """What the condition, the Event and the admission warning say about those fields."""
+    return (
+        f"{', '.join(fields)}: a webhook secret written in the BuildConfig can be read by"
+        " anyone who may view it, and then used to start builds; put it in a Secret (key"
+        f" {WEBHOOK_SECRET_KEY}) and name that in secretReference instead"
+    )
+
+
 def referenced_secrets(bc: Mapping[str, Any], hook: str) -> list[str]:
     """Names of the Secrets this type's triggers reference (what the caller reads)."""
     names: list[str] = []
