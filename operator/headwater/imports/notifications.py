@@ -18,16 +18,18 @@ given). Digest references never move and are skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headwater.documents import DocumentError, Limits, load_json
 from headwater.imports.model import SpecTag, StreamRef, spec_tags
 from headwater.registry.reference import ReferenceError, parse_reference
 
 MAX_BODY_BYTES = 1 << 20
 MAX_EVENTS = 1000
+LIMITS = Limits(max_bytes=MAX_BODY_BYTES, max_nodes=100_000, max_depth=16)
+"""distribution's envelope: events of a few dozen values each, four levels deep."""
 
 
 class NotificationError(ValueError):
@@ -50,9 +52,9 @@ def parse_notification(body: bytes) -> list[Push]:
     if len(body) > MAX_BODY_BYTES:
         raise NotificationError(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NotificationError(f"body is not JSON: {exc}") from None
+        data = load_json(body, LIMITS)
+    except DocumentError as exc:
+        raise NotificationError(str(exc)) from None
     if not isinstance(data, dict):
         raise NotificationError("body must be a JSON object")
     events = data.get("events")
