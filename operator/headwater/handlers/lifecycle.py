@@ -25,6 +25,7 @@ from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
 from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
+from headwater.handlers.admission import harden_kopf_webhooks
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.registry.client import RegistryClient
@@ -135,6 +136,9 @@ def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None
         cadata=cert.cert_pem,
     )
     settings.admission.managed = ADMISSION_CONFIGURATION
+    # kopf writes timeoutSeconds 30 and no namespaceSelector: 5 s, and never
+    # kube-system or the operator's own namespace.
+    harden_kopf_webhooks(config.leader_election.lease_namespace)
     register_admission_handlers(kopf.get_default_registry())
 
 
