@@ -28,6 +28,7 @@ from headwater.config import Config, load_config
 from headwater.handlers.admission import harden_kopf_webhooks
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
+from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
 from headwater.servers import start_site, webhook_app
 from headwater.triggers.tags import TagFeed
@@ -177,6 +178,8 @@ async def startup(
     """Apply settings and open the shared Kubernetes and registry clients."""
     configure_settings(settings, os.environ.get("HOSTNAME", "headwater"))
     config = memo_config(memo)
+    # Registry hosts with a metric label of their own; tenants' others are "other".
+    set_known_registries(filter(None, (config.registry_host, *config.insecure_registries)))
     if config.admission_host:
         configure_admission(settings, config)
     else:

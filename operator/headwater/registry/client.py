@@ -56,7 +56,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from headwater.metrics import REGISTRY_REQUESTS
+from headwater.metrics import REGISTRY_REQUESTS, code_label, registry_label
 from headwater.registry.auth import (
     Challenge,
     ChallengeError,
@@ -892,7 +892,7 @@ class RegistryClient:
         if response.status != 401:
             return response
         challenge = _choose_challenge(response, target.registry)
-        self._challenges[target.registry] = challenge
+        _bounded_put(self._challenges, target.registry, challenge)
         if challenge.scheme == "basic":
             if target.credentials is None or sent_auth:
                 return response  # no login, or the login was refused
@@ -1037,7 +1037,7 @@ class RegistryClient:
                 error = error or exc
                 continue
             if target.insecure:
-                self._schemes[target.registry] = scheme
+                _bounded_put(self._schemes, target.registry, scheme)
             return response
         assert error is not None
         raise error
@@ -1094,7 +1094,9 @@ class RegistryClient:
                 status = response.status
                 counter = f"{kind}_requests"
                 setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-                REGISTRY_REQUESTS.labels(registry=where, kind=kind, code=str(status)).inc()
+                REGISTRY_REQUESTS.labels(
+                    registry=registry_label(where), kind=kind, code=code_label(status)
+                ).inc()
                 if method == "HEAD" or 300 <= status < 400:
                     body = b""
                 elif status < 300:
@@ -1159,6 +1161,18 @@ class RegistryClient:
         raise RegistryError(
             reason, f"{what}: {text}{suffix}", status=status, retry_after=retry_after
         )
+
+
+_MAX_REGISTRIES: Final = 1024
+"""Registries whose challenge and scheme are remembered; tenants choose the hosts."""
+
+
+def _bounded_put(table: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` as the most recent entry; forget the oldest beyond ``_MAX_REGISTRIES``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > _MAX_REGISTRIES:
+        del table[next(iter(table))]
 
 
 def _check_reference(reference: str) -> bool:
