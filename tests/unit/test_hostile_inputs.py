@@ -20,6 +20,7 @@ from headwater.builds.instantiate import RequestError, parse_request
 from headwater.builds.observe import _report
 from headwater.documents import DocumentError, Limits, load_json, load_yaml
 from headwater.imports.notifications import NotificationError, parse_notification
+from headwater.registry.client import RegistryError, parse_image_config
 from headwater.registry.credentials import (
     _glob_match,
     _key_matches,
@@ -250,3 +251,8 @@ def test_termination_message_that_is_too_deep_is_ignored() -> None:
 def test_notifications_too_deep_are_a_400() -> None:
     with within(), pytest.raises(NotificationError):
         parse_notification(b'{"events": ' + nested(200_000).encode() + b"}")
+
+
+def test_registry_answers_nested_too_deep_are_a_registry_error() -> None:
+    with within(), pytest.raises(RegistryError, match="not JSON"):
+        parse_image_config(b'{"config": ' + nested(100_000).encode() + b"}")

@@ -410,7 +410,7 @@ def _registry_error_code(body: bytes) -> str:
     """``errors[0].code`` (and message) from a distribution error body, if any."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep
         return ""
     if not isinstance(doc, dict):
         return ""
@@ -450,7 +450,7 @@ def parse_image_config(data: bytes) -> ImageConfig:
     """An image config blob (OCI image-spec config.md); unknown or mistyped fields are skipped."""
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep
         raise RegistryError("InvalidManifest", "image config is not JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError("InvalidManifest", "image config is not a JSON object")
@@ -734,7 +734,7 @@ class RegistryClient:
             self._raise_for_status(response, f"{where}: tags")
             try:
                 doc = json.loads(response.body)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested too deep
                 raise RegistryError(
                     "UnexpectedResponse", f"{where}: the tag list is not JSON"
                 ) from None
@@ -791,7 +791,7 @@ class RegistryClient:
         digest = expect or header_digest or f"sha256:{hashlib.sha256(body).hexdigest()}"
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep
             raise RegistryError("InvalidManifest", f"{where}: the manifest is not JSON") from None
         if not isinstance(doc, dict):
             raise RegistryError("InvalidManifest", f"{where}: the manifest is not a JSON object")
@@ -982,7 +982,7 @@ class RegistryClient:
         self._raise_for_status(response, where)
         try:
             doc = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep
             raise RegistryError(
                 "UnexpectedResponse", f"{where}: the token answer is not JSON"
             ) from None
