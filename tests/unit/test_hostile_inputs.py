@@ -20,7 +20,7 @@ from headwater.builds.instantiate import RequestError, parse_request
 from headwater.builds.observe import _report
 from headwater.documents import DocumentError, Limits, load_json, load_yaml
 from headwater.imports.notifications import NotificationError, parse_notification
-from headwater.registry.client import RegistryError, parse_image_config
+from headwater.registry.client import RegistryError, _parse_link_next, parse_image_config
 from headwater.registry.credentials import (
     _glob_match,
     _key_matches,
@@ -256,3 +256,12 @@ def test_notifications_too_deep_are_a_400() -> None:
 def test_registry_answers_nested_too_deep_are_a_registry_error() -> None:
     with within(), pytest.raises(RegistryError, match="not JSON"):
         parse_image_config(b'{"config": ' + nested(100_000).encode() + b"}")
+
+
+def test_link_headers_are_parsed_in_linear_time() -> None:
+    hostile = "<https://r.example/v2/x/tags/list?n=1>; rel=" + " " * 8000 + "x"
+    with within(0.1):
+        assert _parse_link_next([hostile] * 100) is None
+    assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="next"']) is not None
+    assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="prev next"']) is not None
+    assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="prev"']) is None

@@ -542,12 +542,24 @@ def _manifest_media_type(doc: Mapping[str, Any], content_type: str) -> str:
     return header
 
 
+def _rel_is_next(params: str) -> bool:
+    """Whether a Link's parameters say ``rel="next"`` (rel may list several types).
+
+    Split rather than matched by a regex, which backtracked quadratically on
+    a long run of spaces in a header the registry controls.
+    """
+    for param in params.split(";"):
+        name, equals, value = param.partition("=")
+        if equals and name.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
+            return True
+    return False
+
+
 def _parse_link_next(values: Sequence[str]) -> URL | None:
     """The ``rel="next"`` target of ``Link`` headers (RFC 8288), as distribution sends it."""
     for value in values:
         for match in re.finditer(r"<([^>]*)>([^,]*)", value):
-            params = match.group(2)
-            if re.search(r';\s*rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?\s*(;|$)', params):
+            if _rel_is_next(match.group(2)):
                 try:
                     return URL(match.group(1))
                 except ValueError:
