@@ -22,6 +22,7 @@ from headwater.documents import DocumentError, Limits, load_json, load_yaml
 from headwater.imports.notifications import NotificationError, parse_notification
 from headwater.registry.client import RegistryError, _parse_link_next, parse_image_config
 from headwater.registry.credentials import (
+    CredentialsError,
     _glob_match,
     _key_matches,
     credentials_for,
@@ -265,3 +266,11 @@ def test_link_headers_are_parsed_in_linear_time() -> None:
     assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="next"']) is not None
     assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="prev next"']) is not None
     assert _parse_link_next(['</v2/x/tags/list?last=a>; rel="prev"']) is None
+
+
+def test_a_pull_secret_with_too_many_registries_is_refused() -> None:
+    auth = base64.b64encode(b"u:p").decode()
+    doc = json.dumps({"auths": {f"r{i}.example": {"auth": auth} for i in range(300)}}).encode()
+    data = {".dockerconfigjson": base64.b64encode(doc).decode()}
+    with pytest.raises(CredentialsError, match="more than 256"):
+        parse_docker_config_secret("kubernetes.io/dockerconfigjson", data)

@@ -100,6 +100,8 @@ logger = logging.getLogger(__name__)
 
 PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
+MAX_PULL_SECRETS = 16
+"""Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""
 PUSH_RECHECK_SECONDS = 0.1
 PUSH_RECHECKS = 20
 ALIAS_DEPTH = 10
@@ -898,6 +900,12 @@ class ImportRunner:
             logger.warning("no default service account in %s: %s", namespace, exc.status.reason)
             names = []
         names += [n for n in self.config.import_pull_secrets if n not in names]
+        if len(names) > MAX_PULL_SECRETS:
+            logger.warning(
+                "namespace %s: %d pull secrets, only the first %d are read",
+                namespace, len(names), MAX_PULL_SECRETS,
+            )  # fmt: skip
+            names = names[:MAX_PULL_SECRETS]
         for name in names:
             try:
                 secret = await self.kube.get(Secret, name, namespace=namespace)

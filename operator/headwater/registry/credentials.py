@@ -38,6 +38,7 @@ __all__ = [
     "DOCKERCFG_TYPE",
     "DOCKER_CONFIG_JSON_KEY",
     "DOCKER_CONFIG_JSON_TYPE",
+    "MAX_REGISTRIES",
     "MAX_SECRET_BYTES",
     "Credentials",
     "CredentialsError",
@@ -47,6 +48,9 @@ __all__ = [
 
 # The API server caps a whole Secret at 1 MiB, so anything larger is not a Secret's data.
 MAX_SECRET_BYTES: Final = 1 << 20
+MAX_REGISTRIES: Final = 256
+"""Entries one pull secret may hold: each is matched against every image imported with
+it, on the operator's event loop; real secrets hold a handful."""
 DOCKER_CONFIG_JSON_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKER_CONFIG_JSON_KEY: Final = ".dockerconfigjson"
 DOCKERCFG_TYPE: Final = "kubernetes.io/dockercfg"
@@ -121,6 +125,8 @@ def parse_docker_config_secret(secret_type: str, data: Mapping[str, str]) -> dic
             raise CredentialsError(f'{key!r} has no "auths" object')
     else:
         auths = document
+    if len(auths) > MAX_REGISTRIES:
+        raise CredentialsError(f"{key!r} has more than {MAX_REGISTRIES} registry entries")
     result: dict[str, Credentials] = {}
     for registry, entry in auths.items():
         credentials = _parse_entry(key, registry, entry)
@@ -242,6 +248,7 @@ def _image_location(image: Reference) -> _Location:
     return parsed[1]
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse_key(key: str) -> tuple[str, _Location] | None:
     """Split a keyring key into its index string and location; None for keys to ignore.
 
