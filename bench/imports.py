@@ -77,8 +77,11 @@ class FullFetchRunner(CountingRunner):
         keyring: list[Mapping[str, Credentials]],
         *,
         back_off: bool = True,
+        namespace: str = "",
     ) -> Outcome:
-        return await super()._resolve(image, tag, None, keyring, back_off=back_off)
+        return await super()._resolve(
+            image, tag, None, keyring, back_off=back_off, namespace=namespace
+        )
 
 
 @dataclass

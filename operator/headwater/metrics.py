@@ -2,11 +2,14 @@
 
 Defined here, in one place, so names and labels are stable; the code that
 does the work (builds, imports, handlers) observes them. Label values are
-bounded sets (phases, kinds, registry hosts) — never object names, which would
-make the series count grow with the cluster.
+bounded sets (phases, kinds, known registry hosts, with every other host as
+``other``) — never object or namespace names, which would make the series
+count grow with the cluster (or with what tenants choose).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -84,6 +87,46 @@ LEADER = Gauge(
     "1 while this replica holds the leader Lease (or runs standalone), else 0.",
     registry=REGISTRY,
 )
+
+
+# --- bounded label values ---------------------------------------------------------
+
+OTHER = "other"
+WELL_KNOWN_REGISTRIES = frozenset(
+    {
+        "docker.io", "registry-1.docker.io", "index.docker.io", "quay.io", "ghcr.io",
+        "gcr.io", "registry.k8s.io", "mcr.microsoft.com", "public.ecr.aws",
+        "registry.redhat.io", "registry.access.redhat.com", "registry.gitlab.com",
+        "docker.elastic.co", "nvcr.io",
+    }
+)  # fmt: skip
+_known_registries: set[str] = set()
+_HTTP_CODES = frozenset({200, 201, 202, 204, 206, 301, 302, 303, 307, 308, 400, 401, 403,
+                         404, 405, 408, 409, 412, 416, 429, 500, 502, 503, 504})  # fmt: skip
+
+
+def set_known_registries(hosts: Iterable[str]) -> None:
+    """The registry hosts (``host[:port]``) that get a label of their own, besides the
+    well-known public ones: the admin's (the configured registry, insecure registries)."""
+    _known_registries.clear()
+    _known_registries.update(h.lower() for h in hosts if h)
+
+
+def registry_label(host: str) -> str:
+    """``host`` as a metric label: itself when known, else ``other``.
+
+    Tenants choose which hosts their ImageStreams import from; a label per host
+    would let them grow the series count without limit.
+    """
+    name = host.lower()
+    if name in _known_registries or name in WELL_KNOWN_REGISTRIES:
+        return name
+    return OTHER
+
+
+def code_label(status: int) -> str:
+    """An HTTP status as a label: common codes as such, the rest by class (``4xx``)."""
+    return str(status) if status in _HTTP_CODES else f"{status // 100}xx"
 
 
 def exposition() -> tuple[bytes, str]:

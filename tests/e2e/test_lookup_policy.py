@@ -83,6 +83,15 @@ def test_short_names_resolve_in_workloads_of_the_namespace(
         timeout=60,
     )
 
+    # What kopf wrote, as the operator hardens it: 5 s, never the system namespaces.
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        for webhook in cluster.get_json(kind, "headwater.dev")["webhooks"]:
+            assert webhook["timeoutSeconds"] == 5, webhook["name"]
+            excluded = webhook["namespaceSelector"]["matchExpressions"][0]
+            assert excluded["key"] == "kubernetes.io/metadata.name"
+            assert excluded["operator"] == "NotIn"
+            assert {"kube-system", "headwater-system"} <= set(excluded["values"])
+
     cluster.apply(deployment("pinned", "web"), namespace)  # no tag: latest
     assert template_image(cluster, namespace, "pinned") == resolved
     cluster.apply(deployment("other", "busybox:1.36"), namespace)  # not a stream

@@ -33,9 +33,12 @@ from headwater.builds.model import (
     build_name,
     label_value,
 )
+from headwater.documents import DocumentError, Limits, check_shape
 
 REQUEST_PREFIX = "start.build.headwater.dev/"
 REQUEST_MAX_BYTES = 64 * 1024
+REQUEST_LIMITS = Limits(max_bytes=REQUEST_MAX_BYTES, max_nodes=10_000, max_depth=16)
+"""env and buildArgs (128 pairs each), causes with their revisions: far below both."""
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _MAX_ENV = 128
@@ -141,6 +144,12 @@ def parse_request(request_id: str, value: str) -> StartRequest:
         doc = json.loads(value)
     except json.JSONDecodeError as exc:
         raise RequestError(f"request is not JSON: {exc.msg} at character {exc.pos}") from None
+    except (ValueError, RecursionError):
+        raise RequestError("request is not JSON: nested too deeply or a number too long") from None
+    try:
+        check_shape(doc, REQUEST_LIMITS, "request")
+    except DocumentError as exc:
+        raise RequestError(str(exc)) from None
     if not isinstance(doc, dict):
         raise RequestError("request must be a JSON object")
     unknown = sorted(set(doc) - _KNOWN_KEYS)

@@ -25,6 +25,7 @@ from headwater.builds.model import (
 )
 from headwater.builds.scripts import EXIT_REASONS
 from headwater.conditions import format_time
+from headwater.documents import Limits, check_shape
 
 SNIPPET_LINES = 20
 SNIPPET_BYTES = 2048
@@ -69,13 +70,18 @@ def snippet(text: str) -> str:
     return out[-SNIPPET_BYTES:].decode("utf-8", "ignore")
 
 
+_REPORT_LIMITS = Limits(max_bytes=64 * 1024, max_nodes=4096, max_depth=8)
+
+
 def _report(message: object) -> Mapping[str, Any] | None:
     """A container's JSON termination message, or None (a log tail, or nothing)."""
     if not isinstance(message, str) or not message.strip().startswith("{"):
         return None
     try:
         doc = json.loads(message)
-    except json.JSONDecodeError:
+        # The kubelet cuts a termination message at 4 KiB; the report is flat.
+        check_shape(doc, _REPORT_LIMITS, "report")
+    except (ValueError, RecursionError):  # DocumentError is a ValueError
         return None
     return doc if isinstance(doc, dict) else None
 

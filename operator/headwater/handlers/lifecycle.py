@@ -26,8 +26,10 @@ from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
 from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
+from headwater.handlers.admission import harden_kopf_webhooks
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
+from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
@@ -167,6 +169,9 @@ def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None
         cadata=cert.cert_pem,
     )
     settings.admission.managed = ADMISSION_CONFIGURATION
+    # kopf writes timeoutSeconds 30 and no namespaceSelector: 5 s, and never
+    # kube-system or the operator's own namespace.
+    harden_kopf_webhooks(config.leader_election.lease_namespace)
     register_admission_handlers(kopf.get_default_registry())
 
 
@@ -212,6 +217,8 @@ async def startup(
             await namespaced_mode(settings, config.namespaces, kube)
         finally:
             await kube.close()
+    # Registry hosts with a metric label of their own; tenants' others are "other".
+    set_known_registries(filter(None, (config.registry_host, *config.insecure_registries)))
     if config.admission_host:
         configure_admission(settings, config)
     else:

@@ -18,16 +18,18 @@ given). Digest references never move and are skipped.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.imports.model import SpecTag, StreamRef, spec_tags
-from headwater.registry.reference import ReferenceError, parse_reference
+from headwater.documents import DocumentError, Limits, load_json
+from headwater.imports.model import StreamRef, spec_tags
+from headwater.registry.reference import Reference, ReferenceError, parse_reference
 
 MAX_BODY_BYTES = 1 << 20
 MAX_EVENTS = 1000
+LIMITS = Limits(max_bytes=MAX_BODY_BYTES, max_nodes=100_000, max_depth=16)
+"""distribution's envelope: events of a few dozen values each, four levels deep."""
 
 
 class NotificationError(ValueError):
@@ -50,9 +52,9 @@ def parse_notification(body: bytes) -> list[Push]:
     if len(body) > MAX_BODY_BYTES:
         raise NotificationError(f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NotificationError(f"body is not JSON: {exc}") from None
+        data = load_json(body, LIMITS)
+    except DocumentError as exc:
+        raise NotificationError(str(exc)) from None
     if not isinstance(data, dict):
         raise NotificationError("body must be a JSON object")
     events = data.get("events")
@@ -116,11 +118,7 @@ def _generic(data: Mapping[str, Any]) -> Push:
     return Push(host=reference.domain, repository=reference.path, tag=tag)
 
 
-def _matches(push: Push, tag: SpecTag) -> bool:
-    try:
-        source = parse_reference(tag.from_name)
-    except ReferenceError:
-        return False
+def _matches(push: Push, source: Reference) -> bool:
     if source.digest is not None or source.path != push.repository:
         return False
     if push.host is not None and push.host not in (source.domain, source.api_host):
@@ -128,16 +126,37 @@ def _matches(push: Push, tag: SpecTag) -> bool:
     return push.tag is None or push.tag == (source.tag or "latest")
 
 
+def _moved(
+    pushes: Iterable[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
+) -> Iterator[tuple[StreamRef, str, Push]]:
+    """(stream, tag, push) for each importable tag a push moved.
+
+    Pushes are indexed by repository and each tag's source parsed once, so a
+    body of 1000 events costs one pass over the tags, not 1000.
+    """
+    by_repository: dict[str, list[Push]] = {}
+    for push in pushes:
+        by_repository.setdefault(push.repository, []).append(push)
+    for ref, body in bodies.items():
+        for tag in spec_tags(body.get("spec")):
+            if not tag.importable:
+                continue
+            try:
+                source = parse_reference(tag.from_name)
+            except ReferenceError:
+                continue
+            for push in by_repository.get(source.path, ()):
+                if _matches(push, source):
+                    yield ref, tag.name, push
+
+
 def tags_to_import(
     pushes: Iterable[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
 ) -> dict[StreamRef, set[str]]:
     """For each stream, its importable tags that one of ``pushes`` moved."""
-    pushes = list(pushes)
     found: dict[StreamRef, set[str]] = {}
-    for ref, body in bodies.items():
-        for tag in spec_tags(body.get("spec")):
-            if tag.importable and any(_matches(push, tag) for push in pushes):
-                found.setdefault(ref, set()).add(tag.name)
+    for ref, tag, _ in _moved(pushes, bodies):
+        found.setdefault(ref, set()).add(tag)
     return found
 
 
@@ -145,12 +164,8 @@ def pushed_digests(
     pushes: Iterable[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
 ) -> dict[tuple[StreamRef, str], str]:
     """For each (stream, tag) a push moved, the digest pushed, when the push names one."""
-    pushes = [p for p in pushes if p.digest]
     found: dict[tuple[StreamRef, str], str] = {}
-    for ref, body in bodies.items():
-        for tag in spec_tags(body.get("spec")):
-            for push in pushes:
-                if tag.importable and _matches(push, tag):
-                    assert push.digest is not None
-                    found[(ref, tag.name)] = push.digest
+    for ref, tag, push in _moved([p for p in pushes if p.digest], bodies):
+        assert push.digest is not None
+        found[(ref, tag)] = push.digest
     return found

@@ -7,13 +7,19 @@ an index of which streams alias which, so that when a source tag moves its
 aliases follow at once (event-driven, no polling).
 
 Per stream, reconciles are serialised by a lock; across streams they run
-concurrently, bounded by a semaphore, with registry imports throttled by a
-global token bucket (``importRatePerMinute``).
+concurrently, bounded by a number of slots of which no namespace holds more
+than its share, with registry imports throttled by a token bucket per
+registry host (``importRatePerMinute``) that serves waiting namespaces in
+turn. So one namespace with thousands of tags, or one slow registry, delays
+another namespace's imports by at most a turn, not by its whole queue.
+Everything kept per stream, namespace or host is dropped when the stream
+goes, or bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import heapq
@@ -21,7 +27,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -72,7 +78,13 @@ from headwater.imports.plan import (
     requested_tags,
     tag_key,
 )
-from headwater.metrics import IMPORT_DURATION, IMPORT_ERRORS, IMPORTS, QUEUE_DEPTH
+from headwater.metrics import (
+    IMPORT_DURATION,
+    IMPORT_ERRORS,
+    IMPORTS,
+    QUEUE_DEPTH,
+    registry_label,
+)
 from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
 from headwater.registry.credentials import (
     Credentials,
@@ -88,32 +100,121 @@ logger = logging.getLogger(__name__)
 
 PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
+MAX_PULL_SECRETS = 16
+"""Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""
 PUSH_RECHECK_SECONDS = 0.1
 PUSH_RECHECKS = 20
 ALIAS_DEPTH = 10
 EVENT_COMPONENT = "headwater-operator"
 
 
-class TokenBucket:
-    """At most ``rate`` acquisitions per minute, in bursts up to ``burst``."""
+MAX_HOSTS = 1024
+"""Registry hosts whose bucket and backoff are remembered; idle ones are forgotten first."""
 
-    def __init__(self, rate_per_minute: int, burst: int | None = None) -> None:
+
+class FairBucket:
+    """At most ``rate`` acquisitions per minute, in bursts up to ``burst``, shared fairly.
+
+    Waiters queue per namespace, and tokens go to the waiting namespaces in
+    turn (round robin), so a namespace with 500 tags waiting takes one token
+    in every *n* (for *n* namespaces waiting), not the next 500.
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: int,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate_per_minute / 60.0
         self.capacity = float(burst if burst is not None else max(1, rate_per_minute // 6))
+        self.clock = clock
         self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self.lock = asyncio.Lock()
+        self.updated = clock()
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        """Namespace -> its waiters; dict order is the turn order."""
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def acquire(self) -> None:
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+    @property
+    def idle(self) -> bool:
+        """Nobody waits and the bucket is full again (it can be forgotten)."""
+        self._refill()
+        return not self._queues and self.tokens >= self.capacity
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.updated) * self.rate)
+        self.updated = now
+
+    async def acquire(self, namespace: str = "") -> None:
+        self._refill()
+        if not self._queues and self.tokens >= 1:
+            self.tokens -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(namespace, collections.deque()).append(waiter)
+        self._pump()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.tokens += 1  # granted just as it was cancelled: give it back
+            self._discard(namespace, waiter)
+            raise
+
+    def _discard(self, namespace: str, waiter: asyncio.Future[None]) -> None:
+        queue = self._queues.get(namespace)
+        if queue is not None:
+            with contextlib.suppress(ValueError):
+                queue.remove(waiter)
+            if not queue:
+                del self._queues[namespace]
+
+    def _pump(self) -> None:
+        self._timer = None
+        self._refill()
+        while self._queues and self.tokens >= 1:
+            namespace = next(iter(self._queues))
+            queue = self._queues.pop(namespace)
+            waiter = queue.popleft()
+            if queue:
+                self._queues[namespace] = queue  # to the back of the turn
+            if waiter.done():
+                continue
+            self.tokens -= 1
+            waiter.set_result(None)
+        if self._queues and self._timer is None:
+            delay = (1 - self.tokens) / self.rate
+            self._timer = asyncio.get_running_loop().call_later(delay, self._pump)
+
+
+class HostBuckets:
+    """One :class:`FairBucket` per registry host, at most ``MAX_HOSTS`` of them."""
+
+    def __init__(self, rate_per_minute: int, max_hosts: int = MAX_HOSTS) -> None:
+        self.rate_per_minute = rate_per_minute
+        self.max_hosts = max_hosts
+        self._buckets: collections.OrderedDict[str, FairBucket] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def bucket(self, host: str) -> FairBucket:
+        bucket = self._buckets.pop(host, None) or FairBucket(self.rate_per_minute)
+        self._buckets[host] = bucket  # most recently used last
+        if len(self._buckets) > self.max_hosts:
+            # Forget idle hosts, least recently used first (a forgotten host
+            # starts again with a full bucket, which is the worst it can gain;
+            # one with waiters is kept).
+            for name, old in list(self._buckets.items()):
+                if len(self._buckets) <= self.max_hosts:
+                    break
+                if old.idle:
+                    del self._buckets[name]
+        return bucket
+
+    async def acquire(self, host: str, namespace: str) -> None:
+        await self.bucket(host).acquire(namespace)
 
 
 class HostBackoff:
@@ -128,10 +229,14 @@ class HostBackoff:
     CAP = 300.0
     TRIGGERS = frozenset({"RateLimited", "ServerError", "Unreachable", "Timeout"})
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_hosts: int = MAX_HOSTS):
         self.clock = clock
+        self.max_hosts = max_hosts
         self._until: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def remaining(self, host: str) -> float:
         return max(0.0, self._until.get(host, 0.0) - self.clock())
@@ -143,7 +248,12 @@ class HostBackoff:
         self._failures[host] = failures
         backoff = min(self.CAP, self.BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
         wait = min(max(backoff, retry_after or 0.0), 3600.0)
-        self._until[host] = self.clock() + wait
+        self._until.pop(host, None)
+        self._until[host] = self.clock() + wait  # the latest last
+        if len(self._until) > self.max_hosts:
+            # Forget the hosts whose wait ended longest ago (a new failure starts over).
+            for name in list(self._until)[: len(self._until) - self.max_hosts]:
+                self.succeeded(name)
 
     def succeeded(self, host: str) -> None:
         self._until.pop(host, None)
@@ -151,22 +261,50 @@ class HostBackoff:
 
 
 class Scheduler:
-    """Wakes streams at their due times; one loop, a heap, no task per stream."""
+    """Wakes streams at their due times; one loop, a heap, no task per stream.
+
+    Streams that are due wait in a queue per namespace; free slots go to the
+    namespaces in turn (round robin), and no namespace holds more than its
+    share of the slots: ``concurrency`` divided by the namespaces with work,
+    and never all of them (``concurrency // 8`` stay free for namespaces
+    whose work comes due later). A namespace's long reconciles (a stream of
+    500 tags on a slow registry) then never keep another namespace's from
+    starting.
+    """
 
     def __init__(self, wake: Callable[[StreamRef], Awaitable[None]], concurrency: int) -> None:
         self._wake = wake
+        self.concurrency = max(1, concurrency)
+        self._reserve = self.concurrency // 8
         self._heap: list[tuple[float, int, StreamRef]] = []
         self._due: dict[StreamRef, float] = {}
+        self._ready: dict[str, dict[StreamRef, None]] = {}
+        """Namespace -> its due streams, oldest first; dict order is the turn order."""
+        self._ready_count = 0
+        self._running: collections.Counter[str] = collections.Counter()
+        self._in_flight = 0
         self._seq = 0
         self._changed = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _count(self) -> None:
-        QUEUE_DEPTH.labels(queue="imports").set(len(self._due))
+        QUEUE_DEPTH.labels(queue="imports").set(len(self._due) + self._ready_count)
+
+    def running(self, namespace: str) -> int:
+        """Reconciles of ``namespace`` running now."""
+        return self._running[namespace]
+
+    def _unready(self, ref: StreamRef) -> None:
+        queue = self._ready.get(ref.namespace)
+        if queue is not None and ref in queue:
+            del queue[ref]
+            self._ready_count -= 1
+            if not queue:
+                del self._ready[ref.namespace]
 
     def at(self, ref: StreamRef, when: datetime | None) -> None:
         """Wake ``ref`` at ``when`` (replacing an earlier plan); None cancels."""
+        self._unready(ref)
         if when is None:
             self._due.pop(ref, None)
             self._count()
@@ -181,23 +319,52 @@ class Scheduler:
     def now(self, ref: StreamRef) -> None:
         self.at(ref, datetime.now(UTC))
 
+    def _share(self) -> int:
+        """The most slots one namespace may hold now."""
+        busy = set(self._ready) | {ns for ns, n in self._running.items() if n > 0}
+        share = self.concurrency // max(1, len(busy))
+        return max(1, min(share, self.concurrency - self._reserve))
+
+    def _promote(self, now: float) -> None:
+        """Move streams whose time has come from the heap to their namespace's queue."""
+        while self._heap:
+            moment, _, ref = self._heap[0]
+            if self._due.get(ref) != moment:
+                heapq.heappop(self._heap)  # replaced or cancelled
+                continue
+            if moment > now:
+                break
+            heapq.heappop(self._heap)
+            del self._due[ref]
+            self._ready.setdefault(ref.namespace, {})[ref] = None
+            self._ready_count += 1
+
+    def _dispatch(self) -> None:
+        """Start due streams while slots are free, namespaces in turn, each within its share."""
+        while self._in_flight < self.concurrency and self._ready:
+            share = self._share()
+            namespace = next((ns for ns in self._ready if self._running[ns] < share), None)
+            if namespace is None:
+                return
+            queue = self._ready.pop(namespace)
+            ref = next(iter(queue))
+            del queue[ref]
+            self._ready_count -= 1
+            if queue:
+                self._ready[namespace] = queue  # to the back of the turn
+            self._running[namespace] += 1
+            self._in_flight += 1
+            task = asyncio.create_task(self._run_one(ref))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._count()
+
     async def run(self) -> None:
         while True:
             self._changed.clear()
-            while self._heap:
-                moment, _, ref = self._heap[0]
-                if self._due.get(ref) != moment:
-                    heapq.heappop(self._heap)  # replaced or cancelled
-                    continue
-                if moment > time.time():
-                    break
-                heapq.heappop(self._heap)
-                del self._due[ref]
-                self._count()
-                await self._slots.acquire()
-                task = asyncio.create_task(self._run_one(ref))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self._promote(time.time())
+            self._dispatch()
+            self._count()
             delay = self._heap[0][0] - time.time() if self._heap else 3600.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=max(delay, 0.0))
@@ -208,7 +375,11 @@ class Scheduler:
         except Exception:  # one stream's bug must not stop the schedule
             logger.exception("scheduled reconcile of ImageStream %s failed", ref)
         finally:
-            self._slots.release()
+            self._in_flight -= 1
+            self._running[ref.namespace] -= 1
+            if self._running[ref.namespace] <= 0:
+                del self._running[ref.namespace]
+            self._changed.set()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -271,13 +442,16 @@ class ImportRunner:
         distribution notifies before it moves the tag, so an import at once may still
         see the old image and is tried again shortly."""
         """Tags registry notifications asked to import, until the stream's next reconcile."""
-        self.bucket = TokenBucket(config.import_rate_per_minute)
+        self.buckets = HostBuckets(config.import_rate_per_minute)
         self.backoff = HostBackoff()
-        # One request at a time per (host, repository, login): politeness to
-        # registries, and no duplicate token fetches for one scope.
-        self.repository_locks: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(
-            asyncio.Lock
-        )
+        # One request at a time per (host, repository, login, namespace):
+        # politeness to registries, and no duplicate token fetches for one
+        # scope; per namespace, so one namespace's queue for a repository
+        # never holds up another's. Dropped when unused.
+        self.repository_locks: dict[tuple[str, str, str, str], asyncio.Lock] = {}
+        self._lock_users: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        self._streams_in: collections.Counter[str] = collections.Counter()
+        """Streams known per namespace: its keyring goes with its last stream."""
         self.scheduler = Scheduler(self.reconcile, concurrency)
         self.on_status: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
         """Called with the stream after each status write of this runner, so tag moves
@@ -303,15 +477,48 @@ class ImportRunner:
         return len(found), sum(len(tags) for tags in found.values())
 
     def forget(self, namespace: str, name: str) -> None:
-        """The stream is gone: drop its cache, schedule and alias edges; wake its aliases."""
+        """The stream is gone: drop what is kept for it, its schedule and alias edges;
+        wake its aliases. Its namespace's keyring goes with the namespace's last stream."""
         ref = StreamRef(namespace, name)
-        self.bodies.pop(ref, None)
+        body = self.bodies.pop(ref, None)
         self.pending.pop(ref, None)
         self.scheduler.at(ref, None)
         for source in self.sources.pop(ref, set()):
-            self.dependents[source].discard(ref)
+            dependents = self.dependents.get(source)
+            if dependents is not None:
+                dependents.discard(ref)
+                if not dependents:
+                    del self.dependents[source]
         for dependent in list(self.dependents.pop(ref, set())):
             self.scheduler.now(dependent)
+        if body is not None:
+            names = {t.name for t in spec_tags(body.get("spec"))}
+            names |= {str(e.get("tag")) for e in (body.get("status") or {}).get("tags") or []}
+            for tag in names:
+                self.checked.pop(tag_key(ref, tag), None)
+                self.reference_digests.pop(tag_key(ref, tag), None)
+                self.expected.pop((ref, tag), None)
+            self._streams_in[namespace] -= 1
+            if self._streams_in[namespace] <= 0:
+                del self._streams_in[namespace]
+                self.keyrings.pop(namespace, None)
+        lock = self.locks.get(ref)
+        if lock is not None and not lock.locked():
+            del self.locks[ref]
+
+    @contextlib.asynccontextmanager
+    async def _repository_lock(self, key: tuple[str, str, str, str]) -> AsyncIterator[None]:
+        """The lock of one (host, repository, login, namespace), dropped when nobody uses it."""
+        self._lock_users[key] += 1
+        lock = self.repository_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if self._lock_users[key] <= 0:
+                del self._lock_users[key]
+                self.repository_locks.pop(key, None)
 
     async def record_image(
         self, ref: StreamRef, tag: str, image: str, reference: str, message: str
@@ -404,6 +611,8 @@ class ImportRunner:
         return dataclasses.replace(result, outcome=Deferred(until))
 
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
+        if ref not in self.bodies:
+            self._streams_in[ref.namespace] += 1
         if _older(body, self.bodies.get(ref)):
             # A watch event delivered after this runner's own newer write: keeping
             # it would compute the next status from an old one.
@@ -595,25 +804,28 @@ class ImportRunner:
         if waiting > 0:
             return Deferred(self.clock() + timedelta(seconds=waiting))
         started = time.perf_counter()
-        await self.bucket.acquire()
+        await self.buckets.acquire(image.api_host, ref.namespace)
         try:
             # While a notified push is being waited for, the registry may answer
             # 5xx for the tag it is still writing: not a reason to back off the host.
             pushed = (ref, tag.name) in self.expected
-            outcome = await self._resolve(image, tag, known, keyring, back_off=not pushed)
+            outcome = await self._resolve(
+                image, tag, known, keyring, back_off=not pushed, namespace=ref.namespace
+            )
         except Exception as exc:  # never let one tag's surprise crash the stream
             logger.exception("import of %s failed unexpectedly", tag.from_name)
             outcome = Failed("InternalError", f"unexpected error: {type(exc).__name__}")
-        IMPORT_DURATION.labels(registry=image.domain).observe(time.perf_counter() - started)
+        host = registry_label(image.domain)
+        IMPORT_DURATION.labels(registry=host).observe(time.perf_counter() - started)
         if isinstance(outcome, Failed):
             if outcome.reason in ("Unauthorized", "Forbidden"):
                 # Perhaps a pull secret was just linked: read them afresh next time.
                 self.keyrings.pop(ref.namespace, None)
-            IMPORTS.labels(registry=image.domain, result="failed").inc()
-            IMPORT_ERRORS.labels(registry=image.domain, reason=outcome.reason).inc()
+            IMPORTS.labels(registry=host, result="failed").inc()
+            IMPORT_ERRORS.labels(registry=host, reason=outcome.reason).inc()
         else:
             result = "unchanged" if isinstance(outcome, Unchanged) else "imported"
-            IMPORTS.labels(registry=image.domain, result=result).inc()
+            IMPORTS.labels(registry=host, result=result).inc()
         if isinstance(outcome, Imported) and outcome.reference_digest:
             self.reference_digests[key] = outcome.reference_digest
         return outcome
@@ -626,6 +838,7 @@ class ImportRunner:
         keyring: list[Mapping[str, Credentials]],
         *,
         back_off: bool = True,
+        namespace: str = "",
     ) -> Outcome:
         """Resolve with each matching credential in turn (as the kubelet does), then anonymously."""
         candidates: list[Credentials | None] = [*credentials_for(image, keyring)[:3], None]
@@ -633,7 +846,7 @@ class ImportRunner:
         for credentials in candidates:
             login = credentials.username if credentials is not None else ""
             try:
-                async with self.repository_locks[(image.api_host, image.path, login)]:
+                async with self._repository_lock((image.api_host, image.path, login, namespace)):
                     resolved = await self.registry.resolve(
                         image.api_host,
                         image.path,
@@ -687,6 +900,12 @@ class ImportRunner:
             logger.warning("no default service account in %s: %s", namespace, exc.status.reason)
             names = []
         names += [n for n in self.config.import_pull_secrets if n not in names]
+        if len(names) > MAX_PULL_SECRETS:
+            logger.warning(
+                "namespace %s: %d pull secrets, only the first %d are read",
+                namespace, len(names), MAX_PULL_SECRETS,
+            )  # fmt: skip
+            names = names[:MAX_PULL_SECRETS]
         for name in names:
             try:
                 secret = await self.kube.get(Secret, name, namespace=namespace)

@@ -275,7 +275,13 @@ class TokenCache:
             now = self._clock()
             for k in [k for k, t in self._tokens.items() if now >= t.expires_at]:
                 del self._tokens[k]
-                self._locks.pop(k, None)
+            # Still full (a registry handing out day-long tokens for many
+            # scopes): the oldest go; they are fetched again when needed.
+            for k in list(self._tokens)[: max(0, len(self._tokens) - _PRUNE_AT + 1)]:
+                del self._tokens[k]
+            for k in [k for k, lock in self._locks.items() if not lock.locked()]:
+                del self._locks[k]
+        self._tokens.pop(key, None)
         self._tokens[key] = Token(value, renew_at(self._clock(), lifetime))
 
     def invalidate(self, key: TokenKey, value: str | None = None) -> None:

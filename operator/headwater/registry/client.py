@@ -56,7 +56,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from headwater.metrics import REGISTRY_REQUESTS
+from headwater.metrics import REGISTRY_REQUESTS, code_label, registry_label
 from headwater.registry.auth import (
     Challenge,
     ChallengeError,
@@ -410,7 +410,7 @@ def _registry_error_code(body: bytes) -> str:
     """``errors[0].code`` (and message) from a distribution error body, if any."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep
         return ""
     if not isinstance(doc, dict):
         return ""
@@ -450,7 +450,7 @@ def parse_image_config(data: bytes) -> ImageConfig:
     """An image config blob (OCI image-spec config.md); unknown or mistyped fields are skipped."""
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep
         raise RegistryError("InvalidManifest", "image config is not JSON") from None
     if not isinstance(doc, dict):
         raise RegistryError("InvalidManifest", "image config is not a JSON object")
@@ -542,12 +542,24 @@ def _manifest_media_type(doc: Mapping[str, Any], content_type: str) -> str:
     return header
 
 
+def _rel_is_next(params: str) -> bool:
+    """Whether a Link's parameters say ``rel="next"`` (rel may list several types).
+
+    Split rather than matched by a regex, which backtracked quadratically on
+    a long run of spaces in a header the registry controls.
+    """
+    for param in params.split(";"):
+        name, equals, value = param.partition("=")
+        if equals and name.strip().lower() == "rel" and "next" in value.strip().strip('"').split():
+            return True
+    return False
+
+
 def _parse_link_next(values: Sequence[str]) -> URL | None:
     """The ``rel="next"`` target of ``Link`` headers (RFC 8288), as distribution sends it."""
     for value in values:
         for match in re.finditer(r"<([^>]*)>([^,]*)", value):
-            params = match.group(2)
-            if re.search(r';\s*rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?\s*(;|$)', params):
+            if _rel_is_next(match.group(2)):
                 try:
                     return URL(match.group(1))
                 except ValueError:
@@ -734,7 +746,7 @@ class RegistryClient:
             self._raise_for_status(response, f"{where}: tags")
             try:
                 doc = json.loads(response.body)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested too deep
                 raise RegistryError(
                     "UnexpectedResponse", f"{where}: the tag list is not JSON"
                 ) from None
@@ -791,7 +803,7 @@ class RegistryClient:
         digest = expect or header_digest or f"sha256:{hashlib.sha256(body).hexdigest()}"
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep
             raise RegistryError("InvalidManifest", f"{where}: the manifest is not JSON") from None
         if not isinstance(doc, dict):
             raise RegistryError("InvalidManifest", f"{where}: the manifest is not a JSON object")
@@ -892,7 +904,7 @@ class RegistryClient:
         if response.status != 401:
             return response
         challenge = _choose_challenge(response, target.registry)
-        self._challenges[target.registry] = challenge
+        _bounded_put(self._challenges, target.registry, challenge)
         if challenge.scheme == "basic":
             if target.credentials is None or sent_auth:
                 return response  # no login, or the login was refused
@@ -982,7 +994,7 @@ class RegistryClient:
         self._raise_for_status(response, where)
         try:
             doc = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep
             raise RegistryError(
                 "UnexpectedResponse", f"{where}: the token answer is not JSON"
             ) from None
@@ -1037,7 +1049,7 @@ class RegistryClient:
                 error = error or exc
                 continue
             if target.insecure:
-                self._schemes[target.registry] = scheme
+                _bounded_put(self._schemes, target.registry, scheme)
             return response
         assert error is not None
         raise error
@@ -1094,7 +1106,9 @@ class RegistryClient:
                 status = response.status
                 counter = f"{kind}_requests"
                 setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-                REGISTRY_REQUESTS.labels(registry=where, kind=kind, code=str(status)).inc()
+                REGISTRY_REQUESTS.labels(
+                    registry=registry_label(where), kind=kind, code=code_label(status)
+                ).inc()
                 if method == "HEAD" or 300 <= status < 400:
                     body = b""
                 elif status < 300:
@@ -1159,6 +1173,18 @@ class RegistryClient:
         raise RegistryError(
             reason, f"{what}: {text}{suffix}", status=status, retry_after=retry_after
         )
+
+
+_MAX_REGISTRIES: Final = 1024
+"""Registries whose challenge and scheme are remembered; tenants choose the hosts."""
+
+
+def _bounded_put(table: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` as the most recent entry; forget the oldest beyond ``_MAX_REGISTRIES``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > _MAX_REGISTRIES:
+        del table[next(iter(table))]
 
 
 def _check_reference(reference: str) -> bool:

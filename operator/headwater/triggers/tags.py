@@ -94,6 +94,8 @@ class TagFeed:
         self._subscribers: list[Subscriber] = []
         self._locks: dict[Key, asyncio.Lock] = {}
         self._versions: dict[tuple[str, str], int] = {}
+        self._tags_of: dict[tuple[str, str], set[str]] = {}
+        """The tags kept per stream, so a deleted stream's entries go in O(its tags)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -121,6 +123,7 @@ class TagFeed:
             key = (image.namespace, image.stream, image.tag)
             if self._current.get(key) != image:
                 self._current[key] = image
+                self._tags_of.setdefault(stream, set()).add(image.tag)
                 moved.append(image)
         # Subscribers run in tasks of their own: the caller may hold a lock (the
         # import runner's, for the stream) that a subscriber's work must not wait on.
@@ -135,10 +138,17 @@ class TagFeed:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def __len__(self) -> int:
+        return len(self._current)
+
     def forget(self, namespace: str, stream: str) -> None:
-        for key in [k for k in self._current if k[:2] == (namespace, stream)]:
-            del self._current[key]
-            self._locks.pop(key, None)
+        """The stream is gone: its tags, locks and version go with it."""
+        for tag in self._tags_of.pop((namespace, stream), set()):
+            key = (namespace, stream, tag)
+            self._current.pop(key, None)
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
         self._versions.pop((namespace, stream), None)
 
     async def _notify(self, image: TagImage) -> None:

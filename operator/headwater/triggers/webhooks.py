@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import yaml
-
 from headwater.builds.instantiate import RequestError, StartRequest, parse_request
+from headwater.documents import DocumentError, Limits, load_json, load_yaml, shown
 
 API_PREFIX = "/apis/build.headwater.dev/v1"
 PATH_TEMPLATE = API_PREFIX + "/namespaces/{namespace}/buildconfigs/{name}/webhooks/{secret}/{hook}"
@@ -48,6 +47,12 @@ MAX_BODY_BYTES = 1 << 20
 """GitHub caps payloads at 25 MB but real push payloads are a few KB to a few
 hundred; 1 MiB leaves room for a push of many commits and bounds the memory a
 caller can make the operator spend before it even knows the secret."""
+PAYLOAD_LIMITS = Limits(max_bytes=MAX_BODY_BYTES, max_nodes=250_000, max_depth=64)
+"""A provider's push payload (GitHub lists up to 2048 commits, a few dozen values each)."""
+GENERIC_LIMITS = Limits(max_bytes=256 * 1024, max_nodes=10_000, max_depth=20)
+"""A Generic body: a Git revision, env and build args (at most 128 of each), as JSON or
+YAML without anchors or aliases."""
+_MAX_FORM_FIELDS = 100
 
 GITHUB, GITLAB, BITBUCKET, GENERIC = "github", "gitlab", "bitbucket", "generic"
 HOOK_TYPES: dict[str, str] = {
@@ -82,7 +87,6 @@ _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
 """Hex only: the commit reaches ``git checkout``, so nothing option-like or ref-like."""
-_RAW_AUTHOR_RE = re.compile(r"^\s*(?P<name>[^<]*?)\s*<(?P<email>[^>]*)>\s*$")
 _NAME_MAX, _MESSAGE_MAX = 1024, 4096  # the CRD's limits on revision fields
 _MAX_SECRETS = 16
 """Secrets read for one call at most: a BuildConfig with more triggers of one
@@ -411,18 +415,20 @@ def _media_type(call: HookCall) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def _json_object(data: bytes, what: str = "body") -> dict[str, Any]:
+def _json_object(
+    data: bytes, what: str = "body", limits: Limits = PAYLOAD_LIMITS
+) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
-    except UnicodeDecodeError:
-        raise _BadRequest(f"{what} is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise _BadRequest(
-            f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        doc = load_json(data, limits, what)
+    except DocumentError as exc:
+        raise _BadRequest(str(exc), status=_document_status(data, limits)) from None
     if not isinstance(doc, dict):
         raise _BadRequest(f"{what} must be a JSON object")
     return doc
+
+
+def _document_status(data: bytes, limits: Limits) -> int:
+    return 413 if len(data) > limits.max_bytes else 400
 
 
 def _require_json(call: HookCall) -> dict[str, Any]:
@@ -489,7 +495,7 @@ def ref_matches(event_ref: str, bc: Mapping[str, Any], default_branch: str | Non
 
 def _skip(event_ref: str, bc: Mapping[str, Any]) -> HookResult:
     wanted = configured_ref(bc) or "the default branch"
-    return _ok(f"skipping build: {event_ref!r} is not the configured branch ({wanted})")
+    return _ok(f"skipping build: {shown(event_ref)} is not the configured branch ({shown(wanted)})")
 
 
 def _verify_signature(call: HookCall, header: str, secret: bytes) -> None:
@@ -524,12 +530,14 @@ def _github(
     if event == "ping":
         return _ok("pong: the hook is set up; pushes will start builds")
     if event != "push":
-        return _ok(f"ignoring the {event!r} event: only push starts a build")
+        return _ok(f"ignoring the {shown(event)} event: only push starts a build")
     media = _media_type(call)
     if media == _FORM_TYPE:
         # GitHub's other content type: the JSON document in the `payload` field.
         try:
-            form = parse_qs(call.body.decode(), strict_parsing=True)
+            form = parse_qs(
+                call.body.decode(), strict_parsing=True, max_num_fields=_MAX_FORM_FIELDS
+            )
         except (UnicodeDecodeError, ValueError):
             raise _BadRequest("body is not a form") from None
         payload = form.get("payload")
@@ -542,7 +550,7 @@ def _github(
     if not isinstance(ref, str) or not ref:
         raise _BadRequest("the push event has no ref")
     if event_doc.get("deleted") is True:
-        return _ok(f"skipping build: {ref!r} was deleted")
+        return _ok(f"skipping build: {shown(ref)} was deleted")
     repository = event_doc.get("repository")
     default = repository.get("default_branch") if isinstance(repository, Mapping) else None
     if not ref_matches(ref, bc, default if isinstance(default, str) else None):
@@ -551,7 +559,7 @@ def _github(
     head = head if isinstance(head, Mapping) else {}
     commit = _commit(head.get("id") or event_doc.get("after"))
     if commit is None:
-        return _ok(f"skipping build: {ref!r} points at no commit")
+        return _ok(f"skipping build: {shown(ref)} points at no commit")
     revision = Revision(
         commit=commit,
         author=_person(head.get("author")),
@@ -578,7 +586,7 @@ def _gitlab(
     if not event:
         raise _BadRequest("missing X-Gitlab-Event")
     if event != "Push Hook":
-        return _ok(f"ignoring the {event!r} event: only Push Hook starts a build")
+        return _ok(f"ignoring the {shown(event)} event: only Push Hook starts a build")
     event_doc = _require_json(call)
     ref = event_doc.get("ref")
     if not isinstance(ref, str) or not ref:
@@ -594,7 +602,7 @@ def _gitlab(
     newest = commits[-1].get("id") if commits else None
     commit = _commit(event_doc.get("checkout_sha") or event_doc.get("after") or newest)
     if commit is None:
-        return _ok(f"skipping build: {ref!r} was deleted")
+        return _ok(f"skipping build: {shown(ref)} was deleted")
     entry: Mapping[str, Any] = next(
         (c for c in commits if str(c.get("id") or "").lower() == commit), {}
     )
@@ -611,13 +619,25 @@ def _gitlab(
 # --- Bitbucket ------------------------------------------------------------------------------
 
 
+def _split_raw_author(raw: str) -> tuple[str, str] | None:
+    """``Name <email>`` as (name, email), in one pass (a regex here backtracked
+    quadratically on a long run of spaces)."""
+    text = raw.strip()
+    if not text.endswith(">"):
+        return None
+    name, bracket, email = text[:-1].partition("<")
+    if not bracket or ">" in email:
+        return None
+    return name.strip(), email
+
+
 def _raw_person(value: object) -> dict[str, str] | None:
     """Bitbucket Cloud's ``{"raw": "Name <email>", "user": {"display_name"}}``."""
     if not isinstance(value, Mapping):
         return None
     raw = value.get("raw")
-    if isinstance(raw, str) and (match := _RAW_AUTHOR_RE.match(raw)):
-        person = {"name": match["name"][:_NAME_MAX], "email": match["email"][:_NAME_MAX]}
+    if isinstance(raw, str) and (split := _split_raw_author(raw)) is not None:
+        person = {"name": split[0][:_NAME_MAX], "email": split[1][:_NAME_MAX]}
         return {k: v for k, v in person.items() if v} or None
     user = value.get("user")
     if isinstance(user, Mapping) and (name := _text(user.get("display_name"), _NAME_MAX)):
@@ -640,7 +660,7 @@ def _bitbucket(
     if event == "diagnostics:ping":
         return _ok("pong: the hook is set up; pushes will start builds")
     if event not in ("repo:push", "repo:refs_changed"):
-        return _ok(f"ignoring the {event!r} event: only pushes start a build")
+        return _ok(f"ignoring the {shown(event)} event: only pushes start a build")
     event_doc = _require_json(call)
     if event == "repo:push":
         return _bitbucket_cloud(call, bc, event_doc, new_id)
@@ -716,12 +736,14 @@ def _generic_doc(call: HookCall) -> Mapping[str, Any] | None:
         return None
     media = _media_type(call)
     if media == _JSON_TYPE:
-        return _json_object(call.body)
+        return _json_object(call.body, limits=GENERIC_LIMITS)
     if media in _YAML_TYPES:
         try:
-            doc = yaml.safe_load(call.body)
-        except yaml.YAMLError as exc:
-            raise _BadRequest(f"body is not YAML: {exc}") from None
+            doc = load_yaml(call.body, GENERIC_LIMITS)
+        except DocumentError as exc:
+            raise _BadRequest(
+                str(exc), status=_document_status(call.body, GENERIC_LIMITS)
+            ) from None
         if doc is None:
             return None
         if not isinstance(doc, dict):
@@ -767,14 +789,16 @@ def _generic(
                 raise _BadRequest("git.refs must be a list of objects")
             chosen = next((r for r in refs if ref_matches(str(r.get("ref") or ""), bc, None)), None)
             if chosen is None:
-                names = ", ".join(str(r.get("ref")) for r in refs) or "(none)"
+                names = shown(", ".join(str(r.get("ref")) for r in refs[:10])) or "(none)"
                 return _ok(f"skipping build: none of the refs ({names}) is the configured branch")
             revision = _generic_revision(chosen)
         else:
             ref = git.get("ref")
             # No ref: the caller names a commit (or nothing) on the configured branch.
-            if ref and not ref_matches(str(ref), bc, None):
-                return _skip(str(ref), bc)
+            if ref is not None and not isinstance(ref, str):
+                raise _BadRequest("git.ref must be a string")
+            if ref and not ref_matches(ref, bc, None):
+                return _skip(ref, bc)
             revision = _generic_revision(git)
     env = doc.get("env")
     options = doc.get("dockerStrategyOptions")

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headwater.documents import DocumentError, Limits, check_shape
 from headwater.imports.lookup import POD_SPEC_PATHS, pod_spec
 from headwater.triggers.tags import TagImage
 
@@ -41,6 +42,8 @@ FIELD_MANAGER = "headwater-triggers"
 """The server-side apply field manager that owns the image fields triggers set."""
 MAX_ANNOTATION_BYTES = 64 * 1024
 MAX_TRIGGERS = 64
+ANNOTATION_LIMITS = Limits(max_bytes=MAX_ANNOTATION_BYTES, max_nodes=4096, max_depth=8)
+"""64 triggers of a few values each: from, fieldPath, paused."""
 
 Key = tuple[str, str, str]
 Lookup = Callable[[str, str, str], TagImage | None]
@@ -202,6 +205,12 @@ def parse_triggers(value: str, kind: str, namespace: str) -> tuple[ImageTrigger,
         raise TriggerError(
             f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except (ValueError, RecursionError):
+        raise TriggerError("not valid JSON: nested too deeply or a number too long") from None
+    try:
+        check_shape(entries, ANNOTATION_LIMITS, "the annotation")
+    except DocumentError as exc:
+        raise TriggerError(str(exc)) from None
     if entries is None:
         return ()
     if not isinstance(entries, list):
