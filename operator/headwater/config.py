@@ -14,6 +14,7 @@ and the file reader as a function, so tests need neither.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,25 @@ class BuildOverrides(BuildSettings):
 
 
 @dataclass(frozen=True)
+class AllowedRegistry:
+    """One ``allowedRegistriesForImport`` entry (OpenShift's RegistryLocation shape)."""
+
+    domain_name: str
+    """``host[:port]``: the host may hold ``*`` (any characters, dots included), the
+    port may be ``*`` (any port); without a port the registry's default ports (443
+    for HTTPS, 80 for plain HTTP) match."""
+    insecure: bool = False
+    """Plain HTTP or unverified TLS to this registry is allowed (a tag must still ask
+    for it with ``importPolicy.insecure``)."""
+
+
+# Kubernetes' own defaults (kubeadm's service range, the pod range of flannel,
+# kind and this repository's local cluster): set both to the cluster's.
+DEFAULT_SERVICE_CIDRS: tuple[str, ...] = ("10.96.0.0/12",)
+DEFAULT_POD_CIDRS: tuple[str, ...] = ("10.244.0.0/16",)
+
+
+@dataclass(frozen=True)
 class LeaderElection:
     """Only one replica acts: the one holding a coordination.k8s.io Lease."""
 
@@ -153,6 +173,14 @@ class Config:
     registry_certs_dir: str | None = None
     """Directory of per-registry CA bundles, laid out like Docker's certs.d:
     ``<dir>/<host[:port]>/ca.crt``; a registry with such a file is verified with it."""
+    allowed_registries_for_import: tuple[AllowedRegistry, ...] = ()
+    """Where the operator may read images (imports, builder images, token realms,
+    redirects). Empty: any host whose address is not in a refused range; else
+    only these hosts (``registry`` and ``insecureRegistries`` are always listed)."""
+    service_cidrs: tuple[str, ...] = DEFAULT_SERVICE_CIDRS
+    """The cluster's Service ranges: refused as registry addresses unless listed."""
+    pod_cidrs: tuple[str, ...] = DEFAULT_POD_CIDRS
+    """The cluster's Pod ranges: refused as registry addresses unless listed."""
     tag_history_limit: int = 10
     """Items kept per tag in ImageStream status, so a stream stays far below etcd's object limit."""
     builder_image: str = "quay.io/buildah/stable:latest"
@@ -514,6 +542,68 @@ def _parse_registries(value: object, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_DOMAIN_GLOB_RE = re.compile(
+    r"^(?P<host>[A-Za-z0-9*](?:[A-Za-z0-9*.-]*[A-Za-z0-9*])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>\*|[0-9]{1,5}))?$"
+)
+
+
+def _parse_domain_name(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, "host[:port] (a string)", value)
+    text = value.strip().lower()
+    match = _DOMAIN_GLOB_RE.match(text)
+    if match is None or "://" in text or "/" in text:
+        raise _fail(where, "host[:port] where host may hold * and port may be *", value)
+    port = match.group("port")
+    if port is not None and port != "*" and not 1 <= int(port) <= 65535:
+        raise _fail(where, "a port between 1 and 65535 or *", value)
+    return text
+
+
+def _parse_allowed_registries(value: object, where: str) -> tuple[AllowedRegistry, ...]:
+    """``[{domainName, insecure}]`` (YAML); the environment gives the same as YAML text."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else []
+        except yaml.YAMLError as exc:
+            raise _fail(where, "a YAML list of {domainName, insecure}", str(exc)) from None
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(where, "a list of {domainName, insecure}", value)
+    out: list[AllowedRegistry] = []
+    for index, item in enumerate(value):
+        here = f"{where}[{index}]"
+        entry = _as_mapping(item, here)
+        _check_keys(entry, ("domainName", "insecure"), here)
+        if "domainName" not in entry:
+            raise ConfigError(f"{here}: domainName is required")
+        domain = _parse_domain_name(entry["domainName"], f"{here}.domainName")
+        insecure = parse_bool(entry.get("insecure", False), f"{here}.insecure")
+        out.append(AllowedRegistry(domain, insecure))
+    return tuple(out)
+
+
+def _parse_cidrs(value: object, where: str) -> tuple[str, ...]:
+    """A list of CIDRs (YAML) or a comma-separated string (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if items is None:
+        return ()
+    if not isinstance(items, list | tuple):
+        raise _fail(where, "a list of CIDRs", value)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise _fail(where, "CIDRs such as 10.96.0.0/12 or fd00::/108", item) from None
+    return tuple(out)
+
+
 # Top-level keys of the YAML file, with the Config field and the parser of each.
 _FileParser = Callable[[object, str], object]
 _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
@@ -527,6 +617,12 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "registryCertsDir": ("registry_certs_dir", _parse_optional_str),
     "importPlatform": ("import_platform", _parse_platform),
     "importPullSecrets": ("import_pull_secrets", _parse_secret_names),
+    "allowedRegistriesForImport": (
+        "allowed_registries_for_import",
+        _parse_allowed_registries,
+    ),
+    "serviceCIDRs": ("service_cidrs", _parse_cidrs),
+    "podCIDRs": ("pod_cidrs", _parse_cidrs),
     "tagHistoryLimit": (
         "tag_history_limit",
         lambda v, w: parse_int(v, w, minimum=1, maximum=100),
@@ -555,6 +651,9 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_IMPORT_INTERVAL_SECONDS": _TOP_LEVEL["importIntervalSeconds"],
     "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
     "HEADWATER_TAG_HISTORY_LIMIT": _TOP_LEVEL["tagHistoryLimit"],
+    "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": _TOP_LEVEL["allowedRegistriesForImport"],
+    "HEADWATER_SERVICE_CIDRS": _TOP_LEVEL["serviceCIDRs"],
+    "HEADWATER_POD_CIDRS": _TOP_LEVEL["podCIDRs"],
     "HEADWATER_REGISTRY_CERTS_DIR": _TOP_LEVEL["registryCertsDir"],
     "HEADWATER_IMPORT_PLATFORM": _TOP_LEVEL["importPlatform"],
     "HEADWATER_IMPORT_PULL_SECRETS": _TOP_LEVEL["importPullSecrets"],

@@ -146,6 +146,8 @@ LOCAL_NODE_IP = "10.244.0.1"
 AUTH_REGISTRY_PORT = 5002
 """A registry with htpasswd auth that build pods reach (plain HTTP, declared insecure)."""
 OPERATOR_DEPLOYMENT = "headwater-operator"
+ALLOWED_REGISTRIES_FOR_IMPORT = '[{domainName: "127.0.0.1:*", insecure: true}]'
+"""What the in-process operator may import from besides its own registries: the loopback."""
 
 
 def _render_install() -> ModuleType:
@@ -287,6 +289,10 @@ def operator_in_process(
     # Registry notifications: tests read the port and token back from the environment.
     monkeypatch.setenv("HEADWATER_WEBHOOK_PORT", str(free_port()))
     monkeypatch.setenv("HEADWATER_REGISTRY_WEBHOOK_TOKEN", uuid.uuid4().hex)
+    # The stand-in registries of the tests run on this machine's loopback, which
+    # the import policy refuses unless listed (the cluster's registries, the
+    # configured `registry` and `insecureRegistries`, are listed implicitly).
+    monkeypatch.setenv("HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT", ALLOWED_REGISTRIES_FOR_IMPORT)
     # Per-registry CA bundles: tests put <host:port>/ca.crt here.
     certs_dir = tmp_path_factory.mktemp("certs.d")
     monkeypatch.setenv("HEADWATER_REGISTRY_CERTS_DIR", str(certs_dir))

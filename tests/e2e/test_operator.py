@@ -275,3 +275,61 @@ def test_an_inline_webhook_secret_is_warned_about(
                      "value": {"secretReference": {"name": "inline-github"}}}]),
     )  # fmt: skip
     eventually("the condition to go", lambda: condition() is None)
+
+
+def test_the_installed_operator_refuses_imports_aimed_inside_the_cluster(
+    cluster: Cluster, operator_in_cluster: str, namespace: str
+) -> None:
+    """The bundle as an admin applies it (empty allowedRegistriesForImport): a tenant
+    with ``edit`` aims tags at the API server's Service address and the pod's
+    loopback; both are refused before any connection, naming the setting."""
+    tenant = "hw-tenant"
+    cluster.kubectl(
+        "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={tenant}",
+        "-n", namespace,
+    )  # fmt: skip
+    probe = {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": "probe"},
+        "spec": {
+            "tags": [
+                {
+                    "name": "apiserver",
+                    "from": {"kind": "DockerImage", "name": "10.96.0.1/api/v1:x"},
+                },
+                {
+                    "name": "loopback",
+                    "from": {"kind": "DockerImage", "name": "127.0.0.1:10250/x:1"},
+                },
+                {
+                    "name": "loopback-http",
+                    "from": {"kind": "DockerImage", "name": "127.0.0.1:10250/x:1"},
+                    "importPolicy": {"insecure": True},
+                },
+            ]
+        },
+    }
+    cluster.kubectl("--as", tenant, "apply", "-n", namespace, "-f", "-", input=json.dumps(probe))
+    expected = {
+        "apiserver": "10.96.0.1 is in the cluster's Service range (serviceCIDRs): refused "
+        "unless the host is listed in allowedRegistriesForImport",
+        "loopback": "127.0.0.1:10250 is loopback: refused unless the host is listed in "
+        "allowedRegistriesForImport",
+        "loopback-http": "insecure access (plain HTTP or unverified TLS) to 127.0.0.1:10250 is not "
+        "allowed: an entry for it in allowedRegistriesForImport needs insecure: true",
+    }
+    found: dict[str, Any] = {}
+
+    def refused() -> bool:
+        obj = cluster.get_json("imagestream/probe", "-n", namespace)
+        for entry in (obj.get("status") or {}).get("tags") or []:
+            for condition in entry.get("conditions") or []:
+                if condition["type"] == "ImportSuccess":
+                    found[entry["tag"]] = (condition["reason"], condition["message"])
+        return all(found.get(tag) == ("NotAllowed", text) for tag, text in expected.items())
+
+    try:
+        eventually("the tags refused by the installed operator", refused)
+    except AssertionError:
+        raise AssertionError(found) from None

@@ -218,3 +218,61 @@ def test_import_platform_and_pull_secrets() -> None:
         load_config({"HEADWATER_IMPORT_PLATFORM": "amd64"})
     with pytest.raises(ConfigError, match="HEADWATER_IMPORT_PULL_SECRETS"):
         load_config({"HEADWATER_IMPORT_PULL_SECRETS": "Bad_Name"})
+
+
+def test_allowed_registries_for_import_from_the_file_and_the_environment() -> None:
+    from headwater.config import AllowedRegistry
+
+    text = (
+        "allowedRegistriesForImport:\n"
+        "- domainName: quay.io\n"
+        "- domainName: '*.Example.com:*'\n"
+        "- {domainName: '[fd00::1]:5000', insecure: true}\n"
+        "serviceCIDRs: [172.30.0.0/16]\n"
+        "podCIDRs: [10.128.0.0/14, 'fd01::/48']\n"
+    )
+    config = load_config({"HEADWATER_CONFIG_FILE": "/c"}, files(**{"/c": text}))
+    assert config.allowed_registries_for_import == (
+        AllowedRegistry("quay.io"),
+        AllowedRegistry("*.example.com:*"),
+        AllowedRegistry("[fd00::1]:5000", insecure=True),
+    )
+    assert config.service_cidrs == ("172.30.0.0/16",)
+    assert config.pod_cidrs == ("10.128.0.0/14", "fd01::/48")
+    allowed = '[{domainName: "127.0.0.1:*", insecure: true}]'
+    env = load_config(
+        {
+            "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": allowed,
+            "HEADWATER_SERVICE_CIDRS": "10.43.0.0/16, 10.44.0.1/16",
+            "HEADWATER_POD_CIDRS": "",
+        }
+    )
+    assert env.allowed_registries_for_import == (AllowedRegistry("127.0.0.1:*", True),)
+    assert env.service_cidrs == ("10.43.0.0/16", "10.44.0.0/16")
+    assert env.pod_cidrs == ()
+
+
+def test_import_policy_defaults_are_open_with_kubeadm_ranges() -> None:
+    config = Config()
+    assert config.allowed_registries_for_import == ()
+    assert config.service_cidrs == ("10.96.0.0/12",)
+    assert config.pod_cidrs == ("10.244.0.0/16",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("allowedRegistriesForImport: quay.io", "expected a list of {domainName, insecure}"),
+        ("allowedRegistriesForImport: [{insecure: true}]", "domainName is required"),
+        ("allowedRegistriesForImport: [{domainName: 'https://quay.io'}]", "host[:port]"),
+        ("allowedRegistriesForImport: [{domainName: quay.io/ns}]", "host[:port]"),
+        ("allowedRegistriesForImport: [{domainName: 'quay.io:99999'}]", "a port between"),
+        ("allowedRegistriesForImport: [{domainName: quay.io, secure: true}]", "unknown key"),
+        ("allowedRegistriesForImport: [{domainName: quay.io, insecure: maybe}]", "true or false"),
+        ("serviceCIDRs: [10.96.0.0/33]", "CIDRs such as"),
+        ("podCIDRs: {a: b}", "a list of CIDRs"),
+    ],
+)
+def test_bad_import_policy(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config({"HEADWATER_CONFIG_FILE": "/c"}, files(**{"/c": text}))

@@ -107,6 +107,10 @@ def test_configmap_config_file_loads() -> None:
     [configmap] = by_kind("ConfigMap")
     config = config_from_mapping(parse_yaml(configmap["data"]["config.yaml"], "cm"), "cm")
     assert config.import_interval_seconds == 900
+    # Imports: any public registry, nothing internal, nothing insecure (issue 12).
+    assert config.allowed_registries_for_import == ()
+    assert config.service_cidrs == ("10.96.0.0/12",)
+    assert config.pod_cidrs == ("10.244.0.0/16",)
 
 
 # --- (b) RBAC ---------------------------------------------------------------

@@ -31,6 +31,7 @@ from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
+from headwater.registry.policy import AccessPolicy
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
 from headwater.triggers.tags import TagFeed
@@ -228,7 +229,8 @@ async def startup(
         timeout=aiohttp.ClientTimeout(total=60, connect=10),
         headers={"User-Agent": "headwater-operator"},
     )
-    registry = RegistryClient()
+    # Imports, builder images, realms and redirects go only where the admin allows.
+    registry = RegistryClient(policy=AccessPolicy.from_config(config))
     memo[MEMO_REGISTRY] = registry
     runner = ImportRunner(memo[MEMO_KUBE], registry, config)
     memo[MEMO_IMPORTS] = runner

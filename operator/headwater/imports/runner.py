@@ -860,6 +860,8 @@ class ImportRunner:
                     )
             except RegistryError as exc:
                 error = exc
+                if exc.reason == "NotAllowed":
+                    break  # the admin's policy, not the registry: no other login helps
                 if exc.reason in ("Unauthorized", "Forbidden"):
                     continue
                 if back_off:

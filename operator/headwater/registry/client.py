@@ -39,11 +39,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import math
 import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +55,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, Protocol
 
 import aiohttp
+import aiohttp.abc
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -65,6 +68,7 @@ from headwater.registry.auth import (
     login_fingerprint,
     parse_www_authenticate,
 )
+from headwater.registry.policy import AccessPolicy, NotAllowed
 
 __all__ = [
     "CONFIG_MEDIA_TYPES",
@@ -75,6 +79,7 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "BasicCredentials",
+    "GuardedResolver",
     "ImageConfig",
     "ImageManifest",
     "Platform",
@@ -149,6 +154,7 @@ Reason = Literal[
     "InvalidChallenge",
     "NoMatchingPlatform",
     "UnexpectedResponse",
+    "NotAllowed",
 ]
 
 
@@ -172,8 +178,11 @@ class RegistryError(Exception):
     Reasons: Unauthorized, Forbidden, NotFound, Unreachable, Timeout, TooLarge,
     InvalidManifest, RateLimited, ServerError, TLSError, InvalidChallenge,
     NoMatchingPlatform, UnexpectedResponse (a status the protocol does not
-    explain, such as 400 or 405). ``message`` is one line fit for a status
-    condition: it never holds credentials or tokens.
+    explain, such as 400 or 405), NotAllowed (the operator's import policy,
+    ``allowedRegistriesForImport``, refused the host or address before any
+    connection). ``message`` is one line fit for a status condition: it never
+    holds credentials or tokens, nor text of the registry's beyond its error
+    code, HTTP status and well-formed names (media types, platforms).
     """
 
     def __init__(
@@ -406,8 +415,16 @@ def _matches_digest(expected: str, data: bytes) -> bool:
     return actual is not None and actual == expected.lower()
 
 
+_ERROR_CODE_RE: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/-]{0,99}")
+
+
 def _registry_error_code(body: bytes) -> str:
-    """``errors[0].code`` (and message) from a distribution error body, if any."""
+    """``errors[0].code`` from a distribution error body (``MANIFEST_UNKNOWN``), if any.
+
+    Only the code, and only when it has the spec's shape: the ``message`` and
+    ``detail`` are the registry's free text, which status conditions never show.
+    """
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):  # nested too deep
@@ -418,9 +435,12 @@ def _registry_error_code(body: bytes) -> str:
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
         return ""
     code = errors[0].get("code")
-    message = errors[0].get("message")
-    parts = [p for p in (code, message) if isinstance(p, str) and p]
-    return _one_line(": ".join(parts), 120)
+    return code if isinstance(code, str) and _ERROR_CODE_RE.fullmatch(code) else ""
+
+
+def _name(value: str) -> str:
+    """A name the registry sent (a media type, a platform), quoted only when well-formed."""
+    return repr(value) if _NAME_RE.fullmatch(value) else "(a malformed name)"
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -567,6 +587,48 @@ def _parse_link_next(values: Sequence[str]) -> URL | None:
     return None
 
 
+class _RefusedAddress(OSError):
+    """Raised by the resolver for an address the policy refuses (aiohttp wraps OSErrors)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EACCES, message)
+        self.message = message
+
+
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver, with every address it returns checked by the import policy.
+
+    The addresses checked are those the connector then connects to, so a name
+    that resolves to a public address when checked and to 169.254.169.254 when
+    used (DNS rebinding) cannot slip through: there is only one resolution. IP
+    literals never reach a resolver; the client checks them before connecting.
+    """
+
+    def __init__(self, policy: AccessPolicy, inner: aiohttp.abc.AbstractResolver | None = None):
+        self._policy = policy
+        self._inner = inner
+        self.refused: list[tuple[str, int, str]] = []
+        """(host, port, address) of each refusal, for tests and debugging."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        if self._inner is None:
+            self._inner = aiohttp.DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            try:
+                self._policy.check_address(host, port, result["host"])
+            except NotAllowed as exc:
+                self.refused.append((host, port, result["host"]))
+                raise _RefusedAddress(exc.message) from None
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
 @dataclass(frozen=True)
 class _Target:
     """Where and as whom one client call talks."""
@@ -606,7 +668,12 @@ class RegistryClient:
         max_config_bytes: int = 8 << 20,
         max_token_bytes: int = 1 << 20,
         request_timeout: float = 30.0,
+        policy: AccessPolicy | None = None,
     ) -> None:
+        """``policy`` (the operator passes one) limits where the client connects;
+        without one (the CLI, on a user's machine) any registry is reached."""
+        self.policy = policy
+        self.resolver = GuardedResolver(policy) if policy is not None else None
         self._session = session
         self._owns_session = session is None
         self.max_manifest_bytes = max_manifest_bytes
@@ -637,7 +704,12 @@ class RegistryClient:
         if self._session is None or self._session.closed:
             # Environment proxies are not trusted implicitly: a caller who wants
             # them passes its own session (trust_env=True).
-            self._session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT})
+            connector = (
+                aiohttp.TCPConnector(resolver=self.resolver) if self.resolver is not None else None
+            )
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": _USER_AGENT}, connector=connector
+            )
             self._owns_session = True
         return self._session
 
@@ -665,6 +737,7 @@ class RegistryClient:
         target = self._target(registry, repository, credentials, insecure, ca_file)
         is_digest = _check_reference(reference)
         where = f"{registry}/{repository}{'@' if is_digest else ':'}{reference}"
+        self._check_registry(target)
         if known_digest is not None:
             head_digest, head_type = await self._head_manifest(target, reference, where)
             if head_digest is not None and head_digest == known_digest:
@@ -684,7 +757,7 @@ class RegistryClient:
             return Resolved(top.digest, top.media_type, single, (), False, top.digest)
         if top.media_type not in INDEX_MEDIA_TYPES:
             raise RegistryError(
-                "InvalidManifest", f"{where}: unsupported manifest type {top.media_type!r}"
+                "InvalidManifest", f"{where}: unsupported manifest type {_name(top.media_type)}"
             )
         entries = _index_entries(top.doc, where)
         platforms = tuple(
@@ -693,9 +766,10 @@ class RegistryClient:
         chosen_index = choose_platform(platform, [e.platform for e in entries])
         chosen = None if chosen_index is None else entries[chosen_index]
         if chosen is None and not preserve_original:
-            available = (
-                ", ".join(sorted({str(e.platform) for e in entries if e.platform})) or "none"
-            )
+            names = sorted({str(e.platform) for e in entries if e.platform})
+            available = ", ".join(n if _NAME_RE.fullmatch(n) else "?" for n in names[:20]) or "none"
+            if len(names) > 20:
+                available += ", …"
             raise RegistryError(
                 "NoMatchingPlatform",
                 f"{where}: no image for {platform} (the index has {available})",
@@ -708,7 +782,7 @@ class RegistryClient:
             if child.media_type not in IMAGE_MEDIA_TYPES:
                 raise RegistryError(
                     "InvalidManifest",
-                    f"{where}: the {platform} entry is a {child.media_type!r}, not an image",
+                    f"{where}: the {platform} entry is a {_name(child.media_type)}, not an image",
                 )
             image = await self._image(target, child, where)
         if preserve_original:
@@ -732,6 +806,7 @@ class RegistryClient:
             raise ValueError("page_size and limit must be positive")
         target = self._target(registry, repository, credentials, insecure, ca_file)
         where = f"{registry}/{repository}"
+        self._check_registry(target)
         path = f"/v2/{repository}/tags/list"
         query = f"n={min(page_size, limit)}"
         tags: list[str] = []
@@ -855,20 +930,40 @@ class RegistryClient:
             # Storage backends (S3, a CDN) get the request without the registry's
             # token: it is not theirs, and their signed URL carries its own auth.
             same_origin = url.origin() == origin
-            response = await self._send(
-                "GET",
-                url,
-                headers=(await self._auth_header(target)) if same_origin else {},
-                ssl_param=await self._ssl_for(target) if same_origin else True,
-                kind="blob",
-                limit=limit,
-            )
+            if not same_origin and self.policy is not None:
+                try:
+                    self.policy.check_redirect(
+                        url.scheme, url.host or "", url.port or 0, registry=target.registry
+                    )
+                except NotAllowed as exc:
+                    raise RegistryError("NotAllowed", f"{what}: {exc.message}") from None
+            try:
+                response = await self._send(
+                    "GET",
+                    url,
+                    headers=(await self._auth_header(target)) if same_origin else {},
+                    ssl_param=await self._ssl_for(target) if same_origin else True,
+                    kind="blob",
+                    limit=limit,
+                )
+            except RegistryError as exc:
+                if exc.reason != "NotAllowed":
+                    raise
+                raise RegistryError("NotAllowed", f"{what}: redirect: {exc.message}") from None
         self._raise_for_status(response, what)
         if not _matches_digest(digest, response.body):
             raise RegistryError("InvalidManifest", f"{what} does not match its digest")
         return response.body
 
     # --- HTTP with auth -----------------------------------------------------------
+
+    def _check_registry(self, target: _Target) -> None:
+        if self.policy is None:
+            return
+        try:
+            self.policy.check_registry(target.registry, insecure=target.insecure)
+        except NotAllowed as exc:
+            raise RegistryError("NotAllowed", exc.message) from None
 
     def _target(
         self,
@@ -951,6 +1046,21 @@ class RegistryClient:
         service = challenge.params.get("service", "")
         scope = f"repository:{target.repository}:pull"
         where = f"{target.registry}/{target.repository}: token from {realm.host}"
+        if self.policy is not None:
+            # Before any credential leaves: the realm is the registry's to name,
+            # and a hostile registry names the cluster's insides.
+            registry_scheme = (
+                self._schemes.get(target.registry, "https") if target.insecure else "https"
+            )
+            try:
+                self.policy.check_realm(
+                    realm.scheme, realm.host or "", realm.port or 0,
+                    registry=target.registry, registry_scheme=registry_scheme,
+                )  # fmt: skip
+            except NotAllowed as exc:
+                raise RegistryError(
+                    "NotAllowed", f"{target.registry}/{target.repository}: {exc.message}"
+                ) from None
         # The registry's TLS settings (insecure, its CA) apply to the realm only
         # when the realm is on the registry's host; elsewhere it is verified.
         if realm.host != URL(f"https://{target.registry}").host:
@@ -981,10 +1091,18 @@ class RegistryClient:
                 headers.update(_basic_header(credentials))
             url = realm.update_query(query)
             data = None
-        response = await self._send(
-            method, url, headers=headers, ssl_param=ssl_param, kind="token",
-            limit=self.max_token_bytes, data=data,
-        )  # fmt: skip
+        try:
+            response = await self._send(
+                method, url, headers=headers, ssl_param=ssl_param, kind="token",
+                limit=self.max_token_bytes, data=data,
+            )  # fmt: skip
+        except RegistryError as exc:
+            if exc.reason != "NotAllowed":
+                raise
+            raise RegistryError(
+                "NotAllowed",
+                f"{target.registry}/{target.repository}: the Bearer realm: {exc.message}",
+            ) from None
         if response.status in (401, 403):
             raise RegistryError(
                 "Unauthorized",
@@ -1089,6 +1207,12 @@ class RegistryClient:
         """One HTTP exchange, bounded in time and size; transport failures become RegistryError."""
         host = url.host or "?"
         where = f"{host}{':' + str(url.port) if url.explicit_port else ''}"
+        if self.policy is not None:
+            # IP literals never reach the resolver: checked here, before connecting.
+            try:
+                self.policy.check_literal(host, url.port)
+            except NotAllowed as exc:
+                raise RegistryError("NotAllowed", exc.message) from None
         session = self._get_session()
         try:
             async with (
@@ -1133,6 +1257,8 @@ class RegistryClient:
                 )
             raise RegistryError("TLSError", f"{where}: TLS failed: {detail}") from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, _RefusedAddress):
+                raise RegistryError("NotAllowed", exc.os_error.message) from None
             raise RegistryError(
                 "Unreachable",
                 f"{where}: cannot connect: {_one_line(exc.strerror or type(exc).__name__, 120)}",
@@ -1141,7 +1267,7 @@ class RegistryClient:
             # Not HTTP at all (e.g. a TLS server answering plain HTTP); exc.request_info
             # holds the request headers, so only the message is kept.
             raise RegistryError(
-                "Unreachable", f"{where}: invalid HTTP answer: {_one_line(str(exc.message), 120)}"
+                "Unreachable", f"{where}: invalid HTTP answer ({type(exc).__name__})"
             ) from None
         except aiohttp.ClientError as exc:
             raise RegistryError(
