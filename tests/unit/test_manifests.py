@@ -220,6 +220,7 @@ def test_render_install_changes_only_image_and_config() -> None:
         registry="10.0.0.1:5000",
         insecure=True,
         builder_image="10.0.0.1:5000/headwater/builder:1",
+        kaniko_image="10.0.0.1:5000/headwater/kaniko:1",
     )
     assert len(rendered) == len(original)
     changed = [
@@ -236,6 +237,8 @@ def test_render_install_changes_only_image_and_config() -> None:
     assert config["registry"] == "10.0.0.1:5000"
     assert config["registryInsecure"] is True
     assert config["builderImage"] == "10.0.0.1:5000/headwater/builder:1"
+    assert config["kanikoImage"] == "10.0.0.1:5000/headwater/kaniko:1"
+    assert config["buildExecutor"] == "kaniko"  # the bundle's default, kept
     assert config["leaderElection"]["enabled"] is True  # the rest is kept
 
 

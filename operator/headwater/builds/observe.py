@@ -23,7 +23,11 @@ from headwater.builds.model import (
     PENDING,
     RUNNING,
 )
-from headwater.builds.scripts import EXIT_REASONS
+from headwater.builds.scripts import (
+    EXIT_REASONS,
+    KANIKO_POST_COMMIT_MARKER,
+    KANIKO_PUSH_ERRORS,
+)
 from headwater.conditions import format_time
 
 SNIPPET_LINES = 20
@@ -166,6 +170,15 @@ def _build_stages(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return stages
 
 
+def _kaniko_reason(tail: str) -> str:
+    """kaniko exits 1 for every failure: its log tells a push or hook failure apart."""
+    if any(words in tail for words in KANIKO_PUSH_ERRORS):
+        return "PushImageToRegistryFailed"
+    if KANIKO_POST_COMMIT_MARKER in tail:
+        return "PostCommitHookFailed"
+    return "DockerBuildFailed"
+
+
 def _failed_container(
     name: str, terminated: Mapping[str, Any], custom: bool
 ) -> tuple[str, str, str]:
@@ -178,7 +191,7 @@ def _failed_container(
         return "GenericBuildFailed", f"the custom builder exited with code {code}", tail
     reason = EXIT_REASONS.get(code)
     if reason is None:
-        reason = "FetchSourceFailed" if name == FETCH_CONTAINER else "DockerBuildFailed"
+        reason = "FetchSourceFailed" if name == FETCH_CONTAINER else _kaniko_reason(tail)
     last = tail.splitlines()[-1] if tail else ""
     detail = last.removeprefix("error: ") if last.startswith("error: ") else f"exit code {code}"
     return reason, detail, tail
