@@ -325,7 +325,8 @@ def operator_in_process(
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
-    builder = cluster.env.get("HEADWATER_BUILDER_IMAGE") or os.environ.get(
+    # This process's environment first: a test run may try a newer builder image.
+    builder = os.environ.get("HEADWATER_BUILDER_IMAGE") or cluster.env.get(
         "HEADWATER_BUILDER_IMAGE"
     )
     if builder:

@@ -521,6 +521,8 @@ def test_buildah_default_arguments() -> None:
         "--layers=false",
         "--format",
         "docker",
+        "--network",
+        "host",
         "-f",
         f"{SOURCE_DIR}/Dockerfile",
         "--pull=true",

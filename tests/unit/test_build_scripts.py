@@ -1111,7 +1111,7 @@ def test_buildah_post_commit_arguments_survive_the_shell(sandbox: Sandbox) -> No
     assert result.returncode == 0, result.stderr
     assert [c["argv"][0] for c in calls] == ["bud", "from", "run", "rm", "push"]
     assert calls[1]["argv"] == ["from", "--pull=never", OUTPUT]
-    assert calls[2]["argv"] == ["run", "ctr-1", "--", "/usr/bin/env", *args]
+    assert calls[2]["argv"] == ["run", "--network", "host", "ctr-1", "--", "/usr/bin/env", *args]
     assert calls[3]["argv"] == ["rm", "ctr-1"]
     assert not list(sandbox.root.rglob("pwned"))
 
@@ -1123,7 +1123,10 @@ def test_buildah_post_commit_script(sandbox: Sandbox) -> None:
     )
     assert result.returncode == 0, result.stderr
     run = next(c["argv"] for c in calls if c["argv"][0] == "run")
-    assert run == ["run", "ctr-1", "--", "/bin/sh", "-ic", "bundle exec rake test", "sh", "--fast"]
+    assert run == [
+        "run", "--network", "host", "ctr-1", "--",
+        "/bin/sh", "-ic", "bundle exec rake test", "sh", "--fast",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

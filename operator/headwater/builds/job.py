@@ -222,7 +222,9 @@ def buildah_arguments(
 ) -> list[str]:
     """``buildah bud`` options for a Docker (or generated S2I) build."""
     kind, block = _strategy_block(spec)
-    args = ["--layers=false", "--format", "docker"]
+    # RUN steps get runc containers of their own (OCI isolation) but share the
+    # pod's network namespace ("host" from inside the pod): no CNI inside the pod.
+    args = ["--layers=false", "--format", "docker", "--network", "host"]
     if kind == "Source":
         args += ["-f", f"{S2I_DIR}/Dockerfile"]
     else:

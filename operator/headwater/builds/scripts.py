@@ -283,7 +283,7 @@ if [ "${HW_POST_COMMIT_ARGC:-0}" -gt 0 ]; then
   rc=0
   set --; i=0
   while [ "$i" -lt "$HW_POST_COMMIT_ARGC" ]; do eval "set -- \"\$@\" \"\$HW_POST_COMMIT_ARG_$i\""; i=$((i + 1)); done
-  buildah run "$ctr" -- "$@" || rc=$?
+  buildah run --network host "$ctr" -- "$@" || rc=$?
   buildah rm "$ctr" > /dev/null 2>&1 || true
   [ "$rc" -eq 0 ] || fail 30 "the post-commit hook failed (exit code $rc)"
   d_hook=$(( $(ms) - t_hook ))
