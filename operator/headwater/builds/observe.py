@@ -144,6 +144,21 @@ def _fetch_stage(state: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _container_build_stage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A ``Build`` stage spanning the build container (kaniko reports no timings;
+    its build, hook and push are one process)."""
+    stage = _fetch_stage(state)
+    if stage is None:
+        return []
+    return [
+        {
+            **stage,
+            "name": "Build",
+            "steps": [dict(stage["steps"][0], name="DockerBuild")],
+        }
+    ]
+
+
 def _build_stages(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     stages = []
     steps = {"Build": "DockerBuild", "PostCommit": "RunPostCommitHook", "PushImage": "PushImage"}
@@ -306,7 +321,12 @@ def observe(
             completion=str(build_done.get("finishedAt") or "") or None,
             digest=digest,
             revision=revision,
-            stages=stages + _build_stages(report),
+            stages=stages
+            + (
+                _build_stages(report)
+                if report is not None or custom
+                else _container_build_stage({"terminated": build_done})
+            ),
         )
     if failure is not None:
         return Observation(
