@@ -30,7 +30,7 @@ echo "$image"
 
 step "Installing Headwater: kubectl apply -f deploy/install.yaml (image and registry set)"
 .venv/bin/python hack/render_install.py --image "$image" --registry "$REGISTRY" --insecure \
-  --builder-image "$HEADWATER_BUILDER_IMAGE" | k apply --server-side --force-conflicts -f -
+  --builder-image "$HEADWATER_BUILDER_IMAGE" ${HEADWATER_KANIKO_IMAGE:+--kaniko-image "$HEADWATER_KANIKO_IMAGE"} | k apply --server-side --force-conflicts -f -
 k -n headwater-system scale deploy/headwater-operator --replicas=1
 k -n headwater-system rollout status deploy/headwater-operator --timeout=180s
 for ns in openshift shop-staging shop-prod; do

@@ -9,10 +9,11 @@ changed, and nothing else:
 - the operator container's image (the one hack/operator-image.sh pushed);
 - ``registry``/``registryInsecure`` in the operator's ConfigMap (the local,
   plain-HTTP registry);
-- ``builderImage`` in that ConfigMap (the locally made buildah image).
+- ``builderImage`` and ``kanikoImage`` in that ConfigMap (the locally made
+  builder and kaniko images).
 
     python hack/render_install.py --image REF [--registry HOST:PORT [--insecure]]
-        [--builder-image REF] | kubectl apply -f -
+        [--builder-image REF] [--kaniko-image REF] | kubectl apply -f -
     python hack/render_install.py --cluster-scoped | kubectl apply -f -
 
 ``--cluster-scoped`` prints only the cluster-scoped objects (the CRDs, the
@@ -48,6 +49,7 @@ def render(
     registry: str | None = None,
     insecure: bool = False,
     builder_image: str | None = None,
+    kaniko_image: str | None = None,
 ) -> list[dict[str, Any]]:
     """The install documents with the operator image and configuration replaced."""
     out = [yaml.safe_load(yaml.safe_dump(doc)) for doc in docs]  # deep copy
@@ -65,6 +67,8 @@ def render(
         config["registryInsecure"] = insecure
     if builder_image is not None:
         config["builderImage"] = builder_image
+    if kaniko_image is not None:
+        config["kanikoImage"] = kaniko_image
     config_map["data"][CONFIG_KEY] = yaml.safe_dump(config, sort_keys=False)
     return out
 
@@ -108,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--registry", help="host[:port][/prefix] for ImageStreamTag outputs")
     parser.add_argument("--insecure", action="store_true", help="that registry is plain HTTP")
     parser.add_argument("--builder-image", help="the buildah builder image for build pods")
+    parser.add_argument("--kaniko-image", help="the kaniko executor image for build pods")
     parser.add_argument("--file", type=Path, default=INSTALL, help="install file to render")
     args = parser.parse_args(argv)
     if args.cluster_scoped:
@@ -122,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry=args.registry,
             insecure=args.insecure,
             builder_image=args.builder_image,
+            kaniko_image=args.kaniko_image,
         )
     except (RenderError, KeyError, OSError) as exc:
         print(f"render_install: {exc}", file=sys.stderr)

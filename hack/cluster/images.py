@@ -8,9 +8,10 @@ when its recipe changes, and pushed to the local registry on every
 - ``pause``: the sandbox image, compiled from the ``pause.c`` that ships in the
   Kubernetes module, statically linked into a ``FROM scratch`` image.
 - ``busybox``: Debian's static busybox with its applet links; small test pods.
-- ``builder``: a minimal Debian rootfs (debootstrap) with buildah and git, the
-  image build Jobs run. Configured for vfs storage and chroot isolation, the
-  combination that works inside an unprivileged-by-kernel container runtime.
+- ``builder``: a minimal Debian rootfs (debootstrap) with buildah, runc and
+  git, the image build Jobs run (their fetch step; and the opt-in buildah
+  executor, which runs RUN steps under OCI isolation with runc). Configured
+  for vfs storage, which needs no overlay mounts.
 - ``python``: a minimal Debian rootfs with python3, venv and pip; the base of
   the operator's own Dockerfile.
 - ``kaniko``: the kaniko executor (a maintained fork; upstream is archived),
@@ -98,9 +99,12 @@ RECIPES: dict[str, ImageRecipe] = {
         ImageRecipe(name="busybox", tag="latest", kind="busybox", cmd=("sh",)),
         ImageRecipe(
             name="builder",
-            tag="latest",
+            # A new tag when the packages change: a cluster's registry that has the
+            # tag already is not pushed to again (registry_has).
+            tag="2",
             kind="debootstrap",
-            packages=("buildah", "git", "ca-certificates", "openssh-client", "netavark"),
+            # runc: the opt-in buildah executor runs RUN steps under OCI isolation.
+            packages=("buildah", "runc", "git", "ca-certificates", "openssh-client", "netavark"),
             env=(("BUILDAH_ISOLATION", "chroot"), ("STORAGE_DRIVER", "vfs")),
             files=(("/etc/containers/storage.conf", _BUILDER_STORAGE_CONF),),
             cmd=("buildah", "--version"),

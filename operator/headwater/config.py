@@ -186,11 +186,13 @@ class Config:
     builder_image: str = "quay.io/buildah/stable:latest"
     """The image build Jobs run: buildah, git, tar and a POSIX shell (the fetch step runs
     in it for every executor)."""
-    build_executor: Literal["buildah", "kaniko"] = "buildah"
-    """What builds images; a BuildConfig may choose per build with the annotation
-    ``build.headwater.dev/executor``."""
-    kaniko_image: str | None = None
-    """The kaniko executor image (upstream kaniko is archived: name a maintained fork)."""
+    build_executor: Literal["buildah", "kaniko"] = "kaniko"
+    """What builds images: kaniko runs unprivileged (Pod Security ``baseline``);
+    buildah needs a privileged container and runs only in namespaces an admin
+    labelled ``build.headwater.dev/privileged-builds=true``. A BuildConfig may choose
+    per build with the annotation ``build.headwater.dev/executor``."""
+    kaniko_image: str | None = "gcr.io/kaniko-project/executor:v1.23.2"
+    """The kaniko executor image (upstream kaniko is archived: a maintained fork's)."""
     insecure_registries: tuple[str, ...] = ()
     """Registries (host[:port]) builds pull from and push to without TLS verification;
     ``registry`` is added when ``registryInsecure`` is true. Nothing else is insecure."""

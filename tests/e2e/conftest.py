@@ -104,10 +104,36 @@ def cluster() -> Iterator[Cluster]:
             subprocess.run(["python3", str(LOCALCLUSTER), "down"], capture_output=True)
 
 
+BASELINE = {"pod-security.kubernetes.io/enforce": "baseline"}
+"""Every test namespace enforces Pod Security baseline: builds must run there."""
+PRIVILEGED_BUILDS = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "build.headwater.dev/privileged-builds": "true",
+}
+"""An admin's opt-in to the privileged buildah executor (and pods that need it)."""
+
+
+def _create_namespace(cluster: Cluster, name: str, labels: dict[str, str]) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        ),
+    )
+
+
 @pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
+def namespace_labels() -> dict[str, str]:
+    """Labels of the ``namespace`` fixture; a test module overrides this to opt in."""
+    return dict(BASELINE)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, namespace_labels: dict[str, str]) -> Iterator[str]:
     name = f"hw-e2e-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
+    _create_namespace(cluster, name, namespace_labels)
     # Pods need the namespace's default service account before they can be created.
     deadline = time.monotonic() + 30
     while cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode != 0:
@@ -126,7 +152,7 @@ def peer_name(namespace: str) -> str:
 def peer_namespace(cluster: Cluster, namespace: str) -> Iterator[str]:
     """A second fresh namespace, also watched by ``operator_in_process``."""
     name = peer_name(namespace)
-    cluster.kubectl("create", "namespace", name)
+    _create_namespace(cluster, name, BASELINE)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -221,6 +247,7 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
         registry=cluster.registry,
         insecure=True,
         builder_image=cluster.env.get("HEADWATER_BUILDER_IMAGE"),
+        kaniko_image=cluster.env.get("HEADWATER_KANIKO_IMAGE"),
     )
     cluster.kubectl(
         "apply",
@@ -304,12 +331,17 @@ def operator_in_process(
     if cluster.registry:
         monkeypatch.setenv("HEADWATER_REGISTRY", cluster.registry)
         monkeypatch.setenv("HEADWATER_REGISTRY_INSECURE", "true")
-    builder = cluster.env.get("HEADWATER_BUILDER_IMAGE") or os.environ.get(
+    # This process's environment first: a test run may try a newer builder image.
+    builder = os.environ.get("HEADWATER_BUILDER_IMAGE") or cluster.env.get(
         "HEADWATER_BUILDER_IMAGE"
     )
     if builder:
         # Build pods run the locally made buildah image.
         monkeypatch.setenv("HEADWATER_BUILDER_IMAGE", builder)
+    kaniko = cluster.env.get("HEADWATER_KANIKO_IMAGE") or os.environ.get("HEADWATER_KANIKO_IMAGE")
+    if kaniko:
+        # The default executor: the locally made kaniko image.
+        monkeypatch.setenv("HEADWATER_KANIKO_IMAGE", kaniko)
     args = ["run", "--standalone", "-m", "headwater.handlers"]
     for watched in (namespace, peer_name(namespace)):
         args += ["--namespace", watched]

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import PRIVILEGED_BUILDS
 from .helpers import Cluster, GitServer, buildah_build_and_push, registry_digest
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def namespace_labels() -> dict[str, str]:
+    """A privileged buildah pod runs here, as in a namespace an admin opted in."""
+    return dict(PRIVILEGED_BUILDS)
 
 
 def test_job_termination_message_and_logs(cluster: Cluster, namespace: str) -> None:

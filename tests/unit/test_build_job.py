@@ -24,6 +24,7 @@ from headwater.builds.job import (
     kaniko_arguments,
     render_job,
     settings_from_config,
+    wants_privileged,
 )
 from headwater.builds.model import (
     ANNOTATION_BUILD,
@@ -58,10 +59,11 @@ BUILDER = "quay.io/buildah/stable:v1.37"
 KANIKO = "ghcr.io/example/kaniko:v1.24"
 OUTPUT = "registry.example.com:5000/shop/web:latest"
 BASE = "registry.example.com:5000/library/python@sha256:" + "b" * 64
-SETTINGS = JobSettings(builder_image=BUILDER, kaniko_image=KANIKO)
+SETTINGS = JobSettings(executor="buildah", builder_image=BUILDER, kaniko_image=KANIKO)
 KANIKO_SETTINGS = JobSettings(builder_image=BUILDER, executor="kaniko", kaniko_image=KANIKO)
-RESOLVED = Resolved(output_image=OUTPUT)
+RESOLVED = Resolved(privileged_builds=True, output_image=OUTPUT)
 S2I_RESOLVED = Resolved(
+    privileged_builds=True,
     output_image=OUTPUT,
     base_image=BASE,
     s2i_dockerfile="FROM python\nCOPY upload/src /tmp/src\n",
@@ -310,7 +312,11 @@ def test_containers_in_order_and_images() -> None:
         assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
         assert mounts(c)["workspace"]["mountPath"] == WORKSPACE
     assert main["securityContext"] == {"privileged": True}
-    assert "securityContext" not in fetch
+    assert fetch["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+    }
+    assert env(main)["BUILDAH_ISOLATION"] == "oci"
     assert volumes(render(docker_spec()))["workspace"] == {"name": "workspace", "emptyDir": {}}
     assert volumes(render(docker_spec()))["storage"] == {"name": "storage", "emptyDir": {}}
     assert mounts(main)["storage"]["mountPath"] == "/var/lib/containers"
@@ -406,7 +412,7 @@ def test_empty_inline_dockerfile_is_still_written() -> None:
 def test_binary_source() -> None:
     spec = docker_spec()
     spec["source"] = {"type": "Binary", "binary": {"asFile": "app.jar"}}
-    settings = JobSettings(builder_image=BUILDER, upload_timeout_seconds=120)
+    settings = JobSettings(executor="buildah", builder_image=BUILDER, upload_timeout_seconds=120)
     fetch = env(container(render(spec, settings=settings), FETCH_CONTAINER))
     assert fetch["HW_SOURCE_TYPE"] == "Binary"
     assert fetch["HW_UPLOAD_TIMEOUT"] == "120"
@@ -421,7 +427,7 @@ def test_no_source() -> None:
 
 
 def test_docker_from_becomes_hw_from() -> None:
-    resolved = Resolved(output_image=OUTPUT, base_image=BASE)
+    resolved = Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE)
     fetch = env(container(render(docker_spec(), resolved), FETCH_CONTAINER))
     assert fetch["HW_FROM"] == BASE
 
@@ -515,6 +521,8 @@ def test_buildah_default_arguments() -> None:
         "--layers=false",
         "--format",
         "docker",
+        "--network",
+        "host",
         "-f",
         f"{SOURCE_DIR}/Dockerfile",
         "--pull=true",
@@ -551,6 +559,7 @@ def test_buildah_no_cache_force_pull_and_build_args() -> None:
 
 def test_buildah_env_defaults_strategy_overrides_precedence() -> None:
     settings = JobSettings(
+        executor="buildah",
         builder_image=BUILDER,
         defaults=BuildDefaults(env=(("D_ONLY", "d"), ("SHARED", "from-defaults"), ("BOTH", "d"))),
         overrides=BuildOverrides(env=(("BOTH", "from-overrides"), ("O_ONLY", "o"))),
@@ -577,6 +586,7 @@ def test_buildah_env_defaults_strategy_overrides_precedence() -> None:
 
 def test_buildah_labels_defaults_image_labels_overrides() -> None:
     settings = JobSettings(
+        executor="buildah",
         builder_image=BUILDER,
         defaults=BuildDefaults(labels={"vendor": "acme", "tier": "default"}),
         overrides=BuildOverrides(labels={"tier": "forced"}),
@@ -611,7 +621,9 @@ def test_source_strategy_builds_the_generated_dockerfile() -> None:
 
 
 def test_build_container_env_output_and_insecure_registries() -> None:
-    settings = JobSettings(builder_image=BUILDER, insecure_registries=("a:5000", "b.local"))
+    settings = JobSettings(
+        executor="buildah", builder_image=BUILDER, insecure_registries=("a:5000", "b.local")
+    )
     build_env = env(container(render(docker_spec(), settings=settings), BUILD_CONTAINER))
     assert build_env["HW_OUTPUT"] == OUTPUT
     assert build_env["HW_CONTEXT"] == SOURCE_DIR
@@ -622,7 +634,11 @@ def test_build_container_env_output_and_insecure_registries() -> None:
 def test_no_output_no_hw_output() -> None:
     spec = docker_spec()
     del spec["output"]
-    build_env = env(container(render(spec, Resolved(output_image=None)), BUILD_CONTAINER))
+    build_env = env(
+        container(
+            render(spec, Resolved(privileged_builds=True, output_image=None)), BUILD_CONTAINER
+        )
+    )
     assert "HW_OUTPUT" not in build_env
 
 
@@ -670,7 +686,12 @@ def test_empty_post_commit_is_no_hook(hook: dict[str, Any]) -> None:
 
 
 def test_push_and_pull_secrets_for_buildah() -> None:
-    resolved = Resolved(output_image=OUTPUT, push_secret="push-creds", pull_secret="pull-creds")
+    resolved = Resolved(
+        privileged_builds=True,
+        output_image=OUTPUT,
+        push_secret="push-creds",
+        pull_secret="pull-creds",
+    )
     job = render(docker_spec(), resolved)
     vols = volumes(job)
     assert vols["push-secret"] == {
@@ -704,7 +725,9 @@ def test_every_mount_has_a_volume() -> None:
     for settings in (SETTINGS, KANIKO_SETTINGS):
         # kaniko takes one registry config, so one secret for both there.
         pull = "q" if settings is SETTINGS else "p"
-        resolved = Resolved(output_image=OUTPUT, push_secret="p", pull_secret=pull)
+        resolved = Resolved(
+            privileged_builds=True, output_image=OUTPUT, push_secret="p", pull_secret=pull
+        )
         job = render(spec, resolved, settings)
         vols = volumes(job)
         for c in [*pod(job)["initContainers"], *pod(job)["containers"]]:
@@ -717,6 +740,7 @@ def test_every_mount_has_a_volume() -> None:
 
 def test_resources_defaults_spec_overrides() -> None:
     settings = JobSettings(
+        executor="buildah",
         builder_image=BUILDER,
         defaults=BuildDefaults(
             resources=Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1"})
@@ -742,6 +766,7 @@ def test_only_requests_gives_only_requests() -> None:
 
 def test_node_selector_merge() -> None:
     settings = JobSettings(
+        executor="buildah",
         builder_image=BUILDER,
         defaults=BuildDefaults(node_selector={"pool": "builds", "zone": "a"}),
         overrides=BuildOverrides(node_selector={"kubernetes.io/os": "linux"}),
@@ -755,9 +780,37 @@ def test_node_selector_merge() -> None:
     }
 
 
+def test_a_users_node_selector_cannot_leave_the_pinned_build_nodes() -> None:
+    """buildOverrides.nodeSelector pins builds: the user's value for the same key loses,
+    and the user's other keys are ANDed (they narrow the choice, never widen it)."""
+    pinned = BuildOverrides(node_selector={"node-role.example.com/builds": "true"})
+    for settings in (
+        JobSettings(builder_image=BUILDER, kaniko_image=KANIKO, overrides=pinned),
+        JobSettings(executor="buildah", builder_image=BUILDER, overrides=pinned,
+                    defaults=BuildDefaults(node_selector={"node-role.example.com/builds": "no"})),
+    ):  # fmt: skip
+        for user in (
+            {"node-role.example.com/builds": "false"},
+            {"node-role.example.com/builds": ""},
+            {"kubernetes.io/hostname": "control-plane", "node-role.example.com/builds": "x"},
+        ):
+            selector = pod(render(docker_spec(nodeSelector=user), settings=settings))[
+                "nodeSelector"
+            ]
+            assert selector["node-role.example.com/builds"] == "true"
+            assert set(selector) == set(user) | {"node-role.example.com/builds"}
+    # Without the override the user's selector applies as given.
+    free = JobSettings(builder_image=BUILDER, kaniko_image=KANIKO)
+    assert pod(render(docker_spec(nodeSelector={"a": "b"}), settings=free))["nodeSelector"] == {
+        "a": "b"
+    }
+
+
 def test_override_node_selector_wins() -> None:
     settings = JobSettings(
-        builder_image=BUILDER, overrides=BuildOverrides(node_selector={"pool": "forced"})
+        executor="buildah",
+        builder_image=BUILDER,
+        overrides=BuildOverrides(node_selector={"pool": "forced"}),
     )
     spec = docker_spec(nodeSelector={"pool": "mine"})
     assert pod(render(spec, settings=settings))["nodeSelector"] == {"pool": "forced"}
@@ -766,6 +819,7 @@ def test_override_node_selector_wins() -> None:
 def test_tolerations_defaults_then_overrides_without_duplicates() -> None:
     shared = Toleration(key="dedicated", operator="Equal", value="builds", effect="NoSchedule")
     settings = JobSettings(
+        executor="buildah",
         builder_image=BUILDER,
         defaults=BuildDefaults(tolerations=(shared,)),
         overrides=BuildOverrides(
@@ -784,7 +838,7 @@ def test_tolerations_defaults_then_overrides_without_duplicates() -> None:
 
 
 def test_host_network() -> None:
-    settings = JobSettings(builder_image=BUILDER, host_network=True)
+    settings = JobSettings(executor="buildah", builder_image=BUILDER, host_network=True)
     spec = pod(render(docker_spec(), settings=settings))
     assert spec["hostNetwork"] is True
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
@@ -795,12 +849,12 @@ def test_host_network() -> None:
 
 def test_executor_from_settings_and_annotation() -> None:
     plain = build(docker_spec())
-    assert executor_for(plain, SETTINGS) == "buildah"
+    assert executor_for(plain, SETTINGS, privileged_builds=True) == "buildah"
     assert executor_for(plain, KANIKO_SETTINGS) == "kaniko"
     to_kaniko = build(docker_spec(), annotations={EXECUTOR_ANNOTATION: "kaniko"})
     assert executor_for(to_kaniko, SETTINGS) == "kaniko"
     to_buildah = build(docker_spec(), annotations={EXECUTOR_ANNOTATION: "buildah"})
-    assert executor_for(to_buildah, KANIKO_SETTINGS) == "buildah"
+    assert executor_for(to_buildah, KANIKO_SETTINGS, privileged_builds=True) == "buildah"
 
 
 @pytest.mark.parametrize("value", ["docker", "Kaniko", "buildah ", "kaniko;buildah"])
@@ -812,36 +866,147 @@ def test_bad_executor_annotation(value: str) -> None:
 
 
 def test_kaniko_without_kaniko_image() -> None:
-    settings = JobSettings(builder_image=BUILDER)
+    settings = JobSettings(executor="buildah", builder_image=BUILDER)
     with pytest.raises(RenderError) as caught:
         render(docker_spec(), annotations={EXECUTOR_ANNOTATION: "kaniko"}, settings=settings)
     assert caught.value.reason == "InvalidExecutor"
     assert "kanikoImage" in caught.value.message
 
 
-@pytest.mark.parametrize("hook", [{"script": "make test"}, {"command": ["true"]}, {"args": ["x"]}])
-def test_kaniko_cannot_run_a_post_commit_hook(hook: dict[str, Any]) -> None:
-    with pytest.raises(RenderError) as caught:
-        render(docker_spec(postCommit=hook), settings=KANIKO_SETTINGS)
-    assert caught.value.reason == "InvalidPostCommitHook"
+@pytest.mark.parametrize(
+    ("hook", "argv"),
+    [
+        ({"script": "make test"}, ["/bin/sh", "-ic", "make test", "sh"]),
+        ({"command": ["true"], "args": ["a b"]}, ["true", "a b"]),
+        ({"args": ["x"]}, ["/bin/sh", "-c", 'exec "$@"', "sh", "x"]),
+    ],
+)
+def test_kaniko_post_commit_hook_goes_to_the_fetch_step_as_json(
+    hook: dict[str, Any], argv: list[str]
+) -> None:
+    job = render(docker_spec(postCommit=hook), settings=KANIKO_SETTINGS)
+    assert json.loads(env(container(job, FETCH_CONTAINER))["HW_POST_COMMIT_RUN"]) == argv
+    assert "HW_POST_COMMIT_ARGC" not in env(container(job, BUILD_CONTAINER))
+
+
+def test_no_post_commit_hook_no_run_for_kaniko() -> None:
+    job = render(docker_spec(), settings=KANIKO_SETTINGS)
+    assert "HW_POST_COMMIT_RUN" not in env(container(job, FETCH_CONTAINER))
+    buildah_job = render(docker_spec(postCommit={"script": "true"}))
+    assert "HW_POST_COMMIT_RUN" not in env(container(buildah_job, FETCH_CONTAINER))
+
+
+# --- isolation: the default executor runs under Pod Security baseline ---------------
+
+# Pod Security Standards, baseline: capabilities a container may add.
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+
+
+def baseline_violations(pod_spec: Mapping[str, Any]) -> list[str]:
+    """What Pod Security admission's baseline level would refuse in ``pod_spec``."""
+    found = [f"{key}" for key in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(key)]
+    found += [f"hostPath {v['name']}" for v in pod_spec.get("volumes", []) if "hostPath" in v]
+    seccomp = ((pod_spec.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+    if seccomp not in (None, "RuntimeDefault", "Localhost"):
+        found.append(f"seccomp {seccomp}")
+    for c in [*pod_spec.get("initContainers", []), *pod_spec["containers"]]:
+        context = c.get("securityContext") or {}
+        if context.get("privileged"):
+            found.append(f"{c['name']}: privileged")
+        added = set((context.get("capabilities") or {}).get("add") or [])
+        if added - BASELINE_CAPABILITIES:
+            found.append(f"{c['name']}: adds {sorted(added - BASELINE_CAPABILITIES)}")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            found.append(f"{c['name']}: hostPort")
+    return found
+
+
+@pytest.mark.parametrize("spec", [docker_spec(), docker_spec(postCommit={"script": "true"})])
+def test_default_executor_pod_meets_pod_security_baseline(spec: dict[str, Any]) -> None:
+    settings = JobSettings(builder_image=BUILDER, kaniko_image=KANIKO)  # the defaults
+    assert settings.executor == "kaniko"
+    for resolved, body in (
+        (Resolved(output_image=OUTPUT, push_secret="p"), spec),
+        (S2I_RESOLVED, source_spec()),
+    ):
+        pod_spec = pod(render(body, resolved, settings))
+        assert baseline_violations(pod_spec) == []
+        assert pod_spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        assert pod_spec["automountServiceAccountToken"] is False
+        for c in [*pod_spec["initContainers"], *pod_spec["containers"]]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert "NET_RAW" not in c["securityContext"]["capabilities"]["add"]
+            assert "MKNOD" not in c["securityContext"]["capabilities"]["add"]
+
+
+def test_the_check_above_can_fail() -> None:
+    privileged = pod(render(docker_spec()))  # buildah, opted in
+    assert baseline_violations(privileged) == ["build: privileged"]
+    host = pod(
+        render(
+            docker_spec(),
+            settings=JobSettings(builder_image=BUILDER, kaniko_image=KANIKO, host_network=True),
+        )
+    )
+    assert baseline_violations(host) == ["hostNetwork"]
+
+
+def test_buildah_is_refused_unless_the_namespace_is_opted_in() -> None:
+    for asked, settings in (
+        ({EXECUTOR_ANNOTATION: "buildah"}, KANIKO_SETTINGS),
+        ({}, SETTINGS),  # an admin's default of buildah is gated too
+    ):
+        with pytest.raises(RenderError) as caught:
+            render(docker_spec(), Resolved(output_image=OUTPUT), settings, annotations=asked)
+        assert caught.value.reason == "PrivilegedBuildsNotAllowed"
+        assert "build.headwater.dev/privileged-builds=true" in caught.value.message
+        assert "namespace shop" in caught.value.message
+    # Opted in: privileged, and RUN steps under OCI isolation.
+    job = render(docker_spec(), Resolved(output_image=OUTPUT, privileged_builds=True),
+                 KANIKO_SETTINGS, annotations={EXECUTOR_ANNOTATION: "buildah"})  # fmt: skip
+    main = container(job, BUILD_CONTAINER)
+    assert main["securityContext"] == {"privileged": True}
+    assert env(main)["BUILDAH_ISOLATION"] == "oci"
+    # kaniko never needs the opt-in.
+    render(docker_spec(), Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
+
+
+def test_wants_privileged() -> None:
+    buildah = {EXECUTOR_ANNOTATION: "buildah"}
+    assert wants_privileged(build(docker_spec(), annotations=buildah), KANIKO_SETTINGS)
+    assert wants_privileged(build(docker_spec()), SETTINGS)
+    assert not wants_privileged(build(docker_spec()), KANIKO_SETTINGS)
+    kaniko = {EXECUTOR_ANNOTATION: "kaniko"}
+    assert not wants_privileged(build(docker_spec(), annotations=kaniko), SETTINGS)
+    custom = {"strategy": {"type": "Custom", "customStrategy": {"from": {"name": "x"}}}}
+    assert not wants_privileged(build(custom, annotations=buildah), SETTINGS)
 
 
 def test_source_without_generated_dockerfile() -> None:
     with pytest.raises(RenderError) as caught:
-        render(source_spec(), Resolved(output_image=OUTPUT, base_image=BASE))
+        render(
+            source_spec(), Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE)
+        )
     assert caught.value.reason == "InvalidStrategy"
 
 
 def test_custom_expose_docker_socket_is_refused() -> None:
     with pytest.raises(RenderError) as caught:
-        render(custom_spec(exposeDockerSocket=True), Resolved(output_image=OUTPUT, base_image=BASE))
+        render(
+            custom_spec(exposeDockerSocket=True),
+            Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE),
+        )
     assert caught.value.reason == "InvalidStrategy"
     assert "exposeDockerSocket" in caught.value.message
 
 
 def test_custom_without_image_is_refused() -> None:
     with pytest.raises(RenderError) as caught:
-        render(custom_spec(), Resolved(output_image=OUTPUT))
+        render(custom_spec(), Resolved(privileged_builds=True, output_image=OUTPUT))
     assert caught.value.reason == "InvalidStrategy"
 
 
@@ -884,7 +1049,9 @@ def test_kaniko_arguments_full() -> None:
 def test_kaniko_arguments_minimal_without_output() -> None:
     spec = docker_spec()
     del spec["output"]
-    args = kaniko_arguments(spec, Resolved(output_image=None), KANIKO_SETTINGS, SOURCE_DIR)
+    args = kaniko_arguments(
+        spec, Resolved(privileged_builds=True, output_image=None), KANIKO_SETTINGS, SOURCE_DIR
+    )
     assert "--no-push" in args
     assert not any(a.startswith(("--destination", "--digest-file")) for a in args)
     assert "--cache=false" not in args
@@ -899,14 +1066,23 @@ def test_kaniko_source_strategy_uses_generated_dockerfile() -> None:
 def test_kaniko_build_container() -> None:
     spec = docker_spec()
     spec["source"]["contextDir"] = "web"
-    job = render(spec, Resolved(output_image=OUTPUT, push_secret="push-creds"), KANIKO_SETTINGS)
+    job = render(
+        spec,
+        Resolved(privileged_builds=True, output_image=OUTPUT, push_secret="push-creds"),
+        KANIKO_SETTINGS,
+    )
     main = container(job, BUILD_CONTAINER)
     assert main["image"] == KANIKO
     assert "command" not in main  # the image's entrypoint is the executor
     assert main["args"] == kaniko_arguments(
-        spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS, f"{SOURCE_DIR}/web"
+        spec,
+        Resolved(privileged_builds=True, output_image=OUTPUT),
+        KANIKO_SETTINGS,
+        f"{SOURCE_DIR}/web",
     )
-    assert "securityContext" not in main
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "privileged" not in main["securityContext"]
     assert mounts(main)["push-secret"]["mountPath"] == f"{KANIKO_SECRET_DIR}/config.json"
     assert "storage" not in volumes(job)
     assert "storage" not in mounts(main)
@@ -915,7 +1091,9 @@ def test_kaniko_build_container() -> None:
 
 
 def test_kaniko_refuses_two_different_registry_secrets() -> None:
-    resolved = Resolved(output_image=OUTPUT, push_secret="push", pull_secret="pull")
+    resolved = Resolved(
+        privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
+    )
     with pytest.raises(RenderError) as raised:
         render(docker_spec(), resolved, KANIKO_SETTINGS)
     assert raised.value.reason == "InvalidExecutor"
@@ -965,12 +1143,20 @@ def test_kaniko_appended_env_keeps_the_value(value: str) -> None:
 
 
 def test_kaniko_push_credentials_are_where_kaniko_reads_them() -> None:
-    job = render(docker_spec(), Resolved(output_image=OUTPUT, push_secret="p"), KANIKO_SETTINGS)
+    job = render(
+        docker_spec(),
+        Resolved(privileged_builds=True, output_image=OUTPUT, push_secret="p"),
+        KANIKO_SETTINGS,
+    )
     assert f"{KANIKO_SECRET_DIR}/config.json" in files_in(job, BUILD_CONTAINER, KANIKO_SECRET_DIR)
 
 
 def test_kaniko_pull_credentials_are_mounted() -> None:
-    job = render(docker_spec(), Resolved(output_image=OUTPUT, pull_secret="q"), KANIKO_SETTINGS)
+    job = render(
+        docker_spec(),
+        Resolved(privileged_builds=True, output_image=OUTPUT, pull_secret="q"),
+        KANIKO_SETTINGS,
+    )
     main = container(job, BUILD_CONTAINER)
     assert "pull-secret" in mounts(main)
     assert f"{KANIKO_SECRET_DIR}/config.json" in files_in(job, BUILD_CONTAINER, KANIKO_SECRET_DIR)
@@ -991,9 +1177,15 @@ def test_custom_container_environment() -> None:
     spec["source"]["contextDir"] = "app"
     spec["source"]["git"]["httpsProxy"] = "http://proxy:3129"
     resolved = Resolved(
-        output_image=OUTPUT, base_image=BASE, push_secret="push", pull_secret="pull"
+        privileged_builds=True,
+        output_image=OUTPUT,
+        base_image=BASE,
+        push_secret="push",
+        pull_secret="pull",
     )
-    settings = JobSettings(builder_image=BUILDER, defaults=BuildDefaults(env=(("D", "1"),)))
+    settings = JobSettings(
+        executor="buildah", builder_image=BUILDER, defaults=BuildDefaults(env=(("D", "1"),))
+    )
     b = build(spec)
     job = render_job(b, resolved, settings)
     spec_pod = pod(job)
@@ -1040,7 +1232,7 @@ def test_custom_without_output_push_or_git() -> None:
     spec = custom_spec()
     spec["source"] = {"type": "Binary"}
     del spec["output"]
-    job = render(spec, Resolved(output_image=None, base_image=BASE))
+    job = render(spec, Resolved(privileged_builds=True, output_image=None, base_image=BASE))
     main = container(job, BUILD_CONTAINER)
     variables = env(main)
     assert main["imagePullPolicy"] == "IfNotPresent"
@@ -1061,7 +1253,7 @@ def test_custom_ignores_the_executor() -> None:
     # A Custom build runs its own image: a bad executor annotation does not matter.
     job = render(
         custom_spec(),
-        Resolved(output_image=OUTPUT, base_image=BASE),
+        Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE),
         annotations={EXECUTOR_ANNOTATION: "docker"},
     )
     assert container(job, BUILD_CONTAINER)["image"] == BASE
@@ -1070,12 +1262,14 @@ def test_custom_ignores_the_executor() -> None:
 def test_custom_resources_apply_to_the_custom_container() -> None:
     spec = custom_spec()
     spec["resources"] = {"limits": {"memory": "1Gi"}}
-    job = render(spec, Resolved(output_image=OUTPUT, base_image=BASE))
+    job = render(spec, Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE))
     assert container(job, BUILD_CONTAINER)["resources"] == {"limits": {"memory": "1Gi"}}
 
 
 def test_custom_output_image_is_relative_to_output_registry() -> None:
-    job = render(custom_spec(), Resolved(output_image=OUTPUT, base_image=BASE))
+    job = render(
+        custom_spec(), Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE)
+    )
     variables = env(container(job, BUILD_CONTAINER))
     assert variables["OUTPUT_REGISTRY"] == "registry.example.com:5000"
     assert variables["OUTPUT_IMAGE"] == "shop/web:latest"
@@ -1083,7 +1277,9 @@ def test_custom_output_image_is_relative_to_output_registry() -> None:
 
 
 def test_custom_output_registry_of_a_docker_hub_name() -> None:
-    job = render(custom_spec(), Resolved(output_image="acme/web:1", base_image=BASE))
+    job = render(
+        custom_spec(), Resolved(privileged_builds=True, output_image="acme/web:1", base_image=BASE)
+    )
     variables = env(container(job, BUILD_CONTAINER))
     assert variables["OUTPUT_REGISTRY"] in ("", "docker.io")
     assert variables["OUTPUT_IMAGE"].endswith("acme/web:1")

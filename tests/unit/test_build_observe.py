@@ -571,7 +571,14 @@ def test_kaniko_bare_digest() -> None:
     seen = observe(job(), pod(fetched(), state, phase="Succeeded"))
     assert seen.phase == COMPLETE
     assert seen.digest == DIGEST
-    assert list(seen.stages) == [FETCH_STAGE]
+    # No timings from kaniko: one Build stage spanning its container.
+    build_stage = {
+        "name": "Build",
+        "startTime": T_BUILD,
+        "durationMilliseconds": 101000,
+        "steps": [{"name": "DockerBuild", "startTime": T_BUILD, "durationMilliseconds": 101000}],
+    }
+    assert list(seen.stages) == [FETCH_STAGE, build_stage]
 
 
 @pytest.mark.parametrize("message", [None, "", "{not json", "[1, 2]", "Pushed it", '"sha256:x"'])
@@ -653,3 +660,41 @@ def test_snippet_bound_is_in_bytes() -> None:
     assert len(out.encode()) <= SNIPPET_BYTES
     assert out
     assert set(out) == {"é"}
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        # kaniko exits 1 whatever failed; its log tells which.
+        (
+            (
+                "INFO[0001] LABEL io.headwater.post-commit=running",
+                'INFO[0001] RUN ["/bin/sh","-c","exit 4"]',
+                "error building image: error building stage: failed to execute command: "
+                "waiting for process to exit: exit status 4",
+            ),
+            "PostCommitHookFailed",
+        ),
+        (
+            (
+                "INFO[0003] Pushing image to 10.244.0.1:5000/shop/web:latest",
+                "error pushing image: failed to push to destination 10.244.0.1:5000/shop/web: "
+                "UNAUTHORIZED",
+            ),
+            "PushImageToRegistryFailed",
+        ),
+        (
+            (
+                "error checking push permissions -- make sure you entered the correct tag name: "
+                'checking push permission for "10.244.0.1:5000/shop/web:latest": UNAUTHORIZED',
+            ),
+            "PushImageToRegistryFailed",
+        ),
+        (("INFO[0001] RUN make", "error building image: exit status 2"), "DockerBuildFailed"),
+    ],
+)
+def test_kaniko_failures_are_told_apart_by_its_log(lines: tuple[str, ...], reason: str) -> None:
+    tail = log_tail(*lines)
+    seen = observe(job(), pod(fetched(), terminated(1, T_BUILD, T_BUILD_END, message=tail)))
+    assert (seen.phase, seen.reason) == (FAILED, reason)
+    assert seen.log_snippet == tail.rstrip("\n")

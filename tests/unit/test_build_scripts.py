@@ -54,7 +54,7 @@ OUTPUT = "registry.local:5000/shop/web:latest"
 BASE = "registry.local:5000/base/python@sha256:" + "b" * 64
 DIGEST = "sha256:" + "d" * 64
 KANIKO = "ghcr.io/example/kaniko:v1"
-SETTINGS = JobSettings(builder_image="builder:1", kaniko_image=KANIKO)
+SETTINGS = JobSettings(executor="buildah", builder_image="builder:1", kaniko_image=KANIKO)
 KANIKO_SETTINGS = JobSettings(builder_image="builder:1", executor="kaniko", kaniko_image=KANIKO)
 AUTHOR = ("Ada Lovelace", "ada@example.com")
 COMMITTER = ("CI Bot", "ci@example.com")
@@ -657,7 +657,11 @@ def run_fetch(
     settings_: JobSettings = SETTINGS,
     extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    job = render_job(build_body(spec), resolved or Resolved(output_image=OUTPUT), settings_)
+    job = render_job(
+        build_body(spec),
+        resolved or Resolved(privileged_builds=True, output_image=OUTPUT),
+        settings_,
+    )
     fetch = container_of(job, FETCH_CONTAINER)
     assert fetch["command"][:2] == ["/bin/sh", "-c"]
     environment = container_env(job, FETCH_CONTAINER)
@@ -678,7 +682,9 @@ def test_fetch_git_source_end_to_end(repo: Repo, sandbox: Sandbox) -> None:
     (sandbox.inputs / "1").mkdir()
     (sandbox.inputs / "1" / "app.ini").write_text("[app]\n")
 
-    result = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT, base_image=BASE))
+    result = run_fetch(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE)
+    )
     assert result.returncode == 0, result.stderr
     context = sandbox.source / "web"
     assert (context / "app.py").read_text() == "print('v2')\n"
@@ -847,7 +853,9 @@ def test_fetch_inline_dockerfile(sandbox: Sandbox) -> None:
         "source": {"type": "Dockerfile", "dockerfile": dockerfile},
         "strategy": {"type": "Docker", "dockerStrategy": {"dockerfilePath": "build/Containerfile"}},
     }
-    result = run_fetch(sandbox, spec, Resolved(output_image=None, base_image="IMG"))
+    result = run_fetch(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=None, base_image="IMG")
+    )
     assert result.returncode == 0, result.stderr
     written = (sandbox.source / "build" / "Containerfile").read_text()
     # printf '%s\n' adds a newline: a trailing blank line at most.
@@ -875,7 +883,7 @@ def test_fetch_binary_waits_for_the_upload(sandbox: Sandbox) -> None:
 
 def test_fetch_binary_times_out(sandbox: Sandbox) -> None:
     spec = {"source": {"type": "Binary"}, "strategy": {"type": "Docker", "dockerStrategy": {}}}
-    settings_ = JobSettings(builder_image="b", upload_timeout_seconds=1)
+    settings_ = JobSettings(executor="buildah", builder_image="b", upload_timeout_seconds=1)
     result = run_fetch(sandbox, spec, settings_=settings_)
     assert result.returncode == 10
     assert result.stderr.rstrip().endswith("error: no binary input within 1s")
@@ -890,6 +898,7 @@ def test_fetch_source_strategy_prepares_the_s2i_context(sandbox: Sandbox) -> Non
     (sandbox.source / "app" / "main.py").write_text("print(1)\n")
     (sandbox.workspace / "upload.done").touch()
     resolved = Resolved(
+        privileged_builds=True,
         output_image=OUTPUT,
         base_image=BASE,
         s2i_dockerfile="FROM builder\nCOPY upload/src /tmp/src\n",
@@ -910,6 +919,7 @@ def test_fetch_bad_s2i_environment_fails_with_code_12(sandbox: Sandbox) -> None:
     }
     (sandbox.workspace / "upload.done").touch()
     resolved = Resolved(
+        privileged_builds=True,
         output_image=OUTPUT,
         base_image=BASE,
         s2i_dockerfile="FROM b\n",
@@ -964,7 +974,11 @@ def test_kaniko_source_build_gets_commit_labels(repo: Repo, sandbox: Sandbox) ->
     spec = git_spec(repo.uri)
     spec["strategy"] = {"type": "Source", "sourceStrategy": {"from": {"name": BASE}}}
     resolved = Resolved(
-        output_image=OUTPUT, base_image=BASE, s2i_dockerfile="FROM b\n", s2i_environment_script=":"
+        privileged_builds=True,
+        output_image=OUTPUT,
+        base_image=BASE,
+        s2i_dockerfile="FROM b\n",
+        s2i_environment_script=":",
     )
     result = run_fetch(sandbox, spec, resolved, KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
@@ -1041,10 +1055,12 @@ def docker_spec(**extra: Any) -> dict[str, Any]:
 def test_buildah_build_and_push(sandbox: Sandbox) -> None:
     labels = "io.openshift.build.commit.id=abc\nio.openshift.build.commit.message=a = b\n"
     result, calls = run_buildah(
-        sandbox, docker_spec(), Resolved(output_image=OUTPUT), labels=labels
+        sandbox, docker_spec(), Resolved(privileged_builds=True, output_image=OUTPUT), labels=labels
     )
     assert result.returncode == 0, result.stderr
-    job = render_job(build_body(docker_spec()), Resolved(output_image=OUTPUT), SETTINGS)
+    job = render_job(
+        build_body(docker_spec()), Resolved(privileged_builds=True, output_image=OUTPUT), SETTINGS
+    )
     options = container_of(job, BUILD_CONTAINER)["args"]
     context = sandbox.localize(SOURCE_DIR)
     assert [c["argv"][0] for c in calls] == ["bud", "push"]
@@ -1077,7 +1093,7 @@ def test_buildah_build_and_push(sandbox: Sandbox) -> None:
 def test_buildah_without_output_does_not_push(sandbox: Sandbox) -> None:
     spec = docker_spec()
     del spec["output"]
-    result, calls = run_buildah(sandbox, spec, Resolved(output_image=None))
+    result, calls = run_buildah(sandbox, spec, Resolved(privileged_builds=True, output_image=None))
     assert result.returncode == 0, result.stderr
     assert [c["argv"][0] for c in calls] == ["bud"]
     assert calls[0]["argv"][-3:-1] == ["-t", "localhost/headwater-build:latest"]
@@ -1089,21 +1105,28 @@ def test_buildah_without_output_does_not_push(sandbox: Sandbox) -> None:
 def test_buildah_post_commit_arguments_survive_the_shell(sandbox: Sandbox) -> None:
     args = ["a b", '"quoted"', "$HOME", "$(touch pwned)", "*", "", "back\\slash", "new\nline"]
     spec = docker_spec(postCommit={"command": ["/usr/bin/env"], "args": args})
-    result, calls = run_buildah(sandbox, spec, Resolved(output_image=OUTPUT))
+    result, calls = run_buildah(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=OUTPUT)
+    )
     assert result.returncode == 0, result.stderr
     assert [c["argv"][0] for c in calls] == ["bud", "from", "run", "rm", "push"]
     assert calls[1]["argv"] == ["from", "--pull=never", OUTPUT]
-    assert calls[2]["argv"] == ["run", "ctr-1", "--", "/usr/bin/env", *args]
+    assert calls[2]["argv"] == ["run", "--network", "host", "ctr-1", "--", "/usr/bin/env", *args]
     assert calls[3]["argv"] == ["rm", "ctr-1"]
     assert not list(sandbox.root.rglob("pwned"))
 
 
 def test_buildah_post_commit_script(sandbox: Sandbox) -> None:
     spec = docker_spec(postCommit={"script": "bundle exec rake test", "args": ["--fast"]})
-    result, calls = run_buildah(sandbox, spec, Resolved(output_image=OUTPUT))
+    result, calls = run_buildah(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=OUTPUT)
+    )
     assert result.returncode == 0, result.stderr
     run = next(c["argv"] for c in calls if c["argv"][0] == "run")
-    assert run == ["run", "ctr-1", "--", "/bin/sh", "-ic", "bundle exec rake test", "sh", "--fast"]
+    assert run == [
+        "run", "--network", "host", "ctr-1", "--",
+        "/bin/sh", "-ic", "bundle exec rake test", "sh", "--fast",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -1129,7 +1152,9 @@ def test_buildah_failures(
     sandbox: Sandbox, fake: dict[str, str], code: int, error: str, commands: list[str]
 ) -> None:
     spec = docker_spec(postCommit={"command": ["make", "test"]})
-    result, calls = run_buildah(sandbox, spec, Resolved(output_image=OUTPUT), fake=fake)
+    result, calls = run_buildah(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=OUTPUT), fake=fake
+    )
     assert result.returncode == code
     assert [c["argv"][0] for c in calls] == commands
     assert result.stderr.rstrip("\n").splitlines()[-1] == f"error: {error}"
@@ -1149,7 +1174,9 @@ def test_buildah_registry_credentials(sandbox: Sandbox) -> None:
     push.mkdir()
     config = {"auths": {"registry.local:5000": {"auth": "cHVzaDpwdXNo"}}}
     (push / ".dockerconfigjson").write_text(json.dumps(config))
-    resolved = Resolved(output_image=OUTPUT, push_secret="push", pull_secret="pull")
+    resolved = Resolved(
+        privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
+    )
     result, calls = run_buildah(sandbox, docker_spec(), resolved)
     assert result.returncode == 0, result.stderr
     bud, push_call = calls
@@ -1161,9 +1188,13 @@ def test_buildah_registry_credentials(sandbox: Sandbox) -> None:
 
 def test_buildah_insecure_registries(sandbox: Sandbox) -> None:
     settings_ = JobSettings(
-        builder_image="b", insecure_registries=("registry.local:5000", "10.0.0.1")
+        executor="buildah",
+        builder_image="b",
+        insecure_registries=("registry.local:5000", "10.0.0.1"),
     )
-    result, calls = run_buildah(sandbox, docker_spec(), Resolved(output_image=OUTPUT), settings_)
+    result, calls = run_buildah(
+        sandbox, docker_spec(), Resolved(privileged_builds=True, output_image=OUTPUT), settings_
+    )
     assert result.returncode == 0, result.stderr
     conf = calls[0]["registries_conf"]
     assert conf.count("[[registry]]") == 2
@@ -1175,11 +1206,17 @@ def test_buildah_insecure_registries(sandbox: Sandbox) -> None:
 def test_fetch_then_build_then_observe(repo: Repo, sandbox: Sandbox) -> None:
     spec = git_spec(repo.uri)
     spec["postCommit"] = {"script": "true"}
-    fetch = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT, base_image=BASE))
+    fetch = run_fetch(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE)
+    )
     assert fetch.returncode == 0, fetch.stderr
     fetch_message = sandbox.termination_log.read_text()
     log = install_fake_buildah(sandbox)
-    job = render_job(build_body(spec), Resolved(output_image=OUTPUT, base_image=BASE), SETTINGS)
+    job = render_job(
+        build_body(spec),
+        Resolved(privileged_builds=True, output_image=OUTPUT, base_image=BASE),
+        SETTINGS,
+    )
     main = container_of(job, BUILD_CONTAINER)
     build = sandbox.run(
         main["command"][2],
@@ -1197,3 +1234,79 @@ def test_fetch_then_build_then_observe(repo: Repo, sandbox: Sandbox) -> None:
     assert seen.revision is not None
     assert seen.revision["git"]["commit"] == repo.head
     assert seen.stages[0]["name"] == "FetchInputs"
+
+
+# --- kaniko: the post-commit hook as a stage of its own -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last_from", "named", "stage"),
+    [
+        ("FROM alpine:3.19", "FROM alpine:3.19 AS headwater-built", "headwater-built"),
+        ("FROM --platform=linux/amd64 alpine AS final", None, "final"),
+        ("from alpine as Final", None, "Final"),
+    ],
+)
+def test_kaniko_post_commit_hook_runs_in_a_stage_on_the_built_image(
+    last_from: str, named: str | None, stage: str, sandbox: Sandbox
+) -> None:
+    script = 'test "$(cat /answer)" = 42 && echo "it\'s $HOME"'
+    dockerfile = f"FROM golang AS build\nRUN true\n{last_from}\nRUN echo 42 > /answer\n"
+    spec = {
+        "source": {"type": "Dockerfile", "dockerfile": dockerfile},
+        "strategy": {"type": "Docker", "dockerStrategy": {}},
+        "postCommit": {"script": script, "args": ["a b"]},
+    }
+    result = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    lines = (sandbox.source / "Dockerfile").read_text().splitlines()
+    assert lines[:4] == [
+        "FROM golang AS build",
+        "RUN true",
+        named or last_from,
+        "RUN echo 42 > /answer",
+    ]
+    assert lines[-4:] == [
+        f"FROM {stage} AS headwater-post-commit",
+        "LABEL io.headwater.post-commit=running",
+        "RUN " + json.dumps(["/bin/sh", "-ic", script, "sh", "a b"]),
+        f"FROM {stage}",  # the image pushed: the last stage as it was
+    ]
+    run = lines[-2].removeprefix("RUN ")
+    assert json.loads(run)[2] == script  # exec form: no shell made from the hook
+
+
+def test_kaniko_post_commit_hook_on_a_source_build(sandbox: Sandbox) -> None:
+    spec = {
+        "source": {"type": "Binary"},
+        "strategy": {"type": "Source", "sourceStrategy": {"from": {"name": BASE}}},
+        "postCommit": {"command": ["bundle", "exec", "rake"]},
+    }
+    (sandbox.source).mkdir(parents=True, exist_ok=True)
+    (sandbox.workspace / "upload.done").touch()
+    resolved = Resolved(
+        output_image=OUTPUT,
+        base_image=BASE,
+        s2i_dockerfile="FROM builder\nCOPY upload/src /tmp/src\nCMD run",
+        s2i_environment_script="true",
+    )
+    result = run_fetch(sandbox, spec, resolved, KANIKO_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    lines = (sandbox.workspace / "s2i" / "Dockerfile").read_text().splitlines()
+    assert lines[0] == "FROM builder AS headwater-built"
+    assert lines[-3:] == [
+        "LABEL io.headwater.post-commit=running",
+        'RUN ["bundle", "exec", "rake"]',
+        "FROM headwater-built",
+    ]
+
+
+def test_no_post_commit_hook_leaves_the_dockerfile_alone_for_kaniko(sandbox: Sandbox) -> None:
+    dockerfile = "FROM alpine\nRUN true\n"
+    spec = {
+        "source": {"type": "Dockerfile", "dockerfile": dockerfile},
+        "strategy": {"type": "Docker", "dockerStrategy": {}},
+    }
+    result = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
+    assert result.returncode == 0, result.stderr
+    assert (sandbox.source / "Dockerfile").read_text().rstrip("\n") + "\n" == dockerfile

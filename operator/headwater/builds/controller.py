@@ -31,7 +31,7 @@ from lightkube import AsyncClient
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import Namespace, Pod, Secret, ServiceAccount
 from lightkube.types import CascadeType, PatchType
 
 from headwater.builds import s2i, triggers
@@ -42,7 +42,14 @@ from headwater.builds.instantiate import (
     pending_requests,
     render_build,
 )
-from headwater.builds.job import JobSettings, RenderError, Resolved, render_job
+from headwater.builds.job import (
+    PRIVILEGED_BUILDS_LABEL,
+    JobSettings,
+    RenderError,
+    Resolved,
+    render_job,
+    wants_privileged,
+)
 from headwater.builds.model import (
     ANNOTATION_RUN_POLICY,
     API_VERSION,
@@ -549,6 +556,9 @@ class BuildController:
                 return
         try:
             resolved = await self._resolve(build)
+            if wants_privileged(build, self.settings):
+                allowed = await self._privileged_builds_allowed(namespace)
+                resolved = dataclasses.replace(resolved, privileged_builds=allowed)
             job = render_job(build, resolved, self.settings)
         except Waiting as exc:
             self.waiting.add((namespace, name))
@@ -828,6 +838,17 @@ class BuildController:
             push_secret=push_secret,
             pull_secret=resolved.pull_secret,
         )
+
+    async def _privileged_builds_allowed(self, namespace: str) -> bool:
+        """An admin labelled the namespace for the privileged (buildah) executor."""
+        try:
+            ns = await self.kube.get(Namespace, namespace)
+        except ApiError as exc:
+            if exc.status.code in (403, 404):
+                return False
+            raise
+        labels = (ns.metadata.labels if ns.metadata else None) or {}
+        return labels.get(PRIVILEGED_BUILDS_LABEL) == "true"
 
     def _s2i_env(self, block: Mapping[str, Any]) -> list[tuple[str, str]]:
         merged: dict[str, str] = dict(self.settings.defaults.env)

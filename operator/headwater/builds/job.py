@@ -5,9 +5,18 @@ The pod has two containers that share an emptyDir workspace:
 - ``fetch-source`` (an init container): clones the Git source, or waits for
   the CLI's upload, writes an inline Dockerfile, copies Secrets and
   ConfigMaps into the context, and for S2I writes the generated Dockerfile;
-- ``build``: buildah (or kaniko) builds the context, runs the post-commit
-  hook, pushes, and reports the digest; for the Custom strategy, the user's
-  image with OpenShift's documented environment instead.
+- ``build``: kaniko (the default; or buildah where an admin allowed
+  privileged builds) builds the context, runs the post-commit hook, pushes,
+  and reports the digest; for the Custom strategy, the user's image with
+  OpenShift's documented environment instead.
+
+Isolation. kaniko runs unprivileged (root in its own container, no added
+capabilities, no privilege escalation, the runtime's default seccomp
+profile), so a build runs in a namespace that enforces Pod Security
+``baseline``; its RUN steps run in that same container and see only its
+/dev. buildah needs a privileged container: it runs only in namespaces an
+admin labelled ``build.headwater.dev/privileged-builds=true``, and its RUN
+steps run under OCI isolation (their own namespaces and /dev).
 
 Every input reaches the scripts as an environment variable or argument;
 nothing from a BuildConfig is spliced into shell text.
@@ -49,6 +58,24 @@ from headwater.config import BuildDefaults, BuildOverrides, Config, Toleration
 
 Executor = Literal["buildah", "kaniko"]
 EXECUTOR_ANNOTATION = "build.headwater.dev/executor"
+PRIVILEGED_BUILDS_LABEL = "build.headwater.dev/privileged-builds"
+"""Namespace label (set by an admin, ``"true"``) that allows the privileged buildah executor."""
+# Capabilities each container keeps (all inside Pod Security baseline's allowed
+# set); everything else, NET_RAW and MKNOD included, is dropped.
+FETCH_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER")
+KANIKO_CAPABILITIES = (
+    # Unpacking layers and RUN steps as root: file ownership and modes...
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETFCAP",
+    # ...USER switches (apt's _apt user, useradd), and stopping RUN step processes.
+    "SETUID",
+    "SETGID",
+    "KILL",
+    "NET_BIND_SERVICE",
+)
 # Mount paths, not secrets.
 KANIKO_SECRET_DIR = "/kaniko/.docker"  # noqa: S105
 CUSTOM_PUSH_SECRET_DIR = "/var/run/secrets/openshift.io/push"  # noqa: S105
@@ -69,7 +96,7 @@ class JobSettings:
     """Cluster-wide choices from the operator configuration."""
 
     builder_image: str
-    executor: Executor = "buildah"
+    executor: Executor = "kaniko"
     kaniko_image: str | None = None
     insecure_registries: tuple[str, ...] = ()
     """Registries pushed to and pulled from over plain HTTP / without TLS verification."""
@@ -91,6 +118,8 @@ class Resolved:
     s2i_environment_script: str = ""
     push_secret: str | None = None
     pull_secret: str | None = None
+    privileged_builds: bool = False
+    """The build's namespace carries ``PRIVILEGED_BUILDS_LABEL=true`` (buildah may run)."""
 
 
 def _env(name: str, value: str) -> dict[str, str]:
@@ -122,8 +151,24 @@ def _safe_relative(path: str, what: str, reason: str) -> str:
     return "" if normalised == "." else normalised
 
 
-def executor_for(build: Mapping[str, Any], settings: JobSettings) -> Executor:
+def wants_privileged(build: Mapping[str, Any], settings: JobSettings) -> bool:
+    """Whether ``build`` asks for the privileged buildah executor (by annotation or default)."""
+    spec = build.get("spec") or {}
+    if _strategy_block(spec)[0] == "Custom":
+        return False
     annotations = (build.get("metadata") or {}).get("annotations") or {}
+    return (annotations.get(EXECUTOR_ANNOTATION) or settings.executor) == "buildah"
+
+
+def executor_for(
+    build: Mapping[str, Any], settings: JobSettings, privileged_builds: bool = False
+) -> Executor:
+    """The executor a build runs with; RenderError when it may not run here.
+
+    ``privileged_builds``: the build's namespace is opted in to buildah.
+    """
+    metadata = build.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
     chosen = annotations.get(EXECUTOR_ANNOTATION) or settings.executor
     if chosen not in ("buildah", "kaniko"):
         raise RenderError(
@@ -133,7 +178,26 @@ def executor_for(build: Mapping[str, Any], settings: JobSettings) -> Executor:
         raise RenderError(
             "InvalidExecutor", "kaniko is asked for but the operator has no kanikoImage configured"
         )
+    if chosen == "buildah" and not privileged_builds:
+        raise RenderError(
+            "PrivilegedBuildsNotAllowed",
+            f"the buildah executor runs a privileged container and is allowed only in "
+            f"namespaces an admin labelled {PRIVILEGED_BUILDS_LABEL}=true; namespace "
+            f"{metadata.get('namespace')} is not: use the default executor, kaniko "
+            f"(annotation {EXECUTOR_ANNOTATION}: kaniko), or ask an admin to opt the namespace in",
+        )
     return "kaniko" if chosen == "kaniko" else "buildah"
+
+
+def _restricted(capabilities: Sequence[str]) -> dict[str, Any]:
+    """A container securityContext: no escalation, every capability dropped but ``capabilities``."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    if capabilities:
+        context["capabilities"]["add"] = list(capabilities)
+    return context
 
 
 def _merged_env(
@@ -158,7 +222,9 @@ def buildah_arguments(
 ) -> list[str]:
     """``buildah bud`` options for a Docker (or generated S2I) build."""
     kind, block = _strategy_block(spec)
-    args = ["--layers=false", "--format", "docker"]
+    # RUN steps get runc containers of their own (OCI isolation) but share the
+    # pod's network namespace ("host" from inside the pod): no CNI inside the pod.
+    args = ["--layers=false", "--format", "docker", "--network", "host"]
     if kind == "Source":
         args += ["-f", f"{S2I_DIR}/Dockerfile"]
     else:
@@ -301,6 +367,10 @@ def _fetch_container(
         # No --label or --env on kaniko's side for what only the pod knows (the
         # commit): the fetch step appends LABEL lines to the Dockerfile.
         env.append(_env("HW_APPEND_LABELS", "1"))
+        hook = _post_commit_argv(spec)
+        if hook:
+            # The hook as an exec-form RUN (JSON: no shell text is made from it).
+            env.append(_env("HW_POST_COMMIT_RUN", json.dumps(hook)))
     if kind == "Docker":
         variables = _merged_env(_pairs(block.get("env")), settings)
         for name, value in variables:
@@ -330,6 +400,7 @@ def _fetch_container(
         "command": ["/bin/sh", "-c", FETCH_SCRIPT],
         "env": env,
         "volumeMounts": mounts,
+        "securityContext": _restricted(FETCH_CAPABILITIES),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -346,11 +417,6 @@ def _build_container(
     hook = _post_commit_argv(spec)
     mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": WORKSPACE}]
     if executor == "kaniko":
-        if hook:
-            raise RenderError(
-                "InvalidPostCommitHook",
-                "the kaniko executor cannot run a postCommit hook; use buildah for this build",
-            )
         # kaniko reads one file, <DOCKER_CONFIG>/config.json: the push secret's, else
         # the pull secret's; two different secrets cannot both be given to it.
         if (
@@ -383,9 +449,14 @@ def _build_container(
             "image": settings.kaniko_image,
             "args": kaniko_arguments(spec, resolved, settings, build_context),
             "volumeMounts": mounts,
+            # kaniko unpacks images over its own root: uid 0, but nothing more.
+            "securityContext": _restricted(KANIKO_CAPABILITIES),
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     env = [
+        # RUN steps and the post-commit hook in their own namespaces and /dev (runc),
+        # not a chroot that would see this privileged container's /dev.
+        _env("BUILDAH_ISOLATION", "oci"),
         _env("HW_CONTEXT", build_context),
         _env("HW_INSECURE_REGISTRIES", " ".join(settings.insecure_registries)),
     ]
@@ -406,7 +477,7 @@ def _build_container(
         "args": buildah_arguments(spec, resolved, settings, build_context),
         "env": env,
         "volumeMounts": mounts,
-        # buildah needs to mount and chroot inside the pod.
+        # buildah needs mounts and runc inside the pod: an admin's opt-in (executor_for).
         "securityContext": {"privileged": True},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -536,7 +607,7 @@ def render_job(
                 _secret_volume(f"custom-secret-{index}", str(entry["secretSource"]["name"]))
             )
     else:
-        executor = executor_for(build, settings)
+        executor = executor_for(build, settings, resolved.privileged_builds)
         if kind == "Source" and resolved.s2i_dockerfile is None:
             raise RenderError("InvalidStrategy", "the S2I Dockerfile was not generated")
         init_containers.append(
@@ -560,6 +631,8 @@ def render_job(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "serviceAccountName": str(spec.get("serviceAccount") or "default"),
+        # The runtime's default seccomp profile (no mount, unshare, keyctl, bpf...).
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "initContainers": init_containers,
         "containers": [container],
         "volumes": volumes,

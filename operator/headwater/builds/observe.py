@@ -23,7 +23,11 @@ from headwater.builds.model import (
     PENDING,
     RUNNING,
 )
-from headwater.builds.scripts import EXIT_REASONS
+from headwater.builds.scripts import (
+    EXIT_REASONS,
+    KANIKO_POST_COMMIT_MARKER,
+    KANIKO_PUSH_ERRORS,
+)
 from headwater.conditions import format_time
 from headwater.documents import Limits, check_shape
 
@@ -146,6 +150,21 @@ def _fetch_stage(state: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _container_build_stage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A ``Build`` stage spanning the build container (kaniko reports no timings;
+    its build, hook and push are one process)."""
+    stage = _fetch_stage(state)
+    if stage is None:
+        return []
+    return [
+        {
+            **stage,
+            "name": "Build",
+            "steps": [dict(stage["steps"][0], name="DockerBuild")],
+        }
+    ]
+
+
 def _build_stages(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     stages = []
     steps = {"Build": "DockerBuild", "PostCommit": "RunPostCommitHook", "PushImage": "PushImage"}
@@ -172,6 +191,15 @@ def _build_stages(report: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return stages
 
 
+def _kaniko_reason(tail: str) -> str:
+    """kaniko exits 1 for every failure: its log tells a push or hook failure apart."""
+    if any(words in tail for words in KANIKO_PUSH_ERRORS):
+        return "PushImageToRegistryFailed"
+    if KANIKO_POST_COMMIT_MARKER in tail:
+        return "PostCommitHookFailed"
+    return "DockerBuildFailed"
+
+
 def _failed_container(
     name: str, terminated: Mapping[str, Any], custom: bool
 ) -> tuple[str, str, str]:
@@ -184,7 +212,7 @@ def _failed_container(
         return "GenericBuildFailed", f"the custom builder exited with code {code}", tail
     reason = EXIT_REASONS.get(code)
     if reason is None:
-        reason = "FetchSourceFailed" if name == FETCH_CONTAINER else "DockerBuildFailed"
+        reason = "FetchSourceFailed" if name == FETCH_CONTAINER else _kaniko_reason(tail)
     last = tail.splitlines()[-1] if tail else ""
     detail = last.removeprefix("error: ") if last.startswith("error: ") else f"exit code {code}"
     return reason, detail, tail
@@ -299,7 +327,12 @@ def observe(
             completion=str(build_done.get("finishedAt") or "") or None,
             digest=digest,
             revision=revision,
-            stages=stages + _build_stages(report),
+            stages=stages
+            + (
+                _build_stages(report)
+                if report is not None or custom
+                else _container_build_stage({"terminated": build_done})
+            ),
         )
     if failure is not None:
         return Observation(

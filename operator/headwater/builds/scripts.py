@@ -36,6 +36,12 @@ EXIT_REASONS = MappingProxyType(
     }
 )
 
+# kaniko logs each instruction it runs: this one (in the post-commit hook's stage,
+# never the image pushed) tells a failing hook from a failing build.
+KANIKO_POST_COMMIT_MARKER = "io.headwater.post-commit=running"
+# kaniko's words for a failed push (or its check of push access before building).
+KANIKO_PUSH_ERRORS = ("error pushing image", "checking push permission")
+
 WORKSPACE = "/workspace"
 SOURCE_DIR = f"{WORKSPACE}/source"
 S2I_DIR = f"{WORKSPACE}/s2i"
@@ -209,6 +215,30 @@ if [ -n "${HW_APPEND_LABELS:-}" ] && [ -s "$W/labels" ]; then
   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' \
     -e 's/^\([^=]*\)=\(.*\)$/LABEL "\1"="\2"/' "$W/labels" >> "$target"
 fi
+if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
+  # kaniko (no second container to run the image in): the hook is a RUN step of a
+  # stage on top of the last one, then the last stage again is the image pushed.
+  # kaniko builds every stage in order, so a failing hook fails the build first.
+  target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
+  awk '{ line[NR] = $0 }
+    delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
+    { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
+    !inside && toupper($1) == "FROM" { last = NR }
+    !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
+      delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }
+    END { for (i = 1; i <= NR; i++) {
+      if (i != last) { print line[i]; continue }
+      n = split(line[i], f, " ")
+      if (n >= 3 && toupper(f[n - 1]) == "AS") { stage = f[n]; print line[i] }
+      else { stage = "headwater-built"; print line[i] " AS " stage }
+    }
+    print ""
+    print "FROM " stage " AS headwater-post-commit"
+    print "LABEL io.headwater.post-commit=running"
+    print "RUN " ENVIRON["HW_POST_COMMIT_RUN"]
+    print "FROM " stage }' "$target" > /tmp/Dockerfile && cat /tmp/Dockerfile > "$target" \
+    || fail 12 "could not add the post-commit hook to the Dockerfile"
+fi
 printf '{"commit":"%s","author":{"name":"%s","email":"%s"},"committer":{"name":"%s","email":"%s"},"message":"%s","ms":%s}' \
   "$(json "$commit")" "$(json "$author_name")" "$(json "$author_email")" \
   "$(json "$committer_name")" "$(json "$committer_email")" "$(json "$subject")" \
@@ -253,7 +283,7 @@ if [ "${HW_POST_COMMIT_ARGC:-0}" -gt 0 ]; then
   rc=0
   set --; i=0
   while [ "$i" -lt "$HW_POST_COMMIT_ARGC" ]; do eval "set -- \"\$@\" \"\$HW_POST_COMMIT_ARG_$i\""; i=$((i + 1)); done
-  buildah run "$ctr" -- "$@" || rc=$?
+  buildah run --network host "$ctr" -- "$@" || rc=$?
   buildah rm "$ctr" > /dev/null 2>&1 || true
   [ "$rc" -eq 0 ] || fail 30 "the post-commit hook failed (exit code $rc)"
   d_hook=$(( $(ms) - t_hook ))
