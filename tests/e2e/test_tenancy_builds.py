@@ -19,7 +19,7 @@ import kopf.testing
 import pytest
 
 from .conftest import STRATEGY_REQUESTER
-from .helpers import Cluster, eventually
+from .helpers import Cluster, eventually, push_image
 from .test_build_webhooks import PREFIX, post
 from .test_builds import build_json, build_of_request, buildconfig, imagestream, wait_for_phase
 from .test_workload_triggers import (
@@ -361,3 +361,74 @@ def test_nothing_crosses_namespaces_without_a_grant(
     digest = pushed["status"]["output"]["to"]["imageDigest"]
     eventually("B's tag to move", lambda: stream_image(cluster, b, "web") == digest)
     eventually("B's Deployment to follow", lambda: web_image().endswith(digest), timeout=90)
+
+
+def test_a_pod_that_merely_carries_a_builds_labels_cannot_report_for_it(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    if not cluster.is_local:
+        pytest.skip("the API server must reach this process: the local cluster only")
+    registry = cluster.need_registry()
+    busybox = cluster.image("busybox")
+    bind(cluster, namespace, "alice-edit", "edit", "alice")
+    eventually("alice's edit role", lambda: may_use(cluster, "alice", namespace, "docker"))
+    cluster.apply(imagestream("own"), namespace)
+    # An image alice put in the output repository herself, not built by any build.
+    planted, _ = push_image(registry, f"{namespace}/own", "planted", marker=uuid.uuid4().hex)
+    bc = docker_bc(
+        "slow",
+        f"FROM {busybox}\nRUN sleep 20 && exit 3\n",
+        output={"to": {"kind": "ImageStreamTag", "name": "own:latest"}},
+    )
+    code, out = apply_as(cluster, "alice", namespace, bc)
+    assert code == 0, out
+    code, out, request = start_as(cluster, "alice", namespace, "slow")
+    assert code == 0, out
+    name = build_of_request(cluster, namespace, request)
+    eventually(
+        "the build's pod",
+        lambda: bool(cluster.get_json("pods", "-n", namespace, "-l",
+                                      f"job-name={name}-build")["items"]),
+        timeout=120,
+    )  # fmt: skip
+    # The impostor: the build's labels and annotation, a build container that
+    # reports success with the planted digest, and created after the real pod.
+    impostor = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "impostor",
+            "labels": {"build.headwater.dev/build": name},
+            "annotations": {"build.headwater.dev/build": name},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "initContainers": [{"name": "fetch-source", "image": busybox, "command": ["true"]}],
+            "containers": [
+                {
+                    "name": "build",
+                    "image": busybox,
+                    "command": [
+                        "sh",
+                        "-c",
+                        'printf \'{"digest":"%s"}\' "$D" >/dev/termination-log',
+                    ],
+                    "env": [{"name": "D", "value": planted}],
+                }
+            ],
+        },
+    }
+    code, out = apply_as(cluster, "alice", namespace, impostor)
+    assert code == 0, out
+    eventually(
+        "the impostor to report",
+        lambda: (
+            cluster.get_json("pod/impostor", "-n", namespace)["status"].get("phase") == "Succeeded"
+        ),
+        timeout=120,
+    )
+    status = wait_for_phase(cluster, namespace, name)["status"]
+    assert (status["phase"], status.get("reason")) == ("Failed", "DockerBuildFailed"), status
+    assert planted not in json.dumps(status)
+    assert stream_image(cluster, namespace, "own") != planted
