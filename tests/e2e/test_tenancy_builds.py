@@ -432,3 +432,47 @@ def test_a_pod_that_merely_carries_a_builds_labels_cannot_report_for_it(
     assert (status["phase"], status.get("reason")) == ("Failed", "DockerBuildFailed"), status
     assert planted not in json.dumps(status)
     assert stream_image(cluster, namespace, "own") != planted
+
+
+def test_a_job_made_under_a_builds_job_name_is_never_followed(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
+) -> None:
+    if not cluster.is_local:
+        pytest.skip("the API server must reach this process: the local cluster only")
+    busybox = cluster.image("busybox")
+    bind(cluster, namespace, "alice-edit", "edit", "alice")
+    eventually("alice's edit role", lambda: may_use(cluster, "alice", namespace, "docker"))
+    code, out = apply_as(cluster, "alice", namespace, docker_bc("web", f"FROM {busybox}\n"))
+    assert code == 0, out
+    # alice knows the next build is web-1 and makes its Job first: a pod that
+    # reports success at once, with the build's labels.
+    labels = {"build.headwater.dev/build": "web-1"}
+    container = {"name": "build", "image": busybox, "command": ["true"]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "web-1-build", "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {"build.headwater.dev/build": "web-1"},
+                },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "initContainers": [{**container, "name": "fetch-source"}],
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    code, out = apply_as(cluster, "alice", namespace, job)
+    assert code == 0, out
+    code, out, request = start_as(cluster, "alice", namespace, "web")
+    assert code == 0, out
+    assert build_of_request(cluster, namespace, request) == "web-1"
+    status = wait_for_phase(cluster, namespace, "web-1")["status"]
+    assert (status["phase"], status.get("reason")) == ("Error", "BuildPodCreationFailed"), status
+    assert "web-1-build exists but was not created for this build" in status["message"]
