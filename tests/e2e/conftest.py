@@ -221,6 +221,36 @@ def _remove_admission_configuration(cluster: Cluster) -> None:
         cluster.kubectl("delete", kind, "headwater.dev", "--ignore-not-found", check=False)
 
 
+STRATEGY_REQUESTER = "build.headwater.dev/strategy-requester"
+
+
+def wait_for_build_admission(cluster: Cluster, namespace: str) -> None:
+    """Until the operator's admission webhooks answer for BuildConfigs.
+
+    They gate build strategies and record each BuildConfig's author, whom
+    triggered builds are checked as: a BuildConfig created before they answer
+    has no author, and its triggered builds are refused.
+    """
+    probe = {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": "admission-probe", "namespace": namespace},
+        "spec": {
+            "source": {"type": "Dockerfile", "dockerfile": "FROM scratch\n"},
+            "strategy": {"type": "Docker", "dockerStrategy": {}},
+        },
+    }
+
+    def served() -> bool:
+        result = cluster.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-",
+            input=json.dumps(probe), check=False,
+        )  # fmt: skip
+        return result.returncode == 0 and STRATEGY_REQUESTER in result.stdout
+
+    eventually("the operator's build admission webhooks to answer", served, timeout=90)
+
+
 def _operator_pods_gone(cluster: Cluster) -> bool:
     pods = cluster.get_json(
         "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
@@ -278,6 +308,7 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
             check=False,
         )
         raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+    wait_for_build_admission(cluster, "default")
     yield OPERATOR_NAMESPACE
     _scale_operator(cluster, 0)
     _remove_admission_configuration(cluster)
@@ -347,6 +378,8 @@ def operator_in_process(
         args += ["--namespace", watched]
     try:
         with kopf.testing.KopfRunner(args, timeout=60) as runner:
+            if cluster.is_local:
+                wait_for_build_admission(cluster, namespace)
             yield runner
     finally:
         _remove_admission_configuration(cluster)

@@ -142,7 +142,12 @@ def test_aggregated_roles_do_not_write_status() -> None:
         if any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in r["metadata"].get(
             "labels", {}))
     ]  # fmt: skip
-    assert {r["metadata"]["name"] for r in aggregated} == {"headwater-edit", "headwater-view"}
+    assert {r["metadata"]["name"] for r in aggregated} == {
+        "headwater-edit",
+        "headwater-view",
+        "headwater-build-strategies",
+        "headwater-build-strategy-custom",
+    }
     for role in aggregated:
         for rule in role["rules"]:
             assert not any(res.endswith("/status") for res in rule["resources"]), rule
@@ -159,6 +164,43 @@ def test_aggregation_labels_and_verbs() -> None:
         assert set(rule["verbs"]) == {"get", "list", "watch"}
     edit_resources = {res for rule in roles["headwater-edit"]["rules"] for res in rule["resources"]}
     assert {"imagestreams", "buildconfigs", "builds"} <= edit_resources
+
+
+def test_docker_and_source_strategies_go_to_edit_and_custom_to_admin_only() -> None:
+    roles = {r["metadata"]["name"]: r for r in rbac_roles()}
+
+    def aggregated_to(name: str) -> set[str]:
+        labels = roles[name]["metadata"]["labels"]
+        prefix = "rbac.authorization.k8s.io/aggregate-to-"
+        return {k[len(prefix) :] for k, v in labels.items() if k.startswith(prefix) and v == "true"}
+
+    def strategies(name: str) -> set[str]:
+        return {
+            res
+            for rule in roles[name]["rules"]
+            if "create" in rule["verbs"] and "build.headwater.dev" in rule["apiGroups"]
+            for res in rule["resources"]
+            if res.startswith("builds/") and res != "builds/status"
+        }
+
+    assert aggregated_to("headwater-build-strategies") == {"edit", "admin"}
+    assert strategies("headwater-build-strategies") == {"builds/docker", "builds/source"}
+    assert aggregated_to("headwater-build-strategy-custom") == {"admin"}
+    assert strategies("headwater-build-strategy-custom") == {"builds/custom"}
+    # No other role a user may hold through aggregation carries a strategy.
+    for name in ("headwater-view", "headwater-edit"):
+        assert not strategies(name), name
+    # The operator creates Builds for start requests and triggers: it holds all three.
+    assert strategies("headwater-operator") == {"builds/docker", "builds/source", "builds/custom"}
+    # The image roles an admin binds to another namespace's build service account.
+    for name, verbs in (
+        ("headwater-image-puller", {"get"}),
+        ("headwater-image-pusher", {"get", "update"}),
+    ):
+        (rule,) = roles[name]["rules"]
+        assert rule["resources"] == ["imagestreams/layers"]
+        assert set(rule["verbs"]) == verbs
+        assert not aggregated_to(name)
 
 
 def test_operator_never_creates_crds_and_leases_are_namespaced() -> None:

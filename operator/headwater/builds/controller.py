@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
@@ -34,7 +35,8 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Namespace, Pod, Secret, ServiceAccount
 from lightkube.types import CascadeType, PatchType
 
-from headwater.builds import s2i, triggers
+from headwater import access
+from headwater.builds import s2i, strategies, triggers
 from headwater.builds.instantiate import (
     REQUEST_PREFIX,
     RequestError,
@@ -68,9 +70,10 @@ from headwater.builds.model import (
     TERMINAL,
     build_name,
     build_number,
-    build_of_child,
     buildconfig_of,
+    controlled_by,
     job_name,
+    job_pod,
     label_value,
     phase_rank,
     summarize,
@@ -180,6 +183,9 @@ class BuildController:
         self.handled: dict[tuple[str, str], set[str]] = {}
         """Request annotations this process removed, per BuildConfig: the watch
         event that still shows them (it was sent before the removal) is skipped."""
+        self.denied: dict[tuple[str, str], frozenset[str]] = {}
+        """BuildConfigs whose service account may not read the images of these other
+        namespaces (their tags are hidden from its triggers), retried on a timer."""
 
     # --- BuildConfigs ---------------------------------------------------------
 
@@ -196,6 +202,7 @@ class BuildController:
         if metadata.get("deletionTimestamp"):
             return
         self._index_triggers(body)
+        lookup = await self._readable_lookup(body)
         async with self.locks[(namespace, f"requests/{name}")]:
             handled = self.handled.get((namespace, name), set())
             annotations = {
@@ -212,13 +219,11 @@ class BuildController:
                     f"{key}: {error}", now,
                 )  # fmt: skip
                 done.append(key)
-            config_change = triggers.config_change_request(body, self._lookup)
+            config_change = triggers.config_change_request(body, lookup)
             # A ConfigChange build uses the tags' current images, and records them
             # as triggered: the ImageChange triggers have nothing left to start.
             image_changes = (
-                []
-                if config_change is not None
-                else triggers.image_change_requests(body, self._lookup)
+                [] if config_change is not None else triggers.image_change_requests(body, lookup)
             )
             implied = [r for r, _, _ in image_changes]
             if config_change is not None:
@@ -227,7 +232,9 @@ class BuildController:
             newest = 0
             for request in implied:
                 try:
-                    created, number = await self._instantiate(body, request, siblings)
+                    created, number = await self._instantiate(
+                        body, request, siblings, lookup, triggered=True
+                    )
                 except RequestError as exc:
                     await post_event(
                         self.kube, self._bc_ref(body), "Warning", "BuildConfigTriggerFailed",
@@ -239,7 +246,8 @@ class BuildController:
                 logger.info("%s/%s: trigger %s is build %s", namespace, name, request.id, created)
             for key, request in good:
                 try:
-                    created, number = await self._instantiate(body, request, siblings)
+                    # Asked for with an annotation: admission checked the strategy then.
+                    created, number = await self._instantiate(body, request, siblings, lookup)
                 except RequestError as exc:
                     await post_event(
                         self.kube, self._bc_ref(body), "Warning", "BuildConfigInstantiateFailed",
@@ -250,7 +258,7 @@ class BuildController:
                     logger.info("%s/%s: request %s is build %s", namespace, name, key, created)
                 done.append(key)
             image_status = triggers.image_trigger_status(
-                body, self._lookup, [(w, i) for _, w, i in image_changes], newest > 0, now
+                body, lookup, [(w, i) for _, w, i in image_changes], newest > 0, now
             )
             await self._write_buildconfig_status(body, newest, image_status)
             changes: dict[str, str | None] = dict.fromkeys(done)
@@ -258,7 +266,7 @@ class BuildController:
             recorded = (metadata.get("annotations") or {}).get(
                 triggers.CONFIG_GENERATION_ANNOTATION
             )
-            waiting = triggers.config_change_waits(body, self._lookup)
+            waiting = triggers.config_change_waits(body, lookup)
             if (
                 triggers.has_config_change(body)
                 and recorded != generation
@@ -273,6 +281,94 @@ class BuildController:
 
     def _lookup(self, namespace: str, stream: str, tag: str) -> TagImage | None:
         return self.tags.current(namespace, stream, tag) if self.tags is not None else None
+
+    async def _readable_lookup(self, bc: Mapping[str, Any]) -> triggers.Lookup:
+        """The tag lookup for this BuildConfig's triggers and ``from``: tags of other
+        namespaces whose images its service account may not get are hidden.
+
+        So an ImageChange trigger on another namespace's tag neither fires nor
+        records that tag's image, and a ConfigChange build waits, until an admin
+        there grants ``get`` on imagestreams/layers (retried on a timer).
+        """
+        metadata = bc.get("metadata") or {}
+        ref = (str(metadata["namespace"]), str(metadata["name"]))
+        namespace = ref[0]
+        spec = bc.get("spec") or {}
+        account = strategies.build_service_account(spec)
+        wanted: dict[str, str] = {}
+        source = triggers.strategy_from(spec)
+        if source and (source.get("kind") or "DockerImage") == "ImageStreamTag":
+            wanted[str(source.get("namespace") or namespace)] = "strategy from"
+        for watched in triggers.watched_tags(bc):
+            wanted.setdefault(watched.namespace, f"ImageChange trigger on {watched.name}")
+        wanted.pop(namespace, None)
+        denied: dict[str, strategies.ImageAccess] = {}
+        for other, what in sorted(wanted.items()):
+            needed = strategies.ImageAccess(other, "get", what)
+            if not await self._may(namespace, account, needed):
+                denied[other] = needed
+        reported = self.denied.get(ref, frozenset())
+        for other in sorted(set(denied) - reported):
+            message = strategies.access_refusal(namespace, account, denied[other])
+            logger.info("%s/%s: %s", namespace, ref[1], message)
+            await post_event(
+                self.kube, self._bc_ref(bc), "Warning", "Forbidden", message, self.clock()
+            )
+        if denied:
+            self.denied[ref] = frozenset(denied)
+        else:
+            self.denied.pop(ref, None)
+        hidden = frozenset(denied)
+
+        def lookup(tag_namespace: str, stream: str, tag: str) -> TagImage | None:
+            return None if tag_namespace in hidden else self._lookup(tag_namespace, stream, tag)
+
+        return lookup
+
+    async def _may(self, namespace: str, account: str, needed: strategies.ImageAccess) -> bool:
+        """May the build service account ``namespace/account`` do ``needed``?"""
+        try:
+            return await access.allowed(
+                self.kube,
+                access.Requester.service_account(namespace, account),
+                access.image_layers(needed.namespace, needed.verb),
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            logger.warning("access review for %s/%s failed: %s", namespace, account, exc)
+            return False
+
+    async def _check_requester(self, bc: Mapping[str, Any]) -> None:
+        """A triggered build: may the user recorded as the spec's author use its strategy?"""
+        metadata = bc.get("metadata") or {}
+        namespace = str(metadata["namespace"])
+        subresource = strategies.strategy_subresource(bc.get("spec"))
+        value = (metadata.get("annotations") or {}).get(strategies.REQUESTER_ANNOTATION)
+        found = strategies.parse_requester(value)
+        if found is None:
+            if not self.config.admission_host:
+                return  # no admission webhook: nothing is recorded, nothing is gated
+            raise RequestError(
+                f"Forbidden: no user is recorded as the author of this BuildConfig's spec"
+                f" ({strategies.REQUESTER_ANNOTATION}), so a triggered build cannot be checked"
+                f" for builds/{subresource}; re-apply the BuildConfig as a user allowed it"
+            )
+        user, groups = found
+        try:
+            allowed = await access.allowed(
+                self.kube,
+                access.Requester(user, groups),
+                access.build_strategy(namespace, subresource),
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            raise RequestError(
+                f"the access review for builds/{subresource} failed: {exc}"
+            ) from None
+        if not allowed:
+            raise RequestError(
+                f"Forbidden: {user}, who last changed this BuildConfig's spec, may not create"
+                f" builds/{subresource} in namespace {namespace};"
+                f" {strategies.strategy_grant_hint(subresource)}"
+            )
 
     def _index_triggers(self, bc: Mapping[str, Any]) -> None:
         metadata = bc.get("metadata") or {}
@@ -289,6 +385,7 @@ class BuildController:
         for key in self.watching.pop(ref, set()):
             self.watchers[key].discard(ref)
         self.handled.pop(ref, None)
+        self.denied.pop(ref, None)
 
     async def on_tag_moved(self, image: TagImage) -> None:
         """A watched tag moved: reconcile the BuildConfigs whose ImageChange triggers watch it."""
@@ -308,19 +405,38 @@ class BuildController:
         """Start a build of BuildConfig ``namespace/name`` (for triggers); its name."""
         async with self.locks[(namespace, f"requests/{name}")]:
             bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+            lookup = await self._readable_lookup(bc)
             siblings = await self._builds_of(namespace, name)
-            created, number = await self._instantiate(bc, request, siblings)
-            image_status = triggers.image_trigger_status(bc, self._lookup, [], True, self.clock())
+            try:
+                created, number = await self._instantiate(
+                    bc, request, siblings, lookup, triggered=True
+                )
+            except RequestError as exc:
+                await post_event(
+                    self.kube, self._bc_ref(bc), "Warning", "BuildConfigTriggerFailed",
+                    f"{request.causes[0].get('message') if request.causes else request.id}:"
+                    f" {exc}", self.clock(),
+                )  # fmt: skip
+                raise
+            image_status = triggers.image_trigger_status(bc, lookup, [], True, self.clock())
             await self._write_buildconfig_status(bc, number, image_status)
             return created
 
     async def _instantiate(
-        self, bc: Mapping[str, Any], request: StartRequest, siblings: list[dict[str, Any]]
+        self,
+        bc: Mapping[str, Any],
+        request: StartRequest,
+        siblings: list[dict[str, Any]],
+        lookup: triggers.Lookup,
+        *,
+        triggered: bool = False,
     ) -> tuple[str, int]:
         """The Build ``request`` made (found, or created now) and its number.
 
         ``siblings`` (the BuildConfig's builds) gets the new Build appended, so a
-        burst of requests is numbered without listing again.
+        burst of requests is numbered without listing again. A ``triggered``
+        request (ConfigChange, ImageChange, webhook) has no requester of its
+        own: the user recorded as the spec's author must be allowed its strategy.
         """
         metadata = bc.get("metadata") or {}
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
@@ -328,6 +444,8 @@ class BuildController:
             labels = (sibling.get("metadata") or {}).get("labels") or {}
             if labels.get(LABEL_REQUEST) == request.id:
                 return str(sibling["metadata"]["name"]), build_number(sibling)
+        if triggered:
+            await self._check_requester(bc)
         source_spec = None
         if request.from_build:
             try:
@@ -338,7 +456,7 @@ class BuildController:
                 raise
             source_spec = plain_dict(previous).get("spec") or {}
         if request.from_image is None and source_spec is None:
-            request = self._pin_from(bc, request)
+            request = self._pin_from(bc, request, lookup)
         last = int(((bc.get("status") or {}).get("lastVersion")) or 0)
         number = max([last, *(build_number(s) for s in siblings)]) + 1
         for _ in range(50):
@@ -358,14 +476,16 @@ class BuildController:
             return build_name(name, number), number
         raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
 
-    def _pin_from(self, bc: Mapping[str, Any], request: StartRequest) -> StartRequest:
+    def _pin_from(
+        self, bc: Mapping[str, Any], request: StartRequest, lookup: triggers.Lookup
+    ) -> StartRequest:
         """The request with the strategy's ImageStreamTag ``from`` pinned to its current image."""
         source = triggers.strategy_from(bc.get("spec") or {})
         if not source or source.get("kind") != "ImageStreamTag":
             return request
         stream, tag = split_stream_tag(str(source.get("name") or ""))
         namespace = str(source.get("namespace") or (bc.get("metadata") or {}).get("namespace"))
-        image = self._lookup(namespace, stream, tag or "latest")
+        image = lookup(namespace, stream, tag or "latest")
         return dataclasses.replace(request, from_image=image.pull_spec) if image else request
 
     async def _write_buildconfig_status(
@@ -602,7 +722,19 @@ class BuildController:
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
-        pod = await self._pod_of(namespace, name) if job is not None else None
+        if job is not None and not controlled_by(job, "Build", metadata.get("uid")):
+            # Someone else's Job of that name (made before ours): never read as this build.
+            await self._finish(
+                build,
+                bc,
+                Observation(
+                    ERROR,
+                    "BuildPodCreationFailed",
+                    f"job {job_name(name)} exists but was not created for this build",
+                ),
+            )
+            return
+        pod = await self._pod_of(namespace, name, job) if job is not None else None
         strategy = str(((build.get("spec") or {}).get("strategy") or {}).get("type") or "Docker")
         seen = observe(job, pod, custom=strategy == "Custom")
         if seen.phase == COMPLETE:
@@ -797,6 +929,11 @@ class BuildController:
         strategy = spec.get("strategy") or {}
         kind = str(strategy.get("type") or "Docker")
         block = strategy.get(_STRATEGY_KEYS.get(kind, "dockerStrategy")) or {}
+        # Nothing of another namespace is read or written without a grant there.
+        account = strategies.build_service_account(spec)
+        for needed in strategies.cross_namespace_access(namespace, spec):
+            if not await self._may(namespace, account, needed):
+                raise Waiting("Forbidden", strategies.access_refusal(namespace, account, needed))
         output = await self._output_image(namespace, spec)
         base = await self._image_of(namespace, block.get("from"), "strategy from")
         push_secret = await self._push_secret(namespace, spec, output)
@@ -1118,6 +1255,20 @@ class BuildController:
         namespace = str(build["metadata"]["namespace"])
         stream, tag = split_stream_tag(str(to["name"]))
         stream_namespace = str(to.get("namespace") or namespace)
+        if stream_namespace != namespace:
+            # Checked again: a grant revoked while the build ran stops the tag moving.
+            account = strategies.build_service_account(spec)
+            needed = strategies.ImageAccess(stream_namespace, "update", "output.to")
+            if not await self._may(namespace, account, needed):
+                return Observation(
+                    FAILED,
+                    "Forbidden",
+                    strategies.access_refusal(namespace, account, needed),
+                    start=seen.start,
+                    completion=seen.completion,
+                    revision=seen.revision,
+                    stages=seen.stages,
+                )
         repository = f"{self.config.registry}/{stream_namespace}/{stream}"
         recorded = await self.imports.record_image(
             StreamRef(stream_namespace, stream),
@@ -1160,19 +1311,18 @@ class BuildController:
         # A shortened label value could be shared by two long names.
         return [b for b in found.values() if buildconfig_of(b) == bc]
 
-    async def _pod_of(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _pod_of(
+        self, namespace: str, name: str, job: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The build's pod: one its Job controls. A pod that merely carries the build's
+        labels (anyone who may create pods in the namespace can make one) is ignored."""
         pods = [
             plain_dict(p)
             async for p in self.kube.list(
                 Pod, namespace=namespace, labels={LABEL_BUILD: label_value(name)}
             )
-            if build_of_child(plain_dict(p).get("metadata") or {}) == name
         ]
-        if not pods:
-            return None
-        # backoffLimit 0: at most one pod, unless one is being replaced after deletion.
-        pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
-        return pods[-1]
+        return job_pod(pods, job)
 
     async def _prune(self, namespace: str, bc: str) -> None:
         try:
@@ -1204,6 +1354,18 @@ class BuildController:
                     await self.reconcile_build(namespace, name)
                 except Exception:
                     logger.exception("resync of build %s/%s failed", namespace, name)
+            # BuildConfigs whose triggers wait for a grant in another namespace.
+            for namespace, name in sorted(self.denied):
+                try:
+                    bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
+                    await self.reconcile_buildconfig(bc)
+                except ApiError as exc:
+                    if exc.status.code == 404:
+                        self.forget_buildconfig(namespace, name)
+                        continue
+                    logger.warning("resync of buildconfig %s/%s failed: %s", namespace, name, exc)
+                except Exception:
+                    logger.exception("resync of buildconfig %s/%s failed", namespace, name)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -9,7 +9,7 @@ select on, so they are written once here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,3 +147,31 @@ def build_of_child(metadata: Mapping[str, Any]) -> str | None:
     labels = metadata.get("labels") or {}
     name = annotations.get(ANNOTATION_BUILD) or labels.get(LABEL_BUILD)
     return str(name) if name else None
+
+
+def controlled_by(obj: Mapping[str, Any], kind: str, uid: object) -> bool:
+    """Is ``obj`` controlled (controller owner reference) by the ``kind`` object with ``uid``?"""
+    if not uid:
+        return False
+    return any(
+        isinstance(ref, Mapping)
+        and ref.get("kind") == kind
+        and ref.get("uid") == uid
+        and ref.get("controller") is True
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+def job_pod(pods: Sequence[Mapping[str, Any]], job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The build's pod among ``pods``: the newest one ``job`` controls, else None.
+
+    Labels say nothing about who made a pod; only the Job controller's owner
+    reference (with the Job's uid) does.
+    """
+    uid = (job.get("metadata") or {}).get("uid")
+    owned = [dict(p) for p in pods if controlled_by(p, "Job", uid)]
+    if not owned:
+        return None
+    # backoffLimit 0: at most one pod, unless one is being replaced after deletion.
+    owned.sort(key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    return owned[-1]

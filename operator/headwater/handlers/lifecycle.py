@@ -182,7 +182,7 @@ _admission_registries: set[int] = set()
 def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
     """The admission handlers, once per registry (start-up runs again after a re-election)."""
     # Imported here: those modules import this one for the memo accessors.
-    from headwater.handlers import inline_secrets, lookup, references
+    from headwater.handlers import inline_secrets, lookup, references, strategies
 
     if id(registry) in _admission_registries:
         return
@@ -190,6 +190,7 @@ def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
     lookup.register(registry)
     references.register(registry)
     inline_secrets.register(registry)
+    strategies.register(registry)
 
 
 def memo_config(memo: kopf.Memo) -> Config:
@@ -223,7 +224,10 @@ async def startup(
     if config.admission_host:
         configure_admission(settings, config)
     else:
-        logger.info("admission webhook off (no admission host): lookupPolicy.local is not applied")
+        logger.warning(
+            "admission webhook off (no admission host): lookupPolicy.local is not applied"
+            " and build strategies are not gated (builds/docker, builds/source, builds/custom)"
+        )
     memo[MEMO_KUBE] = AsyncClient(field_manager=FIELD_MANAGER)
     memo[MEMO_HTTP] = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60, connect=10),

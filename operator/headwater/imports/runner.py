@@ -34,11 +34,11 @@ from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 from lightkube.resources.core_v1 import Secret, ServiceAccount
 from lightkube.types import PatchType
 
+from headwater import access
 from headwater.conditions import format_time
 from headwater.config import Config
 from headwater.events import post_event
@@ -395,17 +395,9 @@ def sar_for_namespace_service_accounts(namespace: str, source: str) -> SubjectAc
     to the source namespace's streams (e.g. a RoleBinding of ``headwater-view``
     to the group ``system:serviceaccounts:<namespace>``).
     """
-    return SubjectAccessReview(
-        spec=SubjectAccessReviewSpec(
-            user=f"system:serviceaccount:{namespace}:default",
-            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
-            resourceAttributes=ResourceAttributes(
-                namespace=source,
-                verb="get",
-                group="image.headwater.dev",
-                resource="imagestreams",
-            ),
-        )
+    return access.review(
+        access.Requester.service_account(namespace),
+        access.Permission(source, "get", access.IMAGE_GROUP, "imagestreams"),
     )
 
 
