@@ -38,8 +38,12 @@ def _start_operator(cluster: Cluster, namespace: str, log: Path) -> subprocess.P
         "KUBECONFIG": str(cluster.kubeconfig),
         "HEADWATER_HEALTH_PORT": str(free_port()),
         "HEADWATER_METRICS_PORT": str(free_port()),
-        "HEADWATER_BUILDER_IMAGE": cluster.image("builder"),
+        "HEADWATER_BUILDER_IMAGE": cluster.env.get("HEADWATER_BUILDER_IMAGE")
+        or cluster.image("builder"),
     }
+    # Builds run the locally made kaniko (the default executor): nothing is pulled from outside.
+    if cluster.env.get("HEADWATER_KANIKO_IMAGE"):
+        env["HEADWATER_KANIKO_IMAGE"] = cluster.env["HEADWATER_KANIKO_IMAGE"]
     if cluster.registry:
         env["HEADWATER_REGISTRY"] = cluster.registry
         env["HEADWATER_REGISTRY_INSECURE"] = "true"

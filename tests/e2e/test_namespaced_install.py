@@ -52,6 +52,7 @@ def _rendered(cluster: Cluster, docs: list[dict[str, Any]], image: str) -> list[
         registry=cluster.registry,
         insecure=True,
         builder_image=cluster.env.get("HEADWATER_BUILDER_IMAGE"),
+        kaniko_image=cluster.env.get("HEADWATER_KANIKO_IMAGE"),
     )
     return out
 

@@ -333,3 +333,71 @@ def test_the_installed_operator_refuses_imports_aimed_inside_the_cluster(
         eventually("the tags refused by the installed operator", refused)
     except AssertionError:
         raise AssertionError(found) from None
+
+
+def test_the_installed_operator_refuses_a_tenants_strategy_and_cross_namespace_push(
+    cluster: Cluster, operator_in_cluster: str, namespace: str, peer_namespace: str
+) -> None:
+    """Issue 12 against deploy/install.yaml as an admin applies it: alice holds `edit` in A only.
+
+    Her Custom BuildConfig is refused at admission naming builds/custom; her Docker
+    build into B's tag waits Forbidden naming the verb and namespace, B's tag does
+    not move, and after B's admin grants headwater-image-pusher the same build
+    completes and moves it.
+    """
+    from .test_builds import build_of_request, wait_for_phase
+    from .test_tenancy_builds import apply_as, bind, custom_bc, docker_bc, may_use, start_as
+
+    a, b = namespace, peer_namespace
+    busybox = cluster.image("busybox")
+    bind(cluster, a, "alice-edit", "edit", "alice")
+    eventually("alice's edit role", lambda: may_use(cluster, "alice", a, "docker"))
+
+    def admitted() -> bool:  # the installed operator's admission webhook answers
+        dry = cluster.kubectl(
+            "--as=alice", "--as-group=system:authenticated", "create", "--dry-run=server",
+            "-n", a, "-f", "-", input=json.dumps(custom_bc("probe", busybox)), check=False,
+        )  # fmt: skip
+        return "may not create builds/custom" in dry.stderr
+
+    eventually("the strategy admission webhook", admitted, timeout=90)
+    code, out = apply_as(cluster, "alice", a, custom_bc("custom", busybox))
+    assert code != 0
+    assert f"alice may not create builds/custom (build.headwater.dev) in namespace {a}" in out
+
+    cluster.apply(
+        {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream",
+         "metadata": {"name": "web"}}, b,
+    )  # fmt: skip
+    into_b = {"kind": "ImageStreamTag", "name": "web:latest", "namespace": b}
+    code, out = apply_as(
+        cluster, "alice", a, docker_bc("push", f"FROM {busybox}\n", output={"to": into_b})
+    )
+    assert code == 0, out
+    code, out, request = start_as(cluster, "alice", a, "push")
+    assert code == 0, out
+    build = build_of_request(cluster, a, request)
+    expected = f"service account {a}/default may not update imagestreams/layers in namespace {b}"
+
+    def held() -> bool:
+        status = cluster.get_json(f"build/{build}", "-n", a).get("status") or {}
+        return status.get("reason") == "Forbidden" and expected in str(status.get("message"))
+
+    eventually("the build to wait for B's grant", held, timeout=90)
+    stream = cluster.get_json("imagestream/web", "-n", b)
+    assert not (stream.get("status") or {}).get("tags"), stream["status"]
+
+    bind(cluster, b, "a-pushes", "headwater-image-pusher", f"{a}:default")
+    done = wait_for_phase(cluster, a, build)
+    assert done["status"]["phase"] == "Complete", done["status"]
+    digest = done["status"]["output"]["to"]["imageDigest"]
+    eventually(
+        "B's tag to move to the granted build's image",
+        lambda: any(
+            item.get("image") == digest
+            for tag in (cluster.get_json("imagestream/web", "-n", b).get("status") or {}).get(
+                "tags", []
+            )
+            for item in tag.get("items", [])
+        ),
+    )

@@ -52,6 +52,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
             side_effects=False,
             # The enforcement itself: with no operator answering, no strategy is used.
             ignore_failures=False,
+            # Kept when the operator stops (kopf empties the others): a stopped or
+            # restarting operator must not open a window without the check.
+            persistent=True,
             registry=registry,
         )(check_strategy)
     kopf.on.mutate(
@@ -62,6 +65,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         operations=["CREATE", "UPDATE"],
         side_effects=False,
         ignore_failures=False,
+        persistent=True,
         registry=registry,
     )(record_requester)
 
