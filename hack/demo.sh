@@ -64,6 +64,11 @@ buildah "${store[@]}" bud --quiet --isolation chroot --layers=false --tls-verify
 buildah "${store[@]}" push --quiet --tls-verify=false "$REGISTRY/openshift/nodejs-20:latest"
 show "headwater import-image nodejs-20:latest --from=$REGISTRY/openshift/nodejs-20:latest --confirm --insecure -n openshift"
 hw import-image nodejs-20:latest --from="$REGISTRY/openshift/nodejs-20:latest" --confirm --insecure -n openshift
+# OpenShift lets every service account pull the builder images of the shared
+# namespace "openshift"; on Headwater that is an explicit grant there.
+show "kubectl -n openshift create rolebinding shared-builders --clusterrole=headwater-image-puller --group=system:serviceaccounts"
+k -n openshift create rolebinding shared-builders --clusterrole=headwater-image-puller \
+  --group=system:serviceaccounts --dry-run=client -o yaml | k apply -f - >/dev/null
 
 step "The shop's web app in a Git repository served on this machine"
 repo="$HEADWATER_GIT_ROOT/shop-web.git"
