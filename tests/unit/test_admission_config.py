@@ -14,9 +14,12 @@ from headwater.handlers import admission, lookup, references
 
 @pytest.fixture
 def restore_kopf() -> Iterator[None]:
-    original = kopf_admission.build_webhooks
+    """kopf's own builder for the test (an operator run earlier in this process may have
+    wrapped it), and whatever was there afterwards."""
+    current = kopf_admission.build_webhooks
+    kopf_admission.build_webhooks = admission._ORIGINAL
     yield
-    kopf_admission.build_webhooks = original
+    kopf_admission.build_webhooks = current
 
 
 RESOURCES = [
