@@ -236,11 +236,7 @@ class BuildController:
                         body, request, siblings, lookup, triggered=True
                     )
                 except RequestError as exc:
-                    await post_event(
-                        self.kube, self._bc_ref(body), "Warning", "BuildConfigTriggerFailed",
-                        f"{request.causes[0].get('message') if request.causes else request.id}:"
-                        f" {exc}", now,
-                    )  # fmt: skip
+                    await self._trigger_failed(body, request, exc, now)
                     continue
                 newest = max(newest, number)
                 logger.info("%s/%s: trigger %s is build %s", namespace, name, request.id, created)
@@ -401,6 +397,16 @@ class BuildController:
                 raise
             await self.reconcile_buildconfig(bc)
 
+    async def _trigger_failed(
+        self, bc: Mapping[str, Any], request: StartRequest, exc: RequestError, when: datetime
+    ) -> None:
+        """The Warning Event of a triggered request the BuildConfig could not start."""
+        cause = request.causes[0].get("message") if request.causes else request.id
+        await post_event(
+            self.kube, self._bc_ref(bc), "Warning", "BuildConfigTriggerFailed",
+            f"{cause}: {exc}", when,
+        )  # fmt: skip
+
     async def instantiate(self, namespace: str, name: str, request: StartRequest) -> str:
         """Start a build of BuildConfig ``namespace/name`` (for triggers); its name."""
         async with self.locks[(namespace, f"requests/{name}")]:
@@ -412,11 +418,7 @@ class BuildController:
                     bc, request, siblings, lookup, triggered=True
                 )
             except RequestError as exc:
-                await post_event(
-                    self.kube, self._bc_ref(bc), "Warning", "BuildConfigTriggerFailed",
-                    f"{request.causes[0].get('message') if request.causes else request.id}:"
-                    f" {exc}", self.clock(),
-                )  # fmt: skip
+                await self._trigger_failed(bc, request, exc, self.clock())
                 raise
             image_status = triggers.image_trigger_status(bc, lookup, [], True, self.clock())
             await self._write_buildconfig_status(bc, number, image_status)
