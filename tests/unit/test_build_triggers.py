@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from headwater.builds import triggers
-from headwater.triggers.tags import TagFeed, TagImage, tag_images
+from headwater.imports.tagfeed import TagFeed, TagImage, tag_images
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

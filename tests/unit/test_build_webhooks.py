@@ -21,12 +21,10 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta, Status
 from lightkube.resources.core_v1 import Secret, Service
 
+from headwater.builds import webhooks
 from headwater.builds.instantiate import RequestError, StartRequest, build_spec
-from headwater.cli import webhooks as cli_webhooks
-from headwater.servers import REGISTRY_NOTIFICATIONS_PATH, start_site, webhook_app
-from headwater.triggers import webhooks
-from headwater.triggers.webhook_server import BuildWebhooks
-from headwater.triggers.webhooks import (
+from headwater.builds.webhook_server import BuildWebhooks
+from headwater.builds.webhooks import (
     MAX_BODY_BYTES,
     HookCall,
     HookResult,
@@ -38,6 +36,8 @@ from headwater.triggers.webhooks import (
     request_id,
     webhook_path,
 )
+from headwater.cli import webhooks as cli_webhooks
+from headwater.servers import REGISTRY_NOTIFICATIONS_PATH, start_site, webhook_app
 
 SECRET = "Sup3r-s3cret-token"
 OTHER_SECRET = "the-other-one"

@@ -18,6 +18,7 @@ import pytest
 
 from headwater.builds.instantiate import RequestError, parse_request
 from headwater.builds.observe import _report
+from headwater.builds.webhooks import HookCall, decide
 from headwater.documents import DocumentError, Limits, load_json, load_yaml
 from headwater.imports.notifications import NotificationError, parse_notification
 from headwater.registry.client import RegistryError, _parse_link_next, parse_image_config
@@ -29,8 +30,7 @@ from headwater.registry.credentials import (
     parse_docker_config_secret,
 )
 from headwater.registry.reference import parse_reference
-from headwater.triggers.webhooks import HookCall, decide
-from headwater.triggers.workloads import TriggerError, parse_triggers
+from headwater.workloads.triggers import TriggerError, parse_triggers
 from tests.unit.test_build_webhooks import ALL, SECRET, SECRETS, buildconfig, trigger
 
 BUDGET = 1.0

@@ -22,10 +22,10 @@ from aiohttp import web
 from headwater.config import Config
 from headwater.imports.model import StreamRef
 from headwater.imports.runner import FairBucket, HostBackoff, HostBuckets, ImportRunner, Scheduler
+from headwater.imports.tagfeed import TagFeed
 from headwater.metrics import code_label, registry_label, set_known_registries
 from headwater.registry.auth import TokenCache, TokenKey
 from headwater.registry.client import RegistryClient
-from headwater.triggers.tags import TagFeed
 
 # --- a slow registry ----------------------------------------------------------------------
 

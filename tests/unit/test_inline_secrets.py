@@ -9,9 +9,9 @@ import kopf
 
 from headwater.builds.controller import INLINE_WEBHOOK_SECRET, BuildController
 from headwater.builds.job import settings_from_config
+from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
 from headwater.config import Config
 from headwater.handlers.inline_secrets import register, warn_inline_secrets
-from headwater.triggers.webhooks import inline_secret_fields, inline_secret_warning
 
 NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
 

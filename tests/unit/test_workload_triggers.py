@@ -17,7 +17,8 @@ from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 import headwater.handlers  # noqa: F401  (registers the handlers)
-from headwater.handlers.workloads import (
+from headwater.imports.tagfeed import TagFeed, TagImage
+from headwater.workloads.controller import (
     REASON_FORBIDDEN,
     REASON_INVALID,
     REASON_NOT_APPLIED,
@@ -25,8 +26,7 @@ from headwater.handlers.workloads import (
     WorkloadRef,
     WorkloadTriggers,
 )
-from headwater.triggers.tags import TagFeed, TagImage
-from headwater.triggers.workloads import (
+from headwater.workloads.triggers import (
     ANNOTATION_HEADWATER,
     ANNOTATION_OPENSHIFT,
     FIELD_MANAGER,

@@ -80,11 +80,13 @@ from headwater.builds.model import (
 )
 from headwater.builds.observe import Observation, observe
 from headwater.builds.policy import builds_to_prune, plan_runs
+from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
 from headwater.conditions import format_time, get_condition, remove_condition, set_condition
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
 from headwater.imports.runner import ImportRunner, plain_dict
+from headwater.imports.tagfeed import TagFeed, TagImage
 from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
 from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
 from headwater.registry.credentials import (
@@ -96,8 +98,6 @@ from headwater.registry.credentials import (
 from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.status import status_patch
-from headwater.triggers.tags import TagFeed, TagImage
-from headwater.triggers.webhooks import inline_secret_fields, inline_secret_warning
 
 logger = logging.getLogger(__name__)
 

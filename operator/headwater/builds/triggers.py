@@ -17,7 +17,7 @@ from typing import Any
 from headwater.builds.instantiate import StartRequest
 from headwater.conditions import format_time
 from headwater.imports.model import split_stream_tag
-from headwater.triggers.tags import TagImage
+from headwater.imports.tagfeed import TagImage
 
 CONFIG_CHANGE_ID = "configchange"
 REBUILD_ANNOTATION = "build.headwater.dev/rebuild-on-config-change"

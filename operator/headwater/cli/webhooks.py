@@ -16,8 +16,8 @@ import click
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
 
+from headwater.builds.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls
 from headwater.cli.kube import as_dict, cluster_options, connect
-from headwater.triggers.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls
 
 URL_ENV = "HEADWATER_WEBHOOK_URL"
 LOCAL_BASE = "http://127.0.0.1:8082"

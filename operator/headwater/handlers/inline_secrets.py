@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from headwater.triggers.webhooks import inline_secret_fields, inline_secret_warning
+from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
 
 
 def warn_inline_secrets(body: kopf.Body, warnings: list[str], **_: Any) -> None:

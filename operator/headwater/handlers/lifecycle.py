@@ -24,18 +24,18 @@ from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
+from headwater.builds.webhook_server import BuildWebhooks
 from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
 from headwater.handlers.admission import harden_kopf_webhooks
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
+from headwater.imports.tagfeed import TagFeed
 from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
 from headwater.registry.policy import AccessPolicy
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
-from headwater.triggers.tags import TagFeed
-from headwater.triggers.webhook_server import BuildWebhooks
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -248,7 +248,7 @@ async def startup(
     tags.subscribe(builds.on_tag_moved)
     memo[MEMO_BUILDS] = builds
     # Imported here: that module imports this one for the memo keys.
-    from headwater.handlers.workloads import WorkloadTriggers
+    from headwater.workloads.controller import WorkloadTriggers
 
     workloads = WorkloadTriggers(memo[MEMO_KUBE], tags)
     tags.subscribe(workloads.on_tag_moved)

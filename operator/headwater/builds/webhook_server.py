@@ -1,8 +1,8 @@
-"""The build webhooks' HTTP side: read what :mod:`headwater.triggers.webhooks` decides on.
+"""The build webhooks' HTTP side: read what :mod:`headwater.builds.webhooks` decides on.
 
 A call goes: rate limit by source address → the checks that need nothing
 (method, type, size) → the BuildConfig and its trigger Secrets read through
-the API → :func:`~headwater.triggers.webhooks.decide` → the build controller's
+the API → :func:`~headwater.builds.webhooks.decide` → the build controller's
 ``instantiate``. The reads go through injected callables, so the handler is
 tested without a cluster; :meth:`BuildWebhooks.for_operator` wires them to
 lightkube and the operator's :class:`~headwater.builds.controller.BuildController`.
@@ -28,9 +28,7 @@ from lightkube.resources.core_v1 import Secret
 
 from headwater.builds.controller import BuildController
 from headwater.builds.instantiate import RequestError, StartRequest
-from headwater.imports.runner import plain_dict
-from headwater.resources import BuildConfig
-from headwater.triggers.webhooks import (
+from headwater.builds.webhooks import (
     MAX_BODY_BYTES,
     PATH_TEMPLATE,
     WEBHOOK_SECRET_KEY,
@@ -43,6 +41,8 @@ from headwater.triggers.webhooks import (
     refusal,
     too_many,
 )
+from headwater.imports.runner import plain_dict
+from headwater.resources import BuildConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ BuildConfig's triggers of that type (the Secret named by
 :func:`decide` turns (the call, the BuildConfig, the secret values) into a
 :class:`HookResult` — a status, a JSON body and, when a build should start,
 the :class:`StartRequest` to instantiate. The aiohttp side lives in
-:mod:`headwater.triggers.webhook_server`.
+:mod:`headwater.builds.webhook_server`.
 
 Secrets never leave this module in a message: refusals are uniform (no
 BuildConfig, no trigger of that type and a wrong secret all get the same

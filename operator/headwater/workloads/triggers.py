@@ -32,7 +32,7 @@ from typing import Any
 
 from headwater.documents import DocumentError, Limits, check_shape
 from headwater.imports.lookup import POD_SPEC_PATHS, pod_spec
-from headwater.triggers.tags import TagImage
+from headwater.imports.tagfeed import TagImage
 
 ANNOTATION_HEADWATER = "image.headwater.dev/triggers"
 ANNOTATION_OPENSHIFT = "image.openshift.io/triggers"

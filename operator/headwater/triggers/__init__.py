@@ -1,1 +1,0 @@
-"""Triggers: what moves when an ImageStream tag moves (builds, workloads)."""

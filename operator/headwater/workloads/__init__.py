@@ -1,0 +1,1 @@
+"""Workload image triggers: Deployments, StatefulSets, DaemonSets, CronJobs and Jobs follow tags."""

@@ -1,0 +1,350 @@
+"""Workload image triggers: the controller that keeps workloads on their tags' images.
+
+Every watch event of a Deployment, StatefulSet, DaemonSet, CronJob or Job
+carrying a trigger annotation re-parses it, records which tags the workload
+follows, and converges its container images to those tags' current images
+(which is also what puts back a manual image edit while the trigger is not
+paused). Every move of a tag (the :class:`~headwater.imports.tagfeed.TagFeed`)
+converges the workloads following it, read afresh from the API server.
+(A Job is only checked: its pod template cannot change once it exists.)
+
+Writes are server-side applies by the field manager ``headwater-triggers``
+with ``force``: the workload was created by someone else (kubectl, a GitOps
+tool's field manager), who owns the image field; forcing moves the ownership
+of exactly the image fields the triggers name, and nothing else, to Headwater.
+A write happens only when an image differs, so converging twice rolls out
+nothing and the watch event of our own write finds nothing to do.
+
+Cross-namespace triggers (``from.namespace``): the operator can read every
+namespace's streams, so a workload's trigger is honoured only when the
+workload namespace's service accounts may get ImageStreams in the source
+namespace — the same rule as an ImageStream tag following another namespace
+(:func:`headwater.imports.runner.sar_for_namespace_service_accounts`).
+Otherwise editing a Deployment would be enough to learn another namespace's
+image digests, and to run its images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx2 as httpx
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
+from lightkube.resources.batch_v1 import CronJob, Job
+from lightkube.types import PatchType
+
+from headwater.events import post_event
+from headwater.imports.runner import sar_for_namespace_service_accounts
+from headwater.imports.tagfeed import Key, TagFeed, TagImage
+from headwater.workloads.triggers import (
+    FIELD_MANAGER,
+    WORKLOAD_KINDS,
+    Plan,
+    TriggerError,
+    parse_triggers,
+    plan_workload,
+    trigger_annotation,
+)
+
+logger = logging.getLogger(__name__)
+
+RESOURCES: Mapping[str, Any] = {
+    "Deployment": Deployment,
+    "StatefulSet": StatefulSet,
+    "DaemonSet": DaemonSet,
+    "CronJob": CronJob,
+    "Job": Job,
+}
+assert set(RESOURCES) == set(WORKLOAD_KINDS)
+
+REASON_INVALID = "InvalidTriggerAnnotation"
+REASON_FORBIDDEN = "TriggerSourceForbidden"
+REASON_NOT_APPLIED = "TriggerNotApplied"
+REASON_UPDATED = "ImageTriggered"
+ACCESS_TTL_SECONDS = 60.0
+"""How long a cross-namespace access review is trusted (a grant takes effect within it)."""
+PATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, order=True)
+class WorkloadRef:
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> WorkloadRef:
+        metadata = body.get("metadata") or {}
+        return cls(str(body.get("kind")), str(metadata.get("namespace")), str(metadata.get("name")))
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+class WorkloadTriggers:
+    """Which workloads follow which tags, and converging them."""
+
+    def __init__(
+        self,
+        kube: AsyncClient,
+        feed: TagFeed,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.feed = feed
+        self.clock = clock
+        self.monotonic = monotonic
+        self.watchers: dict[Key, set[WorkloadRef]] = defaultdict(set)
+        self.following: dict[WorkloadRef, frozenset[Key]] = {}
+        self._locks: dict[WorkloadRef, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # What was already said about each workload (Events, log lines), so a
+        # state that persists is reported once, not on every watch event.
+        self._reported: dict[WorkloadRef, set[str]] = defaultdict(set)
+        self._access: dict[tuple[str, str], tuple[bool, float]] = {}
+        # (uid, generation) each workload had right after our last write to it.
+        self._written: dict[WorkloadRef, tuple[str, int]] = {}
+
+    # --- entry points -----------------------------------------------------------
+
+    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a workload carrying a trigger annotation."""
+        if event_type == "DELETED":
+            ref = WorkloadRef.of(body)
+            self.forget(ref)
+            lock = self._locks.get(ref)
+            if lock is not None and not lock.locked():
+                del self._locks[ref]
+            return
+        await self.converge(body)
+
+    async def on_tag_moved(self, image: TagImage) -> None:
+        """A tag moved (or was first seen): converge every workload following it."""
+        for ref in sorted(self.watchers.get((image.namespace, image.stream, image.tag), ())):
+            try:
+                body = await self._get(ref)
+                if body is None:
+                    self.forget(ref)
+                    continue
+                await self.converge(body)
+            except Exception:  # one workload's failure must not stop the others
+                logger.exception("%s: converging after %s moved failed", ref, image.tag)
+
+    def forget(self, ref: WorkloadRef) -> None:
+        self._index(ref, frozenset())
+        self._reported.pop(ref, None)
+        self._written.pop(ref, None)
+
+    # --- converging -------------------------------------------------------------
+
+    async def converge(self, body: Mapping[str, Any]) -> None:
+        """Give the workload's triggered containers their tags' current images."""
+        ref = WorkloadRef.of(body)
+        async with self._locks[ref]:
+            if self._stale(ref, body):
+                # Queued before our own write landed: converging it would write
+                # (and announce) the same images again. Its successor follows.
+                return
+            found = trigger_annotation(body)
+            if found is None:
+                self.forget(ref)
+                return
+            key, value = found
+            try:
+                triggers = parse_triggers(value, ref.kind, ref.namespace)
+            except TriggerError as exc:
+                self._index(ref, frozenset())
+                await self._report(body, "Warning", REASON_INVALID, f"{key}: {exc}", value)
+                return
+            self._index(ref, frozenset(t.key for t in triggers if not t.paused))
+            denied = await self._denied_sources(
+                ref.namespace, {t.namespace for t in triggers if not t.paused}
+            )
+            for source in sorted(denied):
+                await self._report(
+                    body,
+                    "Warning",
+                    REASON_FORBIDDEN,
+                    f"service accounts of namespace {ref.namespace} may not get ImageStreams"
+                    f" in {source}; grant them headwater-view there to follow its tags",
+                )
+
+            def lookup(namespace: str, stream: str, tag: str) -> TagImage | None:
+                return None if namespace in denied else self.feed.current(namespace, stream, tag)
+
+            try:
+                plan = plan_workload(body, triggers, lookup)
+            except TriggerError as exc:
+                await self._report(body, "Warning", REASON_INVALID, f"{key}: {exc}", value)
+                return
+            self._clear(ref, REASON_INVALID)
+            await self._apply(ref, body, plan)
+
+    async def _apply(self, ref: WorkloadRef, body: Mapping[str, Any], plan: Plan) -> None:
+        self._clear(ref, "waiting", keep={t.source for t in plan.waiting})
+        for trigger in plan.waiting:
+            # Not an Event: right after a start the feed has not seen every stream yet.
+            if self._first_time(ref, f"waiting\0{trigger.source}"):
+                logger.info("%s: %s has no image yet; waiting for it", ref, trigger.source)
+        if plan.blocked:
+            wanted = ", ".join(f"{c.container} → {c.new}" for c in plan.changes)
+            await self._report(
+                body, "Warning", REASON_NOT_APPLIED, f"{plan.blocked} (wanted: {wanted})"
+            )
+            return
+        if plan.apply is None:
+            return
+        patched, refused = await self._patch(ref, plan.apply)
+        if refused:
+            # An admission webhook or policy said no, or the body is invalid:
+            # retrying the same write would get the same answer.
+            await self._report(body, "Warning", REASON_NOT_APPLIED, refused)
+        if not patched:
+            return
+        for change in plan.changes:
+            what = "init container" if change.init else "container"
+            await self._event(
+                body,
+                "Normal",
+                REASON_UPDATED,
+                f"{what} {change.container}: image {change.new}"
+                f" (ImageStreamTag {change.trigger.source}; was {change.old or 'unset'})",
+            )
+
+    def _stale(self, ref: WorkloadRef, body: Mapping[str, Any]) -> bool:
+        written = self._written.get(ref)
+        metadata = body.get("metadata") or {}
+        return (
+            written is not None
+            and written[0] == metadata.get("uid")
+            and int(metadata.get("generation") or 0) < written[1]
+        )
+
+    async def _patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """Server-side apply ``body``: (written, why the API server refused it)."""
+        resource = RESOURCES[ref.kind]
+        for attempt in range(PATCH_ATTEMPTS):
+            try:
+                result = await self.kube.patch(
+                    resource,
+                    ref.name,
+                    dict(body),
+                    namespace=ref.namespace,
+                    patch_type=PatchType.APPLY,
+                    field_manager=FIELD_MANAGER,
+                    # The image field belongs to whoever created the workload
+                    # (kubectl, a GitOps tool); without force the apply fails
+                    # with a conflict. Only the image fields named by triggers
+                    # are in the body, so only those change hands.
+                    force=True,
+                )
+            except ApiError as exc:
+                code = exc.status.code or 0
+                if code == 404:
+                    self.forget(ref)
+                    return False, None
+                if code < 500 and code != 429:
+                    return False, f"the API server refused the image update: {exc}"
+                failure: Exception = exc
+            except httpx.HTTPError as exc:
+                failure = exc
+            else:
+                logger.info("%s: images set by triggers", ref)
+                metadata = getattr(result, "metadata", None)
+                if metadata is not None and metadata.uid and metadata.generation:
+                    self._written[ref] = (str(metadata.uid), int(metadata.generation))
+                return True, None
+            logger.warning(
+                "%s: image trigger patch failed (attempt %d): %s", ref, attempt + 1, failure
+            )
+            await asyncio.sleep(0.5 * 2**attempt)
+        return False, None
+
+    # --- bookkeeping ------------------------------------------------------------
+
+    def _index(self, ref: WorkloadRef, keys: frozenset[Key]) -> None:
+        for key in self.following.get(ref, frozenset()) - keys:
+            refs = self.watchers.get(key)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self.watchers[key]
+        for key in keys:
+            self.watchers[key].add(ref)
+        if keys:
+            self.following[ref] = keys
+        else:
+            self.following.pop(ref, None)
+
+    async def _denied_sources(self, namespace: str, sources: set[str]) -> set[str]:
+        """The source namespaces whose streams this workload's namespace may not read."""
+        denied = set()
+        for source in sources - {namespace}:
+            cached = self._access.get((namespace, source))
+            now = self.monotonic()
+            if cached is None or cached[1] <= now:
+                allowed = await self._review(namespace, source)
+                cached = (allowed, now + ACCESS_TTL_SECONDS)
+                self._access[(namespace, source)] = cached
+            if not cached[0]:
+                denied.add(source)
+        return denied
+
+    async def _review(self, namespace: str, source: str) -> bool:
+        try:
+            review = await self.kube.create(sar_for_namespace_service_accounts(namespace, source))
+        except (ApiError, httpx.HTTPError) as exc:
+            logger.warning("access review %s -> %s failed: %s", namespace, source, exc)
+            return False
+        return bool(review.status is not None and review.status.allowed)
+
+    async def _get(self, ref: WorkloadRef) -> dict[str, Any] | None:
+        try:
+            obj = await self.kube.get(RESOURCES[ref.kind], ref.name, namespace=ref.namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
+        return to_dict()
+
+    def _first_time(self, ref: WorkloadRef, what: str) -> bool:
+        seen = self._reported[ref]
+        if what in seen:
+            return False
+        seen.add(what)
+        return True
+
+    def _clear(
+        self, ref: WorkloadRef, reason: str, keep: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """Forget what was said for ``reason`` (but ``keep``), so it is said again if it recurs."""
+        seen = self._reported.get(ref)
+        if seen:
+            prefix = f"{reason}\0"
+            seen.difference_update(
+                {s for s in seen if s.startswith(prefix) and s[len(prefix) :] not in keep}
+            )
+
+    async def _report(
+        self, body: Mapping[str, Any], kind: str, reason: str, message: str, value: str = ""
+    ) -> None:
+        """An Event once per distinct (reason, annotation value, message) on this workload."""
+        ref = WorkloadRef.of(body)
+        if not self._first_time(ref, f"{reason}\0{value}\0{message}"):
+            return
+        logger.warning("%s: %s: %s", ref, reason, message)
+        await self._event(body, kind, reason, message)
+
+    async def _event(self, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        await post_event(self.kube, body, kind, reason, message, self.clock())
