@@ -75,6 +75,12 @@ QUEUE_DEPTH = Gauge(
     ["queue"],
     registry=REGISTRY,
 )
+RECONCILE_ERRORS = Counter(
+    "headwater_reconcile_errors_total",
+    "Reconciles that raised and were queued again with backoff, by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
 RECONCILE_DURATION = Histogram(
     "headwater_reconcile_duration_seconds",
     "Time spent in one reconcile of an object, by kind.",

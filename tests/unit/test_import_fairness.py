@@ -21,11 +21,12 @@ from aiohttp import web
 
 from headwater.config import Config
 from headwater.imports.model import StreamRef
-from headwater.imports.runner import FairBucket, HostBackoff, HostBuckets, ImportRunner, Scheduler
+from headwater.imports.runner import FairBucket, HostBackoff, HostBuckets, ImportRunner
 from headwater.imports.tagfeed import TagFeed
 from headwater.metrics import code_label, registry_label, set_known_registries
 from headwater.registry.auth import TokenCache, TokenKey
 from headwater.registry.client import RegistryClient
+from headwater.workqueue import WorkQueue
 
 # --- a slow registry ----------------------------------------------------------------------
 
@@ -143,12 +144,12 @@ async def test_a_namespace_with_500_slow_tags_does_not_delay_another_by_an_inter
     scheduler = asyncio.create_task(runner.scheduler.run())
     try:
         runner._remember(big, kube.streams[big])
-        runner.scheduler.now(big)
+        runner.scheduler.add(big)
         # Let the big namespace fill the bucket's queue and the repository's lock.
         await asyncio.wait_for(busy.wait(), timeout=30)
         asked = time.monotonic()
         runner._remember(small, kube.streams[small])
-        runner.scheduler.now(small)
+        runner.scheduler.add(small)
         async with asyncio.timeout(INTERVAL + 2):
             while (small, "t0") not in kube.imported_at:
                 kube.imported.clear()
@@ -222,15 +223,15 @@ async def test_no_namespace_holds_more_than_its_share_of_the_slots() -> None:
         started.append(ref)
         await release.wait()
 
-    scheduler = Scheduler(wake, concurrency=8)
+    scheduler: WorkQueue[StreamRef] = WorkQueue("test", wake, concurrency=8)
     loop = asyncio.create_task(scheduler.run())
     try:
         for i in range(40):
-            scheduler.now(StreamRef("a", f"s{i}"))
+            scheduler.add(StreamRef("a", f"s{i}"))
         await asyncio.sleep(0.1)
         assert scheduler.running("a") == 7  # one slot stays free for others
-        scheduler.now(StreamRef("b", "s0"))
-        scheduler.now(StreamRef("b", "s1"))
+        scheduler.add(StreamRef("b", "s0"))
+        scheduler.add(StreamRef("b", "s1"))
         await asyncio.sleep(0.1)
         assert scheduler.running("b") == 1  # at once, though "a" has 33 waiting
         release.set()

@@ -549,6 +549,7 @@ async def test_converge_patches_with_the_trigger_field_manager() -> None:
     triggers, _ = controller(kube, tag_image())
     body = workload(value=annotation(trigger_json()))
     await triggers.on_event("ADDED", body)
+    await triggers.settle()
     [(res, name, obj, kw)] = kube.patches
     assert (res.__name__, name) == ("Deployment", "web")
     assert kw == {
@@ -566,6 +567,7 @@ async def test_converge_patches_with_the_trigger_field_manager() -> None:
     # The watch event of our own write: nothing more to do.
     body["spec"]["template"]["spec"]["containers"][0]["image"] = NEW
     await triggers.on_event("MODIFIED", body)
+    await triggers.settle()
     assert len(kube.patches) == 1
 
 
@@ -574,19 +576,23 @@ async def test_events_from_before_our_write_are_skipped() -> None:
     triggers, _ = controller(kube, tag_image())
     body = workload(value=annotation(trigger_json()))
     await triggers.on_event("ADDED", body)
+    await triggers.settle()
     # The Deployment controller's status write, queued before ours landed.
     await triggers.on_event("MODIFIED", body)
+    await triggers.settle()
     assert len(kube.patches) == 1
     assert reasons(kube) == [REASON_UPDATED]
     # Later, someone sets the image by hand: put back.
     body["metadata"]["generation"] = 3
     body["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox"
     await triggers.on_event("MODIFIED", body)
+    await triggers.settle()
     assert len(kube.patches) == 2
     # A new object with the same name is not mistaken for the old one.
     again = workload(value=annotation(trigger_json()))
     again["metadata"]["uid"] = "u-2"
     await triggers.on_event("ADDED", again)
+    await triggers.settle()
     assert len(kube.patches) == 3
 
 
@@ -596,16 +602,19 @@ async def test_invalid_annotation_warns_once_per_value() -> None:
     bad = workload(value="[{")
     for _ in range(3):
         await triggers.on_event("MODIFIED", bad)
+        await triggers.settle()
     assert reasons(kube) == [REASON_INVALID]
     assert str(kube.events[0].type) == "Warning"
     assert "image.openshift.io/triggers: not valid JSON" in str(kube.events[0].message)
     await triggers.on_event("MODIFIED", workload(value="[1]"))
+    await triggers.settle()
     assert reasons(kube) == [REASON_INVALID, REASON_INVALID]
     assert kube.patches == []
     assert triggers.watchers == {}
     # A missing container is the annotation's fault too.
     path = 'spec.template.spec.containers[?(@.name=="api")].image'
     await triggers.on_event("MODIFIED", workload(value=annotation(trigger_json(path=path))))
+    await triggers.settle()
     assert reasons(kube)[-1] == REASON_INVALID
     assert "no containers entry named 'api'" in str(kube.events[-1].message)
 
@@ -615,17 +624,21 @@ async def test_tag_move_converges_the_followers() -> None:
     triggers, feed = controller(kube)
     body = workload(value=annotation(trigger_json()))
     await triggers.on_event(None, body)
+    await triggers.settle()
     assert kube.patches == []  # no image yet: waits, quietly
     assert kube.events == []
     kube.objects[("shop", "web")] = body
     await triggers.on_tag_moved(tag_image())  # not in the feed yet: lookup finds nothing
+    await triggers.settle()
     assert kube.patches == []
     feed._current[("shop", "web", "latest")] = tag_image()
     await triggers.on_tag_moved(tag_image())
+    await triggers.settle()
     assert len(kube.patches) == 1
     # Gone meanwhile: forgotten.
     del kube.objects[("shop", "web")]
     await triggers.on_tag_moved(tag_image())
+    await triggers.settle()
     assert triggers.watchers == {}
 
 
@@ -633,6 +646,7 @@ async def test_paused_workloads_do_not_follow_the_tag() -> None:
     kube = FakeKube()
     triggers, _ = controller(kube, tag_image())
     await triggers.on_event(None, workload(value=annotation(trigger_json(paused="true"))))
+    await triggers.settle()
     assert kube.patches == []
     assert triggers.watchers == {}
 
@@ -642,8 +656,10 @@ async def test_deleted_workloads_are_forgotten() -> None:
     triggers, _ = controller(kube)
     body = workload(value=annotation(trigger_json()))
     await triggers.on_event("ADDED", body)
+    await triggers.settle()
     assert triggers.watchers
     await triggers.on_event("DELETED", body)
+    await triggers.settle()
     assert triggers.watchers == {}
     assert triggers.following == {}
 
@@ -653,7 +669,9 @@ async def test_cross_namespace_needs_the_namespaces_service_accounts_to_read_the
     triggers, _ = controller(kube, tag_image(namespace="builds"))
     body = workload(value=annotation(trigger_json(namespace="builds")))
     await triggers.on_event(None, body)
+    await triggers.settle()
     await triggers.on_event(None, body)
+    await triggers.settle()
     assert kube.patches == []
     assert reasons(kube) == [REASON_FORBIDDEN]
     assert "may not get ImageStreams in builds" in str(kube.events[0].message)
@@ -661,6 +679,7 @@ async def test_cross_namespace_needs_the_namespaces_service_accounts_to_read_the
     allowed = FakeKube(allowed=True)
     triggers, _ = controller(allowed, tag_image(namespace="builds"))
     await triggers.on_event(None, body)
+    await triggers.settle()
     assert len(allowed.patches) == 1
 
 
@@ -669,7 +688,9 @@ async def test_jobs_are_reported_not_patched() -> None:
     triggers, _ = controller(kube, tag_image())
     body = workload("Job", annotation(trigger_json()))
     await triggers.on_event(None, body)
+    await triggers.settle()
     await triggers.on_event(None, body)
+    await triggers.settle()
     assert kube.patches == []
     assert reasons(kube) == [REASON_NOT_APPLIED]
 
@@ -680,7 +701,9 @@ async def test_a_refused_patch_is_reported_once_and_not_as_done() -> None:
     triggers, _ = controller(kube, tag_image())
     body = workload(value=annotation(trigger_json()))
     await triggers.on_event(None, body)
+    await triggers.settle()
     await triggers.on_event(None, body)
+    await triggers.settle()
     assert reasons(kube) == [REASON_NOT_APPLIED]
     assert "refused the image update" in str(kube.events[0].message)
 
@@ -724,8 +747,10 @@ async def test_with_both_keys_only_headwaters_handler_acts() -> None:
     await _handler(ANNOTATION_OPENSHIFT)(
         type="ADDED", body=kopf.Body(cast(kopf.RawBody, body)), memo=memo
     )
+    await triggers.settle()
     assert kube.patches == []
     await _handler(ANNOTATION_HEADWATER)(
         type="ADDED", body=kopf.Body(cast(kopf.RawBody, body)), memo=memo
     )
+    await triggers.settle()
     assert len(kube.patches) == 1

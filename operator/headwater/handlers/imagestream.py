@@ -1,20 +1,19 @@
 """ImageStream handlers (imagestreams.v1.image.headwater.dev).
 
-Every watch event hands the stream to the import runner, which decides what
-(if anything) to import, follows aliases and writes status; a deletion drops
-the stream from its schedule and wakes the streams that aliased it.
+Every watch event hands the stream to the import runner, which queues it (its
+work queue decides what, if anything, to import, follows aliases and writes
+status, retrying failures), and to the tag feed; a deletion drops the stream
+from the queue and wakes the streams that aliased it.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 import kopf
 
 from headwater.handlers.lifecycle import memo_import_runner, memo_tag_feed
-from headwater.metrics import RECONCILE_DURATION
 
 
 @kopf.on.event(group="image.headwater.dev", version="v1", plural="imagestreams")
@@ -29,9 +28,7 @@ async def reconcile_imagestream(
         runner.forget(str(metadata.get("namespace")), str(metadata.get("name")))
         feed.forget(str(metadata.get("namespace")), str(metadata.get("name")))
         return
-    started = time.perf_counter()
     # kopf's body is a view over the event; the runner keeps it past this event.
     plain = copy.deepcopy(dict(body))
     await runner.observe(plain)
     await feed.observe(plain)
-    RECONCILE_DURATION.labels(kind="ImageStream").observe(time.perf_counter() - started)

@@ -7,14 +7,12 @@ carrying a trigger annotation goes to :class:`~headwater.workloads.controller.Wo
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from headwater.handlers.lifecycle import MEMO_WORKLOADS
-from headwater.metrics import RECONCILE_DURATION
 from headwater.workloads.controller import WorkloadTriggers
 from headwater.workloads.triggers import TRIGGER_ANNOTATIONS, WORKLOAD_KINDS, trigger_annotation
 
@@ -37,11 +35,7 @@ def _handler(key: str) -> Callable[..., Awaitable[None]]:
         found = trigger_annotation(plain)
         if found is not None and found[0] != key:
             return  # both keys present: the other key's handler has this event
-        started = time.perf_counter()
         await memo_workload_triggers(memo).on_event(type, plain)
-        RECONCILE_DURATION.labels(kind=str(plain.get("kind"))).observe(
-            time.perf_counter() - started
-        )
 
     return workload_triggers
 

@@ -22,7 +22,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import heapq
 import logging
 import random
 import time
@@ -78,11 +77,11 @@ from headwater.imports.plan import (
     requested_tags,
     tag_key,
 )
+from headwater.kube import newer
 from headwater.metrics import (
     IMPORT_DURATION,
     IMPORT_ERRORS,
     IMPORTS,
-    QUEUE_DEPTH,
     registry_label,
 )
 from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
@@ -95,6 +94,7 @@ from headwater.registry.credentials import (
 from headwater.registry.reference import Reference, ReferenceError, parse_reference
 from headwater.resources import ImageStream
 from headwater.status import status_patch
+from headwater.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,10 @@ PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"
 KEYRING_TTL = 60.0
 MAX_PULL_SECRETS = 16
 """Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""
+EARLY_PUSHES = 1000
+"""Pushes kept while no stream follows them yet (right after a start)."""
+EARLY_PUSH_SECONDS = 120.0
+"""How long after a start such pushes are kept, and for how long each."""
 PUSH_RECHECK_SECONDS = 0.1
 PUSH_RECHECKS = 20
 ALIAS_DEPTH = 10
@@ -260,133 +264,6 @@ class HostBackoff:
         self._failures.pop(host, None)
 
 
-class Scheduler:
-    """Wakes streams at their due times; one loop, a heap, no task per stream.
-
-    Streams that are due wait in a queue per namespace; free slots go to the
-    namespaces in turn (round robin), and no namespace holds more than its
-    share of the slots: ``concurrency`` divided by the namespaces with work,
-    and never all of them (``concurrency // 8`` stay free for namespaces
-    whose work comes due later). A namespace's long reconciles (a stream of
-    500 tags on a slow registry) then never keep another namespace's from
-    starting.
-    """
-
-    def __init__(self, wake: Callable[[StreamRef], Awaitable[None]], concurrency: int) -> None:
-        self._wake = wake
-        self.concurrency = max(1, concurrency)
-        self._reserve = self.concurrency // 8
-        self._heap: list[tuple[float, int, StreamRef]] = []
-        self._due: dict[StreamRef, float] = {}
-        self._ready: dict[str, dict[StreamRef, None]] = {}
-        """Namespace -> its due streams, oldest first; dict order is the turn order."""
-        self._ready_count = 0
-        self._running: collections.Counter[str] = collections.Counter()
-        self._in_flight = 0
-        self._seq = 0
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _count(self) -> None:
-        QUEUE_DEPTH.labels(queue="imports").set(len(self._due) + self._ready_count)
-
-    def running(self, namespace: str) -> int:
-        """Reconciles of ``namespace`` running now."""
-        return self._running[namespace]
-
-    def _unready(self, ref: StreamRef) -> None:
-        queue = self._ready.get(ref.namespace)
-        if queue is not None and ref in queue:
-            del queue[ref]
-            self._ready_count -= 1
-            if not queue:
-                del self._ready[ref.namespace]
-
-    def at(self, ref: StreamRef, when: datetime | None) -> None:
-        """Wake ``ref`` at ``when`` (replacing an earlier plan); None cancels."""
-        self._unready(ref)
-        if when is None:
-            self._due.pop(ref, None)
-            self._count()
-            return
-        moment = when.timestamp()
-        self._due[ref] = moment
-        self._count()
-        self._seq += 1
-        heapq.heappush(self._heap, (moment, self._seq, ref))
-        self._changed.set()
-
-    def now(self, ref: StreamRef) -> None:
-        self.at(ref, datetime.now(UTC))
-
-    def _share(self) -> int:
-        """The most slots one namespace may hold now."""
-        busy = set(self._ready) | {ns for ns, n in self._running.items() if n > 0}
-        share = self.concurrency // max(1, len(busy))
-        return max(1, min(share, self.concurrency - self._reserve))
-
-    def _promote(self, now: float) -> None:
-        """Move streams whose time has come from the heap to their namespace's queue."""
-        while self._heap:
-            moment, _, ref = self._heap[0]
-            if self._due.get(ref) != moment:
-                heapq.heappop(self._heap)  # replaced or cancelled
-                continue
-            if moment > now:
-                break
-            heapq.heappop(self._heap)
-            del self._due[ref]
-            self._ready.setdefault(ref.namespace, {})[ref] = None
-            self._ready_count += 1
-
-    def _dispatch(self) -> None:
-        """Start due streams while slots are free, namespaces in turn, each within its share."""
-        while self._in_flight < self.concurrency and self._ready:
-            share = self._share()
-            namespace = next((ns for ns in self._ready if self._running[ns] < share), None)
-            if namespace is None:
-                return
-            queue = self._ready.pop(namespace)
-            ref = next(iter(queue))
-            del queue[ref]
-            self._ready_count -= 1
-            if queue:
-                self._ready[namespace] = queue  # to the back of the turn
-            self._running[namespace] += 1
-            self._in_flight += 1
-            task = asyncio.create_task(self._run_one(ref))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._count()
-
-    async def run(self) -> None:
-        while True:
-            self._changed.clear()
-            self._promote(time.time())
-            self._dispatch()
-            self._count()
-            delay = self._heap[0][0] - time.time() if self._heap else 3600.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=max(delay, 0.0))
-
-    async def _run_one(self, ref: StreamRef) -> None:
-        try:
-            await self._wake(ref)
-        except Exception:  # one stream's bug must not stop the schedule
-            logger.exception("scheduled reconcile of ImageStream %s failed", ref)
-        finally:
-            self._in_flight -= 1
-            self._running[ref.namespace] -= 1
-            if self._running[ref.namespace] <= 0:
-                del self._running[ref.namespace]
-            self._changed.set()
-
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 def sar_for_namespace_service_accounts(namespace: str, source: str) -> SubjectAccessReview:
     """May the service accounts of ``namespace`` get ImageStreams in ``source``?
 
@@ -421,6 +298,7 @@ class ImportRunner:
         self.clock = clock
         """Where "now" comes from: the benchmark moves it forward by an interval."""
         self.started = clock()
+        self.started_monotonic = time.monotonic()
         self.bodies: dict[StreamRef, Mapping[str, Any]] = {}
         self.checked: dict[str, datetime] = {}
         self.sources: dict[StreamRef, set[StreamRef]] = {}
@@ -444,7 +322,16 @@ class ImportRunner:
         self._lock_users: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self._streams_in: collections.Counter[str] = collections.Counter()
         """Streams known per namespace: its keyring goes with its last stream."""
-        self.scheduler = Scheduler(self.reconcile, concurrency)
+        self.scheduler: WorkQueue[StreamRef] = WorkQueue(
+            "imports", self.reconcile, concurrency=concurrency, kind="ImageStream"
+        )
+        """Every stream's next reconcile: watch events, pushes, aliases and the import
+        schedule add it; a reconcile that raises is retried with backoff."""
+        self.early_pushes: collections.deque[tuple[float, Push]] = collections.deque(
+            maxlen=EARLY_PUSHES
+        )
+        """Registry pushes that matched no stream seen yet (before the first watch events
+        after a start): kept a while, and matched again as streams are seen."""
         self.on_status: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
         """Called with the stream after each status write of this runner, so tag moves
         reach triggers without waiting for the watch event."""
@@ -455,17 +342,46 @@ class ImportRunner:
         """A watch event: remember the stream and reconcile it."""
         metadata = body.get("metadata") or {}
         ref = StreamRef(str(metadata["namespace"]), str(metadata["name"]))
+        known = self.bodies.get(ref)
+        if known is not None and not newer(body, known):
+            # Our own status write coming back (this runner keeps what it wrote),
+            # or an older event: nothing in it is new, so no reconcile.
+            return
+        first = known is None
         self._remember(ref, body)
-        await self.reconcile(ref)
+        if first and self.early_pushes:
+            self._match_early_pushes()
+        self.scheduler.add(ref)
 
     def import_now(self, pushes: list[Push]) -> tuple[int, int]:
-        """Import at once the tags these registry pushes moved; (streams, tags) affected."""
+        """Import at once the tags these registry pushes moved; (streams, tags) affected.
+
+        A push no stream seen so far follows is kept for a while: right after a
+        start, the streams arrive with the first watch events.
+        """
+        now = time.monotonic()
+        if now - self.started_monotonic < EARLY_PUSH_SECONDS:
+            for push in pushes:
+                if not tags_to_import([push], self.bodies):
+                    self.early_pushes.append((now, push))
+        return self._import_pushes(pushes)
+
+    def _match_early_pushes(self) -> None:
+        now = time.monotonic()
+        kept = [(t, p) for t, p in self.early_pushes if now - t < EARLY_PUSH_SECONDS]
+        self.early_pushes.clear()
+        matched = [p for _, p in kept if tags_to_import([p], self.bodies)]
+        self.early_pushes.extend((t, p) for t, p in kept if p not in matched)
+        if matched:
+            self._import_pushes(matched)
+
+    def _import_pushes(self, pushes: list[Push]) -> tuple[int, int]:
         found = tags_to_import(pushes, self.bodies)
         for key, digest in pushed_digests(pushes, self.bodies).items():
             self.expected[key] = (digest, 0)
         for ref, tags in found.items():
             self.pending.setdefault(ref, set()).update(tags)
-            self.scheduler.now(ref)
+            self.scheduler.add(ref)
         return len(found), sum(len(tags) for tags in found.values())
 
     def forget(self, namespace: str, name: str) -> None:
@@ -482,7 +398,7 @@ class ImportRunner:
                 if not dependents:
                     del self.dependents[source]
         for dependent in list(self.dependents.pop(ref, set())):
-            self.scheduler.now(dependent)
+            self.scheduler.add(dependent)
         if body is not None:
             names = {t.name for t in spec_tags(body.get("spec"))}
             names |= {str(e.get("tag")) for e in (body.get("status") or {}).get("tags") or []}
@@ -573,10 +489,13 @@ class ImportRunner:
                         return False
                     raise
                 self._remember(ref, plain_dict(updated))
+                # Its watch event is our own write (skipped): the rest of the
+                # status (conditions, aliases of the tag) is brought up to date here.
+                self.scheduler.add(ref)
                 if self.on_status is not None:
                     await self.on_status(self.bodies[ref])
                 for dependent in self.dependents.get(ref, set()):
-                    self.scheduler.now(dependent)
+                    self.scheduler.add(dependent)
                 for transition in transitions(status.get("tags"), tags):
                     await self._post_event(ref, body, transition, now)
                 return True
@@ -647,67 +566,99 @@ class ImportRunner:
                 checked=self._checked_for(ref, tags),
                 requested=requested,
             )
-            results = await self._import_all(ref, jobs, generation, status)
-            # A notified push the registry does not show under its tag yet (it
-            # notifies first) is tried again shortly, and nothing is recorded now.
-            results = [self._defer_unseen_push(ref, r, now) for r in results]
-            for job, result in zip(jobs, results, strict=True):
-                if not isinstance(result.outcome, Deferred):
-                    self.checked[tag_key(ref, job.tag.name)] = now
-            interim = {**status, "tags": apply_results(status, results, now, self._limit)}
-            results += await self._follow_references(ref, tags, generation, interim, status, now)
-            desired = self._desired_status(ref, body, tags, status, results, generation, now)
-            forget = forgotten_tags(metadata.get("annotations"))
-            if forget:
-                # `headwater tag -d`: the tag left the spec; its history goes too.
-                # Status-only tags (build outputs) are kept unless named here.
-                in_spec = {t.name for t in tags}
-                desired["tags"] = [
-                    e for e in desired["tags"] if e.get("tag") not in forget - in_spec
-                ]
+            try:
+                await self._reconcile_imports(ref, body, tags, jobs, asked, now)
+            except BaseException:
+                # Nothing of this attempt was recorded: the pushes it took are
+                # asked for again by the retry (the queue's backoff), not lost.
+                if pushed:
+                    self.pending.setdefault(ref, set()).update(pushed)
+                raise
+
+    async def _reconcile_imports(
+        self,
+        ref: StreamRef,
+        body: Mapping[str, Any],
+        tags: list[SpecTag],
+        jobs: list[ImportJob],
+        asked: frozenset[str] | None,
+        now: datetime,
+    ) -> None:
+        """Import ``jobs``, follow references and write the status; raises on API errors."""
+        metadata = body.get("metadata") or {}
+        generation = int(metadata.get("generation") or 0)
+        status = body.get("status") or {}
+        results = await self._import_all(ref, jobs, generation, status)
+        # A notified push the registry does not show under its tag yet (it
+        # notifies first) is tried again shortly, and nothing is recorded now.
+        results = [self._defer_unseen_push(ref, r, now) for r in results]
+        # When each tag was looked at: kept only once the status that records
+        # what was found is written (a failed write imports them again).
+        fresh = {
+            tag_key(ref, job.tag.name): now
+            for job, result in zip(jobs, results, strict=True)
+            if not isinstance(result.outcome, Deferred)
+        }
+        interim = {**status, "tags": apply_results(status, results, now, self._limit)}
+        results += await self._follow_references(ref, tags, generation, interim, status, now)
+        desired = self._desired_status(ref, body, tags, status, results, generation, now)
+        forget = forgotten_tags(metadata.get("annotations"))
+        if forget:
+            # `headwater tag -d`: the tag left the spec; its history goes too.
+            # Status-only tags (build outputs) are kept unless named here.
+            in_spec = {t.name for t in tags}
+            desired["tags"] = [e for e in desired["tags"] if e.get("tag") not in forget - in_spec]
+        patch = status_patch(status, desired)
+        if patch:
+            # Next import times ride along with writes that happen anyway:
+            # writing them on their own would cost a write per tag per cycle.
+            self._stamp_next_imports(ref, tags, desired, fresh)
             patch = status_patch(status, desired)
-            if patch:
-                # Next import times ride along with writes that happen anyway:
-                # writing them on their own would cost a write per tag per cycle.
-                self._stamp_next_imports(ref, tags, desired)
-                patch = status_patch(status, desired)
-                updated = await self._patch_status(ref, patch)
-                if updated is not None:
-                    self.bodies[ref] = updated
-                    if self.on_status is not None:
-                        await self.on_status(updated)
-                if status.get("tags") != desired.get("tags"):
-                    for dependent in self.dependents.get(ref, set()):
-                        self.scheduler.now(dependent)
-                    for transition in transitions(status.get("tags"), desired["tags"]):
-                        await self._post_event(ref, body, transition, now)
-            if asked is not None or forget is not None:
-                await self._clear_request(ref)
-            wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
-            following = next_wakeup(
-                ref,
-                tags,
-                self.bodies.get(ref, body).get("status"),
-                self.config.import_interval_seconds,
-                self._checked_for(ref, tags),
-            )
-            if following is not None:
-                wakeups.append(following)
-            rechecked = {
-                r.tag.name
-                for r in results
-                if isinstance(r.outcome, Deferred) and (ref, r.tag.name) in self.expected
-            }
-            if set(self.pending.get(ref, ())) - rechecked:
-                # A push arrived while this reconcile ran: its wake-up (scheduled
-                # then) must not be replaced by this reconcile's plan.
-                wakeups.append(self.clock())
+            updated = await self._patch_status(ref, patch)
+            self.checked.update(fresh)
+            if updated is not None:
+                self.bodies[ref] = updated
+                if self.on_status is not None:
+                    await self.on_status(updated)
+            if status.get("tags") != desired.get("tags"):
+                for dependent in self.dependents.get(ref, set()):
+                    self.scheduler.add(dependent)
+                for transition in transitions(status.get("tags"), desired["tags"]):
+                    await self._post_event(ref, body, transition, now)
+        else:
+            self.checked.update(fresh)
+        if asked is not None or forget is not None:
+            await self._clear_request(ref)
+        wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
+        following = next_wakeup(
+            ref,
+            tags,
+            self.bodies.get(ref, body).get("status"),
+            self.config.import_interval_seconds,
+            self._checked_for(ref, tags),
+        )
+        if following is not None:
+            wakeups.append(following)
+        rechecked = {
+            r.tag.name
+            for r in results
+            if isinstance(r.outcome, Deferred) and (ref, r.tag.name) in self.expected
+        }
+        if set(self.pending.get(ref, ())) - rechecked:
+            # A push arrived while this reconcile ran: its wake-up (scheduled
+            # then) must not be replaced by this reconcile's plan.
+            wakeups.append(self.clock())
+        if ref in self.bodies:  # not forgotten (deleted) while this ran
             self.scheduler.at(ref, min(wakeups) if wakeups else None)
 
     def _stamp_next_imports(
-        self, ref: StreamRef, tags: list[SpecTag], desired: dict[str, Any]
+        self,
+        ref: StreamRef,
+        tags: list[SpecTag],
+        desired: dict[str, Any],
+        fresh: Mapping[str, datetime],
     ) -> None:
-        checked = self._checked_for(ref, tags)
+        checked = {**self._checked_for(ref, tags), **fresh}
         by_name = {t.name: t for t in tags}
         for entry in desired.get("tags") or []:
             tag = by_name.get(entry.get("tag"))

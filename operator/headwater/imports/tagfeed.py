@@ -2,22 +2,26 @@
 
 Every ImageStream the operator sees (watch events, and its own status writes
 straight after they succeed) passes through :meth:`TagFeed.observe`; the feed
-compares each tag's newest history item with what it saw before and calls
-its subscribers for the tags that moved. The first sight of a tag counts as
-a move, so subscribers converge after a restart (they compare with their own
-record — an ImageChange trigger's lastTriggeredImageID, a container's image —
-and do nothing when it already matches).
+compares each tag's newest history item with what it saw before and queues
+a delivery to each subscriber for the tags that moved, retried until taken.
+The first sight of a tag counts as a move, so subscribers converge after a
+restart (they compare with their own record — an ImageChange trigger's
+lastTriggeredImageID, a container's image — and do nothing when it already
+matches).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from headwater.imports.model import spec_tags
+from headwater.kube import resource_version
+from headwater.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -78,25 +82,38 @@ def tag_images(body: Mapping[str, Any], registry: str | None) -> list[TagImage]:
     return found
 
 
-def _revision(value: object) -> int | None:
-    """A resourceVersion as a number: etcd's revision, which every API server in use
-    hands out; None for anything else, which then never counts as stale."""
-    text = str(value or "")
-    return int(text) if text.isdigit() else None
+@dataclass(frozen=True)
+class Delivery:
+    """One subscriber's news of one tag: the work queue's key."""
+
+    subscriber: int
+    namespace: str
+    stream: str
+    tag: str
 
 
 class TagFeed:
-    """The newest image of every tag seen; subscribers hear about each move once."""
+    """The newest image of every tag seen; every subscriber hears of each move at least once.
 
-    def __init__(self, registry: str | None = None) -> None:
+    Deliveries run on a work queue keyed by (subscriber, tag): a subscriber
+    that raises gets the tag's current image again, with backoff, until it
+    takes it; a move superseded meanwhile is delivered as the newer image
+    (subscribers are level-based and idempotent: they derive their request
+    ids from the tag and the image).
+    """
+
+    def __init__(self, registry: str | None = None, *, concurrency: int = 16) -> None:
         self.registry = registry
         self._current: dict[Key, TagImage] = {}
         self._subscribers: list[Subscriber] = []
-        self._locks: dict[Key, asyncio.Lock] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._tags_of: dict[tuple[str, str], set[str]] = {}
         """The tags kept per stream, so a deleted stream's entries go in O(its tags)."""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._delivered: dict[Delivery, TagImage] = {}
+        self.queue: WorkQueue[Delivery] = WorkQueue(
+            "tag-moves", self._deliver, concurrency=concurrency
+        )
+        self._runner: asyncio.Task[None] | None = None
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -105,14 +122,14 @@ class TagFeed:
         return self._current.get((namespace, stream, tag))
 
     async def observe(self, body: Mapping[str, Any]) -> list[TagImage]:
-        """Record an ImageStream's tags; tell subscribers about those that moved.
+        """Record an ImageStream's tags; queue news of those that moved for each subscriber.
 
         A body older than one already seen (a watch event delivered after the
         runner reported its own newer write) is ignored: it would move tags back.
         """
         metadata = body.get("metadata") or {}
         stream = (str(metadata.get("namespace")), str(metadata.get("name")))
-        version = _revision(metadata.get("resourceVersion"))
+        version = resource_version(body)
         seen = self._versions.get(stream)
         if version is not None and seen is not None and version < seen:
             return []
@@ -125,48 +142,46 @@ class TagFeed:
                 self._current[key] = image
                 self._tags_of.setdefault(stream, set()).add(image.tag)
                 moved.append(image)
-        # Subscribers run in tasks of their own: the caller may hold a lock (the
-        # import runner's, for the stream) that a subscriber's work must not wait on.
+        if moved:
+            self._ensure_running()
         for image in moved:
-            task = asyncio.get_running_loop().create_task(self._notify(image))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            for index in range(len(self._subscribers)):
+                self.queue.add(Delivery(index, image.namespace, image.stream, image.tag))
         return moved
 
+    def _ensure_running(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self.queue.run())
+
     async def settle(self) -> None:
-        """Wait until every notification scheduled so far has been delivered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait until every delivery due so far has been made (or is waiting for a retry)."""
+        if self._runner is not None and not self._runner.done():
+            await self.queue.settle()
 
     def __len__(self) -> int:
         return len(self._current)
 
     def forget(self, namespace: str, stream: str) -> None:
-        """The stream is gone: its tags, locks and version go with it."""
+        """The stream is gone: its tags, deliveries and version go with it."""
         for tag in self._tags_of.pop((namespace, stream), set()):
-            key = (namespace, stream, tag)
-            self._current.pop(key, None)
-            lock = self._locks.get(key)
-            if lock is not None and not lock.locked():
-                del self._locks[key]
+            self._current.pop((namespace, stream, tag), None)
+            for index in range(len(self._subscribers)):
+                delivery = Delivery(index, namespace, stream, tag)
+                self._delivered.pop(delivery, None)
+                self.queue.cancel(delivery)
         self._versions.pop((namespace, stream), None)
 
-    async def _notify(self, image: TagImage) -> None:
-        key = (image.namespace, image.stream, image.tag)
-        # One delivery at a time per tag, in order; a move already superseded by a
-        # newer one is skipped (its subscribers will hear of the newer one).
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if self._current.get(key) != image:
-                return
-            await self._deliver(image)
+    async def _deliver(self, delivery: Delivery) -> None:
+        image = self._current.get((delivery.namespace, delivery.stream, delivery.tag))
+        if image is None or self._delivered.get(delivery) == image:
+            return
+        await self._subscribers[delivery.subscriber](image)
+        self._delivered[delivery] = image
 
-    async def _deliver(self, image: TagImage) -> None:
-        results = await asyncio.gather(
-            *(subscriber(image) for subscriber in self._subscribers), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                logger.error(
-                    "a subscriber failed on %s/%s:%s: %r",
-                    image.namespace, image.stream, image.tag, result,
-                )  # fmt: skip
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        await self.queue.stop()

@@ -27,15 +27,15 @@ image digests, and to run its images.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
@@ -45,6 +45,7 @@ from lightkube.types import PatchType
 from headwater.events import post_event
 from headwater.imports.runner import sar_for_namespace_service_accounts
 from headwater.imports.tagfeed import Key, TagFeed, TagImage
+from headwater.kube import Failure, classify, get_or_none
 from headwater.workloads.triggers import (
     FIELD_MANAGER,
     WORKLOAD_KINDS,
@@ -54,6 +55,7 @@ from headwater.workloads.triggers import (
     plan_workload,
     trigger_annotation,
 )
+from headwater.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -114,36 +116,74 @@ class WorkloadTriggers:
         self._access: dict[tuple[str, str], tuple[bool, float]] = {}
         # (uid, generation) each workload had right after our last write to it.
         self._written: dict[WorkloadRef, tuple[str, int]] = {}
+        self._own: dict[WorkloadRef, str] = {}
+        """The resourceVersion our last write to each workload got back."""
+        self._fresh: dict[WorkloadRef, Mapping[str, Any]] = {}
+        """Bodies of watch events not yet converged (the newest per workload)."""
+        self.queue: WorkQueue[WorkloadRef] = WorkQueue("workloads", self.reconcile, kind="Workload")
+        self._runner: asyncio.Task[None] | None = None
 
     # --- entry points -----------------------------------------------------------
 
     async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a workload carrying a trigger annotation."""
+        """A watch event of a workload carrying a trigger annotation: queue it."""
+        ref = WorkloadRef.of(body)
         if event_type == "DELETED":
-            ref = WorkloadRef.of(body)
             self.forget(ref)
+            self.queue.cancel(ref)
             lock = self._locks.get(ref)
             if lock is not None and not lock.locked():
                 del self._locks[ref]
             return
-        await self.converge(body)
+        if str((body.get("metadata") or {}).get("resourceVersion") or "") == self._own.get(ref):
+            return  # our own write coming back: nothing in it is new
+        self._fresh[ref] = body
+        self._add(ref)
 
     async def on_tag_moved(self, image: TagImage) -> None:
-        """A tag moved (or was first seen): converge every workload following it."""
+        """A tag moved (or was first seen): queue every workload following it."""
         for ref in sorted(self.watchers.get((image.namespace, image.stream, image.tag), ())):
-            try:
-                body = await self._get(ref)
-                if body is None:
-                    self.forget(ref)
-                    continue
-                await self.converge(body)
-            except Exception:  # one workload's failure must not stop the others
-                logger.exception("%s: converging after %s moved failed", ref, image.tag)
+            self._add(ref)
+
+    def _add(self, ref: WorkloadRef) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self.queue.run())
+        self.queue.add(ref)
+
+    async def reconcile(self, ref: WorkloadRef) -> None:
+        """Converge one workload: from its watch event's body, else read afresh.
+
+        A tag move, a retry or a resync reads the workload again: its trigger
+        annotation may have gone since (an event this controller does not get).
+        Raising (an API error) requeues the workload with backoff.
+        """
+        body = self._fresh.pop(ref, None)
+        if body is None:
+            body = await self._get(ref)
+            if body is None:
+                self.forget(ref)
+                return
+        await self.converge(body)
+
+    async def settle(self) -> None:
+        """Wait until every queued workload has been converged (or waits for a retry)."""
+        if self._runner is not None and not self._runner.done():
+            await self.queue.settle()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        await self.queue.stop()
 
     def forget(self, ref: WorkloadRef) -> None:
         self._index(ref, frozenset())
         self._reported.pop(ref, None)
         self._written.pop(ref, None)
+        self._own.pop(ref, None)
+        self._fresh.pop(ref, None)
 
     # --- converging -------------------------------------------------------------
 
@@ -231,44 +271,44 @@ class WorkloadTriggers:
         )
 
     async def _patch(self, ref: WorkloadRef, body: Mapping[str, Any]) -> tuple[bool, str | None]:
-        """Server-side apply ``body``: (written, why the API server refused it)."""
+        """Server-side apply ``body``: (written, why the API server refused it).
+
+        A transient failure raises: the work queue converges the workload again
+        with backoff, from a fresh read.
+        """
         resource = RESOURCES[ref.kind]
-        for attempt in range(PATCH_ATTEMPTS):
-            try:
-                result = await self.kube.patch(
-                    resource,
-                    ref.name,
-                    dict(body),
-                    namespace=ref.namespace,
-                    patch_type=PatchType.APPLY,
-                    field_manager=FIELD_MANAGER,
-                    # The image field belongs to whoever created the workload
-                    # (kubectl, a GitOps tool); without force the apply fails
-                    # with a conflict. Only the image fields named by triggers
-                    # are in the body, so only those change hands.
-                    force=True,
-                )
-            except ApiError as exc:
-                code = exc.status.code or 0
-                if code == 404:
-                    self.forget(ref)
-                    return False, None
-                if code < 500 and code != 429:
-                    return False, f"the API server refused the image update: {exc}"
-                failure: Exception = exc
-            except httpx.HTTPError as exc:
-                failure = exc
-            else:
-                logger.info("%s: images set by triggers", ref)
-                metadata = getattr(result, "metadata", None)
-                if metadata is not None and metadata.uid and metadata.generation:
-                    self._written[ref] = (str(metadata.uid), int(metadata.generation))
-                return True, None
-            logger.warning(
-                "%s: image trigger patch failed (attempt %d): %s", ref, attempt + 1, failure
+        try:
+            result = await self.kube.patch(
+                resource,
+                ref.name,
+                dict(body),
+                namespace=ref.namespace,
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                # The image field belongs to whoever created the workload
+                # (kubectl, a GitOps tool); without force the apply fails
+                # with a conflict. Only the image fields named by triggers
+                # are in the body, so only those change hands.
+                force=True,
             )
-            await asyncio.sleep(0.5 * 2**attempt)
-        return False, None
+        except ApiError as exc:
+            failure = classify(exc)
+            if failure is Failure.GONE:
+                self.forget(ref)
+                return False, None
+            if failure in (Failure.INVALID, Failure.FORBIDDEN):
+                # An admission webhook or policy said no, or the body is invalid:
+                # retrying the same write would get the same answer.
+                return False, f"the API server refused the image update: {exc}"
+            raise
+        logger.info("%s: images set by triggers", ref)
+        metadata = getattr(result, "metadata", None)
+        if metadata is not None and metadata.uid and metadata.generation:
+            self._written[ref] = (str(metadata.uid), int(metadata.generation))
+        version = getattr(metadata, "resourceVersion", None)
+        if version:
+            self._own[ref] = str(version)
+        return True, None
 
     # --- bookkeeping ------------------------------------------------------------
 
@@ -301,22 +341,13 @@ class WorkloadTriggers:
         return denied
 
     async def _review(self, namespace: str, source: str) -> bool:
-        try:
-            review = await self.kube.create(sar_for_namespace_service_accounts(namespace, source))
-        except (ApiError, httpx.HTTPError) as exc:
-            logger.warning("access review %s -> %s failed: %s", namespace, source, exc)
-            return False
+        """May ``namespace``'s service accounts read ``source``'s streams? An API error
+        raises (the workload is converged again with backoff): it is not a denial."""
+        review = await self.kube.create(sar_for_namespace_service_accounts(namespace, source))
         return bool(review.status is not None and review.status.allowed)
 
     async def _get(self, ref: WorkloadRef) -> dict[str, Any] | None:
-        try:
-            obj = await self.kube.get(RESOURCES[ref.kind], ref.name, namespace=ref.namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
-        return to_dict()
+        return await get_or_none(self.kube, RESOURCES[ref.kind], ref.name, ref.namespace)
 
     def _first_time(self, ref: WorkloadRef, what: str) -> bool:
         seen = self._reported[ref]
