@@ -85,8 +85,9 @@ from headwater.conditions import format_time, get_condition, remove_condition, s
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
-from headwater.imports.runner import ImportRunner, plain_dict
+from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed, TagImage
+from headwater.kube import plain_dict
 from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
 from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
 from headwater.registry.credentials import (
