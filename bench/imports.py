@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import resource
 import subprocess
@@ -39,12 +40,13 @@ from lightkube.config.kubeconfig import KubeConfig  # noqa: E402
 from lightkube.core.exceptions import ApiError  # noqa: E402
 
 from headwater.config import Config  # noqa: E402
+from headwater.imports.credentials import Keyring  # noqa: E402
 from headwater.imports.history import Outcome  # noqa: E402
-from headwater.imports.model import SpecTag, StreamRef  # noqa: E402
-from headwater.imports.runner import ImportRunner, plain_dict  # noqa: E402
+from headwater.imports.model import StreamRef  # noqa: E402
+from headwater.imports.plan import ImportJob  # noqa: E402
+from headwater.imports.runner import ImportRunner  # noqa: E402
+from headwater.kube import plain_dict  # noqa: E402
 from headwater.registry.client import RegistryClient  # noqa: E402
-from headwater.registry.credentials import Credentials  # noqa: E402
-from headwater.registry.reference import Reference  # noqa: E402
 from headwater.resources import ImageStream  # noqa: E402
 from tests.e2e.helpers import push_image  # noqa: E402
 
@@ -69,19 +71,8 @@ class CountingRunner(ImportRunner):
 class FullFetchRunner(CountingRunner):
     """Baseline: never trusts the known digest, so every check fetches everything."""
 
-    async def _resolve(
-        self,
-        image: Reference,
-        tag: SpecTag,
-        known: str | None,
-        keyring: list[Mapping[str, Credentials]],
-        *,
-        back_off: bool = True,
-        namespace: str = "",
-    ) -> Outcome:
-        return await super()._resolve(
-            image, tag, None, keyring, back_off=back_off, namespace=namespace
-        )
+    async def _import_one(self, ref: StreamRef, job: ImportJob, keyring: Keyring) -> Outcome:
+        return await super()._import_one(ref, dataclasses.replace(job, known_digest=None), keyring)
 
 
 @dataclass

@@ -55,7 +55,7 @@ from lightkube.resources.apps_v1 import Deployment  # noqa: E402
 from lightkube.resources.core_v1 import Namespace, Pod  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
 
-from headwater.imports.runner import plain_dict  # noqa: E402
+from headwater.kube import plain_dict  # noqa: E402
 from headwater.resources import BuildConfig, ImageStream  # noqa: E402
 from tests.e2e.helpers import push_image  # noqa: E402
 from tests.registry_servers import free_port, running_registry  # noqa: E402

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from headwater.config import Config
 from headwater.imports.model import StreamRef
-from headwater.imports.runner import FairBucket, HostBackoff, HostBuckets, ImportRunner
+from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed
+from headwater.imports.throttle import FairBucket, HostBackoff, HostBuckets
 from headwater.metrics import code_label, registry_label, set_known_registries
 from headwater.registry.auth import TokenCache, TokenKey
 from headwater.registry.client import RegistryClient

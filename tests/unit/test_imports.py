@@ -247,7 +247,7 @@ def test_transitions_name_moves_failures_and_recoveries_once() -> None:
 
 
 def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
-    from headwater.imports.runner import HostBackoff
+    from headwater.imports.throttle import HostBackoff
 
     now = [1000.0]
     backoff = HostBackoff(clock=lambda: now[0])

@@ -7,7 +7,8 @@ from typing import Any, cast
 
 import kopf
 
-from headwater.builds.controller import INLINE_WEBHOOK_SECRET, BuildController
+from headwater.builds.buildconfigs import INLINE_WEBHOOK_SECRET
+from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
 from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
 from headwater.config import Config
@@ -80,8 +81,9 @@ class FakeKube:
         self.patches: list[dict[str, Any]] = []
         self.events: list[Any] = []
 
-    async def patch(self, _kind: Any, _name: str, body: dict[str, Any], **_: Any) -> None:
+    async def patch(self, _kind: Any, _name: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.patches.append(body)
+        return body  # the API server answers with the object written
 
     async def create(self, obj: Any) -> None:
         self.events.append(obj)

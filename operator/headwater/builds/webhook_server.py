@@ -41,7 +41,7 @@ from headwater.builds.webhooks import (
     refusal,
     too_many,
 )
-from headwater.imports.runner import plain_dict
+from headwater.kube import plain_dict
 from headwater.resources import BuildConfig
 
 logger = logging.getLogger(__name__)

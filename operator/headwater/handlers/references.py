@@ -5,7 +5,7 @@ ImageStreamTag or ImageStreamImage in another namespace is admitted only when
 the user making the request may ``get`` ImageStreams in that namespace (a
 SubjectAccessReview as that user). Resolving such a tag later also needs the
 referencing namespace's service accounts to be granted read access (see
-:func:`headwater.imports.runner.sar_for_namespace_service_accounts`): one
+:func:`headwater.imports.references.sar_for_namespace_service_accounts`): one
 check is about who writes the reference, the other about which namespace
 reads the images.
 """

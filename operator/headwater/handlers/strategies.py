@@ -36,7 +36,7 @@ from headwater.builds.strategies import (
     strategy_type,
 )
 from headwater.handlers.lifecycle import memo_build_controller
-from headwater.imports.runner import plain_dict
+from headwater.kube import plain_dict
 from headwater.resources import Build
 
 

@@ -14,39 +14,39 @@ turn. So one namespace with thousands of tags, or one slow registry, delays
 another namespace's imports by at most a turn, not by its whole queue.
 Everything kept per stream, namespace or host is dropped when the stream
 goes, or bounded.
+
+The parts it composes: :mod:`~headwater.imports.throttle` (per-host token
+buckets and backoff, per-repository locks), :mod:`~headwater.imports.credentials`
+(pull secrets, registry CAs, the logins tried) and
+:mod:`~headwater.imports.references` (aliases and references to other tags).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.authorization_v1 import SubjectAccessReview
-from lightkube.resources.core_v1 import Secret, ServiceAccount
 from lightkube.types import PatchType
 
-from headwater import access
 from headwater.conditions import format_time
 from headwater.config import Config
 from headwater.events import post_event
+from headwater.imports import credentials
+from headwater.imports.credentials import Keyring
 from headwater.imports.history import (
     Deferred,
     Failed,
     Imported,
     Outcome,
-    Recorded,
     TagResult,
     Transition,
     Unchanged,
@@ -54,20 +54,9 @@ from headwater.imports.history import (
     ready_condition,
     transitions,
 )
-from headwater.imports.model import (
-    SpecTag,
-    StreamRef,
-    newest_item,
-    source_stream,
-    spec_tags,
-    split_stream_image,
-    split_stream_tag,
-    status_tag,
-    tag_condition,
-)
+from headwater.imports.model import SpecTag, StreamRef, source_stream, spec_tags
 from headwater.imports.notifications import Push, pushed_digests, tags_to_import
 from headwater.imports.plan import (
-    IMPORT_SUCCESS,
     REQUEST_ANNOTATION,
     ImportJob,
     due_time,
@@ -77,205 +66,29 @@ from headwater.imports.plan import (
     requested_tags,
     tag_key,
 )
-from headwater.kube import newer
+from headwater.imports.references import References
+from headwater.imports.throttle import HostBackoff, HostBuckets, RepositoryLocks
+from headwater.kube import get_or_none, is_conflict, is_gone, newer, older, patch_status, plain_dict
 from headwater.metrics import (
     IMPORT_DURATION,
     IMPORT_ERRORS,
     IMPORTS,
     registry_label,
 )
-from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
-from headwater.registry.credentials import (
-    Credentials,
-    CredentialsError,
-    credentials_for,
-    parse_docker_config_secret,
-)
-from headwater.registry.reference import Reference, ReferenceError, parse_reference
+from headwater.registry.client import Platform, RegistryClient
+from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import ImageStream
 from headwater.status import status_patch
 from headwater.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
-PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
-KEYRING_TTL = 60.0
-MAX_PULL_SECRETS = 16
-"""Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""
 EARLY_PUSHES = 1000
 """Pushes kept while no stream follows them yet (right after a start)."""
 EARLY_PUSH_SECONDS = 120.0
 """How long after a start such pushes are kept, and for how long each."""
 PUSH_RECHECK_SECONDS = 0.1
 PUSH_RECHECKS = 20
-ALIAS_DEPTH = 10
-EVENT_COMPONENT = "headwater-operator"
-
-
-MAX_HOSTS = 1024
-"""Registry hosts whose bucket and backoff are remembered; idle ones are forgotten first."""
-
-
-class FairBucket:
-    """At most ``rate`` acquisitions per minute, in bursts up to ``burst``, shared fairly.
-
-    Waiters queue per namespace, and tokens go to the waiting namespaces in
-    turn (round robin), so a namespace with 500 tags waiting takes one token
-    in every *n* (for *n* namespaces waiting), not the next 500.
-    """
-
-    def __init__(
-        self,
-        rate_per_minute: int,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate = rate_per_minute / 60.0
-        self.capacity = float(burst if burst is not None else max(1, rate_per_minute // 6))
-        self.clock = clock
-        self.tokens = self.capacity
-        self.updated = clock()
-        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
-        """Namespace -> its waiters; dict order is the turn order."""
-        self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Nobody waits and the bucket is full again (it can be forgotten)."""
-        self._refill()
-        return not self._queues and self.tokens >= self.capacity
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.updated) * self.rate)
-        self.updated = now
-
-    async def acquire(self, namespace: str = "") -> None:
-        self._refill()
-        if not self._queues and self.tokens >= 1:
-            self.tokens -= 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(namespace, collections.deque()).append(waiter)
-        self._pump()
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.tokens += 1  # granted just as it was cancelled: give it back
-            self._discard(namespace, waiter)
-            raise
-
-    def _discard(self, namespace: str, waiter: asyncio.Future[None]) -> None:
-        queue = self._queues.get(namespace)
-        if queue is not None:
-            with contextlib.suppress(ValueError):
-                queue.remove(waiter)
-            if not queue:
-                del self._queues[namespace]
-
-    def _pump(self) -> None:
-        self._timer = None
-        self._refill()
-        while self._queues and self.tokens >= 1:
-            namespace = next(iter(self._queues))
-            queue = self._queues.pop(namespace)
-            waiter = queue.popleft()
-            if queue:
-                self._queues[namespace] = queue  # to the back of the turn
-            if waiter.done():
-                continue
-            self.tokens -= 1
-            waiter.set_result(None)
-        if self._queues and self._timer is None:
-            delay = (1 - self.tokens) / self.rate
-            self._timer = asyncio.get_running_loop().call_later(delay, self._pump)
-
-
-class HostBuckets:
-    """One :class:`FairBucket` per registry host, at most ``MAX_HOSTS`` of them."""
-
-    def __init__(self, rate_per_minute: int, max_hosts: int = MAX_HOSTS) -> None:
-        self.rate_per_minute = rate_per_minute
-        self.max_hosts = max_hosts
-        self._buckets: collections.OrderedDict[str, FairBucket] = collections.OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def bucket(self, host: str) -> FairBucket:
-        bucket = self._buckets.pop(host, None) or FairBucket(self.rate_per_minute)
-        self._buckets[host] = bucket  # most recently used last
-        if len(self._buckets) > self.max_hosts:
-            # Forget idle hosts, least recently used first (a forgotten host
-            # starts again with a full bucket, which is the worst it can gain;
-            # one with waiters is kept).
-            for name, old in list(self._buckets.items()):
-                if len(self._buckets) <= self.max_hosts:
-                    break
-                if old.idle:
-                    del self._buckets[name]
-        return bucket
-
-    async def acquire(self, host: str, namespace: str) -> None:
-        await self.bucket(host).acquire(namespace)
-
-
-class HostBackoff:
-    """Per registry host: after a 429, a 5xx or no answer, wait before asking again.
-
-    Exponential with jitter (1 s doubling up to 5 minutes), never shorter than
-    the host's own Retry-After; one success clears it. Tags due meanwhile are
-    deferred, not failed: the host's trouble is not the tag's.
-    """
-
-    BASE = 1.0
-    CAP = 300.0
-    TRIGGERS = frozenset({"RateLimited", "ServerError", "Unreachable", "Timeout"})
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_hosts: int = MAX_HOSTS):
-        self.clock = clock
-        self.max_hosts = max_hosts
-        self._until: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def remaining(self, host: str) -> float:
-        return max(0.0, self._until.get(host, 0.0) - self.clock())
-
-    def failed(self, host: str, reason: str, retry_after: float | None) -> None:
-        if reason not in self.TRIGGERS:
-            return
-        failures = self._failures.get(host, 0) + 1
-        self._failures[host] = failures
-        backoff = min(self.CAP, self.BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
-        wait = min(max(backoff, retry_after or 0.0), 3600.0)
-        self._until.pop(host, None)
-        self._until[host] = self.clock() + wait  # the latest last
-        if len(self._until) > self.max_hosts:
-            # Forget the hosts whose wait ended longest ago (a new failure starts over).
-            for name in list(self._until)[: len(self._until) - self.max_hosts]:
-                self.succeeded(name)
-
-    def succeeded(self, host: str) -> None:
-        self._until.pop(host, None)
-        self._failures.pop(host, None)
-
-
-def sar_for_namespace_service_accounts(namespace: str, source: str) -> SubjectAccessReview:
-    """May the service accounts of ``namespace`` get ImageStreams in ``source``?
-
-    OpenShift's image-puller model: a cross-namespace reference is honoured
-    when the referencing namespace's service accounts were granted read access
-    to the source namespace's streams (e.g. a RoleBinding of ``headwater-view``
-    to the group ``system:serviceaccounts:<namespace>``).
-    """
-    return access.review(
-        access.Requester.service_account(namespace),
-        access.Permission(source, "get", access.IMAGE_GROUP, "imagestreams"),
-    )
 
 
 class ImportRunner:
@@ -304,7 +117,7 @@ class ImportRunner:
         self.sources: dict[StreamRef, set[StreamRef]] = {}
         self.dependents: defaultdict[StreamRef, set[StreamRef]] = defaultdict(set)
         self.locks: defaultdict[StreamRef, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.keyrings: dict[str, tuple[float, list[Mapping[str, Credentials]]]] = {}
+        self.keyrings: dict[str, tuple[float, Keyring]] = {}
         self.reference_digests: dict[str, str] = {}
         self.pending: dict[StreamRef, set[str]] = {}
         self.expected: dict[tuple[StreamRef, str], tuple[str, int]] = {}
@@ -314,12 +127,8 @@ class ImportRunner:
         """Tags registry notifications asked to import, until the stream's next reconcile."""
         self.buckets = HostBuckets(config.import_rate_per_minute)
         self.backoff = HostBackoff()
-        # One request at a time per (host, repository, login, namespace):
-        # politeness to registries, and no duplicate token fetches for one
-        # scope; per namespace, so one namespace's queue for a repository
-        # never holds up another's. Dropped when unused.
-        self.repository_locks: dict[tuple[str, str, str, str], asyncio.Lock] = {}
-        self._lock_users: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        self.repository_locks = RepositoryLocks()
+        self.references = References(kube, config, self.bodies)
         self._streams_in: collections.Counter[str] = collections.Counter()
         """Streams known per namespace: its keyring goes with its last stream."""
         self.scheduler: WorkQueue[StreamRef] = WorkQueue(
@@ -414,20 +223,6 @@ class ImportRunner:
         if lock is not None and not lock.locked():
             del self.locks[ref]
 
-    @contextlib.asynccontextmanager
-    async def _repository_lock(self, key: tuple[str, str, str, str]) -> AsyncIterator[None]:
-        """The lock of one (host, repository, login, namespace), dropped when nobody uses it."""
-        self._lock_users[key] += 1
-        lock = self.repository_locks.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:
-                yield
-        finally:
-            self._lock_users[key] -= 1
-            if self._lock_users[key] <= 0:
-                del self._lock_users[key]
-                self.repository_locks.pop(key, None)
-
     async def record_image(
         self, ref: StreamRef, tag: str, image: str, reference: str, message: str
     ) -> bool:
@@ -439,13 +234,9 @@ class ImportRunner:
         """
         async with self.locks[ref]:
             for _ in range(5):
-                try:
-                    obj = await self.kube.get(ImageStream, ref.name, namespace=ref.namespace)
-                except ApiError as exc:
-                    if exc.status.code == 404:
-                        return False
-                    raise
-                body = plain_dict(obj)
+                body = await get_or_none(self.kube, ImageStream, ref.name, ref.namespace)
+                if body is None:
+                    return False
                 metadata = body.get("metadata") or {}
                 status = body.get("status") or {}
                 now = self.clock()
@@ -472,23 +263,21 @@ class ImportRunner:
                 if tags == status.get("tags"):
                     return True
                 try:
-                    updated = await self.kube.patch(
+                    updated = await patch_status(
+                        self.kube,
                         ImageStream.Status,
                         ref.name,
-                        {
-                            "metadata": {"resourceVersion": metadata.get("resourceVersion")},
-                            "status": {"tags": tags},
-                        },
-                        namespace=ref.namespace,
-                        patch_type=PatchType.MERGE,
+                        ref.namespace,
+                        {"tags": tags},
+                        resource_version=metadata.get("resourceVersion"),
                     )
                 except ApiError as exc:
-                    if exc.status.code == 409:
+                    if is_conflict(exc):
                         continue
-                    if exc.status.code == 404:
-                        return False
                     raise
-                self._remember(ref, plain_dict(updated))
+                if updated is None:
+                    return False
+                self._remember(ref, updated)
                 # Its watch event is our own write (skipped): the rest of the
                 # status (conditions, aliases of the tag) is brought up to date here.
                 self.scheduler.add(ref)
@@ -524,7 +313,7 @@ class ImportRunner:
     def _remember(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
         if ref not in self.bodies:
             self._streams_in[ref.namespace] += 1
-        if _older(body, self.bodies.get(ref)):
+        if older(body, self.bodies.get(ref)):
             # A watch event delivered after this runner's own newer write: keeping
             # it would compute the next status from an old one.
             return
@@ -718,7 +507,9 @@ class ImportRunner:
     ) -> list[TagResult]:
         if not jobs:
             return []
-        keyring = await self._keyring(ref.namespace)
+        keyring = await credentials.keyring(
+            self.kube, ref.namespace, self.config.import_pull_secrets, self.keyrings
+        )
         outcomes = await asyncio.gather(*(self._import_one(ref, job, keyring) for job in jobs))
         return [
             TagResult(
@@ -729,9 +520,7 @@ class ImportRunner:
             for job, outcome in zip(jobs, outcomes, strict=True)
         ]
 
-    async def _import_one(
-        self, ref: StreamRef, job: ImportJob, keyring: list[Mapping[str, Credentials]]
-    ) -> Outcome:
+    async def _import_one(self, ref: StreamRef, job: ImportJob, keyring: Keyring) -> Outcome:
         tag = job.tag
         try:
             image = parse_reference(tag.from_name)
@@ -752,8 +541,18 @@ class ImportRunner:
             # While a notified push is being waited for, the registry may answer
             # 5xx for the tag it is still writing: not a reason to back off the host.
             pushed = (ref, tag.name) in self.expected
-            outcome = await self._resolve(
-                image, tag, known, keyring, back_off=not pushed, namespace=ref.namespace
+            outcome = await credentials.resolve(
+                self.registry,
+                image,
+                tag,
+                known,
+                keyring,
+                platform=self.platform,
+                ca_file=credentials.ca_file(self.config.registry_certs_dir, image.domain),
+                locks=self.repository_locks,
+                backoff=self.backoff,
+                back_off=not pushed,
+                namespace=ref.namespace,
             )
         except Exception as exc:  # never let one tag's surprise crash the stream
             logger.exception("import of %s failed unexpectedly", tag.from_name)
@@ -773,99 +572,6 @@ class ImportRunner:
             self.reference_digests[key] = outcome.reference_digest
         return outcome
 
-    async def _resolve(
-        self,
-        image: Reference,
-        tag: SpecTag,
-        known: str | None,
-        keyring: list[Mapping[str, Credentials]],
-        *,
-        back_off: bool = True,
-        namespace: str = "",
-    ) -> Outcome:
-        """Resolve with each matching credential in turn (as the kubelet does), then anonymously."""
-        candidates: list[Credentials | None] = [*credentials_for(image, keyring)[:3], None]
-        error: RegistryError | None = None
-        for credentials in candidates:
-            login = credentials.username if credentials is not None else ""
-            try:
-                async with self._repository_lock((image.api_host, image.path, login, namespace)):
-                    resolved = await self.registry.resolve(
-                        image.api_host,
-                        image.path,
-                        image.digest or image.tag or "latest",
-                        credentials=credentials,
-                        insecure=tag.insecure,
-                        ca_file=self._ca_file(image.domain),
-                        platform=self.platform,
-                        preserve_original=tag.import_mode == "PreserveOriginal",
-                        known_digest=known,
-                    )
-            except RegistryError as exc:
-                error = exc
-                if exc.reason == "NotAllowed":
-                    break  # the admin's policy, not the registry: no other login helps
-                if exc.reason in ("Unauthorized", "Forbidden"):
-                    continue
-                if back_off:
-                    self.backoff.failed(image.api_host, exc.reason, exc.retry_after)
-                break
-            except ValueError as exc:
-                return Failed("InvalidImageReference", str(exc))
-            self.backoff.succeeded(image.api_host)
-            if resolved.unchanged:
-                return Unchanged()
-            return Imported(
-                image=resolved.digest,
-                docker_image_reference=f"{image.name}@{resolved.digest}",
-                platforms=_platforms(resolved) if tag.import_mode == "PreserveOriginal" else (),
-                message=f"imported {tag.from_name}",
-                reference_digest=resolved.reference_digest or resolved.digest,
-            )
-        assert error is not None
-        return Failed(error.reason, error.message)
-
-    def _ca_file(self, domain: str) -> str | None:
-        """``<registryCertsDir>/<host[:port]>/ca.crt`` when the admin put one there."""
-        if not self.config.registry_certs_dir:
-            return None
-        path = Path(self.config.registry_certs_dir) / domain / "ca.crt"
-        return str(path) if path.is_file() else None
-
-    async def _keyring(self, namespace: str) -> list[Mapping[str, Credentials]]:
-        """Pull secrets of the namespace's default service account, cached briefly."""
-        cached = self.keyrings.get(namespace)
-        if cached is not None and time.monotonic() - cached[0] < KEYRING_TTL:
-            return cached[1]
-        keyring: list[Mapping[str, Credentials]] = []
-        try:
-            account = await self.kube.get(ServiceAccount, "default", namespace=namespace)
-            names = [s.name for s in account.imagePullSecrets or [] if s.name]
-        except ApiError as exc:
-            logger.warning("no default service account in %s: %s", namespace, exc.status.reason)
-            names = []
-        names += [n for n in self.config.import_pull_secrets if n not in names]
-        if len(names) > MAX_PULL_SECRETS:
-            logger.warning(
-                "namespace %s: %d pull secrets, only the first %d are read",
-                namespace, len(names), MAX_PULL_SECRETS,
-            )  # fmt: skip
-            names = names[:MAX_PULL_SECRETS]
-        for name in names:
-            try:
-                secret = await self.kube.get(Secret, name, namespace=namespace)
-            except ApiError as exc:
-                logger.warning("pull secret %s/%s: %s", namespace, name, exc.status.reason)
-                continue
-            if secret.type not in PULL_SECRET_TYPES:
-                continue
-            try:
-                keyring.append(parse_docker_config_secret(secret.type, dict(secret.data or {})))
-            except CredentialsError as exc:
-                logger.warning("pull secret %s/%s ignored: %s", namespace, name, exc)
-        self.keyrings[namespace] = (time.monotonic(), keyring)
-        return keyring
-
     # --- references to other tags -------------------------------------------
 
     async def _follow_references(
@@ -877,143 +583,15 @@ class ImportRunner:
         original: Mapping[str, Any],
         now: datetime,
     ) -> list[TagResult]:
-        """Results for reference, alias (ImageStreamTag) and pinned (ImageStreamImage) tags.
-
-        Same-stream aliases are resolved against ``interim`` (this reconcile's
-        imports included), repeatedly, so chains settle in one pass.
-        """
-        results: dict[str, TagResult] = {}
-        status = dict(interim)
-        for _ in range(ALIAS_DEPTH):
-            changed = False
-            for tag in tags:
-                outcome = await self._reference_outcome(ref, tag, status)
-                if outcome is None:
-                    continue
-                result = TagResult(
-                    tag=tag,
-                    outcome=outcome,
-                    generation=effective_generation(tag, generation),
-                    attempted=self._record_attempt(ref, tag, outcome, original, now),
-                )
-                if results.get(tag.name) != result:
-                    results[tag.name] = result
-                    changed = True
-            if not changed:
-                break
-            status["tags"] = apply_results(
-                interim, list(results.values()), datetime.now(UTC), self._limit
-            )
-        return list(results.values())
-
-    def _record_attempt(
-        self,
-        ref: StreamRef,
-        tag: SpecTag,
-        outcome: Outcome,
-        original: Mapping[str, Any],
-        now: datetime,
-    ) -> bool:
-        """Whether a reference outcome stamps lastImportTime (which schedules a retry).
-
-        A failure is stamped when it is new or its retry time has come; stamping
-        the same failure on every event would make each status write cause the next.
-        """
-        if not isinstance(outcome, Failed):
-            return False
-        previous = tag_condition(status_tag(original, tag.name), IMPORT_SUCCESS)
-        same = (
-            previous is not None
-            and previous.get("status") == "False"
-            and previous.get("reason") == outcome.reason
-            and previous.get("message") == outcome.message
-        )
-        if not same:
-            return True
-        due = due_time(ref, tag, original, self.config.import_interval_seconds)
-        return due is not None and due <= now
-
-    async def _reference_outcome(
-        self, ref: StreamRef, tag: SpecTag, status: Mapping[str, Any]
-    ) -> Outcome | None:
-        if tag.from_kind == "DockerImage" and tag.reference:
-            try:
-                image = parse_reference(tag.from_name)
-            except ReferenceError as exc:
-                return Failed("InvalidImageReference", str(exc))
-            return Recorded(docker_image_reference=str(image), image=image.digest or "")
-        source = source_stream(tag, ref.namespace)
-        if source is None:
-            return None
-        if source == ref:
-            source_status: Mapping[str, Any] | None = status
-        else:
-            denied = await self._cross_namespace_denied(ref, source)
-            if denied:
-                return Failed("Forbidden", denied)
-            source_status = await self._status_of(source)
-            if source_status is None:
-                return Failed("NotFound", f"ImageStream {source} does not exist")
-        if tag.from_kind == "ImageStreamTag":
-            source_tag = split_stream_tag(tag.from_name)[1]
-            item = newest_item(source_status, source_tag)
-            if item is None:
-                return Failed("NotFound", f"ImageStreamTag {source}:{source_tag} has no image yet")
-        else:
-            digest = split_stream_image(tag.from_name)[1]
-            item = _find_image(source_status, digest)
-            if item is None:
-                return Failed("NotFound", f"ImageStream {source} has no image {digest}")
-        return Imported(
-            image=str(item.get("image") or ""),
-            docker_image_reference=str(item.get("dockerImageReference") or ""),
-            platforms=tuple(item.get("platforms") or ()),
-            message=f"follows {tag.from_kind} {tag.from_name}",
-        )
-
-    async def _status_of(self, source: StreamRef) -> Mapping[str, Any] | None:
-        body = self.bodies.get(source)
-        if body is None:
-            try:
-                obj = await self.kube.get(ImageStream, source.name, namespace=source.namespace)
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return None
-                raise
-            body = plain_dict(obj)
-        return dict(body.get("status") or {})
-
-    async def _cross_namespace_denied(self, ref: StreamRef, source: StreamRef) -> str | None:
-        if source.namespace == ref.namespace:
-            return None
-        review = await self.kube.create(
-            sar_for_namespace_service_accounts(ref.namespace, source.namespace)
-        )
-        if review.status is not None and review.status.allowed:
-            return None
-        return (
-            f"service accounts of namespace {ref.namespace} may not get ImageStreams in "
-            f"{source.namespace}; grant them headwater-view there to follow {source}"
-        )
+        """Results for reference, alias and pinned tags (:mod:`headwater.imports.references`)."""
+        return await self.references.follow(ref, tags, generation, interim, original, now)
 
     # --- writes ---------------------------------------------------------------
 
     async def _patch_status(
         self, ref: StreamRef, patch: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        try:
-            obj = await self.kube.patch(
-                ImageStream.Status,
-                ref.name,
-                {"status": dict(patch)},
-                namespace=ref.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        return plain_dict(obj)
+        return await patch_status(self.kube, ImageStream.Status, ref.name, ref.namespace, patch)
 
     async def _post_event(
         self, ref: StreamRef, body: Mapping[str, Any], transition: Transition, now: datetime
@@ -1037,7 +615,7 @@ class ImportRunner:
                 patch_type=PatchType.MERGE,
             )
         except ApiError as exc:
-            if exc.status.code != 404:
+            if not is_gone(exc):
                 raise
             return
         self.bodies[ref] = plain_dict(obj)
@@ -1054,41 +632,3 @@ def forgotten_tags(annotations: Mapping[str, str] | None) -> set[str] | None:
     if value is None:
         return None
     return {t.strip() for t in str(value).split(",") if t.strip()}
-
-
-def _older(body: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
-    """True when ``body`` is an older version of ``than`` (numeric resourceVersions)."""
-    if than is None:
-        return False
-    new = str((body.get("metadata") or {}).get("resourceVersion") or "")
-    old = str((than.get("metadata") or {}).get("resourceVersion") or "")
-    return new.isdigit() and old.isdigit() and int(new) < int(old)
-
-
-def plain_dict(obj: Any) -> dict[str, Any]:
-    """A lightkube generic object as the plain dict kopf bodies are (its metadata included)."""
-    to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
-    return to_dict()
-
-
-def _platforms(resolved: Resolved) -> tuple[Mapping[str, str], ...]:
-    """An index's entries as status ``platforms`` (os, architecture, variant, digest)."""
-    entries = []
-    for entry in resolved.platforms:
-        platform = entry.platform
-        fields = {
-            "os": platform.os if platform else "",
-            "architecture": platform.architecture if platform else "",
-            "variant": (platform.variant or "") if platform else "",
-            "digest": entry.digest,
-        }
-        entries.append({k: v for k, v in fields.items() if v})
-    return tuple(entries)
-
-
-def _find_image(status: Mapping[str, Any] | None, digest: str) -> Mapping[str, Any] | None:
-    for entry in (status or {}).get("tags") or []:
-        for item in entry.get("items") or []:
-            if item.get("image") == digest:
-                return dict(item)
-    return None

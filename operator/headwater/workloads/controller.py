@@ -19,7 +19,7 @@ Cross-namespace triggers (``from.namespace``): the operator can read every
 namespace's streams, so a workload's trigger is honoured only when the
 workload namespace's service accounts may get ImageStreams in the source
 namespace — the same rule as an ImageStream tag following another namespace
-(:func:`headwater.imports.runner.sar_for_namespace_service_accounts`).
+(:func:`headwater.imports.references.sar_for_namespace_service_accounts`).
 Otherwise editing a Deployment would be enough to learn another namespace's
 image digests, and to run its images.
 """
@@ -43,7 +43,7 @@ from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.types import PatchType
 
 from headwater.events import post_event
-from headwater.imports.runner import sar_for_namespace_service_accounts
+from headwater.imports.references import sar_for_namespace_service_accounts
 from headwater.imports.tagfeed import Key, TagFeed, TagImage
 from headwater.kube import Failure, classify, get_or_none
 from headwater.workloads.triggers import (
