@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.imports.model import spec_tags
+from headwater.kube import resource_version
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ def tag_images(body: Mapping[str, Any], registry: str | None) -> list[TagImage]:
     return found
 
 
-def _revision(value: object) -> int | None:
-    """A resourceVersion as a number: etcd's revision, which every API server in use
-    hands out; None for anything else, which then never counts as stale."""
-    text = str(value or "")
-    return int(text) if text.isdigit() else None
-
-
 class TagFeed:
     """The newest image of every tag seen; subscribers hear about each move once."""
 
@@ -112,7 +106,7 @@ class TagFeed:
         """
         metadata = body.get("metadata") or {}
         stream = (str(metadata.get("namespace")), str(metadata.get("name")))
-        version = _revision(metadata.get("resourceVersion"))
+        version = resource_version(body)
         seen = self._versions.get(stream)
         if version is not None and seen is not None and version < seen:
             return []

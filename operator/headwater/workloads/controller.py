@@ -33,11 +33,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import httpx2 as httpx
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.types import PatchType
@@ -45,6 +43,7 @@ from lightkube.types import PatchType
 from headwater.events import post_event
 from headwater.imports.runner import sar_for_namespace_service_accounts
 from headwater.imports.tagfeed import Key, TagFeed, TagImage
+from headwater.kube import API_ERRORS, Failure, classify, get_or_none
 from headwater.workloads.triggers import (
     FIELD_MANAGER,
     WORKLOAD_KINDS,
@@ -248,26 +247,23 @@ class WorkloadTriggers:
                     # are in the body, so only those change hands.
                     force=True,
                 )
-            except ApiError as exc:
-                code = exc.status.code or 0
-                if code == 404:
+            except API_ERRORS as exc:
+                failure = classify(exc)
+                if failure is Failure.GONE:
                     self.forget(ref)
                     return False, None
-                if code < 500 and code != 429:
+                if failure is not Failure.TRANSIENT:
                     return False, f"the API server refused the image update: {exc}"
-                failure: Exception = exc
-            except httpx.HTTPError as exc:
-                failure = exc
-            else:
-                logger.info("%s: images set by triggers", ref)
-                metadata = getattr(result, "metadata", None)
-                if metadata is not None and metadata.uid and metadata.generation:
-                    self._written[ref] = (str(metadata.uid), int(metadata.generation))
-                return True, None
-            logger.warning(
-                "%s: image trigger patch failed (attempt %d): %s", ref, attempt + 1, failure
-            )
-            await asyncio.sleep(0.5 * 2**attempt)
+                logger.warning(
+                    "%s: image trigger patch failed (attempt %d): %s", ref, attempt + 1, exc
+                )
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            logger.info("%s: images set by triggers", ref)
+            metadata = getattr(result, "metadata", None)
+            if metadata is not None and metadata.uid and metadata.generation:
+                self._written[ref] = (str(metadata.uid), int(metadata.generation))
+            return True, None
         return False, None
 
     # --- bookkeeping ------------------------------------------------------------
@@ -303,20 +299,13 @@ class WorkloadTriggers:
     async def _review(self, namespace: str, source: str) -> bool:
         try:
             review = await self.kube.create(sar_for_namespace_service_accounts(namespace, source))
-        except (ApiError, httpx.HTTPError) as exc:
+        except API_ERRORS as exc:
             logger.warning("access review %s -> %s failed: %s", namespace, source, exc)
             return False
         return bool(review.status is not None and review.status.allowed)
 
     async def _get(self, ref: WorkloadRef) -> dict[str, Any] | None:
-        try:
-            obj = await self.kube.get(RESOURCES[ref.kind], ref.name, namespace=ref.namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
-        return to_dict()
+        return await get_or_none(self.kube, RESOURCES[ref.kind], ref.name, ref.namespace)
 
     def _first_time(self, ref: WorkloadRef, what: str) -> bool:
         seen = self._reported[ref]
