@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
+
+from headwater.kube import API_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -51,5 +52,5 @@ async def post_event(
     )
     try:
         await kube.create(event)
-    except ApiError as exc:
+    except API_ERRORS as exc:  # a timeout too: an Event is never worth failing the caller
         logger.warning("event %s on %s/%s not posted: %s", reason, namespace, name, exc)

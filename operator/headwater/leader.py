@@ -46,6 +46,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from headwater.config import LeaderElection
+from headwater.kube import is_conflict, is_gone
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class LeaderElector:
         try:
             lease = await self._client.get(Lease, s.lease_name, namespace=s.lease_namespace)
         except ApiError as exc:
-            if exc.status.code != 404:
+            if not is_gone(exc):
                 raise
             new = Lease(
                 metadata=ObjectMeta(name=s.lease_name, namespace=s.lease_namespace),
@@ -181,7 +182,7 @@ class LeaderElector:
             try:
                 created = await self._client.create(new)
             except ApiError as create_exc:
-                if create_exc.status.code == 409:  # another replica created it first
+                if is_conflict(create_exc):  # another replica created it first
                     return False
                 raise
             self._observe(record_from_spec(created.spec, s.lease_duration_seconds), None)
@@ -197,7 +198,7 @@ class LeaderElector:
         try:
             updated = await self._client.replace(lease)
         except ApiError as exc:
-            if exc.status.code == 409:
+            if is_conflict(exc):
                 return False
             raise
         new_version = updated.metadata.resourceVersion if updated.metadata else None

@@ -97,6 +97,8 @@ class WorkQueue(Generic[K]):
         self._after: dict[K, float | None] = {}
         """Keys running now -> when to run them again (None: not again, unless failed)."""
         self._cancelled: set[K] = set()
+        self.reconciles = 0
+        """Reconciles started, for tests and benchmarks."""
         self.failures: dict[K, int] = {}
         """Consecutive failures per key; gone on the key's next success."""
         self._seq = 0
@@ -239,6 +241,7 @@ class WorkQueue(Generic[K]):
 
     async def _run_one(self, key: K) -> None:
         failed = False
+        self.reconciles += 1
         started = time.perf_counter()
         try:
             await self._reconcile(key)

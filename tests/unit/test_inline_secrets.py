@@ -13,6 +13,8 @@ from headwater.builds.job import settings_from_config
 from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
 from headwater.config import Config
 from headwater.handlers.inline_secrets import register, warn_inline_secrets
+from headwater.resources import BuildConfig
+from tests.fakekube import FakeKube
 
 NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
 
@@ -76,23 +78,14 @@ def test_admission_handler_is_a_non_blocking_validating_webhook() -> None:
     assert handler.reason.value == "validating"
 
 
-class FakeKube:
-    def __init__(self) -> None:
-        self.patches: list[dict[str, Any]] = []
-        self.events: list[Any] = []
-
-    async def patch(self, _kind: Any, _name: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
-        self.patches.append(body)
-        return body  # the API server answers with the object written
-
-    async def create(self, obj: Any) -> None:
-        self.events.append(obj)
+def patches(kube: FakeKube) -> list[dict[str, Any]]:
+    return [c.body for c in kube.writes if c.verb == "patch"]
 
 
 def controller(kube: FakeKube) -> BuildController:
     config = Config()
     return BuildController(
-        cast(Any, kube), cast(Any, None), config, settings_from_config(config), clock=lambda: NOW
+        kube.client, cast(Any, None), config, settings_from_config(config), clock=lambda: NOW
     )
 
 
@@ -102,31 +95,32 @@ def conditions_after(patch: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 async def test_condition_and_one_event_while_a_secret_is_inline() -> None:
     kube = FakeKube()
-    bc = buildconfig(INLINE_GITHUB)
+    bc = kube.add(buildconfig(INLINE_GITHUB))
     await controller(kube)._write_buildconfig_status(bc, 0)
-    [patch] = kube.patches
+    [patch] = patches(kube)
     condition = conditions_after(patch)[INLINE_WEBHOOK_SECRET]
     assert condition["status"] == "True"
     assert "spec.triggers[0].github.secret" in condition["message"]
-    [event] = kube.events
-    assert event.type == "Warning"
-    assert event.reason == INLINE_WEBHOOK_SECRET
-    assert event.involvedObject.name == "web"
+    [event] = kube.all("events")
+    assert event["type"] == "Warning"
+    assert event["reason"] == INLINE_WEBHOOK_SECRET
+    assert event["involvedObject"]["name"] == "web"
 
     # The same spec again: status unchanged, no write and no second Event.
-    bc["status"] = patch["status"]
+    bc = kube.body(BuildConfig, "web", "shop")
     await controller(kube)._write_buildconfig_status(bc, 0)
-    assert len(kube.patches) == 1
-    assert len(kube.events) == 1
+    assert len(patches(kube)) == 1
+    assert len(kube.all("events")) == 1
 
 
 async def test_condition_goes_when_the_secret_moves_to_a_secret_reference() -> None:
     kube = FakeKube()
-    bc = buildconfig(INLINE_GITHUB)
+    bc = kube.add(buildconfig(INLINE_GITHUB))
     await controller(kube)._write_buildconfig_status(bc, 0)
-    fixed = buildconfig(REFERENCED, generation=2)
-    fixed["status"] = kube.patches[0]["status"]
+    await kube.patch(BuildConfig, "web", {"spec": {"triggers": [REFERENCED]}}, namespace="shop")
+    fixed = kube.body(BuildConfig, "web", "shop")
+    assert fixed["metadata"]["generation"] == 2
     await controller(kube)._write_buildconfig_status(fixed, 0)
-    last = kube.patches[-1]["status"]["conditions"]
+    last = patches(kube)[-1]["status"]["conditions"]
     assert INLINE_WEBHOOK_SECRET not in {c["type"] for c in last}
-    assert len(kube.events) == 1  # nothing new to warn about
+    assert len(kube.all("events")) == 1  # nothing new to warn about

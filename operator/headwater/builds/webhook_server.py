@@ -41,7 +41,7 @@ from headwater.builds.webhooks import (
     refusal,
     too_many,
 )
-from headwater.kube import plain_dict
+from headwater.kube import Failure, classify, is_gone, plain_dict
 from headwater.resources import BuildConfig
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class BuildWebhooks:
             try:
                 return plain_dict(await kube.get(BuildConfig, name, namespace=ns))
             except ApiError as exc:
-                if exc.status.code in (403, 404):
+                if classify(exc) in (Failure.GONE, Failure.FORBIDDEN):
                     return None
                 raise
 
@@ -113,7 +113,7 @@ class BuildWebhooks:
             try:
                 secret = await kube.get(Secret, name, namespace=ns)
             except ApiError as exc:
-                if exc.status.code in (403, 404):
+                if classify(exc) in (Failure.GONE, Failure.FORBIDDEN):
                     return None
                 raise
             encoded = (secret.data or {}).get(WEBHOOK_SECRET_KEY)
@@ -164,7 +164,7 @@ class BuildWebhooks:
                     HookResult(422, {"status": "Failure", "code": 422, "message": str(exc)})
                 )
             except ApiError as exc:
-                if exc.status.code == 404:  # deleted since it was read
+                if is_gone(exc):  # deleted since it was read
                     return _respond(refusal(call))
                 raise
         except Exception:

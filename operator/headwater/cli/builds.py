@@ -44,7 +44,8 @@ from headwater.builds.scripts import (
     UPLOAD_TAR_COMMAND,
     upload_file_command,
 )
-from headwater.cli.kube import as_dict, cluster_options, connect, load_config
+from headwater.cli.kube import cluster_options, connect, load_config
+from headwater.kube import is_gone, plain_dict
 
 EXIT_FAILED = 1
 REFUSAL_REASONS = ("BuildConfigInstantiateFailed", "InvalidBuildRequest")
@@ -122,9 +123,9 @@ def _build_pod(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
     from lightkube.resources.core_v1 import Pod
 
     pods = [
-        as_dict(p)
+        plain_dict(p)
         for p in client.list(Pod, namespace=namespace, labels={LABEL_BUILD: label_value(name)})
-        if build_of_child(as_dict(p).get("metadata") or {}) == name
+        if build_of_child(plain_dict(p).get("metadata") or {}) == name
     ]
     pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
     return pods[-1] if pods else None
@@ -147,9 +148,9 @@ def _get_build(client: Any, namespace: str, name: str) -> dict[str, Any]:
 
     build, _ = _resources()
     try:
-        return as_dict(client.get(build, name, namespace=namespace))
+        return plain_dict(client.get(build, name, namespace=namespace))
     except ApiError as exc:
-        if exc.status.code == 404:
+        if is_gone(exc):
             raise click.ClickException(f'build "{name}" not found in {namespace}') from None
         raise click.ClickException(str(exc.status.message)) from None
 
@@ -465,7 +466,7 @@ def start_build(
     try:
         client.get(bc_resource, bc_name, namespace=default_ns)
     except ApiError as exc:
-        if exc.status.code == 404:
+        if is_gone(exc):
             raise click.ClickException(
                 f'buildconfig "{bc_name}" not found in {default_ns}'
             ) from None
@@ -511,7 +512,7 @@ def _builds_to_cancel(
         kind, sep, rest = target.partition("/")
         if sep and kind in ("bc", "buildconfig", "buildconfigs"):
             found = [
-                as_dict(b)
+                plain_dict(b)
                 for b in client.list(
                     build_resource,
                     namespace=namespace,
@@ -635,7 +636,7 @@ def logs(
         kind, rest = "build", target
     if kind in ("bc", "buildconfig", "buildconfigs"):
         try:
-            bc = as_dict(client.get(bc_resource, rest, namespace=default_ns))
+            bc = plain_dict(client.get(bc_resource, rest, namespace=default_ns))
         except ApiError as exc:
             raise click.ClickException(f'buildconfig "{rest}": {exc.status.message}') from None
         number = version or int((bc.get("status") or {}).get("lastVersion") or 0)

@@ -44,7 +44,7 @@ def _names(ctx: click.Context, kind: Kind) -> list[str]:
     """Names of the kind in the namespace already chosen; [] on any failure."""
     from lightkube.resources import apps_v1, batch_v1
 
-    from headwater.cli.kube import as_dict
+    from headwater.kube import plain_dict
     from headwater.resources import Build, BuildConfig, ImageStream
 
     resources: dict[str, Any] = {
@@ -65,7 +65,7 @@ def _names(ctx: click.Context, kind: Kind) -> list[str]:
         if found is None:
             return []
         client, namespace = found
-        objs = [as_dict(o) for o in client.list(resources[kind.kind], namespace=namespace)]
+        objs = [plain_dict(o) for o in client.list(resources[kind.kind], namespace=namespace)]
     except Exception as exc:
         log.debug("completion: listing %s failed: %s", kind.plural, exc)
         return []

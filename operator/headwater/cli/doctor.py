@@ -1217,16 +1217,16 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
         ServiceAccount,
     )
 
-    from headwater.cli.kube import as_dict
+    from headwater.kube import is_gone, plain_dict
     from headwater.resources import Build, BuildConfig, ImageStream
 
     unread: list[str] = []
 
     def listed(resource: Any, what: str, **kwargs: Any) -> list[dict[str, Any]] | None:
         try:
-            return [as_dict(o) for o in client.list(resource, namespace=namespace, **kwargs)]
+            return [plain_dict(o) for o in client.list(resource, namespace=namespace, **kwargs)]
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 unread.append(f"{what}: the API is not installed")
             else:
                 unread.append(f"{what}: {exc.status.message}")
@@ -1237,7 +1237,7 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
         try:
             client.get(resource, name)
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 return False
             raise
         return True
@@ -1255,9 +1255,9 @@ def gather(client: Any, namespace: str) -> tuple[Snapshot, list[str]]:
     other: dict[StreamKey, Mapping[str, Any] | None] = {}
     for ns, name in sorted(referenced_streams(namespace, buildconfigs, workloads)):
         try:
-            other[(ns, name)] = as_dict(client.get(ImageStream, name, namespace=ns))
+            other[(ns, name)] = plain_dict(client.get(ImageStream, name, namespace=ns))
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 other[(ns, name)] = None
             else:
                 unread.append(f"imagestream {ns}/{name}: {exc.status.message}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import click
 from lightkube import Client
@@ -44,9 +43,3 @@ def connect(
     single = load_config(kubeconfig, context)
     chosen = namespace or single.namespace or "default"
     return Client(config=single, namespace=chosen, field_manager="headwater-cli"), chosen
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """A lightkube generic object as a plain dict."""
-    to_dict = cast(Callable[[], dict[str, Any]], obj.to_dict)
-    return to_dict()

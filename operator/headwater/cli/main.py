@@ -224,15 +224,15 @@ def _wait_for_imports(
 
     Returns per tag (succeeded, the pinned reference or the failure's reason).
     """
-    from headwater.cli.kube import as_dict
     from headwater.cli.tags import import_result
+    from headwater.kube import plain_dict
 
     spinner = "|/-\\"
     deadline = time.monotonic() + timeout
     turn = 0
     results: dict[str, tuple[bool, str]] = {}
     while time.monotonic() < deadline:
-        obj = as_dict(client.get(resource, stream, namespace=namespace))
+        obj = plain_dict(client.get(resource, stream, namespace=namespace))
         for tag in tags:
             finished, succeeded, message = import_result(obj, tag, since)
             if finished:
@@ -408,7 +408,7 @@ def import_image(
     from lightkube.generic_resource import create_namespaced_resource
     from lightkube.types import PatchType
 
-    from headwater.cli.kube import as_dict, connect
+    from headwater.cli.kube import connect
     from headwater.cli.tags import (
         StreamTag,
         TagError,
@@ -418,6 +418,7 @@ def import_image(
     )
     from headwater.imports.model import spec_tags
     from headwater.imports.plan import REQUEST_ANNOTATION
+    from headwater.kube import is_gone, plain_dict
     from headwater.registry.client import RegistryError
     from headwater.registry.reference import ReferenceError
 
@@ -430,9 +431,9 @@ def import_image(
     except TagError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        existing = as_dict(client.get(resource, target.stream, namespace=target.namespace))
+        existing = plain_dict(client.get(resource, target.stream, namespace=target.namespace))
     except ApiError as exc:
-        if exc.status.code != 404:
+        if not is_gone(exc):
             raise click.ClickException(str(exc.status.message)) from None
         existing = None
     present = spec_tags((existing or {}).get("spec"))
@@ -547,16 +548,16 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
     from lightkube.core.exceptions import ApiError
     from lightkube.types import PatchType
 
-    from headwater.cli.kube import as_dict
     from headwater.cli.tags import delete_patch
     from headwater.imports.model import status_tag
     from headwater.imports.runner import FORGET_ANNOTATION
+    from headwater.kube import Failure, classify, plain_dict
 
     where = f"{target.namespace}/{target}"
 
     def read() -> dict[str, Any]:
         try:
-            return as_dict(client.get(resource, target.stream, namespace=target.namespace))
+            return plain_dict(client.get(resource, target.stream, namespace=target.namespace))
         except ApiError as exc:
             raise click.ClickException(f"{where}: {exc.status.message}") from None
 
@@ -573,8 +574,10 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
                 patch_type=PatchType.JSON,
             )  # fmt: skip
         except ApiError as exc:
-            if exc.status.code in (409, 422) and attempt < 4:
-                obj = read()  # the list changed under us: read it again
+            # A conflict, or the JSON patch's index test failed (422): the list
+            # changed under us, read it again.
+            if classify(exc) in (Failure.CONFLICT, Failure.INVALID) and attempt < 4:
+                obj = read()
                 continue
             raise click.ClickException(f"{where}: {exc.status.message}") from None
         in_spec = True
@@ -654,7 +657,7 @@ def tag(
     from lightkube.core.exceptions import ApiError
     from lightkube.generic_resource import create_namespaced_resource
 
-    from headwater.cli.kube import as_dict, connect
+    from headwater.cli.kube import connect
     from headwater.cli.tags import (
         TagError,
         docker_image_tag,
@@ -662,6 +665,7 @@ def tag(
         parse_stream_tag,
         stream_tag_tag,
     )
+    from headwater.kube import is_gone, plain_dict
 
     if not delete and not destinations:
         raise click.UsageError("Missing argument 'DESTINATIONS...'.")
@@ -688,11 +692,11 @@ def tag(
                     raise
             if source_tag is not None:
                 try:
-                    source_stream = as_dict(
+                    source_stream = plain_dict(
                         client.get(resource, source_tag.stream, namespace=source_tag.namespace)
                     )
                 except ApiError as exc:
-                    if exc.status.code != 404 or source_kind == "istag":
+                    if not is_gone(exc) or source_kind == "istag":
                         raise click.ClickException(
                             f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
                         ) from None
@@ -702,11 +706,11 @@ def tag(
             key = (target.namespace, target.stream)
             if key not in streams:
                 try:
-                    streams[key] = as_dict(
+                    streams[key] = plain_dict(
                         client.get(resource, target.stream, namespace=target.namespace)
                     )
                 except ApiError as exc:
-                    if exc.status.code != 404:
+                    if not is_gone(exc):
                         raise click.ClickException(
                             f"{target.namespace}/{target.stream}: {exc.status.message}"
                         ) from None

@@ -598,6 +598,7 @@ def create(
 
     import headwater.resources  # noqa: F401 - registers Headwater's kinds with lightkube's codec
     from headwater.cli.kube import connect
+    from headwater.kube import is_gone
 
     client, chosen = connect(kubeconfig, context, namespace)
     # Typed loosely: lightkube's overloads want one resource class, these are several.
@@ -610,7 +611,7 @@ def create(
         try:
             client.get(type(resource), obj["metadata"]["name"], namespace=chosen)
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 continue
             raise click.ClickException(f"{chosen}: {exc.status.message}") from None
         existing.append(describe(obj))
@@ -635,18 +636,18 @@ def _builder_missing(client: Any, app: App, namespace: str) -> bool:
     """Whether the app's ImageStreamTag builder has no image (an imported one comes later)."""
     from lightkube.core.exceptions import ApiError
 
-    from headwater.cli.kube import as_dict
     from headwater.imports.model import newest_item
+    from headwater.kube import is_gone, plain_dict
     from headwater.resources import ImageStream
 
     builder = app.builder
     if builder is None or builder.image is not None:
         return False
     try:
-        stream = as_dict(
+        stream = plain_dict(
             client.get(ImageStream, builder.stream, namespace=builder.namespace or namespace)
         )
     except ApiError as exc:
         # Unknown (e.g. not allowed to read that namespace) is not reported as missing.
-        return exc.status.code == 404
+        return is_gone(exc)
     return newest_item(stream.get("status"), builder.tag) is None

@@ -19,7 +19,7 @@ from lightkube.types import PatchType
 
 from headwater.cli.completion import complete_trigger_targets
 from headwater.cli.kinds import BUILDCONFIG, TRIGGERABLE, Kind, KindError, split_target
-from headwater.cli.kube import as_dict, cluster_options, connect
+from headwater.cli.kube import cluster_options, connect
 from headwater.cli.output import table
 from headwater.cli.triggers import (
     SECRET_MADE_FOR,
@@ -34,6 +34,7 @@ from headwater.cli.triggers import (
     webhook_secret,
     workload_rows,
 )
+from headwater.kube import Failure, classify, is_conflict, is_gone, plain_dict
 
 ATTEMPTS = 3
 """Read-edit-write rounds before giving up on an object others keep changing."""
@@ -58,9 +59,9 @@ def _resource(kind: Kind) -> Any:
 
 def _read(client: Client, kind: Kind, name: str, namespace: str) -> dict[str, Any]:
     try:
-        return as_dict(client.get(_resource(kind), name, namespace=namespace))
+        return plain_dict(client.get(_resource(kind), name, namespace=namespace))
     except ApiError as exc:
-        if exc.status.code == 404:
+        if is_gone(exc):
             raise click.ClickException(
                 f'{kind.qualified} "{name}" not found in namespace {namespace}'
             ) from None
@@ -73,7 +74,7 @@ def _patch(client: Client, kind: Kind, name: str, namespace: str, patch: Mapping
         client.patch(_resource(kind), name, dict(patch), namespace=namespace,
                      patch_type=PatchType.MERGE)  # fmt: skip
     except ApiError as exc:
-        if exc.status.code == 409:
+        if is_conflict(exc):
             return False
         raise
     return True
@@ -130,7 +131,7 @@ def _delete_made_secrets(client: Client, bc: str, namespace: str, names: tuple[s
         try:
             secret = client.get(Secret, secret_name, namespace=namespace)
         except ApiError as exc:
-            if exc.status.code in (403, 404):
+            if classify(exc) in (Failure.GONE, Failure.FORBIDDEN):
                 continue
             raise
         annotations = (secret.metadata.annotations if secret.metadata else None) or {}
@@ -177,11 +178,11 @@ def _missing_image(client: Client, ref: ImageRef, namespace: str) -> str | None:
 
     stream_name = ref.name.partition(":")[0]
     try:
-        stream: dict[str, Any] | None = as_dict(
+        stream: dict[str, Any] | None = plain_dict(
             client.get(ImageStream, stream_name, namespace=ref.namespace or namespace)
         )
     except ApiError as exc:
-        if exc.status.code != 404:
+        if not is_gone(exc):
             return None  # not allowed to read it (another namespace): nothing to say
         stream = None
     return missing_image(ref, stream, namespace)

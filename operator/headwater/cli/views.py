@@ -35,11 +35,12 @@ from headwater.cli.kinds import (
     KindError,
     kind_and_names,
 )
-from headwater.cli.kube import as_dict, cluster_options, connect
+from headwater.cli.kube import cluster_options, connect
 from headwater.cli.output import colour_enabled, phase_styler, render, spinner, table
 from headwater.cli.selectors import Selector, SelectorError, parse_selector
 from headwater.cli.tables import build_sort_key, header, istags, rows, status_column
 from headwater.cli.tags import TagError, parse_stream_tag
+from headwater.kube import Failure, classify, is_gone, plain_dict
 
 OUTPUTS = ("name", "yaml", "json", "wide")
 
@@ -88,7 +89,7 @@ def list_objects(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every object of the kind (ImageStreamTags: of every stream) in the namespace."""
     where = ALL_NS if all_namespaces else namespace
-    found = [as_dict(o) for o in client.list(_resource(kind), namespace=where, labels=selector)]
+    found = [plain_dict(o) for o in client.list(_resource(kind), namespace=where, labels=selector)]
     if kind is IMAGESTREAMTAG:
         return _sorted(kind, [view for stream in found for view in istags(stream)])
     return _sorted(kind, found)
@@ -106,11 +107,11 @@ def get_objects(
             except TagError as exc:
                 raise click.UsageError(str(exc)) from None
             try:
-                stream = as_dict(
+                stream = plain_dict(
                     client.get(_resource(kind), target.stream, namespace=target.namespace)
                 )
             except ApiError as exc:
-                if exc.status.code != 404:
+                if not is_gone(exc):
                     raise
                 missing.append(name)
                 continue
@@ -126,9 +127,9 @@ def get_objects(
                 found.append(view)
             continue
         try:
-            found.append(as_dict(client.get(_resource(kind), name, namespace=namespace)))
+            found.append(plain_dict(client.get(_resource(kind), name, namespace=namespace)))
         except ApiError as exc:
-            if exc.status.code != 404:
+            if not is_gone(exc):
                 raise
             missing.append(name)
     return found, missing
@@ -226,7 +227,7 @@ def _events(client: Client, obj: Mapping[str, Any]) -> list[dict[str, Any]] | No
     metadata = obj.get("metadata") or {}
     try:
         return [
-            as_dict(e)
+            plain_dict(e)
             for e in client.list(
                 Event,
                 namespace=str(metadata.get("namespace")),
@@ -234,7 +235,7 @@ def _events(client: Client, obj: Mapping[str, Any]) -> list[dict[str, Any]] | No
             )
         ]
     except ApiError as exc:
-        if exc.status.code == 403:
+        if classify(exc) is Failure.FORBIDDEN:
             return None
         raise
 
@@ -244,7 +245,7 @@ def _builds_of(client: Client, bc: Mapping[str, Any]) -> list[dict[str, Any]]:
     name = _name(bc)
     namespace = str((bc.get("metadata") or {}).get("namespace"))
     found = [
-        as_dict(b)
+        plain_dict(b)
         for b in client.list(
             _resource(BUILD), namespace=namespace, labels={LABEL_BUILDCONFIG: label_value(name)}
         )
@@ -259,7 +260,9 @@ def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> 
     from headwater.registry.reference import ReferenceError, parse_reference
 
     target = parse_stream_tag(_name(view), str((view.get("metadata") or {}).get("namespace")))
-    stream = as_dict(client.get(_resource(IMAGESTREAM), target.stream, namespace=target.namespace))
+    stream = plain_dict(
+        client.get(_resource(IMAGESTREAM), target.stream, namespace=target.namespace)
+    )
     item = newest_item(stream.get("status"), target.tag)
     if item is None:
         raise click.ClickException(f"{target.namespace}/{target} has no image yet")

@@ -17,7 +17,8 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 
 from headwater.builds.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls
-from headwater.cli.kube import as_dict, cluster_options, connect
+from headwater.cli.kube import cluster_options, connect
+from headwater.kube import is_gone, plain_dict
 
 URL_ENV = "HEADWATER_WEBHOOK_URL"
 LOCAL_BASE = "http://127.0.0.1:8082"
@@ -64,7 +65,7 @@ def _installed(client: Client) -> bool:
     try:
         client.get(Service, WEBHOOK_SERVICE, namespace=OPERATOR_NAMESPACE)
     except ApiError as exc:
-        return exc.status.code != 404
+        return not is_gone(exc)
     return True
 
 
@@ -112,9 +113,9 @@ def webhooks(
         click.echo(PORT_FORWARD_HINT if _installed(client) else LOCAL_HINT, err=True)
         base = LOCAL_BASE
     try:
-        bc = as_dict(client.get(BuildConfig, name, namespace=ns))
+        bc = plain_dict(client.get(BuildConfig, name, namespace=ns))
     except ApiError as exc:
-        if exc.status.code == 404:
+        if is_gone(exc):
             raise click.ClickException(
                 f'buildconfig.build.headwater.dev "{name}" not found in namespace {ns}'
             ) from None

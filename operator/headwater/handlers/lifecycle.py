@@ -31,6 +31,7 @@ from headwater.handlers.admission import harden_kopf_webhooks
 from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed
+from headwater.kube import is_gone
 from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
 from headwater.registry.policy import AccessPolicy
@@ -142,7 +143,7 @@ async def namespaced_mode(
             async for _ in kube.list(kind, namespace=namespaces[0], chunk_size=1):
                 break
         except ApiError as exc:
-            if exc.status.code != 404:
+            if not is_gone(exc):
                 raise
             missing.append(plural)
     if missing:

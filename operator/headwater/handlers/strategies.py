@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from lightkube.core.exceptions import ApiError
 
 from headwater import access
 from headwater.builds.model import GROUP
@@ -36,7 +35,7 @@ from headwater.builds.strategies import (
     strategy_type,
 )
 from headwater.handlers.lifecycle import memo_build_controller
-from headwater.kube import plain_dict
+from headwater.kube import get_or_none
 from headwater.resources import Build
 
 
@@ -98,12 +97,9 @@ async def check_strategy(body: kopf.Body, userinfo: Any, memo: kopf.Memo, **kwar
             ((before or {}).get("metadata") or {}).get("annotations"), annotations
         )
         for name in requested_builds(annotations, keys):
-            try:
-                previous = plain_dict(await kube.get(Build, name, namespace=namespace))
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    continue  # the operator says the build does not exist
-                raise
+            previous = await get_or_none(kube, Build, name, namespace)
+            if previous is None:
+                continue  # the operator says the build does not exist
             spec = previous.get("spec")
             uses.append((strategy_subresource(spec),
                          f"re-running build {name} ({strategy_type(spec)} strategy)"))  # fmt: skip

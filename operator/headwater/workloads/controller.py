@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.types import PatchType
@@ -45,7 +44,7 @@ from lightkube.types import PatchType
 from headwater.events import post_event
 from headwater.imports.references import sar_for_namespace_service_accounts
 from headwater.imports.tagfeed import Key, TagFeed, TagImage
-from headwater.kube import Failure, classify, get_or_none
+from headwater.kube import API_ERRORS, Failure, classify, get_or_none
 from headwater.workloads.triggers import (
     FIELD_MANAGER,
     WORKLOAD_KINDS,
@@ -291,7 +290,7 @@ class WorkloadTriggers:
                 # are in the body, so only those change hands.
                 force=True,
             )
-        except ApiError as exc:
+        except API_ERRORS as exc:
             failure = classify(exc)
             if failure is Failure.GONE:
                 self.forget(ref)
