@@ -58,6 +58,17 @@ class Backoff:
         return ceiling / 2 + ceiling / 2 * draw
 
 
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A namespaced object's key: what watch events, timers and requests queue."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 def _namespace_of(key: object) -> str:
     return str(getattr(key, "namespace", ""))
 

@@ -29,12 +29,11 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 
 from headwater.builds import triggers
 from headwater.builds.buildconfigs import BuildConfigReconcile
@@ -47,10 +46,11 @@ from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed, TagImage
-from headwater.kube import get_or_none, is_gone, plain_dict
+from headwater.kube import get_or_none
 from headwater.metrics import BUILDS
 from headwater.registry.client import RegistryClient
 from headwater.resources import Build, BuildConfig
+from headwater.workqueue import ObjectRef, WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,19 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.denied: dict[tuple[str, str], frozenset[str]] = {}
         """BuildConfigs whose service account may not read the images of these other
         namespaces (their tags are hidden from its triggers), retried on a timer."""
+        self.buildconfigs: WorkQueue[ObjectRef] = WorkQueue(
+            "buildconfigs", self.reconcile_buildconfig_ref, kind="BuildConfig"
+        )
+        self.builds: WorkQueue[ObjectRef] = WorkQueue(
+            "builds", self.reconcile_build_ref, kind="Build"
+        )
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._bc_bodies: dict[ObjectRef, Mapping[str, Any]] = {}
+        """BuildConfig watch events not yet reconciled (the newest per BuildConfig)."""
+        self._bc_of: dict[ObjectRef, str] = {}
+        """Build -> its BuildConfig's name, as its events showed (saves a read)."""
+        self._children: dict[str, Hashable] = {}
+        """Build Job or pod uid -> what the controller read of its last event."""
 
     # --- BuildConfigs ---------------------------------------------------------
 
@@ -191,23 +204,68 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.denied.pop(ref, None)
 
     async def on_tag_moved(self, image: TagImage) -> None:
-        """A watched tag moved: reconcile the BuildConfigs whose ImageChange triggers watch it."""
+        """A watched tag moved: queue the BuildConfigs whose ImageChange triggers watch it."""
         for namespace, name in sorted(
             self.watchers.get((image.namespace, image.stream, image.tag), ())
         ):
-            bc = await get_or_none(self.kube, BuildConfig, name, namespace)
-            if bc is None:
-                self.forget_buildconfig(namespace, name)
-                continue
-            await self.reconcile_buildconfig(bc)
+            self._add(self.buildconfigs, ObjectRef(namespace, name))
+
+    def observe_buildconfig(self, body: Mapping[str, Any]) -> None:
+        """A BuildConfig's watch event: queue it, with this body to start from."""
+        metadata = body.get("metadata") or {}
+        ref = ObjectRef(str(metadata.get("namespace")), str(metadata.get("name")))
+        self._bc_bodies[ref] = body
+        self._add(self.buildconfigs, ref)
+
+    def deleted_buildconfig(self, namespace: str, name: str) -> None:
+        ref = ObjectRef(namespace, name)
+        self._bc_bodies.pop(ref, None)
+        self.buildconfigs.cancel(ref)
+        self.forget_buildconfig(namespace, name)
+
+    async def reconcile_buildconfig_ref(self, ref: ObjectRef) -> None:
+        """The BuildConfig queue's worker: from its watch event's body, else read afresh
+        (a tag move, a retry, a resync). Raising requeues it with backoff."""
+        body = self._bc_bodies.pop(ref, None)
+        if body is None:
+            body = await get_or_none(self.kube, BuildConfig, ref.name, ref.namespace)
+            if body is None:
+                self.forget_buildconfig(ref.namespace, ref.name)
+                return
+        await self.reconcile_buildconfig(body)
+
+    def _add(self, queue: WorkQueue[ObjectRef], ref: ObjectRef) -> None:
+        if queue.name not in self._loops or self._loops[queue.name].done():
+            self._loops[queue.name] = asyncio.get_running_loop().create_task(queue.run())
+        queue.add(ref)
 
     # --- Builds -----------------------------------------------------------------
 
     def kick(self, namespace: str, name: str) -> None:
         """Reconcile a build soon, outside the caller's lock."""
-        task = asyncio.get_running_loop().create_task(self.reconcile_build(namespace, name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._add(self.builds, ObjectRef(namespace, name))
+
+    def observe_build(self, namespace: str, name: str, bc: str | None) -> None:
+        """A change to a Build, its Job or its pod: queue the Build."""
+        ref = ObjectRef(namespace, name)
+        if bc:
+            self._bc_of[ref] = bc
+        self._add(self.builds, ref)
+
+    def child_changed(self, uid: str, seen: Hashable, *, deleted: bool = False) -> bool:
+        """Whether a build Job's or pod's event shows something the controller reads
+        (:func:`~headwater.builds.observe.child_state`) that the last one did not."""
+        if deleted:
+            self._children.pop(uid, None)
+            return True
+        if self._children.get(uid) == seen:
+            return False
+        self._children[uid] = seen
+        return True
+
+    async def reconcile_build_ref(self, ref: ObjectRef) -> None:
+        """The Build queue's worker. Raising requeues the Build with backoff."""
+        await self.reconcile_build(ref.namespace, ref.name, self._bc_of.get(ref))
 
     async def reconcile_build(self, namespace: str, name: str, bc: str | None = None) -> None:
         """Bring one Build (and its Job) a step closer to done, and report where it is.
@@ -233,6 +291,9 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         )
 
     def forget(self, namespace: str, name: str) -> None:
+        ref = ObjectRef(namespace, name)
+        self._bc_of.pop(ref, None)
+        self.builds.cancel(ref)
         self.waiting.discard((namespace, name))
         phase = self.phases.pop((namespace, name), None)
         if phase is not None:
@@ -261,28 +322,29 @@ class BuildController(BuildConfigReconcile, BuildRuns):
     # --- periodic work -----------------------------------------------------------------
 
     async def resync(self) -> None:
-        """Retry builds held New by missing inputs, every few seconds, until cancelled."""
+        """Queue builds held New by missing inputs, and BuildConfigs whose triggers wait
+        for a grant in another namespace, every few seconds, until cancelled."""
         while True:
             await asyncio.sleep(RESYNC_SECONDS)
             for namespace, name in sorted(self.waiting):
-                try:
-                    await self.reconcile_build(namespace, name)
-                except Exception:
-                    logger.exception("resync of build %s/%s failed", namespace, name)
-            # BuildConfigs whose triggers wait for a grant in another namespace.
+                self._add(self.builds, ObjectRef(namespace, name))
             for namespace, name in sorted(self.denied):
-                try:
-                    bc = plain_dict(await self.kube.get(BuildConfig, name, namespace=namespace))
-                    await self.reconcile_buildconfig(bc)
-                except ApiError as exc:
-                    if is_gone(exc):
-                        self.forget_buildconfig(namespace, name)
-                        continue
-                    logger.warning("resync of buildconfig %s/%s failed: %s", namespace, name, exc)
-                except Exception:
-                    logger.exception("resync of buildconfig %s/%s failed", namespace, name)
+                self._add(self.buildconfigs, ObjectRef(namespace, name))
+
+    async def settle(self) -> None:
+        """Wait until nothing queued is due now or running (tests, benchmarks)."""
+        for queue in (self.buildconfigs, self.builds, self.buildconfigs):
+            if queue.name in self._loops:
+                await queue.settle()
 
     async def stop(self) -> None:
+        for loop in self._loops.values():
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        self._loops.clear()
+        await self.buildconfigs.stop()
+        await self.builds.stop()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

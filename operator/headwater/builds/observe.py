@@ -342,3 +342,29 @@ def observe(
     if started is not None:
         return Observation(RUNNING, start=start, revision=revision, stages=stages)
     return Observation(PENDING, message="waiting for the build pod to start")
+
+
+_UNREAD_JOB_STATUS = ("ready", "terminating", "uncountedTerminatedPods")
+"""Job status fields :func:`observe` never reads, which change on their own."""
+
+
+def child_state(body: Mapping[str, Any]) -> str:
+    """What :func:`observe` and the controller read of a build's Job or pod, as one value.
+
+    Two events with the same value change nothing the build's status depends
+    on (a pod's conditions, IP or probe times; a Job's ready count), so the
+    second one costs no reconcile of the Build (its GET and pod LIST).
+    """
+    metadata = body.get("metadata") or {}
+    status = dict(body.get("status") or {})
+    if body.get("kind") == "Job":
+        for key in _UNREAD_JOB_STATUS:
+            status.pop(key, None)
+        seen: dict[str, Any] = {"status": status}
+    else:
+        seen = {
+            key: status.get(key)
+            for key in ("phase", "reason", "message", "initContainerStatuses", "containerStatuses")
+        }
+    seen["deleting"] = metadata.get("deletionTimestamp")
+    return json.dumps(seen, sort_keys=True, default=str)

@@ -37,6 +37,7 @@ from headwater.registry.client import RegistryClient
 from headwater.registry.policy import AccessPolicy
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import start_site, webhook_app
+from headwater.workloads.controller import WorkloadTriggers
 
 PREFIX = "headwater.dev"
 FINALIZER = f"{PREFIX}/finalizer"
@@ -52,6 +53,9 @@ MEMO_BUILDS = "builds"
 MEMO_TAGS = "tags"
 MEMO_BUILD_RESYNC_TASK = "build-resync"
 MEMO_WORKLOADS = "workload-triggers"
+MEMO_IMPORT_RESYNC_TASK = "import-resync"
+RESYNC_SECONDS = 600.0
+"""How often every known ImageStream is queued again, whatever happened meanwhile."""
 
 
 def configure_settings(settings: kopf.OperatorSettings, identity: str) -> None:
@@ -243,14 +247,15 @@ async def startup(
     memo[MEMO_TAGS] = tags
     runner.on_status = tags.observe
     memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
+    # The safety net: every stream is looked at again now and then, whatever was missed.
+    memo[MEMO_IMPORT_RESYNC_TASK] = asyncio.create_task(
+        runner.scheduler.resync_every(RESYNC_SECONDS, lambda: list(runner.bodies))
+    )
     builds = BuildController(
         memo[MEMO_KUBE], registry, config, settings_from_config(config), imports=runner, tags=tags
     )
     tags.subscribe(builds.on_tag_moved)
     memo[MEMO_BUILDS] = builds
-    # Imported here: that module imports this one for the memo keys.
-    from headwater.workloads.controller import WorkloadTriggers
-
     workloads = WorkloadTriggers(memo[MEMO_KUBE], tags)
     tags.subscribe(workloads.on_tag_moved)
     memo[MEMO_WORKLOADS] = workloads
@@ -279,7 +284,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     webhooks = memo.pop(MEMO_WEBHOOKS, None)
     if isinstance(webhooks, web.AppRunner):
         await webhooks.cleanup()
-    for key in (MEMO_SCHEDULER_TASK, MEMO_BUILD_RESYNC_TASK):
+    for key in (MEMO_SCHEDULER_TASK, MEMO_IMPORT_RESYNC_TASK, MEMO_BUILD_RESYNC_TASK):
         task = memo.pop(key, None)
         if isinstance(task, asyncio.Task):
             task.cancel()
@@ -288,6 +293,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     builds = memo.pop(MEMO_BUILDS, None)
     if isinstance(builds, BuildController):
         await builds.stop()
+    workloads = memo.pop(MEMO_WORKLOADS, None)
+    if isinstance(workloads, WorkloadTriggers):
+        await workloads.stop()
+    tags = memo.pop(MEMO_TAGS, None)
+    if isinstance(tags, TagFeed):
+        await tags.stop()
     runner = memo.pop(MEMO_IMPORTS, None)
     if isinstance(runner, ImportRunner):
         await runner.scheduler.stop()
