@@ -273,6 +273,8 @@ class WorkQueue(Generic[K]):
             after = self._after.pop(key, None)
             cancelled = key in self._cancelled
             self._cancelled.discard(key)
+            if cancelled:
+                self.failures.pop(key, None)
             if failed and not cancelled:
                 retry = self._clock() + self.backoff.delay(self.failures[key], self._draw())
                 after = retry if after is None else min(after, retry)
