@@ -1,4 +1,4 @@
-"""Small helpers e2e tests share: registry look-ups and image builds on this machine."""
+"""Small helpers e2e tests share: registry look-ups, image builds, operator processes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.registry_servers import free_port
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -373,3 +377,58 @@ class GitHttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+LOCALCLUSTER = Path(__file__).resolve().parents[2] / "hack" / "cluster" / "localcluster.py"
+
+
+def local_operator_env() -> dict[str, str]:
+    """What `make run` gives the operator on the local cluster: `localcluster.py operator-env`."""
+    result = subprocess.run(
+        [sys.executable, str(LOCALCLUSTER), "operator-env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"localcluster.py operator-env failed:\n{result.stderr}")
+    env: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def start_operator(
+    namespaces: list[str], log: Path, settings: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """``headwater operator run --standalone`` watching only ``namespaces``, output to ``log``.
+
+    ``settings`` (KUBECONFIG, HEADWATER_*) are laid over this process's
+    environment; health and metrics get free ports so that the operator never
+    collides with another on this machine. Stop it with :func:`stop_operator`.
+    """
+    env = {
+        **os.environ,
+        "HEADWATER_HEALTH_PORT": str(free_port()),
+        "HEADWATER_METRICS_PORT": str(free_port()),
+        **settings,
+    }
+    args = [HEADWATER, "operator", "run", "--standalone"]
+    for namespace in namespaces:
+        args += ["--namespace", namespace]
+    with log.open("ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop an operator :func:`start_operator` started (SIGKILL after 30 s)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)

@@ -8,11 +8,9 @@ against a real API server and a real process dying at random points.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,40 +18,28 @@ from typing import Any
 
 import pytest
 
-from tests.registry_servers import free_port
-
-from .helpers import Cluster
+from .helpers import Cluster, start_operator
 from .test_builds import docker_bc
 
 pytestmark = pytest.mark.e2e
 
 BUILDCONFIGS = {"alpha": "Serial", "beta": "Serial", "gamma": "Parallel", "delta": "Parallel"}
 BUILDS_EACH = 5
-HEADWATER = str(Path(sys.executable).parent / "headwater")
 
 
 def _start_operator(cluster: Cluster, namespace: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
+    settings = {
         "KUBECONFIG": str(cluster.kubeconfig),
-        "HEADWATER_HEALTH_PORT": str(free_port()),
-        "HEADWATER_METRICS_PORT": str(free_port()),
         "HEADWATER_BUILDER_IMAGE": cluster.env.get("HEADWATER_BUILDER_IMAGE")
         or cluster.image("builder"),
     }
     # Builds run the locally made kaniko (the default executor): nothing is pulled from outside.
     if cluster.env.get("HEADWATER_KANIKO_IMAGE"):
-        env["HEADWATER_KANIKO_IMAGE"] = cluster.env["HEADWATER_KANIKO_IMAGE"]
+        settings["HEADWATER_KANIKO_IMAGE"] = cluster.env["HEADWATER_KANIKO_IMAGE"]
     if cluster.registry:
-        env["HEADWATER_REGISTRY"] = cluster.registry
-        env["HEADWATER_REGISTRY_INSECURE"] = "true"
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [HEADWATER, "operator", "run", "--standalone", "--namespace", namespace],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        settings["HEADWATER_REGISTRY"] = cluster.registry
+        settings["HEADWATER_REGISTRY_INSECURE"] = "true"
+    return start_operator([namespace], log, settings)
 
 
 def _items(cluster: Cluster, kind: str, namespace: str) -> list[dict[str, Any]]:
