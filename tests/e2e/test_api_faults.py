@@ -132,12 +132,6 @@ def _missing(
     return moves, rollouts
 
 
-XFAIL_UNTIL_FIXED = pytest.mark.xfail(
-    strict=False, reason="issue 13: reconcile core not merged yet"
-)
-
-
-@XFAIL_UNTIL_FIXED
 def test_every_tag_move_and_rollout_arrives_through_api_errors(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -211,7 +205,6 @@ def _manifest_requests(log: str, repository: str) -> int:
     return len(re.findall(rf"/v2/{re.escape(repository)}/manifests/", log))
 
 
-@XFAIL_UNTIL_FIXED
 def test_imports_stop_soon_after_their_namespace_is_deleted(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:

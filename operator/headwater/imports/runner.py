@@ -537,6 +537,10 @@ class ImportRunner:
             return Deferred(self.clock() + timedelta(seconds=waiting))
         started = time.perf_counter()
         await self.buckets.acquire(image.api_host, ref.namespace)
+        if ref not in self.bodies:
+            # Deleted while it waited its turn (a namespace of streams going away):
+            # no request for it.
+            return Deferred(self.clock())
         try:
             # While a notified push is being waited for, the registry may answer
             # 5xx for the tag it is still writing: not a reason to back off the host.
