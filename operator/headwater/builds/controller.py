@@ -105,6 +105,9 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         """BuildConfig watch events not yet reconciled (the newest per BuildConfig)."""
         self._bc_of: dict[ObjectRef, str] = {}
         """Build -> its BuildConfig's name, as its events showed (saves a read)."""
+        self.own_writes: dict[tuple[str, str], str] = {}
+        """Build -> the resourceVersion our last status write got back: its watch event
+        (ours) queues nothing."""
         self._children: dict[str, Hashable] = {}
         """Build Job or pod uid -> what the controller read of its last event."""
 
@@ -245,8 +248,12 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         """Reconcile a build soon, outside the caller's lock."""
         self._add(self.builds, ObjectRef(namespace, name))
 
-    def observe_build(self, namespace: str, name: str, bc: str | None) -> None:
-        """A change to a Build, its Job or its pod: queue the Build."""
+    def observe_build(
+        self, namespace: str, name: str, bc: str | None, version: str | None = None
+    ) -> None:
+        """A change to a Build (at ``version``), its Job or its pod: queue the Build."""
+        if version is not None and self.own_writes.get((namespace, name)) == version:
+            return  # our own status write coming back
         ref = ObjectRef(namespace, name)
         if bc:
             self._bc_of[ref] = bc
@@ -292,6 +299,7 @@ class BuildController(BuildConfigReconcile, BuildRuns):
 
     def forget(self, namespace: str, name: str) -> None:
         ref = ObjectRef(namespace, name)
+        self.own_writes.pop((namespace, name), None)
         self._bc_of.pop(ref, None)
         self.builds.cancel(ref)
         self.waiting.discard((namespace, name))

@@ -119,6 +119,7 @@ class BuildRuns:
     phases: dict[tuple[str, str], str]
     kick: Callable[[str, str], None]
     forget: Callable[[str, str], None]
+    own_writes: dict[tuple[str, str], str]
 
     async def _start(self, build: dict[str, Any], bc: str | None) -> None:
         metadata = build["metadata"]
@@ -315,6 +316,9 @@ class BuildRuns:
         updated = await patch_status(self.kube, Build.Status, name, namespace, patch)
         if updated is None:
             return False
+        version = (updated.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.own_writes[(namespace, name)] = str(version)
         build["status"] = updated.get("status") or desired
         self._count(namespace, name, phase)
         if old_phase != phase:

@@ -32,7 +32,10 @@ async def reconcile_build(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     if type == "DELETED":
         controller.forget(namespace, name)
         return
-    controller.observe_build(namespace, name, buildconfig_of(body))
+    version = metadata.get("resourceVersion")
+    controller.observe_build(
+        namespace, name, buildconfig_of(body), str(version) if version else None
+    )
 
 
 def _queue_owner(type: str | None, body: kopf.Body, memo: kopf.Memo) -> None:
