@@ -270,3 +270,34 @@ async def test_workload_triggers_retry_whatever_is_transient(failure: BaseExcept
     await triggers.stop()
     stored = kube.body("deployments", "web", "shop")
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == NEW
+
+
+async def test_build_controller_start_request_survives_failed_creates_and_status_writes() -> None:
+    """A start request whose Build create and BuildConfig status write fail is retried from
+    the queue until its Build exists, exactly once (the request id finds it on replay)."""
+    kube = FakeKube()
+    body = buildconfig()
+    body["spec"] = {
+        "strategy": {"type": "Docker", "dockerStrategy": {}},
+        "source": {"type": "Dockerfile", "dockerfile": "FROM scratch"},
+        "output": {"to": {"kind": "DockerImage", "name": "registry.example/shop/web:latest"}},
+    }
+    body["metadata"]["annotations"] = {"start.build.headwater.dev/r1": ""}
+    stored = kube.add(body)
+    config = Config()
+    builds = BuildController(kube.client, None, config, settings_from_config(config),  # type: ignore[arg-type]
+                             clock=lambda: NOW)  # fmt: skip
+    fast(builds.buildconfigs, builds.builds)
+    kube.fail("create", "builds", code=500)
+    kube.fail("create", "builds", error=httpx2.ReadTimeout("slow"))
+    kube.fail("patch", "buildconfigs", subresource="status", code=503)
+    builds.observe_buildconfig(stored)
+    await converged(builds.buildconfigs)
+    made = kube.all("builds", "shop")
+    assert [b["metadata"]["name"] for b in made] == ["web-1"]
+    assert kube.count("create", "builds") == 3
+    assert "start.build.headwater.dev/r1" not in (
+        kube.body(BuildConfig, "web", "shop")["metadata"].get("annotations") or {}
+    )
+    assert kube.body(BuildConfig, "web", "shop")["status"]["lastVersion"] == 1
+    await builds.stop()
