@@ -355,13 +355,22 @@ class ImportRunner:
                 checked=self._checked_for(ref, tags),
                 requested=requested,
             )
+            keys = [tag_key(ref, job.tag.name) for job in jobs]
+            digests = {key: self.reference_digests.get(key) for key in keys}
             try:
                 await self._reconcile_imports(ref, body, tags, jobs, asked, now)
             except BaseException:
                 # Nothing of this attempt was recorded: the pushes it took are
-                # asked for again by the retry (the queue's backoff), not lost.
+                # asked for again by the retry (the queue's backoff), not lost,
+                # and the digests it saw are forgotten (the retry must find the
+                # tags moved, or it would write nothing).
                 if pushed:
                     self.pending.setdefault(ref, set()).update(pushed)
+                for key, digest in digests.items():
+                    if digest is None:
+                        self.reference_digests.pop(key, None)
+                    else:
+                        self.reference_digests[key] = digest
                 raise
 
     async def _reconcile_imports(
