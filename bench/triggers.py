@@ -57,6 +57,7 @@ from lightkube.types import PatchType  # noqa: E402
 
 from headwater.imports.runner import plain_dict  # noqa: E402
 from headwater.resources import BuildConfig, ImageStream  # noqa: E402
+from headwater.workloads.triggers import ANNOTATION_OPENSHIFT  # noqa: E402
 from tests.e2e.helpers import push_image  # noqa: E402
 from tests.registry_servers import free_port, running_registry  # noqa: E402
 
@@ -91,7 +92,7 @@ def deployment(name: str, tag: str, placeholder: str) -> dict[str, Any]:
         "metadata": {
             "name": name,
             "namespace": NAMESPACE,
-            "annotations": {"image.openshift.io/triggers": json.dumps(trigger)},
+            "annotations": {ANNOTATION_OPENSHIFT: json.dumps(trigger)},
         },
         "spec": {
             "replicas": 0,

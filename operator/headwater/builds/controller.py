@@ -81,7 +81,7 @@ from headwater.builds.model import (
 from headwater.builds.observe import Observation, observe
 from headwater.builds.policy import builds_to_prune, plan_runs
 from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
-from headwater.conditions import format_time, get_condition, remove_condition, set_condition
+from headwater.conditions import get_condition, remove_condition, set_condition
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
@@ -90,6 +90,7 @@ from headwater.imports.tagfeed import TagFeed, TagImage
 from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
 from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
 from headwater.registry.credentials import (
+    PULL_SECRET_TYPES,
     Credentials,
     CredentialsError,
     credentials_for,
@@ -98,6 +99,7 @@ from headwater.registry.credentials import (
 from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.status import status_patch
+from headwater.timefmt import format_time, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,6 @@ INLINE_WEBHOOK_SECRET = "InlineWebhookSecret"  # noqa: S105 - a condition type a
 OUTPUT_BEFORE_ANNOTATION = "build.headwater.dev/output-digest-before"
 """On Custom builds: what the output tag pointed at when the build started."""
 RESYNC_SECONDS = 10.0
-DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 _STRATEGY_KEYS = {
     "Docker": "dockerStrategy",
     "Source": "sourceStrategy",
@@ -126,16 +127,10 @@ class Waiting(Exception):
 
 def _duration(start: str | None, end: str | None) -> tuple[str | None, float | None]:
     """A Go duration string ("1m5.25s") and seconds between two RFC 3339 times."""
-    if not start or not end:
+    began, ended = parse_time(start), parse_time(end)
+    if began is None or ended is None:
         return None, None
-    try:
-        seconds = (
-            datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))
-        ).total_seconds()
-    except ValueError:
-        return None, None
-    seconds = max(seconds, 0.0)
+    seconds = max((ended - began).total_seconds(), 0.0)
     return go_duration(seconds), seconds
 
 
@@ -1107,7 +1102,7 @@ class BuildController:
                 secret = await self.kube.get(Secret, name, namespace=namespace)
             except ApiError:
                 continue
-            if secret.type not in DOCKER_SECRET_TYPES:
+            if secret.type not in PULL_SECRET_TYPES:
                 continue
             try:
                 keyring = parse_docker_config_secret(secret.type, dict(secret.data or {}))

@@ -39,7 +39,6 @@ from lightkube.resources.core_v1 import Secret, ServiceAccount
 from lightkube.types import PatchType
 
 from headwater import access
-from headwater.conditions import format_time
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.history import (
@@ -87,6 +86,7 @@ from headwater.metrics import (
 )
 from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
 from headwater.registry.credentials import (
+    PULL_SECRET_TYPES,
     Credentials,
     CredentialsError,
     credentials_for,
@@ -95,10 +95,10 @@ from headwater.registry.credentials import (
 from headwater.registry.reference import Reference, ReferenceError, parse_reference
 from headwater.resources import ImageStream
 from headwater.status import status_patch
+from headwater.timefmt import format_time
 
 logger = logging.getLogger(__name__)
 
-PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
 MAX_PULL_SECRETS = 16
 """Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""
