@@ -88,6 +88,7 @@ from headwater.imports.model import StreamRef, newest_item, split_stream_tag
 from headwater.imports.runner import ImportRunner, plain_dict
 from headwater.imports.tagfeed import TagFeed, TagImage
 from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
+from headwater.registry import client as registry_client
 from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
 from headwater.registry.credentials import (
     PULL_SECRET_TYPES,
@@ -96,7 +97,7 @@ from headwater.registry.credentials import (
     credentials_for,
     parse_docker_config_secret,
 )
-from headwater.registry.reference import ReferenceError, parse_reference
+from headwater.registry.reference import Reference, ReferenceError, parse_reference
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.status import status_patch
 from headwater.timefmt import format_time, parse_time
@@ -1137,13 +1138,7 @@ class BuildController:
             namespace, str(pull_secret) if pull_secret else None, image_ref
         )
         try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                image.digest or image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-            )
+            resolved = await self._resolve_image(image, image.digest, credentials)
         except RegistryError as exc:
             raise Waiting("PullBuilderImageFailed", f"builder image {image_ref}: {exc}") from None
         if resolved.image is None or resolved.image.config is None:
@@ -1152,11 +1147,29 @@ class BuildController:
             )
         return resolved.image.config
 
-    async def _remember_output_before(self, build: Mapping[str, Any], output: str) -> None:
-        """Note the output tag's digest before a Custom build runs ("" when it has none)."""
-        annotations = build["metadata"].get("annotations") or {}
-        if OUTPUT_BEFORE_ANNOTATION in annotations:
-            return
+    async def _resolve_image(
+        self,
+        image: Reference,
+        reference: str | None,
+        credentials: Credentials | None,
+        *,
+        preserve_original: bool = False,
+    ) -> registry_client.Resolved:
+        """``image`` at ``reference`` (a digest), else at its tag, else ``latest``."""
+        return await self.registry.resolve(
+            image.api_host,
+            image.path,
+            reference or image.tag or "latest",
+            credentials=credentials,
+            insecure=image.domain in self.settings.insecure_registries,
+            preserve_original=preserve_original,
+        )
+
+    async def _resolve_output(
+        self, build: Mapping[str, Any], output: str, reference: str | None = None
+    ) -> registry_client.Resolved:
+        """The build's output image (at ``reference``, else its tag) as the registry has it,
+        read with the secret the build pushes with: output.pushSecret or the service account's."""
         namespace = str(build["metadata"]["namespace"])
         image = parse_reference(output)
         try:
@@ -1164,16 +1177,16 @@ class BuildController:
         except Waiting:
             push_secret = None
         credentials = await self._credentials(namespace, push_secret, output)
+        return await self._resolve_image(image, reference, credentials, preserve_original=True)
+
+    async def _remember_output_before(self, build: Mapping[str, Any], output: str) -> None:
+        """Note the output tag's digest before a Custom build runs ("" when it has none)."""
+        annotations = build["metadata"].get("annotations") or {}
+        if OUTPUT_BEFORE_ANNOTATION in annotations:
+            return
+        namespace = str(build["metadata"]["namespace"])
         try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-                preserve_original=True,
-            )
-            digest = resolved.digest
+            digest = (await self._resolve_output(build, output)).digest
         except RegistryError:
             digest = ""
         await self.kube.patch(
@@ -1192,24 +1205,8 @@ class BuildController:
         output = status.get("outputDockerImageReference")
         if not output:
             return seen
-        namespace = str(build["metadata"]["namespace"])
-        image = parse_reference(str(output))
-        spec = build.get("spec") or {}
         try:
-            # The secret the build pushed with: output.pushSecret or the service account's.
-            push_secret = await self._push_secret(namespace, spec, str(output))
-        except Waiting:
-            push_secret = None
-        credentials = await self._credentials(namespace, push_secret, str(output))
-        try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                seen.digest or image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-                preserve_original=True,
-            )
+            resolved = await self._resolve_output(build, str(output), seen.digest)
         except RegistryError as exc:
             return Observation(
                 FAILED,
