@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
 import time
@@ -373,3 +374,83 @@ class GitHttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# --- the operator under test: starting it and cleaning up after it --------------------------
+
+OPERATOR_NAMESPACE = "headwater-system"
+OPERATOR_DEPLOYMENT = "headwater-operator"
+
+
+def scale_operator(cluster: Cluster, replicas: int) -> None:
+    """Scale the installed (deploy/install.yaml) operator's Deployment."""
+    cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "scale", f"deploy/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
+    )
+
+
+def remove_admission_configuration(cluster: Cluster) -> None:
+    """An operator that stopped leaves its webhook configuration pointing at nothing."""
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        cluster.kubectl("delete", kind, "headwater.dev", "--ignore-not-found", check=False)
+
+
+def operator_pods_gone(cluster: Cluster) -> bool:
+    pods = cluster.get_json(
+        "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
+    )
+    return not pods["items"]
+
+
+def pause_installed_operator(cluster: Cluster) -> None:
+    """If the installed operator runs, scale it to zero and wait until its pods are gone,
+    so that the operator a test starts itself has nothing to race."""
+    replicas = cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "get", f"deploy/{OPERATOR_DEPLOYMENT}", "-o",
+        "jsonpath={.spec.replicas}", check=False,
+    )  # fmt: skip
+    if replicas.returncode == 0 and replicas.stdout.strip() not in ("", "0"):
+        scale_operator(cluster, 0)
+        eventually("the in-cluster operator to stop", lambda: operator_pods_gone(cluster))
+
+
+def run_installed_operator(cluster: Cluster) -> None:
+    """Scale the installed operator to one replica and wait until it is Available."""
+    scale_operator(cluster, 1)
+    result = cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "rollout", "status", f"deploy/{OPERATOR_DEPLOYMENT}",
+        "--timeout=180s", check=False, timeout=200,
+    )  # fmt: skip
+    if result.returncode != 0:
+        logs = cluster.kubectl(
+            "-n", OPERATOR_NAMESPACE, "logs", f"deploy/{OPERATOR_DEPLOYMENT}", "--tail=50",
+            check=False,
+        )  # fmt: skip
+        raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+
+
+def stop_installed_operator(cluster: Cluster, timeout: float = 60) -> None:
+    """The clean-up after a test of the installed operator: scaled to zero, its webhook
+    configurations removed, and (within ``timeout``) its pods gone; never raises on time."""
+    scale_operator(cluster, 0)
+    remove_admission_configuration(cluster)
+    deadline = time.monotonic() + timeout
+    while not operator_pods_gone(cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def end_process(process: subprocess.Popen[bytes], timeout: float = 30, group: bool = False) -> None:
+    """SIGTERM (to its process group with ``group``), then SIGKILL if it outlives ``timeout``."""
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
