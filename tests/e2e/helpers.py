@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -454,3 +455,137 @@ def end_process(process: subprocess.Popen[bytes], timeout: float = 30, group: bo
     except subprocess.TimeoutExpired:
         send(signal.SIGKILL)
         process.wait()
+
+
+# --- builds: the objects, starting one, waiting for it, reading what it did ------------------
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+"""The CLI of this checkout's virtualenv."""
+TERMINAL = ("Complete", "Failed", "Error", "Cancelled")
+BUILD_TIMEOUT = 420
+
+
+def headwater(
+    cluster: Cluster, namespace: str, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``headwater <args> -n <namespace>`` against the cluster; the caller checks the result."""
+    return subprocess.run(
+        [HEADWATER, *args, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def imagestream(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": name},
+    }
+
+
+def buildconfig(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def docker_bc(
+    name: str,
+    source: dict[str, Any],
+    output: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    strategy = extra.pop("strategy", {"type": "Docker", "dockerStrategy": {}})
+    spec: dict[str, Any] = {"source": source, "strategy": strategy, **extra}
+    if output:
+        spec["output"] = {"to": {"kind": "ImageStreamTag", "name": output}}
+    return buildconfig(name, spec)
+
+
+def start_build(cluster: Cluster, namespace: str, bc: str, overrides: str = "") -> str:
+    """Ask for a build the way `kubectl annotate` can; return the request id."""
+    request = f"r{uuid.uuid4().hex[:10]}"
+    cluster.kubectl(
+        "annotate",
+        "-n",
+        namespace,
+        f"buildconfig/{bc}",
+        f"start.build.headwater.dev/{request}={overrides}",
+    )
+    return request
+
+
+def build_of_request(cluster: Cluster, namespace: str, request: str) -> str:
+    names: list[str] = []
+
+    def made() -> bool:
+        found = cluster.get_json(
+            "builds", "-n", namespace, "-l", f"build.headwater.dev/request={request}"
+        )["items"]
+        names[:] = [b["metadata"]["name"] for b in found]
+        return bool(names)
+
+    eventually(f"the build of request {request}", made, timeout=60)
+    assert len(names) == 1, names
+    return names[0]
+
+
+def build_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = cluster.get_json(f"build/{name}", "-n", namespace)
+    return result
+
+
+def builds_of(cluster: Cluster, namespace: str, bc: str | None = None) -> list[dict[str, Any]]:
+    """The namespace's Builds (of BuildConfig ``bc`` only, if given), by build number."""
+    selector = ["-l", f"build.headwater.dev/buildconfig={bc}"] if bc else []
+    found: list[dict[str, Any]] = cluster.get_json("builds", "-n", namespace, *selector)["items"]
+    return sorted(found, key=lambda b: int(b["metadata"]["name"].rsplit("-", 1)[1]))
+
+
+def build_log(cluster: Cluster, namespace: str, name: str, container: str | None = "build") -> str:
+    """The log of the build's pod: one container's, or (``container=None``) all of them."""
+    which = ["-c", container] if container else ["--all-containers"]
+    result = cluster.kubectl("logs", "-n", namespace, f"job/{name}-build", *which, check=False)
+    return result.stdout + result.stderr
+
+
+def build_why(build: dict[str, Any]) -> str:
+    """A build's phase, reason, message and log snippet, for an assertion's message."""
+    status = build.get("status") or {}
+    return (
+        f"{status.get('phase')} ({status.get('reason')}): {status.get('message')}\n"
+        f"{status.get('logSnippet', '')}"
+    )
+
+
+def wait_for_phase(
+    cluster: Cluster, namespace: str, name: str, phases: tuple[str, ...] = TERMINAL,
+    timeout: float = BUILD_TIMEOUT,
+) -> dict[str, Any]:  # fmt: skip
+    found: dict[str, Any] = {}
+
+    def reached() -> bool:
+        found.clear()
+        found.update(build_json(cluster, namespace, name))
+        return (found.get("status") or {}).get("phase") in phases
+
+    try:
+        eventually(f"build {name} to reach {'/'.join(phases)}", reached, timeout=timeout)
+    except AssertionError:
+        logs = build_log(cluster, namespace, name, container=None)
+        raise AssertionError(
+            f"{json.dumps(found.get('status'), indent=1)}\n{logs[-3000:]}"
+        ) from None
+    return found
+
+
+def build_digest(cluster: Cluster, namespace: str, build: str) -> str:
+    """Wait for the build to end; it must be Complete; the digest it pushed."""
+    status = wait_for_phase(cluster, namespace, build)["status"]
+    assert status["phase"] == "Complete", status
+    return str(status["output"]["to"]["imageDigest"])

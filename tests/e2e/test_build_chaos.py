@@ -22,8 +22,7 @@ import pytest
 
 from tests.registry_servers import free_port
 
-from .helpers import Cluster
-from .test_builds import docker_bc
+from .helpers import Cluster, docker_bc
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -11,23 +10,19 @@ from pathlib import Path
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, eventually
-from .test_builds import build_json, docker_bc, imagestream, wait_for_phase
+from .helpers import (
+    HEADWATER,
+    Cluster,
+    GitServer,
+    build_json,
+    docker_bc,
+    eventually,
+    headwater,
+    imagestream,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.e2e
-
-HEADWATER = str(Path(sys.executable).parent / "headwater")
-
-
-def headwater(
-    cluster: Cluster, namespace: str, *args: str, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [HEADWATER, *args, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_start_build_follow_streams_the_log_and_waits(

@@ -8,8 +8,17 @@ from pathlib import Path
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, buildah_build_and_push
-from .test_builds import build_of_request, docker_bc, imagestream, start_build, wait_for_phase
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_log,
+    build_of_request,
+    buildah_build_and_push,
+    docker_bc,
+    imagestream,
+    start_build,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +104,7 @@ def test_s2i_build_with_environment_file_and_an_incremental_rebuild(
     image = f"{registry}/{namespace}/app@{status['output']['to']['imageDigest']}"
     out = run_image(cluster, namespace, image, "first")
     assert out == "hello from s2i build=1 greeting=hi there from=dot-s2i"
-    logs = cluster.kubectl("logs", "-n", namespace, f"job/{first}-build", "-c", "build").stdout
+    logs = build_log(cluster, namespace, first)
     assert "assembling as 1001 with GREETING=hi there" in logs
 
     second = build_of_request(cluster, namespace, start_build(cluster, namespace, "app"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,13 +35,11 @@ from headwater.timefmt import parse_time
 from tests.hostile import LAUGHS, docker_config_data, star_glob
 from tests.registry_servers import free_port
 
-from .helpers import Cluster, end_process, eventually
+from .helpers import HEADWATER, Cluster, docker_bc, end_process, eventually
 from .test_build_webhooks import webhook_secret
-from .test_builds import docker_bc
 
 pytestmark = pytest.mark.e2e
 
-HEADWATER = str(Path(sys.executable).parent / "headwater")
 LONG_LOOPBACK = "0x" + "0" * 40 + "7f.0.0.1"
 """127.0.0.1, with a 44-character first label."""
 ROUNDS_SECONDS = 30
