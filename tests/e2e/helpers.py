@@ -190,21 +190,23 @@ class GitServer:
         return f"{self.url}/{name}.git", sha
 
 
-def _registry_request(
-    url: str, method: str, body: bytes = b"", headers: dict[str, str] | None = None
+def registry_request(
+    url: str, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None
 ) -> Any:
+    """A plain-HTTP request to the test registry; the caller closes the response."""
     req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})  # noqa: S310
     return urllib.request.urlopen(req, timeout=30)  # noqa: S310 - the test registry
 
 
-def _push_blob(registry: str, repository: str, blob: bytes) -> str:
+def push_blob(registry: str, repository: str, blob: bytes) -> str:
+    """Upload ``blob`` to ``repository`` (monolithic upload); its digest."""
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _registry_request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
+    with registry_request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
         location = resp.headers["Location"]
     if location.startswith("/"):
         location = f"http://{registry}{location}"
     separator = "&" if "?" in location else "?"
-    with _registry_request(
+    with registry_request(
         f"{location}{separator}digest={digest}",
         "PUT",
         blob,
@@ -214,8 +216,9 @@ def _push_blob(registry: str, repository: str, blob: bytes) -> str:
     return digest
 
 
-def _put_manifest(registry: str, repository: str, tag: str, media_type: str, body: bytes) -> str:
-    with _registry_request(
+def put_manifest(registry: str, repository: str, tag: str, media_type: str, body: bytes) -> str:
+    """Put a manifest under ``tag``; its digest, checked against the body."""
+    with registry_request(
         f"http://{registry}/v2/{repository}/manifests/{tag}",
         "PUT",
         body,
@@ -262,8 +265,8 @@ def push_image(
             },
         }
     ).encode()
-    config_digest = _push_blob(registry, repository, config)
-    layer_digest = _push_blob(registry, repository, layer)
+    config_digest = push_blob(registry, repository, config)
+    layer_digest = push_blob(registry, repository, layer)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -282,7 +285,7 @@ def push_image(
             ],
         }
     ).encode()
-    return _put_manifest(registry, repository, tag, OCI_MANIFEST, manifest), len(manifest)
+    return put_manifest(registry, repository, tag, OCI_MANIFEST, manifest), len(manifest)
 
 
 def push_index(
@@ -304,7 +307,7 @@ def push_index(
             ],
         }
     ).encode()
-    return _put_manifest(registry, repository, tag, OCI_INDEX, index)
+    return put_manifest(registry, repository, tag, OCI_INDEX, index)
 
 
 class GitHttpServer:
@@ -505,6 +508,18 @@ def docker_bc(
     if output:
         spec["output"] = {"to": {"kind": "ImageStreamTag", "name": output}}
     return buildconfig(name, spec)
+
+
+def push_secret_bc(cluster: Cluster, name: str, secret: str) -> dict[str, Any]:
+    """A one-line Dockerfile BuildConfig pushing to ``<registry>/x/<name>:v1`` with
+    ``secret`` as its push secret (a build of it waits while that Secret is missing)."""
+    busybox = cluster.image("busybox")
+    bc = docker_bc(name, {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
+    bc["spec"]["output"] = {
+        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/{name}:v1"},
+        "pushSecret": {"name": secret},
+    }
+    return bc
 
 
 def start_build(cluster: Cluster, namespace: str, bc: str, overrides: str = "") -> str:

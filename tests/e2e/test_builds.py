@@ -26,6 +26,7 @@ from .helpers import (
     docker_bc,
     eventually,
     imagestream,
+    push_secret_bc,
     registry_digest,
     start_build,
     wait_for_phase,
@@ -281,13 +282,7 @@ def test_push_secret_credentials_are_used_and_refused_ones_fail_the_push(
 def test_missing_push_secret_holds_the_build_until_it_exists(
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
-    busybox = cluster.image("busybox")
-    bc = docker_bc("later", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
-    bc["spec"]["output"] = {
-        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/later:v1"},
-        "pushSecret": {"name": "not-yet"},
-    }
-    cluster.apply(bc, namespace)
+    cluster.apply(push_secret_bc(cluster, "later", "not-yet"), namespace)
     name = build_of_request(cluster, namespace, start_build(cluster, namespace, "later"))
 
     def held() -> bool:

@@ -19,6 +19,7 @@ from .helpers import (
     eventually,
     headwater,
     imagestream,
+    push_secret_bc,
     wait_for_phase,
 )
 
@@ -150,13 +151,7 @@ def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancell
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
     """Issue 19: `logs -f` sat silent for as long as the build could not start."""
-    busybox = cluster.image("busybox")
-    bc = docker_bc("held", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
-    bc["spec"]["output"] = {
-        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/held:v1"},
-        "pushSecret": {"name": "not-there"},
-    }
-    cluster.apply(bc, namespace)
+    cluster.apply(push_secret_bc(cluster, "held", "not-there"), namespace)
     started = headwater(cluster, namespace, "start-build", "held", timeout=120)
     assert started.returncode == 0, started.stderr
     follow = subprocess.Popen(
