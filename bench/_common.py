@@ -89,6 +89,12 @@ def start_operator(
         "HEADWATER_BUILDER_IMAGE": env["HEADWATER_BUILDER_IMAGE"],
         "HEADWATER_HEALTH_PORT": str(free_port()),
         "HEADWATER_METRICS_PORT": str(free_port()),
+        # The default executor: the local cluster's kaniko image, as the e2e tests use.
+        **(
+            {"HEADWATER_KANIKO_IMAGE": env["HEADWATER_KANIKO_IMAGE"]}
+            if "HEADWATER_KANIKO_IMAGE" in env
+            else {}
+        ),
         **(extra_env or {}),
     }
     command = [str(Path(sys.executable).parent / "headwater"), "operator", "run", "--standalone"]
