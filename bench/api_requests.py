@@ -44,7 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
-from bench.triggers import cluster_env  # noqa: E402
+from bench._common import cluster_env  # noqa: E402
 from tests.apiproxy import (  # noqa: E402
     READ_VERBS,
     WRITE_VERBS,
@@ -56,12 +56,12 @@ from tests.apiproxy import (  # noqa: E402
 from tests.e2e.conftest import (  # noqa: E402
     BASELINE,
     _create_namespace,
-    _remove_admission_configuration,
     wait_for_build_admission,
 )
 from tests.e2e.helpers import (  # noqa: E402
     Cluster,
     local_operator_env,
+    remove_admission_configuration,
     start_operator,
     stop_operator,
 )
@@ -212,7 +212,7 @@ def operator(cluster: Cluster, proxy: ApiProxy, interval: int, log: Path) -> Ite
     finally:
         stop_operator(process)
         # Its admission webhooks' configuration is cluster-wide: nothing may point at it now.
-        _remove_admission_configuration(cluster)
+        remove_admission_configuration(cluster)
 
 
 def bench(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:

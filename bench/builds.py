@@ -20,92 +20,29 @@ Needs the local cluster (``make cluster-up``); starts the operator itself
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
+from bench._common import (  # noqa: E402
+    Kubectl,
+    cluster_env,
+    parser,
+    percentiles_ms,
+    start_operator,
+    stop_operator,
+    verdict,
+)
 from tests.e2e.helpers import buildah_build_and_push  # noqa: E402
 
 NAMESPACE = f"hw-bench-builds-{os.getpid()}"
-
-
-def cluster_env() -> dict[str, str]:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py"), "env"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        sys.exit("bench: the local cluster is not running (make cluster-up)")
-    env = {}
-    for line in Path(result.stdout.strip()).read_text().splitlines():
-        key, _, value = line.partition("=")
-        env[key] = value
-    return env
-
-
-class Kubectl:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.base = [env["KUBECTL"], "--kubeconfig", env["KUBECONFIG"]]
-
-    def __call__(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [*self.base, *args], input=stdin, capture_output=True, text=True, timeout=120
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "-o", "json"))
-
-    def apply(self, obj: dict[str, Any]) -> None:
-        self("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(obj))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_operator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    operator_env = {
-        **os.environ,
-        "KUBECONFIG": env["KUBECONFIG"],
-        "HEADWATER_REGISTRY": env["REGISTRY"],
-        "HEADWATER_REGISTRY_INSECURE": "true",
-        "HEADWATER_BUILDER_IMAGE": env["HEADWATER_BUILDER_IMAGE"],
-        "HEADWATER_HEALTH_PORT": str(free_port()),
-        "HEADWATER_METRICS_PORT": str(free_port()),
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "headwater"),
-                "operator",
-                "run",
-                "--standalone",
-                "--namespace",
-                NAMESPACE,
-            ],
-            env=operator_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def dockerfile(busybox: str, run: int) -> str:
@@ -213,15 +150,15 @@ def start_latency(kubectl: Kubectl, env: dict[str, str], starts: int) -> list[fl
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="builds per side for the overhead")
-    parser.add_argument("--starts", type=int, default=20, help="BuildConfigs for start latency")
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--runs", type=int, default=5, help="builds per side for the overhead")
+    options.add_argument("--starts", type=int, default=20, help="BuildConfigs for start latency")
+    args = options.parse_args()
     env = cluster_env()
-    kubectl = Kubectl(env)
+    kubectl = Kubectl(env, NAMESPACE)
     kubectl("create", "namespace", NAMESPACE)
     log = Path(tempfile.gettempdir()) / f"{NAMESPACE}-operator.log"
-    operator = start_operator(env, log)
+    operator = start_operator(env, NAMESPACE, log)
     try:
         print(f"raw buildah: {args.runs} builds + pushes on this machine ...", flush=True)
         raw = raw_buildah(env, args.runs)
@@ -233,8 +170,7 @@ def main() -> int:
               flush=True)  # fmt: skip
         latencies = start_latency(kubectl, env, args.starts)
     finally:
-        operator.send_signal(signal.SIGTERM)
-        operator.wait(timeout=30)
+        stop_operator(operator)
         kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     raw_median, ours_median = statistics.median(raw), statistics.median(ours)
     print()
@@ -243,14 +179,13 @@ def main() -> int:
     print(f"  {'min wall time (s)':<40} {min(ours):>10.2f} {min(raw):>12.2f}")
     print(f"  {'ratio (headwater / raw)':<40} {ours_median / raw_median:>10.2f}x")
     overhead = ours_median - raw_median
-    verdict = "within" if overhead <= 3 else "OVER"
-    print(f"  {'overhead (s), target <= 3':<40} {overhead:>10.2f}   {verdict} target")
-    ms = sorted(x * 1000 for x in latencies)
-    p50 = statistics.median(ms)
-    p90 = ms[int(0.9 * (len(ms) - 1))]
-    figures = f"p50 {p50:.0f}  p90 {p90:.0f}  max {ms[-1]:.0f}"
+    print(
+        f"  {'overhead (s), target <= 3':<40} {overhead:>10.2f}   {verdict(overhead <= 3)} target"
+    )
+    ms = percentiles_ms(latencies)
+    figures = f"p50 {ms['p50']:.0f}  p90 {ms['p90']:.0f}  max {ms['max']:.0f}"
     print(f"  {'start request -> Job created (ms)':<40} {figures}")
-    print(f"  {'target p50 <= 200 ms':<40} {'within' if p50 <= 200 else 'OVER'} target")
+    print(f"  {'target p50 <= 200 ms':<40} {verdict(ms['p50'] <= 200)} target")
     return 0
 
 

@@ -39,6 +39,7 @@ from lightkube import AsyncClient  # noqa: E402
 from lightkube.config.kubeconfig import KubeConfig  # noqa: E402
 from lightkube.core.exceptions import ApiError  # noqa: E402
 
+from bench._common import Kubectl, cluster_env, parser, ratio_row  # noqa: E402
 from headwater.config import Config  # noqa: E402
 from headwater.imports.credentials import Keyring  # noqa: E402
 from headwater.imports.history import Outcome  # noqa: E402
@@ -83,21 +84,6 @@ class Cycle:
     blob_requests: int
     token_requests: int
     writes: int
-
-
-def cluster_env() -> dict[str, str]:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py"), "env"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        sys.exit("bench: the local cluster is not running (make cluster-up)")
-    env = {}
-    for line in Path(result.stdout.strip()).read_text().splitlines():
-        key, _, value = line.partition("=")
-        env[key] = value
-    return env
 
 
 def stream_body(index: int, tags: int, registry: str) -> dict[str, Any]:
@@ -180,16 +166,11 @@ async def measure(
         await registry.close()
 
 
-def row(name: str, ours: float, base: float, fmt: str = "{:.2f}") -> str:
-    ratio = f"{base / ours:.2f}x" if ours else "-"
-    return f"  {name:<38} {fmt.format(ours):>12} {fmt.format(base):>12} {ratio:>9}"
-
-
 def prepare(args: argparse.Namespace) -> dict[str, str]:
     """The cluster's env, the in-cluster operator checked, the namespace and images made."""
     env = cluster_env()
     registry = env["REGISTRY"]
-    kubectl = [env["KUBECTL"], "--kubeconfig", env["KUBECONFIG"]]
+    kubectl = Kubectl(env, NAMESPACE).base
     replicas = subprocess.run(
         [
             *kubectl,
@@ -235,19 +216,7 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         base, _ = await measure(FullFetchRunner, kube, config, registry)
     finally:
         await kube.close()
-        subprocess.Popen(  # noqa: ASYNC220 - fire and forget, at exit
-            [
-                env["KUBECTL"],
-                "--kubeconfig",
-                env["KUBECONFIG"],
-                "delete",
-                "namespace",
-                NAMESPACE,
-                "--wait=false",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        Kubectl(env, NAMESPACE).delete_namespace_later()
     tags = args.streams * args.tags
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
@@ -256,28 +225,28 @@ async def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         f" = {tags} tags, nothing changed"
     )
     print(f"  {'':<38} {'headwater':>12} {'full fetch':>12} {'ratio':>9}")
-    print(row("cycle wall time (s)", ours.wall, base.wall))
-    print(row("CPU time (s)", ours.cpu, base.cpu))
+    print(ratio_row("cycle wall time (s)", ours.wall, base.wall))
+    print(ratio_row("CPU time (s)", ours.cpu, base.cpu))
     print(
-        row(
+        ratio_row(
             "manifest requests per tag",
             ours.manifest_requests / tags,
             base.manifest_requests / tags,
         )
     )
-    print(row("blob requests per tag", ours.blob_requests / tags, base.blob_requests / tags))
-    print(row("token requests", ours.token_requests, base.token_requests, "{:.0f}"))
-    print(row("API writes", ours.writes, base.writes, "{:.0f}"))
+    print(ratio_row("blob requests per tag", ours.blob_requests / tags, base.blob_requests / tags))
+    print(ratio_row("token requests", ours.token_requests, base.token_requests, "{:.0f}"))
+    print(ratio_row("API writes", ours.writes, base.writes, "{:.0f}"))
     print(f"  peak RSS of this process (runner + bench): {rss:.0f} MB")
     print(f"  tags checked per second: {tags / ours.wall:.0f} (full fetch: {tags / base.wall:.0f})")
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--tags", type=int, default=10)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--streams", type=int, default=1000)
+    options.add_argument("--tags", type=int, default=10)
+    args = options.parse_args()
     return asyncio.run(run(args, prepare(args)))
 
 

@@ -34,10 +34,7 @@ import functools
 import json
 import os
 import secrets
-import signal
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,27 +52,21 @@ from lightkube.resources.apps_v1 import Deployment  # noqa: E402
 from lightkube.resources.core_v1 import Namespace, Pod  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
 
+from bench._common import (  # noqa: E402
+    cluster_env,
+    parser,
+    percentiles_ms,
+    start_operator,
+    stop_operator,
+    verdict,
+)
 from headwater.kube import plain_dict  # noqa: E402
 from headwater.resources import BuildConfig, ImageStream  # noqa: E402
+from headwater.workloads.triggers import ANNOTATION_OPENSHIFT  # noqa: E402
 from tests.e2e.helpers import push_image  # noqa: E402
 from tests.registry_servers import free_port, running_registry  # noqa: E402
 
 NAMESPACE = f"hw-bench-triggers-{os.getpid()}"
-
-
-def cluster_env() -> dict[str, str]:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py"), "env"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        sys.exit("bench: the local cluster is not running (make cluster-up)")
-    env = {}
-    for line in Path(result.stdout.strip()).read_text().splitlines():
-        key, _, value = line.partition("=")
-        env[key] = value
-    return env
 
 
 def deployment(name: str, tag: str, placeholder: str) -> dict[str, Any]:
@@ -91,7 +82,7 @@ def deployment(name: str, tag: str, placeholder: str) -> dict[str, Any]:
         "metadata": {
             "name": name,
             "namespace": NAMESPACE,
-            "annotations": {"image.openshift.io/triggers": json.dumps(trigger)},
+            "annotations": {ANNOTATION_OPENSHIFT: json.dumps(trigger)},
         },
         "spec": {
             "replicas": 0,
@@ -165,16 +156,13 @@ class Watches:
 
 
 def summary(name: str, values: list[float], p50_target: float, p99_target: float | None) -> str:
-    ms = sorted(v * 1000 for v in values)
-    p50 = statistics.median(ms)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    verdict = (
-        "within" if p50 <= p50_target and (p99_target is None or p99 <= p99_target) else "OVER"
-    )
+    ms = percentiles_ms(values)
+    p50, p99 = ms["p50"], ms["p99"]
+    within = verdict(p50 <= p50_target and (p99_target is None or p99 <= p99_target))
     target = f"p50<={p50_target:.0f}" + (f" p99<={p99_target:.0f}" if p99_target else "")
     return (
-        f"  {name:<44} n={len(ms):<3} p50 {p50:6.0f}  p90 {ms[int(0.9 * (len(ms) - 1))]:6.0f}"
-        f"  p99 {p99:6.0f}  max {ms[-1]:6.0f} ms   {target}: {verdict}"
+        f"  {name:<44} n={len(values):<3} p50 {p50:6.0f}  p90 {ms['p90']:6.0f}"
+        f"  p99 {p99:6.0f}  max {ms['max']:6.0f} ms   {target}: {within}"
     )
 
 
@@ -186,33 +174,17 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     token = secrets.token_hex(16)
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"{NAMESPACE}-operator.log"
-    operator_env = {
-        **os.environ,
-        "KUBECONFIG": env["KUBECONFIG"],
-        "HEADWATER_REGISTRY": registry,
-        "HEADWATER_REGISTRY_INSECURE": "true",
-        "HEADWATER_BUILDER_IMAGE": env["HEADWATER_BUILDER_IMAGE"],
-        "HEADWATER_HEALTH_PORT": str(free_port()),
-        "HEADWATER_METRICS_PORT": str(free_port()),
-        "HEADWATER_WEBHOOK_PORT": str(port),
-        "HEADWATER_REGISTRY_WEBHOOK_TOKEN": token,
-        "HEADWATER_IMPORT_RATE_PER_MINUTE": str(args.import_rate),
-    }
-    with log.open("wb") as out:
-        operator = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
-            [
-                str(Path(sys.executable).parent / "headwater"),
-                "operator",
-                "run",
-                "--standalone",
-                "--namespace",
-                NAMESPACE,
-                *(["--verbose"] if os.environ.get("BENCH_VERBOSE") else []),
-            ],
-            env=operator_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    operator = start_operator(
+        env,
+        NAMESPACE,
+        log,
+        {
+            "HEADWATER_WEBHOOK_PORT": str(port),
+            "HEADWATER_REGISTRY_WEBHOOK_TOKEN": token,
+            "HEADWATER_IMPORT_RATE_PER_MINUTE": str(args.import_rate),
+        },
+        ["--verbose"] if os.environ.get("BENCH_VERBOSE") else [],
+    )
     watches = Watches(kube)
     tasks = [asyncio.create_task(watches.deployments()), asyncio.create_task(watches.pods())]
     lines: list[str] = []
@@ -376,8 +348,7 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     finally:
         for task in tasks:
             task.cancel()
-        operator.send_signal(signal.SIGTERM)
-        operator.wait(timeout=30)
+        stop_operator(operator)
         await kube.delete(Namespace, NAMESPACE)
         await kube.close()
     return lines
@@ -406,16 +377,16 @@ async def _build_digest(kube: AsyncClient, build: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--moves", type=int, default=50, help="moves per measurement")
-    parser.add_argument(
+    options = parser(__doc__)
+    options.add_argument("--moves", type=int, default=50, help="moves per measurement")
+    options.add_argument(
         "--import-rate",
         type=int,
         default=60,
         help="the operator's importRatePerMinute (default: its own default, 60)",
     )
-    parser.add_argument("--skip-builds", action="store_true", help="measure (b) and (c) only")
-    args = parser.parse_args()
+    options.add_argument("--skip-builds", action="store_true", help="measure (b) and (c) only")
+    args = options.parse_args()
     lines = asyncio.run(bench(args, cluster_env()))
     print()
     print("  tag moved -> Deployment patched (both ends seen by this process's watches)")

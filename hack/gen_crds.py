@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from headwater.imports.model import STREAM_NAME_PATTERN
+from headwater.registry.reference import TAG_PATTERN as TAG
+
 Schema = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +33,7 @@ CRD_DIR = REPO / "crds"
 
 # --- grammars -------------------------------------------------------------------------------
 
-#: A Docker tag: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`` (distribution/reference).
-TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+#: A Docker tag (distribution/reference), as the operator parses it: TAG, imported.
 TAG_PATTERN = f"^{TAG}$"
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -45,7 +47,7 @@ _DIGEST = r"sha256:[a-f0-9]{64}"
 DOCKER_IMAGE_PATTERN = "^" + _REPOSITORY + "(?::" + TAG + ")?(?:@" + _DIGEST + ")?$"
 
 #: An ImageStream name (a DNS-1123 subdomain, like every object name).
-_STREAM = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+_STREAM = STREAM_NAME_PATTERN
 IMAGE_STREAM_TAG_PATTERN = "^" + _STREAM + ":" + TAG + "$"
 IMAGE_STREAM_IMAGE_PATTERN = "^" + _STREAM + "@" + _DIGEST + "$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

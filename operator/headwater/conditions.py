@@ -8,8 +8,10 @@ handler can compare the result with what the object has and skip the write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, TypeAlias, TypedDict
+
+from headwater.timefmt import format_time
 
 ConditionStatus: TypeAlias = Literal["True", "False", "Unknown"]
 
@@ -23,13 +25,6 @@ class Condition(TypedDict):
     message: str
     lastTransitionTime: str
     observedGeneration: int
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as metav1.Time serialises."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: conditions need an aware time")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def get_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Condition | None:

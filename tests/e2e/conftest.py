@@ -30,7 +30,16 @@ import pytest
 from tests import hack_scripts
 from tests.registry_servers import free_port
 
-from .helpers import Cluster, GitServer, eventually
+from .helpers import (
+    OPERATOR_NAMESPACE,
+    Cluster,
+    GitServer,
+    eventually,
+    pause_installed_operator,
+    remove_admission_configuration,
+    run_installed_operator,
+    stop_installed_operator,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 LOCALCLUSTER = REPO / "hack" / "cluster" / "localcluster.py"
@@ -166,12 +175,10 @@ def git_server(cluster: Cluster, tmp_path: Path) -> GitServer:
     return GitServer(Path(root), url, tmp_path)
 
 
-OPERATOR_NAMESPACE = "headwater-system"
 IMPORT_INTERVAL_SECONDS = 4
 LOCAL_NODE_IP = "10.244.0.1"
 AUTH_REGISTRY_PORT = 5002
 """A registry with htpasswd auth that build pods reach (plain HTTP, declared insecure)."""
-OPERATOR_DEPLOYMENT = "headwater-operator"
 ALLOWED_REGISTRIES_FOR_IMPORT = '[{domainName: "127.0.0.1:*", insecure: true}]'
 """What the in-process operator may import from besides its own registries: the loopback."""
 
@@ -209,18 +216,6 @@ def operator_image(cluster: Cluster) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def _scale_operator(cluster: Cluster, replicas: int) -> None:
-    cluster.kubectl(
-        "-n", OPERATOR_NAMESPACE, "scale", f"deploy/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
-    )
-
-
-def _remove_admission_configuration(cluster: Cluster) -> None:
-    """An operator that stopped leaves its webhook configuration pointing at nothing."""
-    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
-        cluster.kubectl("delete", kind, "headwater.dev", "--ignore-not-found", check=False)
-
-
 STRATEGY_REQUESTER = "build.headwater.dev/strategy-requester"
 
 
@@ -249,13 +244,6 @@ def wait_for_build_admission(cluster: Cluster, namespace: str) -> None:
         return result.returncode == 0 and STRATEGY_REQUESTER in result.stdout
 
     eventually("the operator's build admission webhooks to answer", served, timeout=90)
-
-
-def _operator_pods_gone(cluster: Cluster) -> bool:
-    pods = cluster.get_json(
-        "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
-    )
-    return not pods["items"]
 
 
 @pytest.fixture(scope="module")
@@ -287,34 +275,10 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
     )
-    _scale_operator(cluster, 1)
-    result = cluster.kubectl(
-        "-n",
-        OPERATOR_NAMESPACE,
-        "rollout",
-        "status",
-        f"deploy/{OPERATOR_DEPLOYMENT}",
-        "--timeout=180s",
-        check=False,
-        timeout=200,
-    )
-    if result.returncode != 0:
-        logs = cluster.kubectl(
-            "-n",
-            OPERATOR_NAMESPACE,
-            "logs",
-            f"deploy/{OPERATOR_DEPLOYMENT}",
-            "--tail=50",
-            check=False,
-        )
-        raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+    run_installed_operator(cluster)
     wait_for_build_admission(cluster, "default")
     yield OPERATOR_NAMESPACE
-    _scale_operator(cluster, 0)
-    _remove_admission_configuration(cluster)
-    deadline = time.monotonic() + 60
-    while not _operator_pods_gone(cluster) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    stop_installed_operator(cluster)
 
 
 @pytest.fixture
@@ -330,18 +294,7 @@ def operator_in_process(
     first so that it cannot race this one. Scheduled imports run every
     ``IMPORT_INTERVAL_SECONDS`` so tests can watch them happen.
     """
-    deployment = cluster.kubectl(
-        "-n",
-        OPERATOR_NAMESPACE,
-        "get",
-        f"deploy/{OPERATOR_DEPLOYMENT}",
-        "-o",
-        "jsonpath={.spec.replicas}",
-        check=False,
-    )
-    if deployment.returncode == 0 and deployment.stdout.strip() not in ("", "0"):
-        _scale_operator(cluster, 0)
-        eventually("the in-cluster operator to stop", lambda: _operator_pods_gone(cluster))
+    pause_installed_operator(cluster)
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     monkeypatch.setenv("HEADWATER_IMPORT_INTERVAL_SECONDS", str(IMPORT_INTERVAL_SECONDS))
     # Registry notifications: tests read the port and token back from the environment.
@@ -382,6 +335,6 @@ def operator_in_process(
                 wait_for_build_admission(cluster, namespace)
             yield runner
     finally:
-        _remove_admission_configuration(cluster)
+        remove_admission_configuration(cluster)
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None, runner.exception

@@ -192,21 +192,23 @@ class GitServer:
         return f"{self.url}/{name}.git", sha
 
 
-def _registry_request(
-    url: str, method: str, body: bytes = b"", headers: dict[str, str] | None = None
+def registry_request(
+    url: str, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None
 ) -> Any:
+    """A plain-HTTP request to the test registry; the caller closes the response."""
     req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})  # noqa: S310
     return urllib.request.urlopen(req, timeout=30)  # noqa: S310 - the test registry
 
 
-def _push_blob(registry: str, repository: str, blob: bytes) -> str:
+def push_blob(registry: str, repository: str, blob: bytes) -> str:
+    """Upload ``blob`` to ``repository`` (monolithic upload); its digest."""
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _registry_request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
+    with registry_request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
         location = resp.headers["Location"]
     if location.startswith("/"):
         location = f"http://{registry}{location}"
     separator = "&" if "?" in location else "?"
-    with _registry_request(
+    with registry_request(
         f"{location}{separator}digest={digest}",
         "PUT",
         blob,
@@ -216,8 +218,9 @@ def _push_blob(registry: str, repository: str, blob: bytes) -> str:
     return digest
 
 
-def _put_manifest(registry: str, repository: str, tag: str, media_type: str, body: bytes) -> str:
-    with _registry_request(
+def put_manifest(registry: str, repository: str, tag: str, media_type: str, body: bytes) -> str:
+    """Put a manifest under ``tag``; its digest, checked against the body."""
+    with registry_request(
         f"http://{registry}/v2/{repository}/manifests/{tag}",
         "PUT",
         body,
@@ -264,8 +267,8 @@ def push_image(
             },
         }
     ).encode()
-    config_digest = _push_blob(registry, repository, config)
-    layer_digest = _push_blob(registry, repository, layer)
+    config_digest = push_blob(registry, repository, config)
+    layer_digest = push_blob(registry, repository, layer)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -284,7 +287,7 @@ def push_image(
             ],
         }
     ).encode()
-    return _put_manifest(registry, repository, tag, OCI_MANIFEST, manifest), len(manifest)
+    return put_manifest(registry, repository, tag, OCI_MANIFEST, manifest), len(manifest)
 
 
 def push_index(
@@ -306,7 +309,7 @@ def push_index(
             ],
         }
     ).encode()
-    return _put_manifest(registry, repository, tag, OCI_INDEX, index)
+    return put_manifest(registry, repository, tag, OCI_INDEX, index)
 
 
 class GitHttpServer:
@@ -432,3 +435,228 @@ def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+
+
+# --- the operator under test: starting it and cleaning up after it --------------------------
+
+OPERATOR_NAMESPACE = "headwater-system"
+OPERATOR_DEPLOYMENT = "headwater-operator"
+
+
+def scale_operator(cluster: Cluster, replicas: int) -> None:
+    """Scale the installed (deploy/install.yaml) operator's Deployment."""
+    cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "scale", f"deploy/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
+    )
+
+
+def remove_admission_configuration(cluster: Cluster) -> None:
+    """An operator that stopped leaves its webhook configuration pointing at nothing."""
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        cluster.kubectl("delete", kind, "headwater.dev", "--ignore-not-found", check=False)
+
+
+def operator_pods_gone(cluster: Cluster) -> bool:
+    pods = cluster.get_json(
+        "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator"
+    )
+    return not pods["items"]
+
+
+def pause_installed_operator(cluster: Cluster) -> None:
+    """If the installed operator runs, scale it to zero and wait until its pods are gone,
+    so that the operator a test starts itself has nothing to race."""
+    replicas = cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "get", f"deploy/{OPERATOR_DEPLOYMENT}", "-o",
+        "jsonpath={.spec.replicas}", check=False,
+    )  # fmt: skip
+    if replicas.returncode == 0 and replicas.stdout.strip() not in ("", "0"):
+        scale_operator(cluster, 0)
+        eventually("the in-cluster operator to stop", lambda: operator_pods_gone(cluster))
+
+
+def run_installed_operator(cluster: Cluster) -> None:
+    """Scale the installed operator to one replica and wait until it is Available."""
+    scale_operator(cluster, 1)
+    result = cluster.kubectl(
+        "-n", OPERATOR_NAMESPACE, "rollout", "status", f"deploy/{OPERATOR_DEPLOYMENT}",
+        "--timeout=180s", check=False, timeout=200,
+    )  # fmt: skip
+    if result.returncode != 0:
+        logs = cluster.kubectl(
+            "-n", OPERATOR_NAMESPACE, "logs", f"deploy/{OPERATOR_DEPLOYMENT}", "--tail=50",
+            check=False,
+        )  # fmt: skip
+        raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+
+
+def stop_installed_operator(cluster: Cluster, timeout: float = 60) -> None:
+    """The clean-up after a test of the installed operator: scaled to zero, its webhook
+    configurations removed, and (within ``timeout``) its pods gone; never raises on time."""
+    scale_operator(cluster, 0)
+    remove_admission_configuration(cluster)
+    deadline = time.monotonic() + timeout
+    while not operator_pods_gone(cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def end_process(process: subprocess.Popen[bytes], timeout: float = 30, group: bool = False) -> None:
+    """SIGTERM (to its process group with ``group``), then SIGKILL if it outlives ``timeout``."""
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
+
+
+# --- builds: the objects, starting one, waiting for it, reading what it did ------------------
+
+"""The CLI of this checkout's virtualenv."""
+TERMINAL = ("Complete", "Failed", "Error", "Cancelled")
+BUILD_TIMEOUT = 420
+
+
+def headwater(
+    cluster: Cluster, namespace: str, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``headwater <args> -n <namespace>`` against the cluster; the caller checks the result."""
+    return subprocess.run(
+        [HEADWATER, *args, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def imagestream(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": name},
+    }
+
+
+def buildconfig(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def docker_bc(
+    name: str,
+    source: dict[str, Any],
+    output: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    strategy = extra.pop("strategy", {"type": "Docker", "dockerStrategy": {}})
+    spec: dict[str, Any] = {"source": source, "strategy": strategy, **extra}
+    if output:
+        spec["output"] = {"to": {"kind": "ImageStreamTag", "name": output}}
+    return buildconfig(name, spec)
+
+
+def push_secret_bc(cluster: Cluster, name: str, secret: str) -> dict[str, Any]:
+    """A one-line Dockerfile BuildConfig pushing to ``<registry>/x/<name>:v1`` with
+    ``secret`` as its push secret (a build of it waits while that Secret is missing)."""
+    busybox = cluster.image("busybox")
+    bc = docker_bc(name, {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
+    bc["spec"]["output"] = {
+        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/{name}:v1"},
+        "pushSecret": {"name": secret},
+    }
+    return bc
+
+
+def start_build(cluster: Cluster, namespace: str, bc: str, overrides: str = "") -> str:
+    """Ask for a build the way `kubectl annotate` can; return the request id."""
+    request = f"r{uuid.uuid4().hex[:10]}"
+    cluster.kubectl(
+        "annotate",
+        "-n",
+        namespace,
+        f"buildconfig/{bc}",
+        f"start.build.headwater.dev/{request}={overrides}",
+    )
+    return request
+
+
+def build_of_request(cluster: Cluster, namespace: str, request: str) -> str:
+    names: list[str] = []
+
+    def made() -> bool:
+        found = cluster.get_json(
+            "builds", "-n", namespace, "-l", f"build.headwater.dev/request={request}"
+        )["items"]
+        names[:] = [b["metadata"]["name"] for b in found]
+        return bool(names)
+
+    eventually(f"the build of request {request}", made, timeout=60)
+    assert len(names) == 1, names
+    return names[0]
+
+
+def build_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = cluster.get_json(f"build/{name}", "-n", namespace)
+    return result
+
+
+def builds_of(cluster: Cluster, namespace: str, bc: str | None = None) -> list[dict[str, Any]]:
+    """The namespace's Builds (of BuildConfig ``bc`` only, if given), by build number."""
+    selector = ["-l", f"build.headwater.dev/buildconfig={bc}"] if bc else []
+    found: list[dict[str, Any]] = cluster.get_json("builds", "-n", namespace, *selector)["items"]
+    return sorted(found, key=lambda b: int(b["metadata"]["name"].rsplit("-", 1)[1]))
+
+
+def build_log(cluster: Cluster, namespace: str, name: str, container: str | None = "build") -> str:
+    """The log of the build's pod: one container's, or (``container=None``) all of them."""
+    which = ["-c", container] if container else ["--all-containers"]
+    result = cluster.kubectl("logs", "-n", namespace, f"job/{name}-build", *which, check=False)
+    return result.stdout + result.stderr
+
+
+def build_why(build: dict[str, Any]) -> str:
+    """A build's phase, reason, message and log snippet, for an assertion's message."""
+    status = build.get("status") or {}
+    return (
+        f"{status.get('phase')} ({status.get('reason')}): {status.get('message')}\n"
+        f"{status.get('logSnippet', '')}"
+    )
+
+
+def wait_for_phase(
+    cluster: Cluster, namespace: str, name: str, phases: tuple[str, ...] = TERMINAL,
+    timeout: float = BUILD_TIMEOUT,
+) -> dict[str, Any]:  # fmt: skip
+    found: dict[str, Any] = {}
+
+    def reached() -> bool:
+        found.clear()
+        found.update(build_json(cluster, namespace, name))
+        return (found.get("status") or {}).get("phase") in phases
+
+    try:
+        eventually(f"build {name} to reach {'/'.join(phases)}", reached, timeout=timeout)
+    except AssertionError:
+        logs = build_log(cluster, namespace, name, container=None)
+        raise AssertionError(
+            f"{json.dumps(found.get('status'), indent=1)}\n{logs[-3000:]}"
+        ) from None
+    return found
+
+
+def build_digest(cluster: Cluster, namespace: str, build: str) -> str:
+    """Wait for the build to end; it must be Complete; the digest it pushed."""
+    status = wait_for_phase(cluster, namespace, build)["status"]
+    assert status["phase"] == "Complete", status
+    return str(status["output"]["to"]["imageDigest"])

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import Cluster, start_operator
-from .test_builds import docker_bc
+from .helpers import Cluster, docker_bc, start_operator
 
 pytestmark = pytest.mark.e2e
 

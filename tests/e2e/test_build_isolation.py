@@ -28,8 +28,10 @@ import kopf.testing
 import pytest
 
 from .conftest import LOCAL_NODE_IP, PRIVILEGED_BUILDS
-from .helpers import Cluster, GitServer
-from .test_builds import (
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_log,
     build_of_request,
     docker_bc,
     imagestream,
@@ -132,11 +134,6 @@ def outcomes(log: str) -> dict[str, str]:
     return found
 
 
-def _build_log(cluster: Cluster, namespace: str, name: str) -> str:
-    result = cluster.kubectl("logs", "-n", namespace, f"job/{name}-build", "-c", "build")
-    return result.stdout
-
-
 def report(text: str) -> None:
     """To the real stdout (kopf's test runner captures sys.stdout): shown with ``-s``."""
     print(text, file=sys.__stdout__, flush=True)
@@ -179,7 +176,7 @@ def test_hostile_dockerfile_cannot_reach_the_node(
     name = build_of_request(cluster, namespace, start_build(cluster, namespace, "hostile"))
     status = wait_for_phase(cluster, namespace, name)["status"]
     elapsed = time.monotonic() - started
-    log = _build_log(cluster, namespace, name)
+    log = build_log(cluster, namespace, name)
     assert status["phase"] == "Complete", (status, log[-3000:])
 
     # The pod ran unprivileged, in the baseline namespace.
@@ -284,7 +281,7 @@ class TestOptedInNamespace:
         started = time.monotonic()
         name = build_of_request(cluster, namespace, start_build(cluster, namespace, "opted"))
         status = wait_for_phase(cluster, namespace, name)["status"]
-        log = _build_log(cluster, namespace, name)
+        log = build_log(cluster, namespace, name)
         report(f"\nbuildah (opted in, OCI isolation) build: {time.monotonic() - started:.1f}s")
         assert status["phase"] == "Complete", (status, log[-3000:])
         jobs = cluster.get_json("jobs", "-n", namespace, "-l", f"build.headwater.dev/build={name}")

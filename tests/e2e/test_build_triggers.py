@@ -10,26 +10,26 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, buildah_build_and_push, eventually
-from .test_builds import docker_bc, imagestream, wait_for_phase
+from .helpers import (
+    Cluster,
+    buildah_build_and_push,
+    builds_of,
+    docker_bc,
+    eventually,
+    imagestream,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-def builds(cluster: Cluster, namespace: str, bc: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = cluster.get_json(
-        "builds", "-n", namespace, "-l", f"build.headwater.dev/buildconfig={bc}"
-    )["items"]
-    return sorted(found, key=lambda b: int(b["metadata"]["name"].rsplit("-", 1)[1]))
 
 
 def settled_builds(cluster: Cluster, namespace: str, bc: str, count: int) -> list[dict[str, Any]]:
     """Wait for exactly ``count`` builds, then make sure no more appear for a while."""
     eventually(
-        f"{count} build(s) of {bc}", lambda: len(builds(cluster, namespace, bc)) >= count, 90
+        f"{count} build(s) of {bc}", lambda: len(builds_of(cluster, namespace, bc)) >= count, 90
     )
     time.sleep(3)
-    found = builds(cluster, namespace, bc)
+    found = builds_of(cluster, namespace, bc)
     assert len(found) == count, [b["metadata"]["name"] for b in found]
     return found
 

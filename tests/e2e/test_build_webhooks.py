@@ -21,8 +21,16 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, eventually
-from .test_builds import docker_bc, imagestream, wait_for_phase
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_why,
+    builds_of,
+    docker_bc,
+    eventually,
+    imagestream,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -73,19 +81,6 @@ def github_headers(event: str, body: bytes, secret: str, delivery: str) -> dict[
         "X-GitHub-Delivery": delivery,
         "X-Hub-Signature-256": f"sha256={signature}",
     }
-
-
-def builds_of(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = cluster.get_json("builds", "-n", namespace)["items"]
-    return found
-
-
-def _why(build: dict[str, Any]) -> str:
-    status = build.get("status") or {}
-    return (
-        f"{status.get('phase')} ({status.get('reason')}): {status.get('message')}\n"
-        f"{status.get('logSnippet', '')}"
-    )
 
 
 def test_github_and_generic_webhooks_start_builds(
@@ -197,13 +192,13 @@ def test_github_and_generic_webhooks_start_builds(
         # Seen once under the full suite's load (a kaniko build Failed after 32 s, reason
         # not captured): say why, then require a second delivery's build to complete, so
         # a real fault still fails here while the flake is investigated.
-        print(f"web-2 {_why(generic)}; delivering again", file=sys.__stdout__)
+        print(f"web-2 {build_why(generic)}; delivering again", file=sys.__stdout__)
         status, body = post(
             url("generic", generic_secret), generic_body, {"Content-Type": "application/json"}
         )
         assert status == 200, body
         generic = wait_for_phase(cluster, namespace, body["build"])
-    assert generic["status"]["phase"] == "Complete", _why(generic)
+    assert generic["status"]["phase"] == "Complete", build_why(generic)
     env = generic["spec"]["strategy"]["dockerStrategy"]["env"]
     assert {"name": "GREETING", "value": "hooks"} in env
     assert generic["spec"]["triggeredBy"][0]["message"] == "Generic WebHook"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,104 +15,24 @@ from tests.registry_servers import running_registry
 
 from .conftest import AUTH_REGISTRY_PORT, LOCAL_NODE_IP
 from .helpers import (
+    BUILD_TIMEOUT,
     Cluster,
     GitHttpServer,
     GitServer,
+    build_json,
+    build_log,
+    build_of_request,
     buildah_build_and_push,
+    docker_bc,
     eventually,
+    imagestream,
+    push_secret_bc,
     registry_digest,
+    start_build,
+    wait_for_phase,
 )
 
 pytestmark = pytest.mark.e2e
-
-TERMINAL = ("Complete", "Failed", "Error", "Cancelled")
-BUILD_TIMEOUT = 420
-
-
-def imagestream(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "image.headwater.dev/v1",
-        "kind": "ImageStream",
-        "metadata": {"name": name},
-    }
-
-
-def buildconfig(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "build.headwater.dev/v1",
-        "kind": "BuildConfig",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def docker_bc(
-    name: str,
-    source: dict[str, Any],
-    output: str | None,
-    **extra: Any,
-) -> dict[str, Any]:
-    strategy = extra.pop("strategy", {"type": "Docker", "dockerStrategy": {}})
-    spec: dict[str, Any] = {"source": source, "strategy": strategy, **extra}
-    if output:
-        spec["output"] = {"to": {"kind": "ImageStreamTag", "name": output}}
-    return buildconfig(name, spec)
-
-
-def start_build(cluster: Cluster, namespace: str, bc: str, overrides: str = "") -> str:
-    """Ask for a build the way `kubectl annotate` can; return the request id."""
-    request = f"r{uuid.uuid4().hex[:10]}"
-    cluster.kubectl(
-        "annotate",
-        "-n",
-        namespace,
-        f"buildconfig/{bc}",
-        f"start.build.headwater.dev/{request}={overrides}",
-    )
-    return request
-
-
-def build_of_request(cluster: Cluster, namespace: str, request: str) -> str:
-    names: list[str] = []
-
-    def made() -> bool:
-        found = cluster.get_json(
-            "builds", "-n", namespace, "-l", f"build.headwater.dev/request={request}"
-        )["items"]
-        names[:] = [b["metadata"]["name"] for b in found]
-        return bool(names)
-
-    eventually(f"the build of request {request}", made, timeout=60)
-    assert len(names) == 1, names
-    return names[0]
-
-
-def build_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = cluster.get_json(f"build/{name}", "-n", namespace)
-    return result
-
-
-def wait_for_phase(
-    cluster: Cluster, namespace: str, name: str, phases: tuple[str, ...] = TERMINAL,
-    timeout: float = BUILD_TIMEOUT,
-) -> dict[str, Any]:  # fmt: skip
-    found: dict[str, Any] = {}
-
-    def reached() -> bool:
-        found.clear()
-        found.update(build_json(cluster, namespace, name))
-        return (found.get("status") or {}).get("phase") in phases
-
-    try:
-        eventually(f"build {name} to reach {'/'.join(phases)}", reached, timeout=timeout)
-    except AssertionError:
-        logs = cluster.kubectl(
-            "logs", "-n", namespace, f"job/{name}-build", "--all-containers", check=False
-        )
-        raise AssertionError(
-            f"{json.dumps(found.get('status'), indent=1)}\n{logs.stdout[-3000:]}{logs.stderr}"
-        ) from None
-    return found
 
 
 def test_docker_build_from_git_pushes_to_the_image_stream_tag(
@@ -363,13 +282,7 @@ def test_push_secret_credentials_are_used_and_refused_ones_fail_the_push(
 def test_missing_push_secret_holds_the_build_until_it_exists(
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
-    busybox = cluster.image("busybox")
-    bc = docker_bc("later", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
-    bc["spec"]["output"] = {
-        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/later:v1"},
-        "pushSecret": {"name": "not-yet"},
-    }
-    cluster.apply(bc, namespace)
+    cluster.apply(push_secret_bc(cluster, "later", "not-yet"), namespace)
     name = build_of_request(cluster, namespace, start_build(cluster, namespace, "later"))
 
     def held() -> bool:
@@ -401,7 +314,7 @@ def test_post_commit_hook_runs_in_the_built_image_and_its_failure_fails_the_buil
     bad = build_of_request(cluster, namespace, start_build(cluster, namespace, "hook-fail"))
     ok_status = wait_for_phase(cluster, namespace, ok)["status"]
     assert ok_status["phase"] == "Complete", ok_status
-    logs = cluster.kubectl("logs", "-n", namespace, f"job/{ok}-build", "-c", "build").stdout
+    logs = build_log(cluster, namespace, ok)
     assert "hook-passed" in logs
     bad_status = wait_for_phase(cluster, namespace, bad)["status"]
     assert bad_status["phase"] == "Failed"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -11,23 +10,20 @@ from pathlib import Path
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, eventually
-from .test_builds import build_json, docker_bc, imagestream, wait_for_phase
+from .helpers import (
+    HEADWATER,
+    Cluster,
+    GitServer,
+    build_json,
+    docker_bc,
+    eventually,
+    headwater,
+    imagestream,
+    push_secret_bc,
+    wait_for_phase,
+)
 
 pytestmark = pytest.mark.e2e
-
-HEADWATER = str(Path(sys.executable).parent / "headwater")
-
-
-def headwater(
-    cluster: Cluster, namespace: str, *args: str, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [HEADWATER, *args, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_start_build_follow_streams_the_log_and_waits(
@@ -155,13 +151,7 @@ def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancell
     cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner
 ) -> None:
     """Issue 19: `logs -f` sat silent for as long as the build could not start."""
-    busybox = cluster.image("busybox")
-    bc = docker_bc("held", {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\n"}, None)
-    bc["spec"]["output"] = {
-        "to": {"kind": "DockerImage", "name": f"{cluster.need_registry()}/x/held:v1"},
-        "pushSecret": {"name": "not-there"},
-    }
-    cluster.apply(bc, namespace)
+    cluster.apply(push_secret_bc(cluster, "held", "not-there"), namespace)
     started = headwater(cluster, namespace, "start-build", "held", timeout=120)
     assert started.returncode == 0, started.stderr
     follow = subprocess.Popen(

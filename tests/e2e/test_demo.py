@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
-from .conftest import (
-    REPO,
-    _operator_pods_gone,
-    _remove_admission_configuration,
-    _scale_operator,
-)
-from .helpers import Cluster
+from .conftest import REPO
+from .helpers import Cluster, stop_installed_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -44,10 +38,6 @@ def test_the_demo_walks_the_seed_story_and_can_run_again(cluster: Cluster) -> No
             assert "Done." in out
     finally:
         # Other tests run their own operator: the demo's in-cluster one must stop.
-        _scale_operator(cluster, 0)
-        _remove_admission_configuration(cluster)
-        deadline = time.monotonic() + 120
-        while not _operator_pods_gone(cluster) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        stop_installed_operator(cluster, timeout=120)
         for namespace in ("shop-staging", "shop-prod", "openshift"):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -15,7 +15,6 @@ claim that `make cluster-up && make run` is the whole operator is tested.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -26,14 +25,13 @@ import pytest
 
 from tests.docs_examples import Step, mismatch, parse, runnable_docs
 
-from .conftest import (
-    OPERATOR_DEPLOYMENT,
-    OPERATOR_NAMESPACE,
-    _operator_pods_gone,
-    _remove_admission_configuration,
-    _scale_operator,
+from .helpers import (
+    Cluster,
+    end_process,
+    eventually,
+    pause_installed_operator,
+    remove_admission_configuration,
 )
-from .helpers import Cluster, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -58,14 +56,8 @@ def example_images(cluster: Cluster) -> str:
 
 
 def _start_make_run(cluster: Cluster, log: Path) -> subprocess.Popen[bytes]:
-    replicas = cluster.kubectl(
-        "-n", OPERATOR_NAMESPACE, "get", f"deploy/{OPERATOR_DEPLOYMENT}", "-o",
-        "jsonpath={.spec.replicas}", check=False,
-    )  # fmt: skip
-    if replicas.returncode == 0 and replicas.stdout.strip() not in ("", "0"):
-        _scale_operator(cluster, 0)
-        eventually("the in-cluster operator to stop", lambda: _operator_pods_gone(cluster))
-    _remove_admission_configuration(cluster)
+    pause_installed_operator(cluster)
+    remove_admission_configuration(cluster)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
     env.pop("KUBECONFIG", None)  # make run finds the local cluster by itself
     with log.open("wb") as out:
@@ -102,13 +94,8 @@ def docs_operator(
         eventually("make run to start the operator", started, timeout=300)
         yield "make-run"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        _remove_admission_configuration(cluster)
+        end_process(proc, timeout=60, group=True)
+        remove_admission_configuration(cluster)
         output = log.read_text(errors="replace")
         assert "Traceback" not in output, output[-6000:]
 

@@ -23,11 +23,14 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .helpers import MANIFEST_TYPES, Cluster, GitServer, registry_digest
-from .test_builds import (
+from .helpers import (
+    MANIFEST_TYPES,
+    Cluster,
+    GitServer,
     build_of_request,
     buildconfig,
     imagestream,
+    registry_digest,
     start_build,
     wait_for_phase,
 )

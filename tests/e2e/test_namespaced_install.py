@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +21,14 @@ import yaml
 
 from tests import hack_scripts
 
-from .conftest import (
-    OPERATOR_DEPLOYMENT,
+from .helpers import (
     OPERATOR_NAMESPACE,
-    _operator_pods_gone,
-    _remove_admission_configuration,
-    _scale_operator,
+    Cluster,
+    eventually,
+    push_image,
+    run_installed_operator,
+    stop_installed_operator,
 )
-from .helpers import Cluster, eventually, push_image
 from .test_operator import operator_may, operator_pod, summary_condition
 
 pytestmark = pytest.mark.e2e
@@ -76,24 +75,10 @@ def namespaced_operator(
     cluster.kubectl("delete", "clusterrolebinding", "headwater-operator", "--ignore-not-found")
     try:
         _apply(cluster, docs)
-        _scale_operator(cluster, 1)
-        result = cluster.kubectl(
-            "-n", OPERATOR_NAMESPACE, "rollout", "status", f"deploy/{OPERATOR_DEPLOYMENT}",
-            "--timeout=180s", check=False, timeout=200,
-        )  # fmt: skip
-        if result.returncode != 0:
-            logs = cluster.kubectl(
-                "-n", OPERATOR_NAMESPACE, "logs", f"deploy/{OPERATOR_DEPLOYMENT}", "--tail=50",
-                check=False,
-            )  # fmt: skip
-            raise AssertionError(f"operator not Available:\n{result.stderr}\n{logs.stdout}")
+        run_installed_operator(cluster)
         yield watched, outside
     finally:
-        _scale_operator(cluster, 0)
-        _remove_admission_configuration(cluster)
-        deadline = time.monotonic() + 60
-        while not _operator_pods_gone(cluster) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        stop_installed_operator(cluster)
         # Back to the cluster-wide install, not running.
         render = hack_scripts.load("render_install")
         restored = _rendered(cluster, render.load(), operator_image)

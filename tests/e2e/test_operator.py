@@ -345,7 +345,7 @@ def test_the_installed_operator_refuses_a_tenants_strategy_and_cross_namespace_p
     not move, and after B's admin grants headwater-image-pusher the same build
     completes and moves it.
     """
-    from .test_builds import build_of_request, wait_for_phase
+    from .helpers import build_of_request, wait_for_phase
     from .test_tenancy_builds import apply_as, bind, custom_bc, docker_bc, may_use, start_as
 
     a, b = namespace, peer_namespace

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import kopf.testing
 import pytest
+
+from tests.registry_servers import free_port
 
 from .helpers import Cluster, eventually
 from .test_operator import manifest, status_current
@@ -50,12 +51,6 @@ def test_in_process_operator_reconciles_its_namespace_only(
         assert "status" not in cluster.get_json("buildconfig/web", "-n", other)
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_headwater_operator_run_process_serves_probes_and_stops_on_sigterm(

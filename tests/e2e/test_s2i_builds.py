@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, buildah_build_and_push
-from .test_builds import build_of_request, docker_bc, imagestream, start_build, wait_for_phase
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_digest,
+    build_log,
+    build_of_request,
+    buildah_build_and_push,
+    docker_bc,
+    imagestream,
+    start_build,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +70,23 @@ def run_image(cluster: Cluster, namespace: str, image: str, name: str) -> str:
     return result.stdout.strip()
 
 
+def apply_s2i_bc(
+    cluster: Cluster, namespace: str, name: str, url: str, builder: str, **strategy: Any
+) -> None:
+    """An ImageStream ``name`` and a Source BuildConfig building Git ``url`` into its latest."""
+    cluster.apply(imagestream(name), namespace)
+    source_strategy = {"from": {"kind": "DockerImage", "name": builder}, **strategy}
+    cluster.apply(
+        docker_bc(
+            name,
+            {"type": "Git", "git": {"uri": url}},
+            f"{name}:latest",
+            strategy={"type": "Source", "sourceStrategy": source_strategy},
+        ),
+        namespace,
+    )
+
+
 def test_s2i_build_with_environment_file_and_an_incremental_rebuild(
     cluster: Cluster, namespace: str, tmp_path: Path, git_server: GitServer,
     operator_in_process: kopf.testing.KopfRunner,
@@ -72,36 +99,17 @@ def test_s2i_build_with_environment_file_and_an_incremental_rebuild(
             ".s2i/environment": "FROM_ENV_FILE=dot-s2i\n",
         }
     )
-    cluster.apply(imagestream("app"), namespace)
-    cluster.apply(
-        docker_bc(
-            "app",
-            {"type": "Git", "git": {"uri": url}},
-            "app:latest",
-            strategy={
-                "type": "Source",
-                "sourceStrategy": {
-                    "from": {"kind": "DockerImage", "name": builder},
-                    "env": [{"name": "GREETING", "value": "hi there"}],
-                    "incremental": True,
-                },
-            },
-        ),
-        namespace,
-    )
+    env = [{"name": "GREETING", "value": "hi there"}]
+    apply_s2i_bc(cluster, namespace, "app", url, builder, env=env, incremental=True)
     first = build_of_request(cluster, namespace, start_build(cluster, namespace, "app"))
-    status = wait_for_phase(cluster, namespace, first)["status"]
-    assert status["phase"] == "Complete", status
-    image = f"{registry}/{namespace}/app@{status['output']['to']['imageDigest']}"
+    image = f"{registry}/{namespace}/app@{build_digest(cluster, namespace, first)}"
     out = run_image(cluster, namespace, image, "first")
     assert out == "hello from s2i build=1 greeting=hi there from=dot-s2i"
-    logs = cluster.kubectl("logs", "-n", namespace, f"job/{first}-build", "-c", "build").stdout
+    logs = build_log(cluster, namespace, first)
     assert "assembling as 1001 with GREETING=hi there" in logs
 
     second = build_of_request(cluster, namespace, start_build(cluster, namespace, "app"))
-    status = wait_for_phase(cluster, namespace, second)["status"]
-    assert status["phase"] == "Complete", status
-    image = f"{registry}/{namespace}/app@{status['output']['to']['imageDigest']}"
+    image = f"{registry}/{namespace}/app@{build_digest(cluster, namespace, second)}"
     # The second build restored the first one's artifacts through save-artifacts.
     assert run_image(cluster, namespace, image, "second").startswith("hello from s2i build=2")
 
@@ -118,21 +126,7 @@ def test_s2i_source_overrides_the_builder_run_script(
             ".s2i/bin/run": "#!/bin/sh\necho overridden run script\n",
         }
     )
-    cluster.apply(imagestream("over"), namespace)
-    cluster.apply(
-        docker_bc(
-            "over",
-            {"type": "Git", "git": {"uri": url}},
-            "over:latest",
-            strategy={
-                "type": "Source",
-                "sourceStrategy": {"from": {"kind": "DockerImage", "name": builder}},
-            },
-        ),
-        namespace,
-    )
+    apply_s2i_bc(cluster, namespace, "over", url, builder)
     name = build_of_request(cluster, namespace, start_build(cluster, namespace, "over"))
-    status = wait_for_phase(cluster, namespace, name)["status"]
-    assert status["phase"] == "Complete", status
-    image = f"{registry}/{namespace}/over@{status['output']['to']['imageDigest']}"
+    image = f"{registry}/{namespace}/over@{build_digest(cluster, namespace, name)}"
     assert run_image(cluster, namespace, image, "over") == "overridden run script"

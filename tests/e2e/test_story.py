@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,12 +23,19 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, GitServer, buildah_build_and_push, eventually
-from .test_builds import imagestream, wait_for_phase
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_digest,
+    buildah_build_and_push,
+    builds_of,
+    eventually,
+    headwater,
+    imagestream,
+)
 
 pytestmark = pytest.mark.e2e
 
-HEADWATER = str(Path(sys.executable).parent / "headwater")
 FIELD = 'spec.template.spec.containers[?(@.name=="web")].image'
 
 
@@ -93,17 +99,8 @@ def rolled_out(cluster: Cluster, namespace: str, name: str, digest: str) -> str:
     return out[0]
 
 
-def build_digest(cluster: Cluster, namespace: str, build: str) -> str:
-    status = wait_for_phase(cluster, namespace, build)["status"]
-    assert status["phase"] == "Complete", status
-    return str(status["output"]["to"]["imageDigest"])
-
-
 def builds(cluster: Cluster, namespace: str) -> list[str]:
-    return sorted(
-        (b["metadata"]["name"] for b in cluster.get_json("builds", "-n", namespace)["items"]),
-        key=lambda n: int(n.rsplit("-", 1)[1]),
-    )
+    return [b["metadata"]["name"] for b in builds_of(cluster, namespace)]
 
 
 def commit(repo: Path, workdir: Path, files: dict[str, str], message: str) -> str:
@@ -119,13 +116,8 @@ def commit(repo: Path, workdir: Path, files: dict[str, str], message: str) -> st
     ).stdout.strip()
 
 
-def headwater(cluster: Cluster, namespace: str, *args: str) -> str:
-    result = subprocess.run(
-        [HEADWATER, *args, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def cli(cluster: Cluster, namespace: str, *args: str) -> str:
+    result = headwater(cluster, namespace, *args, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -250,7 +242,7 @@ def test_git_push_to_image_to_rollout_then_promotion(
         "--clusterrole=headwater-view", f"--group=system:serviceaccounts:{prod}",
     )  # fmt: skip
     cluster.apply(imagestream("web"), prod)
-    headwater(cluster, namespace, "tag", f"{namespace}/web:latest", f"{prod}/web:prod")
+    cli(cluster, namespace, "tag", f"{namespace}/web:latest", f"{prod}/web:prod")
     cluster.apply(deployment("web", "web:prod"), prod)
     assert rolled_out(cluster, prod, "web", third).split() == ["v2", "base-2"]
     assert builds(cluster, namespace) == ["web-1", "web-2", "web-3"]
@@ -265,7 +257,7 @@ def test_git_push_to_image_to_rollout_then_promotion(
     ci_digest = buildah_build_and_push(
         tmp_path / "buildah-ci", ci, f"{registry}/e2e/{namespace}/ci:1.2.0"
     )
-    headwater(
+    cli(
         cluster, namespace, "import-image", "web:1.2.0",
         f"--from={registry}/e2e/{namespace}/ci:1.2.0", "--confirm", "--insecure",
     )  # fmt: skip

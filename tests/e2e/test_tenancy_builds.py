@@ -19,9 +19,17 @@ import kopf.testing
 import pytest
 
 from .conftest import STRATEGY_REQUESTER
-from .helpers import Cluster, eventually, push_image
+from .helpers import (
+    Cluster,
+    build_json,
+    build_of_request,
+    buildconfig,
+    eventually,
+    imagestream,
+    push_image,
+    wait_for_phase,
+)
 from .test_build_webhooks import PREFIX, post
-from .test_builds import build_json, build_of_request, buildconfig, imagestream, wait_for_phase
 from .test_workload_triggers import (
     WEB_PATH,
     deployment,

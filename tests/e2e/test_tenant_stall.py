@@ -18,12 +18,9 @@ the imports fail at once, on loopback.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,50 +31,30 @@ from typing import Any
 
 import pytest
 
-from .helpers import Cluster, eventually
+from headwater.timefmt import parse_time
+from tests.hostile import LAUGHS, docker_config_data, star_glob
+from tests.registry_servers import free_port
+
+from .helpers import HEADWATER, Cluster, docker_bc, end_process, eventually
 from .test_build_webhooks import webhook_secret
-from .test_builds import docker_bc
 
 pytestmark = pytest.mark.e2e
 
-HEADWATER = str(Path(sys.executable).parent / "headwater")
 LONG_LOOPBACK = "0x" + "0" * 40 + "7f.0.0.1"
 """127.0.0.1, with a 44-character first label."""
 ROUNDS_SECONDS = 30
 RSS_LIMIT_MB = 400
-LAUGHS = b"""git:
-  a: &a [x,x,x,x,x,x,x,x,x]
-  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-  ref: *i
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hostile_pull_secret(name: str, ports: list[int]) -> dict[str, Any]:
-    auth = base64.b64encode(b"tenant:password").decode()
-    # Ten stars against a 44-character label that does not end in "x": a
-    # backtracking matcher tries every way to spread the label over the stars.
-    glob = "*0" * 10 + "*x"
-    auths = {f"{glob}.0.0.1:{port}": {"auth": auth} for port in ports}
-    doc = json.dumps({"auths": auths}).encode()
+    # Ten stars against a 44-character label that does not end in "x".
+    glob = star_glob("0", "x")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name},
         "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(doc).decode()},
+        "data": docker_config_data((f"{glob}.0.0.1:{port}" for port in ports), b"tenant:password"),
     }
 
 
@@ -123,9 +100,7 @@ def renew_time(cluster: Cluster, namespace: str, lease: str) -> tuple[str, datet
     if found.returncode != 0:
         return "", None
     spec = json.loads(found.stdout).get("spec") or {}
-    renewed = spec.get("renewTime")
-    when = datetime.fromisoformat(renewed.replace("Z", "+00:00")) if renewed else None
-    return str(spec.get("holderIdentity") or ""), when
+    return str(spec.get("holderIdentity") or ""), parse_time(spec.get("renewTime"))
 
 
 def test_hostile_inputs_do_not_stall_the_operator(
@@ -235,9 +210,4 @@ def test_hostile_inputs_do_not_stall_the_operator(
         assert (last_renewal - first_renewal).total_seconds() >= ROUNDS_SECONDS - 10
         assert process.poll() is None, log.read_text()[-3000:]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-import urllib.request
 from typing import Any
 
 import kopf.testing
 import pytest
 
-from .helpers import MANIFEST_TYPES, Cluster, eventually
+from .helpers import (
+    MANIFEST_TYPES,
+    Cluster,
+    eventually,
+    push_blob,
+    put_manifest,
+    registry_request,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,13 +26,6 @@ MANAGER = "headwater-triggers"
 
 
 # --- images that run: busybox with a marker label, so each marker is a new digest ---------
-
-
-def _request(
-    url: str, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None
-) -> Any:
-    req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})  # noqa: S310
-    return urllib.request.urlopen(req, timeout=30)  # noqa: S310 - the test registry
 
 
 def push_runnable(cluster: Cluster, repository: str, tag: str, marker: str) -> str:
@@ -41,50 +39,29 @@ def push_runnable(cluster: Cluster, repository: str, tag: str, marker: str) -> s
     host, _, rest = source.partition("/")
     source_repo, _, source_tag = rest.rpartition(":")
     assert host == registry, (source, registry)
-    with _request(
+    with registry_request(
         f"http://{registry}/v2/{source_repo}/manifests/{source_tag}",
         headers={"Accept": MANIFEST_TYPES},
     ) as resp:
         manifest = json.loads(resp.read())
         media_type = resp.headers["Content-Type"]
     assert "layers" in manifest, f"busybox is expected to be a single-platform image: {manifest}"
-    with _request(
+    with registry_request(
         f"http://{registry}/v2/{source_repo}/blobs/{manifest['config']['digest']}"
     ) as resp:
         config = json.loads(resp.read())
     config.setdefault("config", {}).setdefault("Labels", {})["marker"] = marker
     config_bytes = json.dumps(config).encode()
     for layer in manifest["layers"]:
-        with _request(
+        with registry_request(
             f"http://{registry}/v2/{repository}/blobs/uploads/"
             f"?mount={layer['digest']}&from={source_repo}",
             "POST",
         ) as resp:
             assert resp.status == 201, f"blob mount answered {resp.status}"
-    config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
-    with _request(f"http://{registry}/v2/{repository}/blobs/uploads/", "POST") as resp:
-        location = resp.headers["Location"]
-    if location.startswith("/"):
-        location = f"http://{registry}{location}"
-    separator = "&" if "?" in location else "?"
-    with _request(
-        f"{location}{separator}digest={config_digest}",
-        "PUT",
-        config_bytes,
-        {"Content-Type": "application/octet-stream"},
-    ):
-        pass
+    config_digest = push_blob(registry, repository, config_bytes)
     manifest["config"] = {**manifest["config"], "digest": config_digest, "size": len(config_bytes)}
-    body = json.dumps(manifest).encode()
-    with _request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}",
-        "PUT",
-        body,
-        {"Content-Type": media_type},
-    ) as resp:
-        digest = str(resp.headers["Docker-Content-Digest"])
-    assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
-    return digest
+    return put_manifest(registry, repository, tag, media_type, json.dumps(manifest).encode())
 
 
 # --- objects ----------------------------------------------------------------------------

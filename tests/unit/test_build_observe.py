@@ -24,7 +24,7 @@ from headwater.builds.observe import (
     observe,
     snippet,
 )
-from headwater.conditions import format_time
+from headwater.timefmt import format_time
 
 T_FETCH = "2025-03-04T05:06:07Z"
 T_FETCH_END = "2025-03-04T05:06:19Z"  # 12 s later

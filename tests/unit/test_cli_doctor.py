@@ -444,6 +444,30 @@ def test_a_long_buildconfig_name_keeps_its_builds() -> None:
     assert [f for f in diagnose(snap) if f.obj == "deployment/web"] == []
 
 
+def test_a_70_character_buildconfig_keeps_its_failed_builds() -> None:
+    """Builds as the operator writes them for a 70-character BuildConfig name: their
+    labels hold a shortened name (label values stop at 63), the annotation the full one.
+    Read labels first and the failed build would belong to a BuildConfig that does not exist."""
+    from headwater.builds.instantiate import StartRequest, render_build
+
+    name = "web-" + "x" * 66
+    assert len(name) == 70
+    config = buildconfig(name)
+    failed, older = (
+        {
+            **render_build(config, number, StartRequest(id=f"r-{number}")),
+            "status": {"phase": phase, "reason": "DockerBuildFailed"},
+        }
+        for number, phase in ((2, "Failed"), (1, "Complete"))
+    )
+    assert failed["metadata"]["labels"]["openshift.io/build-config.name"] != name
+    snap = snapshot(imagestreams=[stream(name)], buildconfigs=[config], builds=[older, failed])
+    found = diagnose(snap)
+    assert [(f.obj, f.problem) for f in found] == [
+        (f"build/{name}-2", f"the newest build of {name} failed: DockerBuildFailed")
+    ]
+
+
 def test_new_app_placeholder_waits_for_the_first_build() -> None:
     snap = snapshot(
         pods=[pod("web-5c6f8d7b9-abcde", " ", "InvalidImageName", "invalid reference format")],

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 
 from headwater.cli.triggers import (
-    ANNOTATION_HEADWATER,
-    ANNOTATION_OPENSHIFT,
     SECRET_MADE_FOR,
     WEBHOOK_SECRET_KEY,
     ImageRef,
@@ -26,6 +24,7 @@ from headwater.cli.triggers import (
     webhook_secret,
     workload_rows,
 )
+from headwater.workloads.triggers import ANNOTATION_HEADWATER, ANNOTATION_OPENSHIFT
 
 NS = "shop"
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from headwater.conditions import format_time, get_condition, remove_condition, set_condition
+from headwater.conditions import get_condition, remove_condition, set_condition
+from headwater.timefmt import format_time
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

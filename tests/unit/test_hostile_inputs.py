@@ -7,7 +7,6 @@ refused (or handled) in well under a second.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from headwater.registry.credentials import (
 )
 from headwater.registry.reference import parse_reference
 from headwater.workloads.triggers import TriggerError, parse_triggers
+from tests.hostile import LAUGHS, docker_config_data, star_glob
 from tests.unit.test_build_webhooks import ALL, SECRET, SECRETS, buildconfig, trigger
 
 BUDGET = 1.0
@@ -46,20 +46,6 @@ def within(seconds: float = BUDGET) -> Iterator[None]:
 
 
 # --- YAML and JSON documents -------------------------------------------------------------
-
-LAUGHS = b"""git:
-  ref: &a [x,x,x,x,x,x,x,x,x]
-  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-  ref: *i
-"""
-"""About 460 bytes; ``str()`` of what PyYAML's safe_load makes of it is ~2 GB."""
 
 YAML = {"Content-Type": "application/yaml"}
 JSON = {"Content-Type": "application/json"}
@@ -174,17 +160,15 @@ def test_bitbucket_raw_author_with_a_long_run_of_spaces_is_linear() -> None:
 
 @pytest.mark.parametrize("stars", [10, 30, 200])
 def test_glob_with_many_stars_is_matched_in_linear_time(stars: int) -> None:
-    pattern = "*a" * stars + "*b"
+    pattern = star_glob("a", "b", stars)
     with within(0.1):
         assert not _glob_match(pattern, "a" * 63)
         assert _glob_match(pattern, "a" * stars + "b")
 
 
 def test_pull_secret_with_pathological_keys_matches_quickly() -> None:
-    key = "*a" * 10 + "*b.example.com"
-    auths = {key: {"auth": base64.b64encode(b"u:p").decode()}}
-    doc = json.dumps({"auths": auths}).encode()
-    data = {".dockerconfigjson": base64.b64encode(doc).decode()}
+    key = star_glob("a", "b.example.com")
+    data = docker_config_data([key])
     keyring = [parse_docker_config_secret("kubernetes.io/dockerconfigjson", data)]
     image = parse_reference("a" * 40 + ".example.com/shop/web:1")
     with within(0.1):
@@ -269,8 +253,6 @@ def test_link_headers_are_parsed_in_linear_time() -> None:
 
 
 def test_a_pull_secret_with_too_many_registries_is_refused() -> None:
-    auth = base64.b64encode(b"u:p").decode()
-    doc = json.dumps({"auths": {f"r{i}.example": {"auth": auth} for i in range(300)}}).encode()
-    data = {".dockerconfigjson": base64.b64encode(doc).decode()}
+    data = docker_config_data(f"r{i}.example" for i in range(300))
     with pytest.raises(CredentialsError, match="more than 256"):
         parse_docker_config_secret("kubernetes.io/dockerconfigjson", data)

@@ -28,8 +28,8 @@ from headwater.builds.scripts import (
     KANIKO_POST_COMMIT_MARKER,
     KANIKO_PUSH_ERRORS,
 )
-from headwater.conditions import format_time
 from headwater.documents import Limits, check_shape
+from headwater.timefmt import format_time, parse_time
 
 SNIPPET_LINES = 20
 SNIPPET_BYTES = 2048
@@ -50,15 +50,6 @@ class Observation:
     revision: Mapping[str, Any] | None = None
     stages: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     log_snippet: str = ""
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _from_ms(value: object) -> str | None:
@@ -111,7 +102,7 @@ def _job_failure(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def _past_deadline(job: Mapping[str, Any], when: datetime) -> bool:
     """The Job has an active deadline, and ``when`` is at or past it."""
     deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
-    started = _time((job.get("status") or {}).get("startTime"))
+    started = parse_time((job.get("status") or {}).get("startTime"))
     if not deadline or started is None:
         return False
     return (when - started).total_seconds() >= int(deadline) - 1
@@ -132,7 +123,7 @@ def _revision(report: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 def _fetch_stage(state: Mapping[str, Any]) -> dict[str, Any] | None:
     terminated = state.get("terminated") or {}
-    start, end = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+    start, end = parse_time(terminated.get("startedAt")), parse_time(terminated.get("finishedAt"))
     if start is None or end is None:
         return None
     duration = int((end - start).total_seconds() * 1000)
@@ -247,7 +238,7 @@ def observe(
     inits, mains = _statuses(pod, "initContainerStatuses"), _statuses(pod, "containerStatuses")
     fetch, build = inits.get(FETCH_CONTAINER) or {}, mains.get(BUILD_CONTAINER) or {}
     starts = [
-        _time(((s.get("state") or {}).get(k) or {}).get("startedAt"))
+        parse_time(((s.get("state") or {}).get(k) or {}).get("startedAt"))
         for s in (fetch, build)
         for k in ("running", "terminated")
     ]
@@ -271,7 +262,7 @@ def observe(
         )
     build_done = (build.get("state") or {}).get("terminated")
     succeeded = build_done is not None and int(build_done.get("exitCode") or 0) == 0
-    deleted_at = _time((pod.get("metadata") or {}).get("deletionTimestamp"))
+    deleted_at = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
     if deleted_at is not None and not succeeded and _past_deadline(job, deleted_at):
         # The Job controller kills the pod at the deadline; its condition may come later.
         return Observation(

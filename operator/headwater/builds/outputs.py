@@ -27,19 +27,19 @@ from headwater.config import Config
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
 from headwater.imports.runner import ImportRunner
 from headwater.kube import get_or_none, is_gone
-from headwater.registry.client import ImageConfig, RegistryClient, RegistryError
+from headwater.registry.client import ImageConfig, RegistryClient, RegistryError, Resolved
 from headwater.registry.credentials import (
+    PULL_SECRET_TYPES,
     Credentials,
     CredentialsError,
     credentials_for,
     parse_docker_config_secret,
 )
-from headwater.registry.reference import ReferenceError, parse_reference
+from headwater.registry.reference import Reference, ReferenceError, parse_reference
 from headwater.resources import Build, ImageStream
 
 OUTPUT_BEFORE_ANNOTATION = "build.headwater.dev/output-digest-before"
 """On Custom builds: what the output tag pointed at when the build started."""
-DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 
 
 class Waiting(Exception):
@@ -172,7 +172,7 @@ class Outputs:
                 secret = await self.kube.get(Secret, name, namespace=namespace)
             except ApiError:
                 continue
-            if secret.type not in DOCKER_SECRET_TYPES:
+            if secret.type not in PULL_SECRET_TYPES:
                 continue
             try:
                 keyring = parse_docker_config_secret(secret.type, dict(secret.data or {}))
@@ -207,13 +207,7 @@ class Outputs:
             namespace, str(pull_secret) if pull_secret else None, image_ref
         )
         try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                image.digest or image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-            )
+            resolved = await self._resolve_image(image, image.digest, credentials)
         except RegistryError as exc:
             raise Waiting("PullBuilderImageFailed", f"builder image {image_ref}: {exc}") from None
         if resolved.image is None or resolved.image.config is None:
@@ -222,11 +216,29 @@ class Outputs:
             )
         return resolved.image.config
 
-    async def remember_before(self, build: Mapping[str, Any], output: str) -> None:
-        """Note the output tag's digest before a Custom build runs ("" when it has none)."""
-        annotations = build["metadata"].get("annotations") or {}
-        if OUTPUT_BEFORE_ANNOTATION in annotations:
-            return
+    async def _resolve_image(
+        self,
+        image: Reference,
+        reference: str | None,
+        credentials: Credentials | None,
+        *,
+        preserve_original: bool = False,
+    ) -> Resolved:
+        """``image`` at ``reference`` (a digest), else at its tag, else ``latest``."""
+        return await self.registry.resolve(
+            image.api_host,
+            image.path,
+            reference or image.tag or "latest",
+            credentials=credentials,
+            insecure=image.domain in self.settings.insecure_registries,
+            preserve_original=preserve_original,
+        )
+
+    async def _resolve_output(
+        self, build: Mapping[str, Any], output: str, reference: str | None = None
+    ) -> Resolved:
+        """The build's output image (at ``reference``, else its tag) as the registry has it,
+        read with the secret the build pushes with: output.pushSecret or the service account's."""
         namespace = str(build["metadata"]["namespace"])
         image = parse_reference(output)
         try:
@@ -234,16 +246,16 @@ class Outputs:
         except Waiting:
             push_secret = None
         credentials = await self.credentials(namespace, push_secret, output)
+        return await self._resolve_image(image, reference, credentials, preserve_original=True)
+
+    async def remember_before(self, build: Mapping[str, Any], output: str) -> None:
+        """Note the output tag's digest before a Custom build runs ("" when it has none)."""
+        annotations = build["metadata"].get("annotations") or {}
+        if OUTPUT_BEFORE_ANNOTATION in annotations:
+            return
+        namespace = str(build["metadata"]["namespace"])
         try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-                preserve_original=True,
-            )
-            digest = resolved.digest
+            digest = (await self._resolve_output(build, output)).digest
         except RegistryError:
             digest = ""
         await self.kube.patch(
@@ -262,24 +274,8 @@ class Outputs:
         output = status.get("outputDockerImageReference")
         if not output:
             return seen
-        namespace = str(build["metadata"]["namespace"])
-        image = parse_reference(str(output))
-        spec = build.get("spec") or {}
         try:
-            # The secret the build pushed with: output.pushSecret or the service account's.
-            push_secret = await self.push_secret(namespace, spec, str(output))
-        except Waiting:
-            push_secret = None
-        credentials = await self.credentials(namespace, push_secret, str(output))
-        try:
-            resolved = await self.registry.resolve(
-                image.api_host,
-                image.path,
-                seen.digest or image.tag or "latest",
-                credentials=credentials,
-                insecure=image.domain in self.settings.insecure_registries,
-                preserve_original=True,
-            )
+            resolved = await self._resolve_output(build, str(output), seen.digest)
         except RegistryError as exc:
             return Observation(
                 FAILED,

@@ -58,7 +58,7 @@ from headwater.builds.observe import Observation, observe
 from headwater.builds.outputs import Outputs, Waiting
 from headwater.builds.policy import plan_runs
 from headwater.builds.prune import builds_of, prune
-from headwater.conditions import format_time, set_condition
+from headwater.conditions import set_condition
 from headwater.events import post_event
 from headwater.kube import (
     Failure,
@@ -71,6 +71,7 @@ from headwater.kube import (
 from headwater.metrics import BUILD_DURATION, BUILD_QUEUE_WAIT, BUILDS, BUILDS_FINISHED
 from headwater.resources import Build, BuildConfig
 from headwater.status import status_patch
+from headwater.timefmt import format_time, parse_time
 
 _STRATEGY_KEYS = {
     "Docker": "dockerStrategy",
@@ -81,16 +82,10 @@ _STRATEGY_KEYS = {
 
 def _duration(start: str | None, end: str | None) -> tuple[str | None, float | None]:
     """A Go duration string ("1m5.25s") and seconds between two RFC 3339 times."""
-    if not start or not end:
+    began, ended = parse_time(start), parse_time(end)
+    if began is None or ended is None:
         return None, None
-    try:
-        seconds = (
-            datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))
-        ).total_seconds()
-    except ValueError:
-        return None, None
-    seconds = max(seconds, 0.0)
+    seconds = max((ended - began).total_seconds(), 0.0)
     return go_duration(seconds), seconds
 
 

@@ -81,6 +81,22 @@ ms() { date +%s%3N; }
 json() { printf '%s' "$1" | tr -d '\000-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 """
 
+# The awk programs that edit a Dockerfile read it with this scanner, so they agree
+# on what an instruction is. scan() tells where the current line stands: "body"
+# inside a heredoc (up to its closing delimiter), "more" on a continuation of the
+# line before (after a trailing backslash), else "start", the first line of an
+# instruction. It leaves cont set when the line goes on into the next one.
+# Continuation lines and heredoc bodies are not instructions, even when they
+# start with "from" (a Python import in a RUN heredoc). No single quotes: the
+# program is a single-quoted shell word.
+_DOCKERFILE_SCAN = r"""function scan(   t) {
+        if (delim != "") { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; return "body" }
+        inside = cont; cont = ($0 ~ /\\[ \t]*$/)
+        if (!inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/)) {
+          delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }
+        return inside ? "more" : "start"
+      }"""
+
 FETCH_SCRIPT = (
     _COMMON
     + r"""
@@ -162,15 +178,9 @@ if [ "${HW_STRATEGY:-Docker}" = Docker ]; then
   [ -f "$DF" ] || fail 12 "no Dockerfile at ${HW_CONTEXT_DIR:+$HW_CONTEXT_DIR/}${HW_DOCKERFILE_PATH:-Dockerfile}"
   if [ -n "${HW_FROM:-}" ]; then
     # dockerStrategy.from replaces the image of the last FROM (OpenShift's rule).
-    # Continuation lines are not instructions, even when they start with "from".
-    # Continuation lines and heredoc bodies are not instructions, even when they
-    # start with "from" (a Python import in a RUN heredoc).
-    awk -v img="$HW_FROM" '{ line[NR] = $0 }
-      delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
-      { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
-      !inside && toupper($1) == "FROM" { last = NR }
-      !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
-        delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }
+    awk -v img="$HW_FROM" '__DOCKERFILE_SCAN__
+      { line[NR] = $0 }
+      scan() == "start" && toupper($1) == "FROM" { last = NR }
       END { for (i = 1; i <= NR; i++) {
         if (i != last) { print line[i]; continue }
         n = split(line[i], f, " "); out = f[1]; done = 0
@@ -183,13 +193,10 @@ if [ "${HW_STRATEGY:-Docker}" = Docker ]; then
     # dockerStrategy.env goes after every FROM, as OpenShift puts it, so RUN steps
     # of every stage see it and the image keeps it. Read from the environment:
     # awk -v would interpret the backslashes of the quoted values.
-    awk '{ print }
-      delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
-      { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
-      !inside && toupper($1) == "FROM" { pending = 1 }
-      pending && !cont { print ENVIRON["HW_ENV_LINES"]; pending = 0 }
-      !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
-        delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }' "$DF" > /tmp/Dockerfile \
+    awk '__DOCKERFILE_SCAN__
+      { print; at = scan() }
+      at == "start" && toupper($1) == "FROM" { pending = 1 }
+      at != "body" && pending && !cont { print ENVIRON["HW_ENV_LINES"]; pending = 0 }' "$DF" > /tmp/Dockerfile \
       && cat /tmp/Dockerfile > "$DF" || fail 12 "could not add ENV to the Dockerfile"
   fi
 fi
@@ -220,12 +227,9 @@ if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
   # stage on top of the last one, then the last stage again is the image pushed.
   # kaniko builds every stage in order, so a failing hook fails the build first.
   target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
-  awk '{ line[NR] = $0 }
-    delim != "" { t = $0; sub(/^[ \t]+/, "", t); if (t == delim) delim = ""; next }
-    { inside = cont; cont = ($0 ~ /\\[ \t]*$/) }
-    !inside && toupper($1) == "FROM" { last = NR }
-    !inside && match($0, /<<-?["\047]?[A-Za-z_][A-Za-z0-9_]*/) {
-      delim = substr($0, RSTART, RLENGTH); sub(/^<<-?["\047]?/, "", delim) }
+  awk '__DOCKERFILE_SCAN__
+    { line[NR] = $0 }
+    scan() == "start" && toupper($1) == "FROM" { last = NR }
     END { for (i = 1; i <= NR; i++) {
       if (i != last) { print line[i]; continue }
       n = split(line[i], f, " ")
@@ -244,7 +248,7 @@ printf '{"commit":"%s","author":{"name":"%s","email":"%s"},"committer":{"name":"
   "$(json "$committer_name")" "$(json "$committer_email")" "$(json "$subject")" \
   "$(( $(ms) - started ))" > /dev/termination-log
 """
-)
+).replace("__DOCKERFILE_SCAN__", _DOCKERFILE_SCAN)
 
 BUILDAH_SCRIPT = (
     _COMMON

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from headwater.builds.instantiate import StartRequest
-from headwater.conditions import format_time
 from headwater.imports.model import split_stream_tag
 from headwater.imports.tagfeed import TagImage
+from headwater.timefmt import format_time
 
 CONFIG_CHANGE_ID = "configchange"
 REBUILD_ANNOTATION = "build.headwater.dev/rebuild-on-config-change"

@@ -62,26 +62,6 @@ HOOK_TYPES: dict[str, str] = {
     GENERIC: "Generic",
 }
 """URL segment -> the trigger ``type`` (whose block is the segment itself)."""
-_CAUSE_KEYS = {
-    GITHUB: "githubWebHook",
-    GITLAB: "gitlabWebHook",
-    BITBUCKET: "bitbucketWebHook",
-    GENERIC: "genericWebHook",
-}
-# OpenShift's BuildTriggerCause*Msg, so `describe` and dashboards read the same.
-_CAUSE_MESSAGES = {
-    GITHUB: "GitHub WebHook",
-    GITLAB: "GitLab WebHook",
-    BITBUCKET: "Bitbucket WebHook",
-    GENERIC: "Generic WebHook",
-}
-_DELIVERY_HEADERS = {
-    GITHUB: "x-github-delivery",
-    GITLAB: "x-gitlab-event-uuid",
-    BITBUCKET: "x-request-uuid",
-    # Nothing standard for hand-rolled calls: the IETF draft's idempotency header.
-    GENERIC: "idempotency-key",
-}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -344,9 +324,8 @@ def decide(
     if matched is None:
         return refusal(call)
     trigger, secret = matched
-    parse = {GITHUB: _github, GITLAB: _gitlab, BITBUCKET: _bitbucket, GENERIC: _generic}
     try:
-        return parse[call.hook](call, bc, trigger, secret, new_id)
+        return _handle(_PROVIDERS[call.hook], call, bc, trigger, secret, new_id)
     except _BadRequest as exc:
         return _error(exc.status, str(exc))
 
@@ -358,7 +337,7 @@ def request_id(call: HookCall, new_id: Callable[[], str]) -> str:
     request, and instantiation (one Build per request id) starts no second
     build. Ids that are not label-safe or are too long are hashed.
     """
-    delivery = (call.header(_DELIVERY_HEADERS[call.hook]) or "").strip()
+    delivery = (call.header(_PROVIDERS[call.hook].delivery_header) or "").strip()
     if not delivery:
         return f"{call.hook}-{new_id()}"[:63].rstrip("-_.")
     candidate = f"{call.hook}-{delivery}"
@@ -369,31 +348,24 @@ def request_id(call: HookCall, new_id: Callable[[], str]) -> str:
 
 
 def _start(
-    call: HookCall,
-    bc: Mapping[str, Any],
-    revision: Revision | None,
-    new_id: Callable[[], str],
-    *,
-    env: Sequence[Any] | None = None,
-    build_args: Sequence[Any] | None = None,
-    no_cache: bool | None = None,
-    notes: Sequence[str] = (),
+    call: HookCall, bc: Mapping[str, Any], wanted: _Build, new_id: Callable[[], str]
 ) -> HookResult:
     """The answer that starts a build: validated like any start request."""
-    cause: dict[str, Any] = {"message": _CAUSE_MESSAGES[call.hook]}
+    provider, revision = _PROVIDERS[call.hook], wanted.revision
+    cause: dict[str, Any] = {"message": provider.cause_message}
     block: dict[str, Any] = {}
     if revision is not None:
         block["revision"] = revision.as_source_revision()
-    cause[_CAUSE_KEYS[call.hook]] = block
+    cause[provider.cause_key] = block
     doc: dict[str, Any] = {"triggeredBy": [cause]}
     if revision is not None and revision.commit and _git_source(bc):
         doc["commit"] = revision.commit
-    if env:
-        doc["env"] = list(env)
-    if build_args:
-        doc["buildArgs"] = list(build_args)
-    if no_cache is not None:
-        doc["noCache"] = no_cache
+    if wanted.env:
+        doc["env"] = list(wanted.env)
+    if wanted.build_args:
+        doc["buildArgs"] = list(wanted.build_args)
+    if wanted.no_cache is not None:
+        doc["noCache"] = wanted.no_cache
     rid = request_id(call, new_id)
     try:
         # The annotation path's parser: the same rules for env names, sizes
@@ -402,8 +374,8 @@ def _start(
     except RequestError as exc:
         raise _BadRequest(str(exc)) from None
     body: dict[str, Any] = {"status": "Success", "code": 200, "message": "build started"}
-    if notes:
-        body["warnings"] = list(notes)
+    if wanted.notes:
+        body["warnings"] = list(wanted.notes)
     return HookResult(200, body, request)
 
 
@@ -513,107 +485,177 @@ def _verify_signature(call: HookCall, header: str, secret: bytes) -> None:
         raise _BadRequest(f"{header} does not match the body signed with the secret", status=401)
 
 
-# --- GitHub ---------------------------------------------------------------------------------
+# --- one skeleton for every provider ----------------------------------------------------------
 
 
-def _github(
+@dataclass(frozen=True)
+class _Build:
+    """What a call asks to build, read from its payload."""
+
+    revision: Revision | None = None
+    env: Sequence[Any] | None = None
+    build_args: Sequence[Any] | None = None
+    no_cache: bool | None = None
+    notes: Sequence[str] = ()
+
+
+_Payload = Mapping[str, Any] | None
+_Extract = Callable[[HookCall, Mapping[str, Any], Trigger, _Payload, str], "HookResult | _Build"]
+
+
+@dataclass(frozen=True)
+class _Provider:
+    """How one provider's calls are read. The steps are the same for all (see
+    :func:`_handle`); what differs is named here."""
+
+    cause_key: str
+    """The ``triggeredBy`` block the Build records."""
+    cause_message: str
+    """OpenShift's BuildTriggerCause*Msg, so ``describe`` and dashboards read the same."""
+    delivery_header: str
+    """The provider's delivery id, the same when it redelivers (see :func:`request_id`)."""
+    extract: _Extract
+    """Ref, commit and author out of the payload: what to build, or the answer."""
+    authenticate: Callable[[HookCall, bytes], None] | None = None
+    """Checks, in constant time, a signature or token sent beside the URL secret."""
+    event_header: str | None = None
+    """The header naming the event (as messages spell it); None: every call asks for a build."""
+    pings: frozenset[str] = frozenset()
+    pushes: frozenset[str] = frozenset()
+    starts: str = ""
+    """Which events start a build, for the answer to any other event."""
+    read: Callable[[HookCall], _Payload] = _require_json
+    """The body, parsed within bounds."""
+
+
+def _handle(
+    provider: _Provider,
     call: HookCall,
     bc: Mapping[str, Any],
     trigger: Trigger,
     secret: bytes,
     new_id: Callable[[], str],
 ) -> HookResult:
-    _verify_signature(call, "X-Hub-Signature-256", secret)
-    event = call.header("x-github-event")
-    if not event:
-        raise _BadRequest("missing X-GitHub-Event")
-    if event == "ping":
-        return _ok("pong: the hook is set up; pushes will start builds")
-    if event != "push":
-        return _ok(f"ignoring the {shown(event)} event: only push starts a build")
-    media = _media_type(call)
-    if media == _FORM_TYPE:
-        # GitHub's other content type: the JSON document in the `payload` field.
-        try:
-            form = parse_qs(
-                call.body.decode(), strict_parsing=True, max_num_fields=_MAX_FORM_FIELDS
-            )
-        except (UnicodeDecodeError, ValueError):
-            raise _BadRequest("body is not a form") from None
-        payload = form.get("payload")
-        if not payload:
-            raise _BadRequest("the form has no payload field")
-        event_doc = _json_object(payload[0].encode(), "payload")
-    else:
-        event_doc = _require_json(call)
-    ref = event_doc.get("ref")
+    """Authenticate, sort out the event, parse the body, extract, start: for any provider."""
+    if provider.authenticate is not None:
+        provider.authenticate(call, secret)
+    event = ""
+    if provider.event_header is not None:
+        event = call.header(provider.event_header) or ""
+        if not event:
+            raise _BadRequest(f"missing {provider.event_header}")
+        if event in provider.pings:
+            return _ok("pong: the hook is set up; pushes will start builds")
+        if event not in provider.pushes:
+            return _ok(f"ignoring the {shown(event)} event: {provider.starts}")
+    wanted = provider.extract(call, bc, trigger, provider.read(call), event)
+    if isinstance(wanted, HookResult):
+        return wanted
+    return _start(call, bc, wanted, new_id)
+
+
+def _signature(header: str) -> Callable[[HookCall, bytes], None]:
+    def check(call: HookCall, secret: bytes) -> None:
+        _verify_signature(call, header, secret)
+
+    return check
+
+
+def _event_ref(doc: Mapping[str, Any]) -> str:
+    ref = doc.get("ref")
     if not isinstance(ref, str) or not ref:
         raise _BadRequest("the push event has no ref")
-    if event_doc.get("deleted") is True:
+    return ref
+
+
+def _string_at(doc: Mapping[str, Any], *path: str) -> str | None:
+    """The string at ``doc[path[0]][path[1]]...``, or None where anything is missing or not."""
+    value: object = doc
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _revision(
+    commit: str | None,
+    entry: Mapping[str, Any],
+    person: Callable[[object], dict[str, str] | None] = _person,
+    *,
+    committer: bool = True,
+) -> Revision:
+    """A commit's revision from its payload entry; without a committer the author stands in
+    (GitLab and Bitbucket report none; OpenShift does the same)."""
+    author = person(entry.get("author"))
+    return Revision(
+        commit=commit,
+        author=author,
+        committer=person(entry.get("committer")) if committer else author,
+        message=_text(entry.get("message"), _MESSAGE_MAX),
+    )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+# --- GitHub ---------------------------------------------------------------------------------
+
+
+def _github_body(call: HookCall) -> dict[str, Any]:
+    if _media_type(call) != _FORM_TYPE:
+        return _require_json(call)
+    # GitHub's other content type: the JSON document in the `payload` field.
+    try:
+        form = parse_qs(call.body.decode(), strict_parsing=True, max_num_fields=_MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest("body is not a form") from None
+    payload = form.get("payload")
+    if not payload:
+        raise _BadRequest("the form has no payload field")
+    return _json_object(payload[0].encode(), "payload")
+
+
+def _github(
+    call: HookCall, bc: Mapping[str, Any], trigger: Trigger, doc: _Payload, event: str
+) -> HookResult | _Build:
+    doc = doc or {}
+    ref = _event_ref(doc)
+    if doc.get("deleted") is True:
         return _ok(f"skipping build: {shown(ref)} was deleted")
-    repository = event_doc.get("repository")
-    default = repository.get("default_branch") if isinstance(repository, Mapping) else None
-    if not ref_matches(ref, bc, default if isinstance(default, str) else None):
+    if not ref_matches(ref, bc, _string_at(doc, "repository", "default_branch")):
         return _skip(ref, bc)
-    head = event_doc.get("head_commit")
-    head = head if isinstance(head, Mapping) else {}
-    commit = _commit(head.get("id") or event_doc.get("after"))
+    head = _mapping(doc.get("head_commit"))
+    commit = _commit(head.get("id") or doc.get("after"))
     if commit is None:
         return _ok(f"skipping build: {shown(ref)} points at no commit")
-    revision = Revision(
-        commit=commit,
-        author=_person(head.get("author")),
-        committer=_person(head.get("committer")),
-        message=_text(head.get("message"), _MESSAGE_MAX),
-    )
-    return _start(call, bc, revision, new_id)
+    return _Build(_revision(commit, head))
 
 
 # --- GitLab ---------------------------------------------------------------------------------
 
 
-def _gitlab(
-    call: HookCall,
-    bc: Mapping[str, Any],
-    trigger: Trigger,
-    secret: bytes,
-    new_id: Callable[[], str],
-) -> HookResult:
+def _gitlab_token(call: HookCall, secret: bytes) -> None:
     token = call.header("x-gitlab-token")
     if token is not None and not hmac.compare_digest(token.encode(), secret):
         raise _BadRequest("X-Gitlab-Token does not match the secret", status=401)
-    event = call.header("x-gitlab-event")
-    if not event:
-        raise _BadRequest("missing X-Gitlab-Event")
-    if event != "Push Hook":
-        return _ok(f"ignoring the {shown(event)} event: only Push Hook starts a build")
-    event_doc = _require_json(call)
-    ref = event_doc.get("ref")
-    if not isinstance(ref, str) or not ref:
-        raise _BadRequest("the push event has no ref")
-    project = event_doc.get("project")
-    default = project.get("default_branch") if isinstance(project, Mapping) else None
-    if not ref_matches(ref, bc, default if isinstance(default, str) else None):
+
+
+def _gitlab(
+    call: HookCall, bc: Mapping[str, Any], trigger: Trigger, doc: _Payload, event: str
+) -> HookResult | _Build:
+    doc = doc or {}
+    ref = _event_ref(doc)
+    if not ref_matches(ref, bc, _string_at(doc, "project", "default_branch")):
         return _skip(ref, bc)
-    raw_commits = event_doc.get("commits")
-    commits = [c for c in raw_commits or [] if isinstance(c, Mapping)]
+    commits = [c for c in doc.get("commits") or [] if isinstance(c, Mapping)]
     # The pushed head is checkout_sha (null when the branch was deleted), else
     # `after`, else the newest commit listed (GitLab lists them oldest first).
     newest = commits[-1].get("id") if commits else None
-    commit = _commit(event_doc.get("checkout_sha") or event_doc.get("after") or newest)
+    commit = _commit(doc.get("checkout_sha") or doc.get("after") or newest)
     if commit is None:
         return _ok(f"skipping build: {shown(ref)} was deleted")
-    entry: Mapping[str, Any] = next(
-        (c for c in commits if str(c.get("id") or "").lower() == commit), {}
-    )
-    author = _person(entry.get("author"))
-    revision = Revision(
-        commit=commit,
-        author=author,
-        committer=author,  # GitLab reports no committer; OpenShift uses the author too
-        message=_text(entry.get("message"), _MESSAGE_MAX),
-    )
-    return _start(call, bc, revision, new_id)
+    entry = next((c for c in commits if str(c.get("id") or "").lower() == commit), {})
+    return _Build(_revision(commit, entry, committer=False))
 
 
 # --- Bitbucket ------------------------------------------------------------------------------
@@ -646,37 +688,20 @@ def _raw_person(value: object) -> dict[str, str] | None:
 
 
 def _bitbucket(
-    call: HookCall,
-    bc: Mapping[str, Any],
-    trigger: Trigger,
-    secret: bytes,
-    new_id: Callable[[], str],
-) -> HookResult:
-    # Bitbucket Cloud and Data Center sign with X-Hub-Signature when the hook has a secret.
-    _verify_signature(call, "X-Hub-Signature", secret)
-    event = call.header("x-event-key")
-    if not event:
-        raise _BadRequest("missing X-Event-Key")
-    if event == "diagnostics:ping":
-        return _ok("pong: the hook is set up; pushes will start builds")
-    if event not in ("repo:push", "repo:refs_changed"):
-        return _ok(f"ignoring the {shown(event)} event: only pushes start a build")
-    event_doc = _require_json(call)
+    call: HookCall, bc: Mapping[str, Any], trigger: Trigger, doc: _Payload, event: str
+) -> HookResult | _Build:
+    doc = doc or {}
     if event == "repo:push":
-        return _bitbucket_cloud(call, bc, event_doc, new_id)
-    return _bitbucket_server(call, bc, event_doc, new_id)
+        return _bitbucket_cloud(bc, doc)
+    return _bitbucket_server(bc, doc)
 
 
-def _bitbucket_cloud(
-    call: HookCall, bc: Mapping[str, Any], event_doc: Mapping[str, Any], new_id: Callable[[], str]
-) -> HookResult:
-    push = event_doc.get("push")
+def _bitbucket_cloud(bc: Mapping[str, Any], doc: Mapping[str, Any]) -> HookResult | _Build:
+    push = doc.get("push")
     changes = push.get("changes") if isinstance(push, Mapping) else None
     if not isinstance(changes, list) or not changes:
         raise _BadRequest("the push event has no push.changes")
-    repository = event_doc.get("repository")
-    main = repository.get("mainbranch") if isinstance(repository, Mapping) else None
-    default = main.get("name") if isinstance(main, Mapping) else None
+    default = _string_at(doc, "repository", "mainbranch", "name")
     pushed: list[str] = []
     # One push can move several branches: the newest change to the configured one.
     for change in reversed(changes):
@@ -685,36 +710,25 @@ def _bitbucket_cloud(
             continue  # a deleted branch (new is null) or a tag
         name = str(new.get("name") or "")
         pushed.append(name)
-        if not ref_matches(name, bc, default if isinstance(default, str) else None):
+        if not ref_matches(name, bc, default):
             continue
-        target = new.get("target")
-        target = target if isinstance(target, Mapping) else {}
+        target = _mapping(new.get("target"))
         commit = _commit(target.get("hash"))
         if commit is None:
             continue
-        author = _raw_person(target.get("author"))
-        revision = Revision(
-            commit=commit,
-            author=author,
-            committer=author,  # Bitbucket reports the author only
-            message=_text(target.get("message"), _MESSAGE_MAX),
-        )
-        return _start(call, bc, revision, new_id)
+        return _Build(_revision(commit, target, _raw_person, committer=False))
     return _skip(", ".join(pushed) or "(no branch)", bc)
 
 
-def _bitbucket_server(
-    call: HookCall, bc: Mapping[str, Any], event_doc: Mapping[str, Any], new_id: Callable[[], str]
-) -> HookResult:
-    changes = event_doc.get("changes")
+def _bitbucket_server(bc: Mapping[str, Any], doc: Mapping[str, Any]) -> HookResult | _Build:
+    changes = doc.get("changes")
     if not isinstance(changes, list) or not changes:
         raise _BadRequest("the refs_changed event has no changes")
     pushed: list[str] = []
     for change in reversed(changes):
         if not isinstance(change, Mapping) or change.get("type") == "DELETE":
             continue
-        ref = change.get("ref")
-        ref = ref if isinstance(ref, Mapping) else {}
+        ref = _mapping(change.get("ref"))
         if ref.get("type", "BRANCH") != "BRANCH":
             continue
         name = str(ref.get("displayId") or ref.get("id") or "")
@@ -724,7 +738,7 @@ def _bitbucket_server(
         commit = _commit(change.get("toHash"))
         if commit is None:
             continue
-        return _start(call, bc, Revision(commit=commit), new_id)
+        return _Build(Revision(commit=commit))
     return _skip(", ".join(pushed) or "(no branch)", bc)
 
 
@@ -756,25 +770,15 @@ def _generic_doc(call: HookCall) -> Mapping[str, Any] | None:
 
 
 def _generic_revision(git: Mapping[str, Any]) -> Revision:
-    return Revision(
-        commit=_commit(git.get("commit")),
-        author=_person(git.get("author")),
-        committer=_person(git.get("committer")),
-        message=_text(git.get("message"), _MESSAGE_MAX),
-    )
+    return _revision(_commit(git.get("commit")), git)
 
 
 def _generic(
-    call: HookCall,
-    bc: Mapping[str, Any],
-    trigger: Trigger,
-    secret: bytes,
-    new_id: Callable[[], str],
-) -> HookResult:
-    doc = _generic_doc(call)
+    call: HookCall, bc: Mapping[str, Any], trigger: Trigger, doc: _Payload, event: str
+) -> HookResult | _Build:
     if doc is None:
         # No body: build what the BuildConfig names, as `start-build` would.
-        return _start(call, bc, None, new_id)
+        return _Build()
     notes: list[str] = []
     revision: Revision | None = None
     git = doc.get("git")
@@ -817,9 +821,55 @@ def _generic(
     for what, value in (("env", env), ("dockerStrategyOptions.buildArgs", build_args)):
         if value is not None and not isinstance(value, list):
             raise _BadRequest(f"{what} must be a list of {{name, value}} objects")
-    return _start(
-        call, bc, revision, new_id, env=env, build_args=build_args, no_cache=no_cache, notes=notes
-    )
+    return _Build(revision, env=env, build_args=build_args, no_cache=no_cache, notes=notes)
+
+
+# --- the table ------------------------------------------------------------------------------
+
+_PROVIDERS: dict[str, _Provider] = {
+    GITHUB: _Provider(
+        cause_key="githubWebHook",
+        cause_message="GitHub WebHook",
+        delivery_header="x-github-delivery",
+        extract=_github,
+        authenticate=_signature("X-Hub-Signature-256"),
+        event_header="X-GitHub-Event",
+        pings=frozenset({"ping"}),
+        pushes=frozenset({"push"}),
+        starts="only push starts a build",
+        read=_github_body,
+    ),
+    GITLAB: _Provider(
+        cause_key="gitlabWebHook",
+        cause_message="GitLab WebHook",
+        delivery_header="x-gitlab-event-uuid",
+        extract=_gitlab,
+        authenticate=_gitlab_token,
+        event_header="X-Gitlab-Event",
+        pushes=frozenset({"Push Hook"}),
+        starts="only Push Hook starts a build",
+    ),
+    BITBUCKET: _Provider(
+        cause_key="bitbucketWebHook",
+        cause_message="Bitbucket WebHook",
+        delivery_header="x-request-uuid",
+        extract=_bitbucket,
+        # Bitbucket Cloud and Data Center sign with X-Hub-Signature when the hook has a secret.
+        authenticate=_signature("X-Hub-Signature"),
+        event_header="X-Event-Key",
+        pings=frozenset({"diagnostics:ping"}),
+        pushes=frozenset({"repo:push", "repo:refs_changed"}),
+        starts="only pushes start a build",
+    ),
+    GENERIC: _Provider(
+        cause_key="genericWebHook",
+        cause_message="Generic WebHook",
+        # Nothing standard for hand-rolled calls: the IETF draft's idempotency header.
+        delivery_header="idempotency-key",
+        extract=_generic,
+        read=_generic_doc,
+    ),
+}
 
 
 # --- rate limiting --------------------------------------------------------------------------

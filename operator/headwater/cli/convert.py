@@ -35,6 +35,8 @@ from typing import Any, Literal
 import click
 import yaml
 
+from headwater.workloads.triggers import TRIGGER_ANNOTATIONS
+
 Severity = Literal["error", "warning", "info"]
 Schemas = Mapping[tuple[str, str], Mapping[str, Any]]
 """openAPIV3Schema by (group, kind)."""
@@ -91,7 +93,6 @@ WORKLOAD_POD_SPECS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "Pod": ("spec",),
 }
-TRIGGER_ANNOTATIONS = ("image.headwater.dev/triggers", "image.openshift.io/triggers")
 _SERVER_METADATA = (
     "uid",
     "resourceVersion",

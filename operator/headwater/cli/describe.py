@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from headwater.builds.model import buildconfig_of
-from headwater.cli.output import fields, human_duration, mapping_value, parse_time, when
+from headwater.cli.output import fields, human_duration, mapping_value, when
 from headwater.cli.output import table as render_table
 from headwater.cli.tables import build_status_text, image_repository, trigger_summary
 from headwater.cli.triggers import WEBHOOK_BLOCKS, strategy_from
 from headwater.imports.model import spec_tags
 from headwater.registry.client import Resolved
+from headwater.timefmt import parse_time
 
 
 def istag_rows(streams: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:

@@ -26,19 +26,19 @@ from headwater.builds.model import buildconfig_of
 from headwater.cli.kube import cluster_options
 from headwater.imports.lookup import ADMISSION_CONFIGURATION, short_name
 from headwater.registry.credentials import (
+    PULL_SECRET_TYPES,
     Credentials,
     CredentialsError,
     credentials_for,
     parse_docker_config_secret,
 )
 from headwater.registry.reference import Reference, ReferenceError, parse_reference
+from headwater.workloads.triggers import TRIGGER_ANNOTATIONS
 
 Severity = Literal["error", "warning"]
 StreamKey = tuple[str, str]
 
 PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff"})
-PULL_SECRET_TYPES = frozenset({"kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"})
-TRIGGER_ANNOTATIONS = ("image.headwater.dev/triggers", "image.openshift.io/triggers")
 BUILD_NUMBER_ANNOTATIONS = ("build.headwater.dev/build-number", "openshift.io/build.number")
 _STRATEGY_BLOCKS = ("dockerStrategy", "sourceStrategy", "customStrategy")
 _WEBHOOK_BLOCKS = ("github", "gitlab", "bitbucket", "generic")

@@ -48,10 +48,11 @@ import click
 from headwater.cli.kube import cluster_options
 from headwater.cli.tags import TagError, parse_stream_tag
 from headwater.registry.reference import ReferenceError, parse_reference
+from headwater.workloads.triggers import ANNOTATION_OPENSHIFT
 
 Strategy = Literal["Docker", "Source"]
 
-TRIGGER_ANNOTATION = "image.openshift.io/triggers"
+TRIGGER_ANNOTATION = ANNOTATION_OPENSHIFT
 """OpenShift's key, which Headwater honours: the same manifest works on both."""
 PLACEHOLDER_IMAGE = " "
 """What oc writes for an image a trigger fills in: never pulled, never mistaken for a name."""

@@ -20,6 +20,8 @@ from typing import Any, TextIO
 import click
 import yaml
 
+from headwater.timefmt import parse_time
+
 Styler = Callable[[str], str]
 _SPIN = "|/-\\"
 
@@ -83,17 +85,6 @@ def table(
             cells.append(text)
         lines.append("   ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as the API server writes it, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def human_duration(seconds: float) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 
 from headwater.builds.model import NEW, TERMINAL, UNSUCCESSFUL, build_number, buildconfig_of
 from headwater.cli.kinds import BUILD, BUILDCONFIG, IMAGESTREAM, IMAGESTREAMTAG, Kind
-from headwater.cli.output import age, ago, parse_time
+from headwater.cli.output import age, ago
 from headwater.imports.model import spec_tags
+from headwater.timefmt import parse_time
 
 Row = tuple[str, ...]
 _NEVER = datetime.min.replace(tzinfo=UTC)

@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.imports.model import newest_item, status_tag, tag_condition
+from headwater.imports.model import STREAM_NAME_PATTERN, newest_item, status_tag, tag_condition
 from headwater.imports.plan import IMPORT_SUCCESS
+from headwater.registry.reference import TAG_PATTERN, is_tag
 
 _STREAM_TAG = re.compile(
     r"^(?:(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/)?"
-    r"(?P<stream>[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
+    rf"(?P<stream>{STREAM_NAME_PATTERN})"
+    rf"(?::(?P<tag>{TAG_PATTERN}))?$"
 )
 
 
@@ -167,12 +168,9 @@ def all_tag_sources(tags: list[str], limit: int) -> tuple[list[str], int]:
 
     Names that are no valid ImageStream tag are skipped (and counted as left out).
     """
-    valid = sorted({t for t in tags if _TAG.fullmatch(t)})
+    valid = sorted({t for t in tags if is_tag(t)})
     left_out = len(set(tags)) - len(valid) + max(0, len(valid) - limit)
     return valid[:limit], left_out
-
-
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def delete_patch(

@@ -36,9 +36,11 @@ from typing import Any
 from headwater.builds.model import LABEL_BUILDCONFIG, label_value
 from headwater.cli.tags import TagError, missing_tag_message, parse_stream_tag, tag_names
 from headwater.imports.lookup import POD_SPEC_PATHS
+from headwater.workloads.triggers import (
+    ANNOTATION_OPENSHIFT,
+    TRIGGER_ANNOTATIONS,
+)
 
-ANNOTATION_OPENSHIFT = "image.openshift.io/triggers"
-ANNOTATION_HEADWATER = "image.headwater.dev/triggers"
 # Key and annotation names, not secrets.
 WEBHOOK_SECRET_KEY = "WebHookSecretKey"  # noqa: S105
 SECRET_MADE_FOR = "build.headwater.dev/webhook-secret-for"  # noqa: S105
@@ -414,7 +416,7 @@ def read_annotation(obj: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """(the annotation key in use, its entries); Headwater's key wins when both are set,
     as the operator reads them."""
     annotations = _meta(obj).get("annotations") or {}
-    for key in (ANNOTATION_HEADWATER, ANNOTATION_OPENSHIFT):
+    for key in TRIGGER_ANNOTATIONS:
         if key in annotations:
             try:
                 entries = json.loads(annotations[key] or "[]")

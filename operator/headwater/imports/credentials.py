@@ -22,6 +22,7 @@ from headwater.imports.model import SpecTag
 from headwater.imports.throttle import HostBackoff, RepositoryLocks
 from headwater.registry.client import Platform, RegistryClient, RegistryError, Resolved
 from headwater.registry.credentials import (
+    PULL_SECRET_TYPES,
     Credentials,
     CredentialsError,
     credentials_for,
@@ -31,7 +32,6 @@ from headwater.registry.reference import Reference
 
 logger = logging.getLogger(__name__)
 
-PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 KEYRING_TTL = 60.0
 MAX_PULL_SECRETS = 16
 """Pull secrets read per namespace (each up to 1 MiB, parsed on the event loop)."""

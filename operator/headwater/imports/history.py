@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from headwater.conditions import format_time, set_condition
+from headwater.conditions import set_condition
 from headwater.imports.model import SpecTag, tag_condition
 from headwater.imports.plan import IMPORT_SUCCESS
+from headwater.timefmt import format_time
 
 READY = "Ready"
 

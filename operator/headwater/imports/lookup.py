@@ -17,7 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from headwater.imports.model import newest_item
+from headwater.imports.model import STREAM_NAME_PATTERN, newest_item
+from headwater.registry.reference import TAG_PATTERN
 
 ADMISSION_CONFIGURATION = "headwater.dev"
 """The MutatingWebhookConfiguration through which the operator applies lookup at admission
@@ -34,10 +35,7 @@ POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
 CONTAINER_LISTS = ("initContainers", "containers")
 
 # A stream name (DNS subdomain) with an optional tag: no registry, no path, no digest.
-_SHORT_NAME = re.compile(
-    r"^(?P<stream>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
-)
+_SHORT_NAME = re.compile(rf"^(?P<stream>{STREAM_NAME_PATTERN})(?::(?P<tag>{TAG_PATTERN}))?$")
 
 
 def short_name(image: str) -> tuple[str, str] | None:

@@ -9,6 +9,9 @@ from typing import Any, Literal
 FromKind = Literal["DockerImage", "ImageStreamTag", "ImageStreamImage"]
 ImportMode = Literal["Legacy", "PreserveOriginal"]
 
+STREAM_NAME_PATTERN = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+"""An ImageStream name (a DNS-1123 subdomain, like every object name), unanchored."""
+
 
 @dataclass(frozen=True)
 class SpecTag:

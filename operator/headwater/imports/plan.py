@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from headwater.imports.model import SpecTag, StreamRef, newest_item, status_tag, tag_condition
+from headwater.timefmt import parse_time
 
 IMPORT_SUCCESS = "ImportSuccess"
 REQUEST_ANNOTATION = "image.headwater.dev/import-requested"
@@ -80,15 +81,6 @@ def retry_at(last_attempt: datetime, failing_since: datetime, interval: int) -> 
     """When a failing tag is tried again: backing off with how long it has failed, capped."""
     failing_for = max(last_attempt - failing_since, MIN_RETRY)
     return last_attempt + min(failing_for, timedelta(seconds=interval))
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def tag_key(stream: StreamRef, tag: str) -> str:

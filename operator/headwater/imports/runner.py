@@ -37,7 +37,6 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
-from headwater.conditions import format_time
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports import credentials
@@ -79,6 +78,7 @@ from headwater.registry.client import Platform, RegistryClient
 from headwater.registry.reference import ReferenceError, parse_reference
 from headwater.resources import ImageStream
 from headwater.status import status_patch
+from headwater.timefmt import format_time
 from headwater.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)

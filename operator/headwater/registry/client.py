@@ -69,6 +69,8 @@ from headwater.registry.auth import (
     parse_www_authenticate,
 )
 from headwater.registry.policy import AccessPolicy, NotAllowed
+from headwater.registry.reference import is_tag
+from headwater.timefmt import parse_time
 
 __all__ = [
     "CONFIG_MEDIA_TYPES",
@@ -127,7 +129,6 @@ _REFERENCE_TYPE_ANNOTATION: Final = "vnd.docker.reference.type"
 # these strings become URL paths, and "../" or "?" in them would aim elsewhere.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _REPOSITORY_RE: Final = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST_RE: Final = re.compile(
     r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 )
@@ -454,16 +455,9 @@ def _string(value: object) -> str:
 
 
 def _parse_created(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    when = parse_time(value)
     # Go's zero time means "not set" (some builders write it).
-    if when.year <= 1:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None if when is None or when.year <= 1 else when
 
 
 def parse_image_config(data: bytes) -> ImageConfig:
@@ -1317,7 +1311,7 @@ def _check_reference(reference: str) -> bool:
     """Whether ``reference`` is a digest (else a tag); ValueError when it is neither."""
     if _DIGEST_RE.fullmatch(reference):
         return True
-    if _TAG_RE.fullmatch(reference):
+    if is_tag(reference):
         return False
     raise ValueError(f"reference {reference!r} is neither a tag nor a digest")
 

@@ -40,6 +40,7 @@ __all__ = [
     "DOCKER_CONFIG_JSON_TYPE",
     "MAX_REGISTRIES",
     "MAX_SECRET_BYTES",
+    "PULL_SECRET_TYPES",
     "Credentials",
     "CredentialsError",
     "credentials_for",
@@ -55,6 +56,8 @@ DOCKER_CONFIG_JSON_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DOCKER_CONFIG_JSON_KEY: Final = ".dockerconfigjson"
 DOCKERCFG_TYPE: Final = "kubernetes.io/dockercfg"
 DOCKERCFG_KEY: Final = ".dockercfg"
+PULL_SECRET_TYPES: Final = frozenset({DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE})
+"""The Secret types that hold registry credentials (a pull or push secret)."""
 
 _DATA_KEYS: Final = {DOCKER_CONFIG_JSON_TYPE: DOCKER_CONFIG_JSON_KEY, DOCKERCFG_TYPE: DOCKERCFG_KEY}
 # Base64 grows data by 4/3; checked before decoding so a huge value costs nothing.

@@ -29,8 +29,10 @@ __all__ = [
     "LEGACY_DEFAULT_DOMAIN",
     "NAME_TOTAL_LENGTH_MAX",
     "OFFICIAL_REPO_PREFIX",
+    "TAG_PATTERN",
     "Reference",
     "ReferenceError",
+    "is_tag",
     "parse_docker_ref",
     "parse_reference",
 ]
@@ -51,7 +53,13 @@ _ALPHANUMERIC = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _DOMAIN_NAME_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _OPTIONAL_PORT = r"(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+TAG_PATTERN: Final = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+r"""A Docker tag (regexp.go's ``[\w][\w.-]{0,127}``, Go's ``\w`` being ASCII), unanchored.
+
+The one copy of the tag grammar: the CLI, the trigger parsers, the registry
+client and the generated CRD schemas all compose or match this.
+"""
+_TAG = TAG_PATTERN
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
 _IDENTIFIER = r"[a-f0-9]{64}"
 _IPV6_ADDRESS = r"\[(?:[a-fA-F0-9:]+)\]"
@@ -176,6 +184,11 @@ def parse_docker_ref(text: str) -> Reference:
     if ref.tag is None:
         return replace(ref, tag=DEFAULT_TAG)
     return ref
+
+
+def is_tag(text: str) -> bool:
+    """Whether ``text`` is a whole Docker tag (``latest``, ``1.0``), per :data:`TAG_PATTERN`."""
+    return _TAG_RE.fullmatch(text) is not None
 
 
 def _split_docker_domain(name: str) -> tuple[str, str]:

@@ -32,7 +32,9 @@ from typing import Any
 
 from headwater.documents import DocumentError, Limits, check_shape
 from headwater.imports.lookup import POD_SPEC_PATHS, pod_spec
+from headwater.imports.model import STREAM_NAME_PATTERN
 from headwater.imports.tagfeed import TagImage
+from headwater.registry.reference import TAG_PATTERN
 
 ANNOTATION_HEADWATER = "image.headwater.dev/triggers"
 ANNOTATION_OPENSHIFT = "image.openshift.io/triggers"
@@ -139,10 +141,7 @@ class Plan:
     """Why ``changes`` cannot be written (a Job's template is immutable)."""
 
 
-# A stream name is a DNS subdomain; a tag follows Docker's tag grammar.
-_STREAM = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_STREAM_TAG = re.compile(rf"^(?P<stream>{_STREAM}):(?P<tag>{_TAG})$")
+_STREAM_TAG = re.compile(rf"^(?P<stream>{STREAM_NAME_PATTERN}):(?P<tag>{TAG_PATTERN})$")
 _NAMESPACE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _CONTAINER = re.compile(
     r"^(?P<list>containers|initContainers)\[(?P<selector>[^\]]*)\](?P<rest>.*)$"
