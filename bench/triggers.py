@@ -69,6 +69,9 @@ from tests.registry_servers import free_port, running_registry  # noqa: E402
 NAMESPACE = f"hw-bench-triggers-{os.getpid()}"
 
 
+LOOPBACK_IMPORTS = '[{domainName: "127.0.0.1:*", insecure: true}]'
+
+
 def deployment(name: str, tag: str, placeholder: str) -> dict[str, Any]:
     trigger = [
         {
@@ -182,6 +185,9 @@ async def bench(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
             "HEADWATER_WEBHOOK_PORT": str(port),
             "HEADWATER_REGISTRY_WEBHOOK_TOKEN": token,
             "HEADWATER_IMPORT_RATE_PER_MINUTE": str(args.import_rate),
+            # Part (b) imports from a registry on loopback, which the import
+            # policy refuses unless the admin allows it (as the e2e tests do).
+            "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": LOOPBACK_IMPORTS,
         },
         ["--verbose"] if os.environ.get("BENCH_VERBOSE") else [],
     )
