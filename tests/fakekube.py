@@ -717,13 +717,10 @@ def fast(*queues: WorkQueue[Any]) -> None:
 async def running(queue: WorkQueue[Any]) -> AsyncIterator[WorkQueue[Any]]:
     """Run ``queue``'s dispatch loop for the block (controllers that start it themselves
     on first use need no such block)."""
-    task = asyncio.get_running_loop().create_task(queue.run())
+    queue.start()
     try:
         yield queue
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await queue.stop()
 
 

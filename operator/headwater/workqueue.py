@@ -117,6 +117,7 @@ class WorkQueue(Generic[K]):
         self._settled = asyncio.Event()
         self._settled.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
 
     # --- adding keys -------------------------------------------------------------
 
@@ -235,6 +236,15 @@ class WorkQueue(Generic[K]):
             task.add_done_callback(self._tasks.discard)
         self._count()
 
+    def start(self) -> None:
+        """Run the dispatch loop in a task of its own, unless it runs already."""
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self.run())
+
+    @property
+    def started(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
     async def run(self) -> None:
         """Dispatch due keys until cancelled."""
         while True:
@@ -330,6 +340,12 @@ class WorkQueue(Generic[K]):
                 self._settled.clear()
 
     async def stop(self) -> None:
+        """Stop the loop :meth:`start` started, and the reconciles running now."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

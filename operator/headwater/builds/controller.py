@@ -100,7 +100,6 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.builds: WorkQueue[ObjectRef] = WorkQueue(
             "builds", self.reconcile_build_ref, kind="Build"
         )
-        self._loops: dict[str, asyncio.Task[None]] = {}
         self._bc_bodies: dict[ObjectRef, Mapping[str, Any]] = {}
         """BuildConfig watch events not yet reconciled (the newest per BuildConfig)."""
         self._bc_of: dict[ObjectRef, str] = {}
@@ -237,9 +236,9 @@ class BuildController(BuildConfigReconcile, BuildRuns):
                 return
         await self.reconcile_buildconfig(body)
 
-    def _add(self, queue: WorkQueue[ObjectRef], ref: ObjectRef) -> None:
-        if queue.name not in self._loops or self._loops[queue.name].done():
-            self._loops[queue.name] = asyncio.get_running_loop().create_task(queue.run())
+    @staticmethod
+    def _add(queue: WorkQueue[ObjectRef], ref: ObjectRef) -> None:
+        queue.start()
         queue.add(ref)
 
     # --- Builds -----------------------------------------------------------------
@@ -342,15 +341,10 @@ class BuildController(BuildConfigReconcile, BuildRuns):
     async def settle(self) -> None:
         """Wait until nothing queued is due now or running (tests, benchmarks)."""
         for queue in (self.buildconfigs, self.builds, self.buildconfigs):
-            if queue.name in self._loops:
+            if queue.started:
                 await queue.settle()
 
     async def stop(self) -> None:
-        for loop in self._loops.values():
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-        self._loops.clear()
         await self.buildconfigs.stop()
         await self.builds.stop()
         for task in list(self._tasks):

@@ -47,7 +47,6 @@ MEMO_KUBE = "kube"
 MEMO_HTTP = "http"
 MEMO_REGISTRY = "registry"
 MEMO_IMPORTS = "imports"
-MEMO_SCHEDULER_TASK = "import-scheduler"
 MEMO_WEBHOOKS = "webhooks"
 MEMO_BUILDS = "builds"
 MEMO_TAGS = "tags"
@@ -246,7 +245,7 @@ async def startup(
     tags = TagFeed(config.registry)
     memo[MEMO_TAGS] = tags
     runner.on_status = tags.observe
-    memo[MEMO_SCHEDULER_TASK] = asyncio.create_task(runner.scheduler.run())
+    runner.scheduler.start()
     # The safety net: every stream is looked at again now and then, whatever was missed.
     memo[MEMO_IMPORT_RESYNC_TASK] = asyncio.create_task(
         runner.scheduler.resync_every(RESYNC_SECONDS, lambda: list(runner.bodies))
@@ -284,7 +283,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     webhooks = memo.pop(MEMO_WEBHOOKS, None)
     if isinstance(webhooks, web.AppRunner):
         await webhooks.cleanup()
-    for key in (MEMO_SCHEDULER_TASK, MEMO_IMPORT_RESYNC_TASK, MEMO_BUILD_RESYNC_TASK):
+    for key in (MEMO_IMPORT_RESYNC_TASK, MEMO_BUILD_RESYNC_TASK):
         task = memo.pop(key, None)
         if isinstance(task, asyncio.Task):
             task.cancel()

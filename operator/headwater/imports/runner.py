@@ -398,7 +398,7 @@ class ImportRunner:
             if not isinstance(result.outcome, Deferred)
         }
         interim = {**status, "tags": apply_results(status, results, now, self._limit)}
-        results += await self._follow_references(ref, tags, generation, interim, status, now)
+        results += await self.references.follow(ref, tags, generation, interim, status, now)
         desired = self._desired_status(ref, body, tags, status, results, generation, now)
         forget = forgotten_tags(metadata.get("annotations"))
         if forget:
@@ -584,20 +584,6 @@ class ImportRunner:
         if isinstance(outcome, Imported) and outcome.reference_digest:
             self.reference_digests[key] = outcome.reference_digest
         return outcome
-
-    # --- references to other tags -------------------------------------------
-
-    async def _follow_references(
-        self,
-        ref: StreamRef,
-        tags: list[SpecTag],
-        generation: int,
-        interim: Mapping[str, Any],
-        original: Mapping[str, Any],
-        now: datetime,
-    ) -> list[TagResult]:
-        """Results for reference, alias and pinned tags (:mod:`headwater.imports.references`)."""
-        return await self.references.follow(ref, tags, generation, interim, original, now)
 
     # --- writes ---------------------------------------------------------------
 

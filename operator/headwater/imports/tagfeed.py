@@ -12,8 +12,6 @@ matches).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -113,7 +111,6 @@ class TagFeed:
         self.queue: WorkQueue[Delivery] = WorkQueue(
             "tag-moves", self._deliver, concurrency=concurrency
         )
-        self._runner: asyncio.Task[None] | None = None
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -143,19 +140,15 @@ class TagFeed:
                 self._tags_of.setdefault(stream, set()).add(image.tag)
                 moved.append(image)
         if moved:
-            self._ensure_running()
+            self.queue.start()
         for image in moved:
             for index in range(len(self._subscribers)):
                 self.queue.add(Delivery(index, image.namespace, image.stream, image.tag))
         return moved
 
-    def _ensure_running(self) -> None:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self.queue.run())
-
     async def settle(self) -> None:
         """Wait until every delivery due so far has been made (or is waiting for a retry)."""
-        if self._runner is not None and not self._runner.done():
+        if self.queue.started:
             await self.queue.settle()
 
     def __len__(self) -> int:
@@ -179,9 +172,4 @@ class TagFeed:
         self._delivered[delivery] = image
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
         await self.queue.stop()

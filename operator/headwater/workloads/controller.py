@@ -27,7 +27,6 @@ image digests, and to run its images.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -120,7 +119,6 @@ class WorkloadTriggers:
         self._fresh: dict[WorkloadRef, Mapping[str, Any]] = {}
         """Bodies of watch events not yet converged (the newest per workload)."""
         self.queue: WorkQueue[WorkloadRef] = WorkQueue("workloads", self.reconcile, kind="Workload")
-        self._runner: asyncio.Task[None] | None = None
 
     # --- entry points -----------------------------------------------------------
 
@@ -145,8 +143,7 @@ class WorkloadTriggers:
             self._add(ref)
 
     def _add(self, ref: WorkloadRef) -> None:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self.queue.run())
+        self.queue.start()
         self.queue.add(ref)
 
     async def reconcile(self, ref: WorkloadRef) -> None:
@@ -166,15 +163,10 @@ class WorkloadTriggers:
 
     async def settle(self) -> None:
         """Wait until every queued workload has been converged (or waits for a retry)."""
-        if self._runner is not None and not self._runner.done():
+        if self.queue.started:
             await self.queue.settle()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
         await self.queue.stop()
 
     def forget(self, ref: WorkloadRef) -> None:
