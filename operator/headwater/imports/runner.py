@@ -67,7 +67,7 @@ from headwater.imports.plan import (
 )
 from headwater.imports.references import References
 from headwater.imports.throttle import HostBackoff, HostBuckets, RepositoryLocks
-from headwater.kube import get_or_none, is_conflict, is_gone, newer, older, patch_status, plain_dict
+from headwater.kube import get_or_none, is_conflict, is_gone, older, patch_status, plain_dict
 from headwater.metrics import (
     IMPORT_DURATION,
     IMPORT_ERRORS,
@@ -136,6 +136,8 @@ class ImportRunner:
         )
         """Every stream's next reconcile: watch events, pushes, aliases and the import
         schedule add it; a reconcile that raises is retried with backoff."""
+        self.own_writes: dict[StreamRef, str] = {}
+        """The resourceVersion each stream's last write by this runner got back."""
         self.early_pushes: collections.deque[tuple[float, Push]] = collections.deque(
             maxlen=EARLY_PUSHES
         )
@@ -151,12 +153,14 @@ class ImportRunner:
         """A watch event: remember the stream and reconcile it."""
         metadata = body.get("metadata") or {}
         ref = StreamRef(str(metadata["namespace"]), str(metadata["name"]))
-        known = self.bodies.get(ref)
-        if known is not None and not newer(body, known):
-            # Our own status write coming back (this runner keeps what it wrote),
-            # or an older event: nothing in it is new, so no reconcile.
+        version = metadata.get("resourceVersion")
+        if version is not None and str(version) == self.own_writes.get(ref):
+            # Our own write coming back (this runner keeps what it wrote): nothing
+            # in it is new, so no reconcile. Any other event is reconciled, even
+            # one older than what is kept: a reconcile that wrote after it may
+            # have computed its status before seeing it.
             return
-        first = known is None
+        first = ref not in self.bodies
         self._remember(ref, body)
         if first and self.early_pushes:
             self._match_early_pushes()
@@ -199,6 +203,7 @@ class ImportRunner:
         ref = StreamRef(namespace, name)
         body = self.bodies.pop(ref, None)
         self.pending.pop(ref, None)
+        self.own_writes.pop(ref, None)
         self.scheduler.at(ref, None)
         for source in self.sources.pop(ref, set()):
             dependents = self.dependents.get(source)
@@ -278,6 +283,7 @@ class ImportRunner:
                 if updated is None:
                     return False
                 self._remember(ref, updated)
+                self._wrote(ref, updated)
                 # Its watch event is our own write (skipped): the rest of the
                 # status (conditions, aliases of the tag) is brought up to date here.
                 self.scheduler.add(ref)
@@ -416,6 +422,7 @@ class ImportRunner:
             self.checked.update(fresh)
             if updated is not None:
                 self.bodies[ref] = updated
+                self._wrote(ref, updated)
                 if self.on_status is not None:
                     await self.on_status(updated)
             if status.get("tags") != desired.get("tags"):
@@ -618,6 +625,13 @@ class ImportRunner:
                 raise
             return
         self.bodies[ref] = plain_dict(obj)
+        self._wrote(ref, self.bodies[ref])
+
+    def _wrote(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
+        """Remember the resourceVersion our write got back: its watch event is ours."""
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version is not None:
+            self.own_writes[ref] = str(version)
 
 
 FORGET_ANNOTATION = "image.headwater.dev/forget-tags"
