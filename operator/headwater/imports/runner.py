@@ -433,7 +433,10 @@ class ImportRunner:
         else:
             self.checked.update(fresh)
         if asked is not None or forget is not None:
-            await self._clear_request(ref)
+            annotations = metadata.get("annotations") or {}
+            await self._clear_request(
+                ref, {key: annotations.get(key) for key in (REQUEST_ANNOTATION, FORGET_ANNOTATION)}
+            )
         wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
         following = next_wakeup(
             ref,
@@ -611,19 +614,35 @@ class ImportRunner:
             self.kube, involved, transition.type, transition.reason, transition.message, now
         )
 
-    async def _clear_request(self, ref: StreamRef) -> None:
+    async def _clear_request(self, ref: StreamRef, handled: Mapping[str, str | None]) -> None:
+        """Remove the request annotations this reconcile acted on (``handled``: their values).
+
+        Only if they are still what it saw, on the version of the stream known now:
+        a request made meanwhile (a second `import-image`, a `tag -d`) stays for the
+        reconcile its watch event queues.
+        """
+        known = self.bodies.get(ref) or {}
+        metadata = known.get("metadata") or {}
+        current = metadata.get("annotations") or {}
+        if any(current.get(key) != value for key, value in handled.items()):
+            return
         try:
             obj = await self.kube.patch(
                 ImageStream,
                 ref.name,
-                {"metadata": {"annotations": {REQUEST_ANNOTATION: None, FORGET_ANNOTATION: None}}},
+                {
+                    "metadata": {
+                        "annotations": dict.fromkeys(handled),
+                        "resourceVersion": metadata.get("resourceVersion"),
+                    }
+                },
                 namespace=ref.namespace,
                 patch_type=PatchType.MERGE,
             )
         except ApiError as exc:
-            if not is_gone(exc):
-                raise
-            return
+            if is_gone(exc) or is_conflict(exc):
+                return  # gone, or changed since: its watch event queues the stream again
+            raise
         self.bodies[ref] = plain_dict(obj)
         self._wrote(ref, self.bodies[ref])
 
