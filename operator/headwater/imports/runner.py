@@ -421,7 +421,6 @@ class ImportRunner:
             updated = await self._patch_status(ref, patch)
             self.checked.update(fresh)
             if updated is not None:
-                self.bodies[ref] = updated
                 self._wrote(ref, updated)
                 if self.on_status is not None:
                     await self.on_status(updated)
@@ -643,11 +642,14 @@ class ImportRunner:
             if is_gone(exc) or is_conflict(exc):
                 return  # gone, or changed since: its watch event queues the stream again
             raise
-        self.bodies[ref] = plain_dict(obj)
-        self._wrote(ref, self.bodies[ref])
+        self._wrote(ref, plain_dict(obj))
 
     def _wrote(self, ref: StreamRef, body: Mapping[str, Any]) -> None:
-        """Remember the resourceVersion our write got back: its watch event is ours."""
+        """Keep what our write got back, unless a newer version was seen meanwhile (the
+        answer can arrive after the watch events of later writes by others), and remember
+        its resourceVersion: its own watch event is ours, and queues nothing."""
+        if ref in self.bodies and not older(body, self.bodies[ref]):
+            self.bodies[ref] = body
         version = (body.get("metadata") or {}).get("resourceVersion")
         if version is not None:
             self.own_writes[ref] = str(version)
