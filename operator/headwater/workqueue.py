@@ -126,13 +126,17 @@ class WorkQueue(Generic[K]):
         self._plan(key, self._clock(), earliest=True)
 
     def at(self, key: K, when: datetime | float | None) -> None:
-        """Reconcile ``key`` at ``when``, replacing an earlier plan; None cancels the plan.
+        """Reconcile ``key`` at ``when``, replacing an earlier plan; None drops a timed plan.
 
         While the key runs, plans made meanwhile are combined (the earliest wins)
-        and take effect when it ends; None then means "not again", not even a retry.
+        and take effect when it ends; None then changes nothing (an add that came
+        in meanwhile still runs it again). To drop everything, :meth:`cancel`.
         """
         if when is None:
-            self.cancel(key)
+            # No timed plan. A key added meanwhile (now) still runs: only
+            # cancel() (the object is gone) drops that too.
+            if key not in self._in_flight and self._due.pop(key, None) is not None:
+                self._count()
             return
         moment = when.timestamp() if isinstance(when, datetime) else float(when)
         self._plan(key, moment, earliest=False)

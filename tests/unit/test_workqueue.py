@@ -117,3 +117,28 @@ async def test_resync_adds_the_keys_not_already_waiting() -> None:
     queue.at(A, time.time() + 3600)
     assert queue.resync([A, B]) == 1
     assert queue.resync([A, B]) == 0
+
+
+async def test_a_reconcile_that_plans_nothing_more_still_runs_again_for_an_add_meanwhile() -> None:
+    """The import runner ends each reconcile with at(key, next time or None): a watch event
+    that arrived during the run must not be dropped by that None."""
+    release, first = asyncio.Event(), asyncio.Event()
+    runs = 0
+    queue: WorkQueue[ObjectRef]
+
+    async def reconcile(key: ObjectRef) -> None:
+        nonlocal runs
+        runs += 1
+        first.set()
+        if runs == 1:
+            await release.wait()
+        queue.at(key, None)  # nothing due later
+
+    queue = WorkQueue("test", reconcile)
+    async with running(queue):
+        queue.add(A)
+        await first.wait()
+        queue.add(A)  # a watch event during the run
+        release.set()
+        await converged(queue)
+    assert runs == 2

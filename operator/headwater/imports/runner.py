@@ -204,7 +204,7 @@ class ImportRunner:
         body = self.bodies.pop(ref, None)
         self.pending.pop(ref, None)
         self.own_writes.pop(ref, None)
-        self.scheduler.at(ref, None)
+        self.scheduler.cancel(ref)
         for source in self.sources.pop(ref, set()):
             dependents = self.dependents.get(source)
             if dependents is not None:
