@@ -211,7 +211,8 @@ class Faults:
     lost_answer_rate: float = 0.0
     """Share of requests forwarded, then answered by closing the connection (the answer is lost)."""
     cut_watches: tuple[float, float] | None = None
-    """Every watch stream ends after a uniform draw in this range of seconds."""
+    """Every watch stream ends after a uniform draw in this range of seconds; one already
+    open when the faults are set draws its time then."""
     cut_mode: Literal["end", "reset"] = "end"
     """``end``: the stream ends cleanly after a whole event; ``reset``: the connection is closed."""
     blackhole_seconds: float = 0.0
@@ -269,6 +270,11 @@ class FaultSampler:
         """Whether a request of ``verb`` is answered with an error (a draw if its rate is set)."""
         return self._draw(self._rate(verb))
 
+    def cut_after(self) -> float | None:
+        """Seconds a watch stream runs before it is cut (None: it is not)."""
+        cut = self.faults.cut_watches
+        return None if cut is None else self._rng.uniform(*cut)
+
     def plan(self, verb: str) -> Plan:
         """Every fault of one request; draws only for the faults that are switched on."""
         f = self.faults
@@ -281,10 +287,7 @@ class FaultSampler:
         if status is not None:
             return Plan(status=status, delay=delay)
         if verb == "watch":  # a stream's answer is never lost whole: it is cut
-            cut_after = None
-            if f.cut_watches is not None:
-                cut_after = self._rng.uniform(*f.cut_watches)
-            return Plan(delay=delay, cut_after=cut_after)
+            return Plan(delay=delay, cut_after=self.cut_after())
         return Plan(lose_answer=self._draw(f.lost_answer_rate), delay=delay)
 
 
@@ -410,6 +413,8 @@ class ApiProxy:
         self._lock = threading.Lock()
         self._sampler = FaultSampler(Faults())
         self._blackhole_until = 0.0
+        self._generation = 0
+        """Counts ``set_faults``: watch streams in flight draw their cut again when it moves."""
         self._requests: Counter[tuple[str, str]] = Counter()
         self._by_namespace: Counter[tuple[str, str, str]] = Counter()
         self._injected: Counter[tuple[str, str]] = Counter()
@@ -434,6 +439,7 @@ class ApiProxy:
         with self._lock:
             self._sampler = FaultSampler(faults)
             self._blackhole_until = time.monotonic() + faults.blackhole_seconds
+            self._generation += 1
 
     def blackhole(self, seconds: float, mode: Literal["hang", "hold"] = "hang") -> None:
         """The current faults, plus a black hole of ``seconds`` from now."""
@@ -552,6 +558,7 @@ class ApiProxy:
             self._requests[key] += 1
             self._by_namespace[(info.namespace, *key)] += 1
             plan = self._sampler.plan(info.verb)
+            generation = self._generation
             retry_after = self._sampler.faults.retry_after
             if plan.status is not None:
                 self._injected[key] += 1
@@ -617,38 +624,61 @@ class ApiProxy:
                     v = self.url + v[len(self.upstream.server) :]
                 response.headers.add(k, v)
             await response.prepare(request)
-            if plan.cut_after is None:
-                await self._pump(upstream, response, lines=False)
-            else:
-                try:
-                    async with asyncio.timeout(plan.cut_after):
-                        await self._pump(upstream, response, lines=True)
-                except TimeoutError:
-                    self._count("cut")
-                    if self._sampler.faults.cut_mode == "reset":
-                        self._drop(request)
+            if info.verb != "watch":
+                await self._pump(upstream, response)
+            elif await self._pump_watch(upstream, response, plan.cut_after, generation):
+                self._count("cut")
+                if self._sampler.faults.cut_mode == "reset":
+                    self._drop(request)
             with contextlib.suppress(ConnectionResetError):
                 await response.write_eof()
         return response
 
-    async def _pump(
-        self, upstream: aiohttp.ClientResponse, response: web.StreamResponse, *, lines: bool
-    ) -> None:
-        """Upstream's body to the client as it comes; with ``lines``, whole lines only (a
-        watch stream cut here ends after an event, never inside one)."""
-        pending = b""
+    async def _pump(self, upstream: aiohttp.ClientResponse, response: web.StreamResponse) -> None:
+        """Upstream's body to the client as it comes."""
         with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
             async for chunk in upstream.content.iter_any():
                 await self._through_blackhole()
-                if lines:
-                    pending += chunk
-                    end = pending.rfind(b"\n") + 1
-                    chunk, pending = pending[:end], pending[end:]
-                    if not chunk:
-                        continue
                 await response.write(chunk)
+
+    async def _pump_watch(
+        self,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        cut_after: float | None,
+        generation: int,
+    ) -> bool:
+        """A watch stream to the client, whole lines only (a cut ends it after an event, never
+        inside one); True when it was cut. Faults set while it runs draw its cut again."""
+        loop = asyncio.get_running_loop()
+        deadline = None if cut_after is None else loop.time() + cut_after
+        pending = b""
+        with contextlib.suppress(aiohttp.ClientError, ConnectionResetError):
+            while True:
+                with self._lock:
+                    if self._generation != generation:
+                        generation = self._generation
+                        drawn = self._sampler.cut_after()
+                        deadline = None if drawn is None else loop.time() + drawn
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    return True
+                wait = 0.5 if deadline is None else min(0.5, deadline - now)
+                try:
+                    chunk = await asyncio.wait_for(upstream.content.readany(), wait)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                await self._through_blackhole()
+                pending += chunk
+                end = pending.rfind(b"\n") + 1
+                if end:
+                    await response.write(pending[:end])
+                    pending = pending[end:]
             if pending:
                 await response.write(pending)
+        return False
 
 
 async def _cancel_all() -> None:

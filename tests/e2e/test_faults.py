@@ -172,13 +172,18 @@ def test_api_errors_plus_cut_watches(cluster: Cluster, namespace: str, tmp_path:
         proxy.set_faults(FAULTS)
         started = last_push = time.monotonic()
         rounds = list(PUSH_AT)
+        landed: list[float | None] = []
+        """Per round pushed during the faults: seconds until everything had it (None: not yet)."""
         while (elapsed := time.monotonic() - started) < FAULT_SECONDS:
             if rounds and elapsed >= rounds[0]:
                 rounds.pop(0)
                 push_round(len(pushed[STREAMS[0]]))
                 last_push = time.monotonic()
-            _, tags, images = _problems(cluster, namespace, pushed)
+                landed.append(None)
+            now_wrong, tags, images = _problems(cluster, namespace, pushed)
             backwards += _went_backwards(tags, images, pushed, newest_seen)
+            if landed and landed[-1] is None and not now_wrong:
+                landed[-1] = time.monotonic() - last_push
             time.sleep(2)
         proxy.set_faults(Faults())
         fault_ended = time.monotonic()
@@ -193,9 +198,11 @@ def test_api_errors_plus_cut_watches(cluster: Cluster, namespace: str, tmp_path:
         alive = process.poll() is None
     after_fault = converged - fault_ended
     after_push = converged - last_push
+    during = ", ".join("not within the faults" if t is None else f"{t:.1f}s" for t in landed)
     report = (
         f"API errors plus cut watches: converged {after_fault:.1f}s after the faults ended "
-        f"({after_push:.1f}s after the last push; bound {CONVERGE_WITHIN}s)\n"
+        f"({after_push:.1f}s after the last push; bound {CONVERGE_WITHIN}s); rounds pushed "
+        f"during the faults landed everywhere (streams, aliases, Deployments) in: {during}\n"
         f"during the faults: {counts.injected_total()} of {counts.total()} API requests "
         f"answered with an error, {counts.faults.get('cut', 0)} watch streams cut\n"
         + format_counts(counts)

@@ -375,6 +375,21 @@ async def test_watch_streams_are_cut_after_the_drawn_time_on_an_event_boundary(
         assert proxy.snapshot().faults == {"cut": 3}
 
 
+async def test_watch_streams_already_open_are_cut_once_the_faults_are_set(
+    tmp_path: Path,
+) -> None:
+    async with _proxied(tmp_path, Faults()) as (_, proxy, session):
+        async with session.get(proxy.url + ISTREAMS, params={"watch": "1"}) as resp:
+            await resp.content.readline()
+            proxy.set_faults(Faults(cut_watches=(0.2, 0.3)))
+            started = time.monotonic()
+            async with asyncio.timeout(5):
+                rest = [line async for line in resp.content]
+            assert time.monotonic() - started < 1.5
+            assert all(line.endswith(b"}\n") for line in rest)
+        assert proxy.snapshot().faults == {"cut": 1}
+
+
 async def test_a_watch_cut_by_reset_breaks_the_stream(tmp_path: Path) -> None:
     faults = Faults(cut_watches=(0.3, 0.3), cut_mode="reset")
     async with _proxied(tmp_path, faults) as (_, proxy, session):
