@@ -31,6 +31,7 @@ from tests import hack_scripts
 from tests.registry_servers import free_port
 
 from .helpers import (
+    ALLOWED_REGISTRIES_FOR_IMPORT,
     OPERATOR_NAMESPACE,
     Cluster,
     GitServer,
@@ -179,8 +180,6 @@ IMPORT_INTERVAL_SECONDS = 4
 LOCAL_NODE_IP = "10.244.0.1"
 AUTH_REGISTRY_PORT = 5002
 """A registry with htpasswd auth that build pods reach (plain HTTP, declared insecure)."""
-ALLOWED_REGISTRIES_FOR_IMPORT = '[{domainName: "127.0.0.1:*", insecure: true}]'
-"""What the in-process operator may import from besides its own registries: the loopback."""
 
 
 def _render_install() -> ModuleType:

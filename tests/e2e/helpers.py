@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -13,13 +14,14 @@ import tarfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.apiproxy import ApiProxy
 from tests.registry_servers import free_port
 
 MANIFEST_TYPES = ", ".join(
@@ -386,6 +388,10 @@ HEADWATER = str(Path(sys.executable).parent / "headwater")
 LOCALCLUSTER = Path(__file__).resolve().parents[2] / "hack" / "cluster" / "localcluster.py"
 
 
+ALLOWED_REGISTRIES_FOR_IMPORT = '[{domainName: "127.0.0.1:*", insecure: true}]'
+"""What the in-process operator may import from besides its own registries: the loopback."""
+
+
 def local_operator_env() -> dict[str, str]:
     """What `make run` gives the operator on the local cluster: `localcluster.py operator-env`."""
     result = subprocess.run(
@@ -660,3 +666,33 @@ def build_digest(cluster: Cluster, namespace: str, build: str) -> str:
     status = wait_for_phase(cluster, namespace, build)["status"]
     assert status["phase"] == "Complete", status
     return str(status["output"]["to"]["imageDigest"])
+
+
+@contextlib.contextmanager
+def operator_behind(
+    cluster: Cluster,
+    proxy: ApiProxy,
+    namespaces: list[str],
+    log: Path,
+    import_rate_per_minute: int = 6000,
+    interval_seconds: int = 5,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator as `make run` starts it, but through ``proxy`` and only in ``namespaces``."""
+    settings = {
+        **(local_operator_env() if cluster.is_local else {}),
+        "KUBECONFIG": str(proxy.kubeconfig),
+        # No BuildConfigs here: no admission webhook (its configuration is cluster-wide).
+        "HEADWATER_ADMISSION_HOST": "",
+        "HEADWATER_WEBHOOK_PORT": str(free_port()),
+        "HEADWATER_IMPORT_INTERVAL_SECONDS": str(interval_seconds),
+        "HEADWATER_IMPORT_RATE_PER_MINUTE": str(import_rate_per_minute),
+        "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": ALLOWED_REGISTRIES_FOR_IMPORT,
+    }
+    if cluster.registry:
+        settings["HEADWATER_REGISTRY"] = cluster.registry
+        settings["HEADWATER_REGISTRY_INSECURE"] = "true"
+    process = start_operator(namespaces, log, settings)
+    try:
+        yield process
+    finally:
+        stop_operator(process)

@@ -13,29 +13,19 @@ those streams import from.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.apiproxy import ApiProxy, Faults, format_counts, running_api_proxy
-from tests.registry_servers import free_port, running_registry
+from tests.apiproxy import Faults, format_counts, running_api_proxy
+from tests.registry_servers import running_registry
 
-from .conftest import ALLOWED_REGISTRIES_FOR_IMPORT, BASELINE, _create_namespace
-from .helpers import (
-    Cluster,
-    eventually,
-    local_operator_env,
-    push_image,
-    start_operator,
-    stop_operator,
-)
+from .conftest import BASELINE, _create_namespace
+from .helpers import Cluster, eventually, operator_behind, push_image
 from .test_imagestream_imports import docker_tag, stream
 from .test_workload_triggers import OPENSHIFT_KEY, WEB_PATH, triggers_value
 
@@ -53,35 +43,6 @@ DELETED_RATE_PER_MINUTE = 30
 """Fewer imports a minute than the streams ask for: some always wait their turn, as with
 200 streams at the default 60 a minute in the issue's report."""
 STOP_WITHIN = 30
-
-
-@contextlib.contextmanager
-def operator_behind(
-    cluster: Cluster,
-    proxy: ApiProxy,
-    namespaces: list[str],
-    log: Path,
-    import_rate_per_minute: int = 6000,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator as `make run` starts it, but through ``proxy`` and only in ``namespaces``."""
-    settings = {
-        **(local_operator_env() if cluster.is_local else {}),
-        "KUBECONFIG": str(proxy.kubeconfig),
-        # No BuildConfigs here: no admission webhook (its configuration is cluster-wide).
-        "HEADWATER_ADMISSION_HOST": "",
-        "HEADWATER_WEBHOOK_PORT": str(free_port()),
-        "HEADWATER_IMPORT_INTERVAL_SECONDS": str(INTERVAL_SECONDS),
-        "HEADWATER_IMPORT_RATE_PER_MINUTE": str(import_rate_per_minute),
-        "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": ALLOWED_REGISTRIES_FOR_IMPORT,
-    }
-    if cluster.registry:
-        settings["HEADWATER_REGISTRY"] = cluster.registry
-        settings["HEADWATER_REGISTRY_INSECURE"] = "true"
-    process = start_operator(namespaces, log, settings)
-    try:
-        yield process
-    finally:
-        stop_operator(process)
 
 
 def deployment(name: str, tag: str, image: str) -> dict[str, Any]:
@@ -164,7 +125,7 @@ def test_every_tag_move_and_rollout_arrives_through_api_errors(
     lost: list[tuple[int, list[str], list[str]]] = []
     with (
         running_api_proxy(cluster.kubeconfig, tmp_path / "proxy") as proxy,
-        operator_behind(cluster, proxy, [namespace], log),
+        operator_behind(cluster, proxy, [namespace], log, interval_seconds=INTERVAL_SECONDS),
     ):
         # The starting point, without faults: every stream imported, every Deployment rolled.
         eventually(
@@ -231,6 +192,7 @@ def test_imports_stop_soon_after_their_namespace_is_deleted(
                 [namespace, gone],
                 tmp_path / "operator.log",
                 import_rate_per_minute=DELETED_RATE_PER_MINUTE,
+                interval_seconds=INTERVAL_SECONDS,
             ):
                 eventually(
                     f"all {DELETED_STREAMS} streams imported",
