@@ -49,6 +49,7 @@ from headwater.imports.model import StreamRef
 from headwater.imports.notifications import Push, tags_to_import
 from headwater.imports.plan import REQUEST_ANNOTATION, requested_tags
 from headwater.kube import get_or_none, is_conflict, is_gone, plain_dict
+from headwater.metrics import DELIVERIES
 from headwater.resources import Build, BuildConfig, ImageStream
 from headwater.servers import webhook_app
 
@@ -119,6 +120,7 @@ class Deliveries:
         made it yet (the request is written; answer 202)."""
         builds = self.builds
         if builds is not None:
+            DELIVERIES.labels("build", "leader").inc()
             return await builds.instantiate(namespace, name, request)
         request = dataclasses.replace(request, triggered=True)
         key = f"{REQUEST_PREFIX}{request.id}"
@@ -126,6 +128,7 @@ class Deliveries:
         await self.kube.patch(
             BuildConfig, name, patch, namespace=namespace, patch_type=PatchType.MERGE
         )
+        DELIVERIES.labels("build", "standby").inc()
         logger.info("standby: asked for build %s of %s/%s", request.id, namespace, name)
         return await self._wait_for_build(namespace, request.id)
 
@@ -145,11 +148,13 @@ class Deliveries:
         """Import what ``pushes`` moved: (streams, tags) affected."""
         imports = self.imports
         if imports is not None:
+            DELIVERIES.labels("registry", "leader").inc()
             return imports.import_now(pushes)
         bodies = await self._streams()
         found = tags_to_import(pushes, bodies)
         for ref, tags in found.items():
             await self._request_import(ref, tags, bodies[ref])
+        DELIVERIES.labels("registry", "standby").inc()
         if found:
             logger.info(
                 "standby: asked for imports of %d tag(s) in %d stream(s)",

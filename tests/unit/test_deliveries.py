@@ -16,6 +16,7 @@ from headwater.config import Config
 from headwater.deliveries import Deliveries, deliveries_app, merged_request
 from headwater.imports.notifications import Push
 from headwater.imports.plan import REQUEST_ANNOTATION
+from headwater.metrics import REGISTRY as METRICS
 from headwater.resources import BuildConfig, ImageStream
 from tests.fakekube import FakeKube, converged, fast
 
@@ -71,7 +72,15 @@ def test_an_import_request_adds_tags_to_what_is_asked_for() -> None:
     assert merged_request({REQUEST_ANNOTATION: "*"}, {"latest"}) == "*"
 
 
+def delivered(endpoint: str, via: str) -> float:
+    value = METRICS.get_sample_value(
+        "headwater_webhook_deliveries_total", {"endpoint": endpoint, "via": via}
+    )
+    return value or 0.0
+
+
 async def test_a_standby_writes_the_import_request_onto_each_stream_a_push_moved() -> None:
+    before = delivered("registry", "standby")
     kube = FakeKube()
     kube.add(stream("web", {REQUEST_ANNOTATION: "v2"}))
     kube.add(stream("api"))
@@ -86,6 +95,7 @@ async def test_a_standby_writes_the_import_request_onto_each_stream_a_push_moved
     writes = len(kube.writes)
     assert await deliveries.on_push([push("latest")]) == (1, 1)
     assert len(kube.writes) == writes
+    assert delivered("registry", "standby") == before + 2
 
 
 async def test_a_standby_reads_again_when_the_stream_changed_meanwhile() -> None:
