@@ -70,6 +70,7 @@ def test_bundle_contents() -> None:
         ("ClusterRole", "headwater-view"),
         ("ConfigMap", "headwater-config"),
         ("Deployment", "headwater-operator"),
+        ("PodDisruptionBudget", "headwater-operator"),
         ("Service", "headwater-operator-metrics"),
         ("Service", "headwater-webhooks"),
         ("NetworkPolicy", "headwater-operator"),
@@ -357,7 +358,7 @@ def test_deployment_is_locked_down() -> None:
 
 def test_deployment_runs_the_operator() -> None:
     [deployment] = by_kind("Deployment")
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["operator", "run", "--all-namespaces", "--log-format", "json"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -366,6 +367,22 @@ def test_deployment_runs_the_operator() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}
     assert env["HEADWATER_CONFIG_FILE"]["value"] == "/etc/headwater/config.yaml"
+
+
+def test_two_replicas_on_different_nodes_when_they_can_and_one_kept_through_a_drain() -> None:
+    [deployment] = by_kind("Deployment")
+    selector = deployment["spec"]["selector"]
+    assert deployment["spec"]["replicas"] == 2
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    # Preferred only: a one-node cluster still runs both.
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti
+    [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"] == selector
+    [budget] = by_kind("PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"] == {"minAvailable": 1, "selector": selector}
 
 
 def render_install() -> ModuleType:
