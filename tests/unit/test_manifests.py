@@ -440,3 +440,24 @@ def test_render_install_cluster_scoped_is_what_make_run_applies() -> None:
     # Everything left out lives in a namespace (the operator's Deployment, its ConfigMap...).
     assert left_out
     assert all(d["metadata"].get("namespace") for d in left_out)
+
+
+def test_benches_apply_the_cluster_scoped_part_first(tmp_path: Path) -> None:
+    """A bench on a cluster fresh from `make cluster-up` finds the CRDs, the operator's
+    namespace and the cluster roles (bench/_common.py), applied server-side (idempotent)."""
+    from bench._common import install_cluster_scoped
+
+    calls = tmp_path / "calls"
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncat >> {calls}.stdin\n')
+    kubectl.chmod(0o755)
+    install_cluster_scoped({"KUBECTL": str(kubectl), "KUBECONFIG": "/nonexistent"})
+    apply, wait = calls.read_text().splitlines()
+    assert apply == "--kubeconfig /nonexistent apply --server-side --force-conflicts -f -"
+    applied = [d for d in yaml.safe_load_all((tmp_path / "calls.stdin").read_text()) if d]
+    kinds = {d["kind"] for d in applied}
+    assert {"CustomResourceDefinition", "Namespace", "ClusterRole"} <= kinds
+    assert "Deployment" not in kinds
+    assert wait.startswith("--kubeconfig /nonexistent wait --for=condition=Established")
+    for crd in ("imagestreams.image.headwater.dev", "builds.build.headwater.dev"):
+        assert f"crd/{crd}" in wait
