@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tests import hack_scripts
 from tests.registry_servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +31,11 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def cluster_env() -> dict[str, str]:
-    """The local cluster's settings (KUBECONFIG, KUBECTL, REGISTRY, ...); exits when it is down."""
+    """The local cluster's settings (KUBECONFIG, KUBECTL, REGISTRY, ...); exits when it is down.
+
+    The install's cluster-scoped objects are applied first (:func:`install_cluster_scoped`),
+    so a bench runs on a cluster fresh from ``make cluster-up``.
+    """
     result = subprocess.run(
         [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py"), "env"],
         capture_output=True,
@@ -40,7 +47,31 @@ def cluster_env() -> dict[str, str]:
     for line in Path(result.stdout.strip()).read_text().splitlines():
         key, _, value = line.partition("=")
         env[key] = value
+    install_cluster_scoped(env)
     return env
+
+
+def install_cluster_scoped(env: Mapping[str, str]) -> None:
+    """Apply deploy/install.yaml's cluster-scoped objects (the CRDs, the operator's
+    namespace, the cluster roles), as ``make run`` does, and wait for the CRDs.
+
+    Server-side apply, so running it again changes nothing.
+    """
+    render = hack_scripts.load("render_install")
+    docs = render.cluster_scoped(render.load())
+    kubectl = [env["KUBECTL"], "--kubeconfig", env["KUBECONFIG"]]
+    crds = [f"crd/{d['metadata']['name']}" for d in docs if d["kind"] == "CustomResourceDefinition"]
+    for args, stdin in (
+        (["apply", "--server-side", "--force-conflicts", "-f", "-"], yaml.safe_dump_all(docs)),
+        (["wait", "--for=condition=Established", "--timeout=60s", *crds], None),
+    ):
+        done = subprocess.run(
+            [*kubectl, *args], input=stdin, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            sys.exit(
+                f"bench: kubectl {args[0]} of the install's cluster-scoped part: {done.stderr}"
+            )
 
 
 class Kubectl:

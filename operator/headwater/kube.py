@@ -122,12 +122,6 @@ def older(body: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
     return new is not None and old is not None and new < old
 
 
-def newer(body: Mapping[str, Any], than: Mapping[str, Any] | None) -> bool:
-    """True unless ``body`` is known to be the same or an older version of ``than``."""
-    new, old = resource_version(body), resource_version(than)
-    return new is None or old is None or new > old
-
-
 async def get_or_none(
     kube: AsyncClient, resource: Any, name: str, namespace: str | None = None
 ) -> dict[str, Any] | None:

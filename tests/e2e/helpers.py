@@ -450,6 +450,8 @@ def stop_operator(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -
 
 OPERATOR_NAMESPACE = "headwater-system"
 OPERATOR_DEPLOYMENT = "headwater-operator"
+OPERATOR_REPLICAS = 2
+"""As deploy/install.yaml has them: a leader and a standby."""
 
 
 def scale_operator(cluster: Cluster, replicas: int) -> None:
@@ -485,8 +487,8 @@ def pause_installed_operator(cluster: Cluster) -> None:
 
 
 def run_installed_operator(cluster: Cluster) -> None:
-    """Scale the installed operator to one replica and wait until it is Available."""
-    scale_operator(cluster, 1)
+    """Scale the installed operator to the install's replicas and wait until it is Available."""
+    scale_operator(cluster, OPERATOR_REPLICAS)
     result = cluster.kubectl(
         "-n", OPERATOR_NAMESPACE, "rollout", "status", f"deploy/{OPERATOR_DEPLOYMENT}",
         "--timeout=180s", check=False, timeout=200,

@@ -29,7 +29,7 @@ from .helpers import (
     run_installed_operator,
     stop_installed_operator,
 )
-from .test_operator import operator_may, operator_pod, summary_condition
+from .test_operator import operator_may, operator_pods, summary_condition
 
 pytestmark = pytest.mark.e2e
 
@@ -152,9 +152,8 @@ def test_namespaced_install(
     assert operator_may(cluster, "create", "subjectaccessreviews.authorization.k8s.io")
     assert operator_may(cluster, "patch", "mutatingwebhookconfigurations/headwater.dev")
 
-    # ...and it ran with exactly that: no refusal in its log.
-    logs = cluster.kubectl(
-        "logs", operator_pod(cluster, OPERATOR_NAMESPACE), "-n", OPERATOR_NAMESPACE
-    ).stdout
-    assert "Not enough" not in logs, logs[-3000:]
-    assert "is forbidden" not in logs, logs[-3000:]
+    # ...and it ran with exactly that: no refusal in its replicas' logs.
+    for pod in operator_pods(cluster, OPERATOR_NAMESPACE):
+        logs = cluster.kubectl("logs", pod, "-n", OPERATOR_NAMESPACE).stdout
+        assert "Not enough" not in logs, logs[-3000:]
+        assert "is forbidden" not in logs, logs[-3000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import Cluster, eventually, push_image
+from .helpers import OPERATOR_REPLICAS, Cluster, eventually, push_image
 from .test_lookup_policy import recreated_image, set_lookup
 
 pytestmark = pytest.mark.e2e
@@ -54,46 +55,59 @@ def lease_holder(cluster: Cluster, namespace: str) -> str:
     return str(lease["spec"].get("holderIdentity") or "")
 
 
-def operator_pod(cluster: Cluster, namespace: str) -> str:
-    """The one operator pod, once a rollout's old pod is gone (slow on a loaded machine)."""
+def operator_pods(cluster: Cluster, namespace: str) -> list[str]:
+    """The operator's pods, once all replicas run and a rollout's old pods are gone
+    (slow on a loaded machine)."""
     found: list[str] = []
 
-    def one() -> bool:
+    def all_there() -> bool:
         pods = cluster.get_json(
             "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
         )["items"]
         found[:] = [
             p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
         ]
-        return len(found) == 1
+        return len(found) == OPERATOR_REPLICAS
 
-    eventually("exactly one operator pod", one, timeout=120)
+    eventually(f"exactly {OPERATOR_REPLICAS} operator pods", all_there, timeout=120)
+    return found
+
+
+def operator_pod(cluster: Cluster, namespace: str) -> str:
+    """The operator pod that leads (holds the Lease)."""
+    pods = operator_pods(cluster, namespace)
+    found: list[str] = []
+
+    def leading() -> bool:
+        holder = lease_holder(cluster, namespace)
+        found[:] = [pod for pod in pods if holder.startswith(pod + "_")]
+        return bool(found)
+
+    eventually("one of the operator pods to hold the Lease", leading, timeout=120)
     return found[0]
 
 
 def test_operator_is_ready_holds_the_lease_and_serves_metrics(
     cluster: Cluster, operator_in_cluster: str
 ) -> None:
-    pod = operator_pod(cluster, operator_in_cluster)
-    status = cluster.get_json("pod", pod, "-n", operator_in_cluster)["status"]
-    (container,) = status["containerStatuses"]
-    assert container["ready"] is True
-    assert container["restartCount"] == 0
-    eventually(
-        "the pod to hold the Lease",
-        lambda: lease_holder(cluster, operator_in_cluster).startswith(pod + "_"),
-    )
-    # Through the API server's service proxy: the Service in deploy/ reaches the pod.
+    pods = operator_pods(cluster, operator_in_cluster)
+    for pod in pods:
+        status = cluster.get_json("pod", pod, "-n", operator_in_cluster)["status"]
+        (container,) = status["containerStatuses"]
+        assert container["ready"] is True, pod
+        assert container["restartCount"] == 0, pod
+    leader = operator_pod(cluster, operator_in_cluster)
+    proxy = f"/api/v1/namespaces/{operator_in_cluster}"
+    # Through the API server's service proxy: the Service in deploy/ reaches a pod.
     metrics = cluster.kubectl(
-        "get",
-        "--raw",
-        f"/api/v1/namespaces/{operator_in_cluster}/services/headwater-operator-metrics:metrics/proxy/metrics",
+        "get", "--raw", f"{proxy}/services/headwater-operator-metrics:metrics/proxy/metrics"
     ).stdout
-    assert "headwater_leader 1.0" in metrics
-    readyz = cluster.kubectl(
-        "get", "--raw", f"/api/v1/namespaces/{operator_in_cluster}/pods/{pod}:8081/proxy/readyz"
-    ).stdout
-    assert readyz == "leader"
+    assert "headwater_leader " in metrics
+    leader_metrics = cluster.kubectl("get", "--raw", f"{proxy}/pods/{leader}:8080/proxy/metrics")
+    assert "headwater_leader 1.0" in leader_metrics.stdout
+    for pod in pods:
+        readyz = cluster.kubectl("get", "--raw", f"{proxy}/pods/{pod}:8081/proxy/readyz").stdout
+        assert readyz == ("leader" if pod == leader else "standby")
 
 
 def test_the_in_cluster_operator_imports_and_reports_status(
@@ -156,6 +170,8 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
     cluster: Cluster, operator_in_cluster: str, namespace: str
 ) -> None:
     old = operator_pod(cluster, operator_in_cluster)
+    [standby] = [pod for pod in operator_pods(cluster, operator_in_cluster) if pod != old]
+    killed = time.monotonic()
     cluster.kubectl("delete", "pod", old, "-n", operator_in_cluster, "--grace-period=0", "--force")
 
     def new_leader() -> bool:
@@ -163,6 +179,9 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
         return bool(holder) and not holder.startswith(old + "_")
 
     eventually("a new Lease holder", new_leader, timeout=120)
+    print(f"the Lease changed hands {time.monotonic() - killed:.1f}s after the leader died")
+    # The standby that was already running, not the pod that replaces the dead one.
+    assert lease_holder(cluster, operator_in_cluster).startswith(standby + "_")
     cluster.apply(manifest("buildconfig-docker.yaml"), namespace)
     name = manifest("buildconfig-docker.yaml")["metadata"]["name"]
     eventually(
@@ -215,11 +234,11 @@ def test_the_installed_operator_holds_no_more_than_it_needs(
         assert refused.returncode != 0
         assert "may only write the webhook configurations named headwater.dev" in refused.stderr
     # ...and the operator works with exactly that (the other tests of this module).
-    pod = operator_pod(cluster, operator_in_cluster)
-    logs = cluster.kubectl("logs", pod, "-n", operator_in_cluster).stdout
-    # kopf says "Not enough ... permissions", the API server "... is forbidden: ...".
-    assert "Not enough" not in logs, logs[-3000:]
-    assert "is forbidden" not in logs, logs[-3000:]
+    for pod in operator_pods(cluster, operator_in_cluster):
+        logs = cluster.kubectl("logs", pod, "-n", operator_in_cluster).stdout
+        # kopf says "Not enough ... permissions", the API server "... is forbidden: ...".
+        assert "Not enough" not in logs, logs[-3000:]
+        assert "is forbidden" not in logs, logs[-3000:]
 
 
 def inline_secret_buildconfig(name: str, secret: str) -> dict[str, Any]:

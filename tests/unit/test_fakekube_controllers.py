@@ -7,13 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
+import kopf
 import pytest
 from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
+from headwater.builds.model import LABEL_BUILD
+from headwater.builds.observe import child_state
 from headwater.config import Config
 from headwater.events import post_event
+from headwater.handlers import build as build_handlers
+from headwater.handlers.lifecycle import MEMO_BUILDS
 from headwater.imports.model import StreamRef
 from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed
@@ -155,6 +160,49 @@ async def test_build_controller_status_write_on_a_stale_version_reads_again() ->
     assert isinstance(failed[0].error, ApiError)
     assert kube.count("get", "buildconfigs") == 1
     assert [e["reason"] for e in kube.all("events")] == ["InlineWebhookSecret"]
+
+
+async def test_build_controller_forgets_a_builds_children_with_the_build() -> None:
+    """What was read of a build's Job and pod goes with the Build, even when their
+    DELETED events never came (a watch that restarted meanwhile)."""
+    kube = FakeKube()
+    config = Config()
+    builds = BuildController(kube.client, None, config, settings_from_config(config),  # type: ignore[arg-type]
+                             clock=lambda: NOW)  # fmt: skip
+    memo = kopf.Memo()
+    memo[MEMO_BUILDS] = builds
+    # The handlers as kopf calls them (kopf's decorators type them as its callbacks).
+    job_changed: Any = build_handlers.build_job_changed
+    pod_changed: Any = build_handlers.build_pod_changed
+    build_changed: Any = build_handlers.reconcile_build
+
+    def child(kind: str, build: str, uid: str) -> Any:
+        labels = {LABEL_BUILD: build}
+        metadata = {"namespace": "shop", "name": f"{build}-x", "uid": uid, "labels": labels}
+        return {"kind": kind, "metadata": metadata, "status": {}}
+
+    try:
+        for build in ("web-1", "web-2"):
+            await job_changed(type="ADDED", body=child("Job", build, f"{build}-job"), memo=memo)
+            await pod_changed(type="ADDED", body=child("Pod", build, f"{build}-pod"), memo=memo)
+        assert len(builds._children) == 2
+        # Seen before: the same event again changes nothing the controller reads.
+        seen = child_state(child("Pod", "web-1", "web-1-pod"))
+        assert not builds.child_changed("shop", "web-1", "web-1-pod", seen)
+        # web-1's Build is deleted; its children's DELETED events are missed.
+        body = {"metadata": {"namespace": "shop", "name": "web-1"}}
+        await build_changed(type="DELETED", body=body, memo=memo)
+        assert set(builds._children) == {("shop", "web-2")}
+        # web-2's are deleted in turn: nothing is left either.
+        await job_changed(type="DELETED", body=child("Job", "web-2", "web-2-job"), memo=memo)
+        await pod_changed(type="DELETED", body=child("Pod", "web-2", "web-2-pod"), memo=memo)
+        assert not builds._children
+        # A Build gone whose child still has an event: its reconcile finds it gone.
+        await pod_changed(type="MODIFIED", body=child("Pod", "web-3", "web-3-pod"), memo=memo)
+        await converged(builds.builds)
+        assert not builds._children
+    finally:
+        await builds.stop()
 
 
 # --- WorkloadTriggers --------------------------------------------------------------------------

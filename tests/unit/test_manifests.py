@@ -70,6 +70,7 @@ def test_bundle_contents() -> None:
         ("ClusterRole", "headwater-view"),
         ("ConfigMap", "headwater-config"),
         ("Deployment", "headwater-operator"),
+        ("PodDisruptionBudget", "headwater-operator"),
         ("Service", "headwater-operator-metrics"),
         ("Service", "headwater-webhooks"),
         ("NetworkPolicy", "headwater-operator"),
@@ -357,7 +358,7 @@ def test_deployment_is_locked_down() -> None:
 
 def test_deployment_runs_the_operator() -> None:
     [deployment] = by_kind("Deployment")
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["operator", "run", "--all-namespaces", "--log-format", "json"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -366,6 +367,22 @@ def test_deployment_runs_the_operator() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     env = {e["name"]: e for e in container["env"]}
     assert env["HEADWATER_CONFIG_FILE"]["value"] == "/etc/headwater/config.yaml"
+
+
+def test_two_replicas_on_different_nodes_when_they_can_and_one_kept_through_a_drain() -> None:
+    [deployment] = by_kind("Deployment")
+    selector = deployment["spec"]["selector"]
+    assert deployment["spec"]["replicas"] == 2
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    # Preferred only: a one-node cluster still runs both.
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in anti
+    [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"] == selector
+    [budget] = by_kind("PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"] == {"minAvailable": 1, "selector": selector}
 
 
 def render_install() -> ModuleType:
@@ -423,3 +440,24 @@ def test_render_install_cluster_scoped_is_what_make_run_applies() -> None:
     # Everything left out lives in a namespace (the operator's Deployment, its ConfigMap...).
     assert left_out
     assert all(d["metadata"].get("namespace") for d in left_out)
+
+
+def test_benches_apply_the_cluster_scoped_part_first(tmp_path: Path) -> None:
+    """A bench on a cluster fresh from `make cluster-up` finds the CRDs, the operator's
+    namespace and the cluster roles (bench/_common.py), applied server-side (idempotent)."""
+    from bench._common import install_cluster_scoped
+
+    calls = tmp_path / "calls"
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncat >> {calls}.stdin\n')
+    kubectl.chmod(0o755)
+    install_cluster_scoped({"KUBECTL": str(kubectl), "KUBECONFIG": "/nonexistent"})
+    apply, wait = calls.read_text().splitlines()
+    assert apply == "--kubeconfig /nonexistent apply --server-side --force-conflicts -f -"
+    applied = [d for d in yaml.safe_load_all((tmp_path / "calls.stdin").read_text()) if d]
+    kinds = {d["kind"] for d in applied}
+    assert {"CustomResourceDefinition", "Namespace", "ClusterRole"} <= kinds
+    assert "Deployment" not in kinds
+    assert wait.startswith("--kubeconfig /nonexistent wait --for=condition=Established")
+    for crd in ("imagestreams.image.headwater.dev", "builds.build.headwater.dev"):
+        assert f"crd/{crd}" in wait

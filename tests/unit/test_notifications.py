@@ -160,3 +160,56 @@ def test_pushed_digests_name_the_digest_each_moved_tag_must_reach() -> None:
         Push("r.example", "shop/web", "dev"),  # no digest named: nothing to wait for
     ]
     assert pushed_digests(pushes, {ref: body}) == {(ref, "1.2.0"): "sha256:" + "1" * 64}
+
+
+def _named(ref: StreamRef, image: str) -> dict[str, Any]:
+    body = stream_body(tag("1.2.0", image))
+    body["metadata"] = {"namespace": ref.namespace, "name": ref.name}
+    return body
+
+
+async def test_pushes_before_the_streams_are_seen_reach_each_stream_seen_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Right after a start, a kept push is matched against each newly seen stream
+    only (not all streams, again, at each one), and stays kept for the next one."""
+    from headwater.config import Config
+    from headwater.imports import runner as runner_module
+    from headwater.imports.runner import EARLY_PUSH_SECONDS, ImportRunner
+    from headwater.registry.client import RegistryClient
+
+    scanned: list[int] = []
+    real = tags_to_import
+
+    def counting(pushes: Any, bodies: Any) -> dict[StreamRef, set[str]]:
+        scanned.append(len(bodies))
+        return real(pushes, bodies)
+
+    monkeypatch.setattr(runner_module, "tags_to_import", counting)
+    runner = ImportRunner(None, RegistryClient(), Config())  # type: ignore[arg-type]
+    digest = "sha256:" + "d" * 64
+    assert runner.import_now([Push("reg:5000", "shop/web", "1.2.0", digest)]) == (0, 0)
+    others = 2000
+    for i in range(others):
+        await runner.observe(_named(StreamRef(f"ns{i}", "other"), f"reg:5000/shop/db{i}:1.2.0"))
+    # One stream scanned per stream seen: linear, where matching against every
+    # stream known at each one scanned 2 million.
+    assert sum(scanned) <= others + 1
+    assert not runner.pending
+    first, second = StreamRef("a", "web"), StreamRef("b", "web")
+    await runner.observe(_named(first, "reg:5000/shop/web:1.2.0"))
+    await runner.observe(_named(second, "reg:5000/shop/web:1.2.0"))
+    assert runner.pending == {first: {"1.2.0"}, second: {"1.2.0"}}
+    assert runner.expected == {(first, "1.2.0"): (digest, 0), (second, "1.2.0"): (digest, 0)}
+    # Seeing a stream again (a later event) matches nothing again.
+    runner.pending.clear()
+    await runner.observe({**_named(first, "reg:5000/shop/web:1.2.0"), "status": {}})
+    assert not runner.pending
+    # A kept push expires.
+    runner.early_pushes[0] = (
+        runner.early_pushes[0][0] - EARLY_PUSH_SECONDS,
+        runner.early_pushes[0][1],
+    )
+    await runner.observe(_named(StreamRef("c", "web"), "reg:5000/shop/web:1.2.0"))
+    assert not runner.pending
+    assert not runner.early_pushes

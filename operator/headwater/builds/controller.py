@@ -107,8 +107,10 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.own_writes: dict[tuple[str, str], str] = {}
         """Build -> the resourceVersion our last status write got back: its watch event
         (ours) queues nothing."""
-        self._children: dict[str, Hashable] = {}
-        """Build Job or pod uid -> what the controller read of its last event."""
+        self._children: dict[tuple[str, str], dict[str, Hashable]] = {}
+        """Build -> its Job's and pod's uid -> what the controller read of its last
+        event. Dropped with the Build (:meth:`forget`), even when a child's DELETED
+        event was missed."""
 
     # --- BuildConfigs ---------------------------------------------------------
 
@@ -261,15 +263,22 @@ class BuildController(BuildConfigReconcile, BuildRuns):
             self._bc_of[ref] = bc
         self._add(self.builds, ref)
 
-    def child_changed(self, uid: str, seen: Hashable, *, deleted: bool = False) -> bool:
-        """Whether a build Job's or pod's event shows something the controller reads
-        (:func:`~headwater.builds.observe.child_state`) that the last one did not."""
+    def child_changed(
+        self, namespace: str, build: str, uid: str, seen: Hashable, *, deleted: bool = False
+    ) -> bool:
+        """Whether an event of ``build``'s Job or pod shows something the controller
+        reads (:func:`~headwater.builds.observe.child_state`) that the last one did not."""
+        key = (namespace, build)
+        children = self._children.get(key)
         if deleted:
-            self._children.pop(uid, None)
+            if children is not None:
+                children.pop(uid, None)
+                if not children:
+                    del self._children[key]
             return True
-        if self._children.get(uid) == seen:
+        if children is not None and children.get(uid) == seen:
             return False
-        self._children[uid] = seen
+        self._children.setdefault(key, {})[uid] = seen
         return True
 
     async def reconcile_build_ref(self, ref: ObjectRef) -> None:
@@ -303,6 +312,7 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         ref = ObjectRef(namespace, name)
         self.own_writes.pop((namespace, name), None)
         self._bc_of.pop(ref, None)
+        self._children.pop((namespace, name), None)
         self.builds.cancel(ref)
         self.waiting.discard((namespace, name))
         phase = self.phases.pop((namespace, name), None)

@@ -44,12 +44,14 @@ def _queue_owner(type: str | None, body: kopf.Body, memo: kopf.Memo) -> None:
     if not build:
         return
     controller = memo_build_controller(memo)
-    uid = str(metadata.get("uid"))
-    if not controller.child_changed(uid, child_state(body), deleted=type == "DELETED"):
+    namespace, uid = str(metadata.get("namespace")), str(metadata.get("uid"))
+    if not controller.child_changed(
+        namespace, build, uid, child_state(body), deleted=type == "DELETED"
+    ):
         return
     # The Job and pod carry the BuildConfig's name too (annotation).
     bc = (metadata.get("annotations") or {}).get(ANNOTATION_BUILDCONFIG)
-    controller.observe_build(str(metadata.get("namespace")), build, str(bc) if bc else None)
+    controller.observe_build(namespace, build, str(bc) if bc else None)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILD: kopf.PRESENT})

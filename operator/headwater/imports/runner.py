@@ -163,34 +163,39 @@ class ImportRunner:
         first = ref not in self.bodies
         self._remember(ref, body)
         if first and self.early_pushes:
-            self._match_early_pushes()
+            self._match_early_pushes(ref)
         self.scheduler.add(ref)
 
     def import_now(self, pushes: list[Push]) -> tuple[int, int]:
         """Import at once the tags these registry pushes moved; (streams, tags) affected.
 
-        A push no stream seen so far follows is kept for a while: right after a
-        start, the streams arrive with the first watch events.
+        Right after a start, when the streams arrive with the first watch events,
+        each push is also kept for a while, for the streams not seen yet that
+        follow it (several streams may follow one repository).
         """
         now = time.monotonic()
         if now - self.started_monotonic < EARLY_PUSH_SECONDS:
-            for push in pushes:
-                if not tags_to_import([push], self.bodies):
-                    self.early_pushes.append((now, push))
-        return self._import_pushes(pushes)
+            self.early_pushes.extend((now, push) for push in pushes)
+        return self._import_pushes(pushes, self.bodies)
 
-    def _match_early_pushes(self) -> None:
+    def _match_early_pushes(self, ref: StreamRef) -> None:
+        """A stream seen for the first time: import its tags the kept pushes moved.
+
+        Only this stream is matched (the others were when they were first seen),
+        so start-up costs one pass per stream, not one over all streams. A push
+        stays kept until it expires: another stream seen later may follow it too.
+        """
         now = time.monotonic()
-        kept = [(t, p) for t, p in self.early_pushes if now - t < EARLY_PUSH_SECONDS]
-        self.early_pushes.clear()
-        matched = [p for _, p in kept if tags_to_import([p], self.bodies)]
-        self.early_pushes.extend((t, p) for t, p in kept if p not in matched)
-        if matched:
-            self._import_pushes(matched)
+        while self.early_pushes and now - self.early_pushes[0][0] >= EARLY_PUSH_SECONDS:
+            self.early_pushes.popleft()
+        if self.early_pushes:
+            self._import_pushes([p for _, p in self.early_pushes], {ref: self.bodies[ref]})
 
-    def _import_pushes(self, pushes: list[Push]) -> tuple[int, int]:
-        found = tags_to_import(pushes, self.bodies)
-        for key, digest in pushed_digests(pushes, self.bodies).items():
+    def _import_pushes(
+        self, pushes: list[Push], bodies: Mapping[StreamRef, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        found = tags_to_import(pushes, bodies)
+        for key, digest in pushed_digests(pushes, bodies).items():
             self.expected[key] = (digest, 0)
         for ref, tags in found.items():
             self.pending.setdefault(ref, set()).update(tags)
