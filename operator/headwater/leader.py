@@ -22,6 +22,15 @@ duplicating a build — so Headwater uses the same algorithm as client-go's
   before any standby may consider the Lease expired.
 * On a graceful stop the leader releases the Lease so a standby takes over at
   once instead of after ``lease_duration``.
+* A leader that was *stalled* (the process frozen by SIGSTOP or a cgroup
+  freezer, the VM paused, the event loop blocked) may wake after a standby
+  took over, with watch events and timers queued: kopf would run them at once,
+  before the renewal loop gets its turn, and write as a second leader. So a
+  watchdog thread, and for SIGSTOP/SIGCONT a signal handler that runs before
+  any queued callback, end the process at once (:func:`stalled`) when the last
+  renewal is older than halfway between ``renew_deadline`` and
+  ``lease_duration``: past the point where the leader promised to have stopped,
+  before any standby may take over.
 
 The decisions are pure functions (:func:`can_acquire`, :func:`next_spec`);
 :class:`LeaderElector` does the I/O with lightkube.
@@ -33,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -129,6 +139,22 @@ def released_spec(record: LeaseRecord, now: datetime) -> LeaseSpec:
     )
 
 
+def stall_limit(settings: LeaderElection) -> float:
+    """Seconds without a renewal after which a leader must end at once, whatever it does.
+
+    Halfway between ``renew_deadline`` (when the renewal loop stops kopf) and
+    ``lease_duration`` (when a standby may take over): the loop gets its chance
+    to stop gracefully first, and the process is gone before a standby acts.
+    """
+    return (settings.renew_deadline_seconds + settings.lease_duration_seconds) / 2
+
+
+def stalled(renewed_at: float | None, now: float, settings: LeaderElection) -> bool:
+    """Whether a leader whose last successful renewal began at ``renewed_at`` (monotonic)
+    has gone too long without one (None: not leading)."""
+    return renewed_at is not None and now - renewed_at >= stall_limit(settings)
+
+
 def _utcnow() -> datetime:
     now = datetime.now(UTC)
     # lightkube drops a zero fraction from isoformat(), and the API server parses
@@ -155,13 +181,23 @@ class LeaderElector:
         self._observed_version: str | None = None
         self._observed_at = time.monotonic()
         self.leading = False
+        self.renewed_at: float | None = None
+        """Monotonic time at which the last successful acquire/renew round began; None
+        when not leading (a round began before the write, so this errs early)."""
 
     def _observe(self, record: LeaseRecord | None, version: str | None) -> None:
         if record != self._observed or version != self._observed_version:
             self._observed, self._observed_version = record, version
             self._observed_at = time.monotonic()
 
+    def stalled(self) -> bool:
+        """Whether this replica leads but has gone too long without renewing (see
+        :func:`stalled`); safe to call from another thread or a signal handler."""
+        return stalled(self.renewed_at, time.monotonic(), self._settings)
+
     def _set_leading(self, leading: bool) -> None:
+        if not leading:
+            self.renewed_at = None
         if leading != self.leading:
             self.leading = leading
             if self._on_change is not None:
@@ -231,7 +267,9 @@ class LeaderElector:
         announced = False
         while not stopping.is_set():
             try:
+                began = time.monotonic()
                 if await self.try_acquire_or_renew():
+                    self.renewed_at = began
                     self._set_leading(True)
                     logger.info(
                         "acquired lease %s/%s as %s", s.lease_namespace, s.lease_name, self.identity
@@ -247,23 +285,47 @@ class LeaderElector:
             await _wait(stopping, self._jitter(s.retry_period_seconds))
         return False
 
-    async def lead(self, work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]) -> None:
+    def _watch_for_stalls(self, on_stall: Callable[[], None], done: threading.Event) -> None:
+        tick = min(0.25, self._settings.retry_period_seconds / 4)
+        while not done.wait(tick):
+            if self.stalled():
+                on_stall()
+                return
+
+    async def lead(
+        self,
+        work: Callable[[asyncio.Event], Coroutine[Any, Any, Any]],
+        on_stall: Callable[[], None] | None = None,
+    ) -> None:
         """Run ``work(stop_flag)`` while renewing; stop it and raise LeadershipLost on loss.
 
         ``work`` returning on its own (a signal stopped kopf) ends the term
-        normally and releases the Lease.
+        normally and releases the Lease. ``on_stall`` is called from a watchdog
+        thread when the renewals stopped for :func:`stall_limit` seconds (the event
+        loop blocked, the process frozen): it must end the process at once.
         """
         s = self._settings
         stop_flag = asyncio.Event()
         task = asyncio.create_task(work(stop_flag), name="headwater-leader-work")
-        last_renewal = time.monotonic()
+        if self.renewed_at is None:
+            self.renewed_at = time.monotonic()
+        last_renewal = self.renewed_at
         lost = False
+        watchdog_done = threading.Event()
+        if on_stall is not None:
+            threading.Thread(
+                target=self._watch_for_stalls,
+                args=(on_stall, watchdog_done),
+                name="headwater-leader-watchdog",
+                daemon=True,
+            ).start()
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=s.retry_period_seconds)
                 if task.done():
                     break
                 remaining = s.renew_deadline_seconds - (time.monotonic() - last_renewal)
+                began = time.monotonic()
                 try:
                     renewed = await asyncio.wait_for(
                         self.try_acquire_or_renew(), timeout=max(remaining, 0.1)
@@ -272,7 +334,7 @@ class LeaderElector:
                     logger.warning("renewing the lease failed: %s", exc)
                     renewed = False
                 if renewed:
-                    last_renewal = time.monotonic()
+                    last_renewal = self.renewed_at = began
                 elif time.monotonic() - last_renewal >= s.renew_deadline_seconds:
                     lost = True
                     logger.error(
@@ -286,6 +348,7 @@ class LeaderElector:
             if not task.done():
                 stop_flag.set()
                 await asyncio.wait({task})
+            watchdog_done.set()
         if lost:
             self._set_leading(False)
             raise LeadershipLost(f"lease {s.lease_namespace}/{s.lease_name} lost")

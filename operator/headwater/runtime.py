@@ -10,7 +10,9 @@ The process lives through these states:
 3. Standalone (``--standalone`` or leader election off): run kopf at once.
    Otherwise stand by until this replica holds the Lease, run kopf while
    renewing it, and on loss stop kopf and exit non-zero so the pod restarts as
-   a standby (see :mod:`headwater.leader`).
+   a standby (see :mod:`headwater.leader`). A leader that was stalled past
+   its lease (frozen, its event loop blocked) exits at once, without running
+   what queued up meanwhile: :func:`exit_when_stalled`.
 
 kopf itself always runs in its own "standalone" mode: the Lease replaces its
 peering, so no KopfPeering CRDs are needed.
@@ -23,8 +25,9 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kopf
@@ -110,6 +113,39 @@ async def run_kopf(
     )
 
 
+def exit_stalled() -> None:
+    """End the process now: it led, and stalled long enough that a standby may lead."""
+    logger.error("lease not renewed in time (the process was stalled); exiting at once")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_LEADERSHIP_LOST)
+
+
+def exit_when_stalled(
+    elector: LeaderElector, exit_now: Callable[[], None] = exit_stalled
+) -> Callable[[], None]:
+    """On SIGCONT, end the process at once if it led and its lease ran out while it was
+    stopped; returns the function that restores the previous handler.
+
+    A Python-level signal handler runs in the main thread before any further
+    bytecode, so before the event loop runs the watch events and timers that
+    queued up while the process was stopped (an asyncio signal handler would
+    run after them).
+    """
+
+    def on_continue(_signum: int, _frame: object) -> None:
+        if elector.stalled():
+            exit_now()
+
+    previous = signal.signal(signal.SIGCONT, on_continue)
+
+    def restore() -> None:
+        signal.signal(signal.SIGCONT, previous)
+
+    return restore
+
+
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     await source.wait()
     target.set()
@@ -166,12 +202,15 @@ async def run(config: Config, options: RunOptions) -> int:
             )
             if not await elector.wait_for_leadership(stopping):
                 return EXIT_OK
+            restore = exit_when_stalled(elector)
             try:
-                await elector.lead(work)
+                await elector.lead(work, on_stall=exit_stalled)
             except LeadershipLost as exc:
                 health.failure = str(exc)
                 logger.error("%s; exiting so the pod restarts as a standby", exc)
                 return EXIT_LEADERSHIP_LOST
+            finally:
+                restore()
             return EXIT_OK
         finally:
             await client.close()

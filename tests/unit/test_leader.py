@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import signal
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +24,10 @@ from headwater.leader import (
     can_acquire,
     next_spec,
     released_spec,
+    stall_limit,
+    stalled,
 )
+from headwater.runtime import exit_when_stalled
 
 T = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -162,3 +169,58 @@ async def test_standby_stops_waiting_when_asked() -> None:
     stopping = asyncio.Event()
     stopping.set()
     assert not await elector(api, "b").wait_for_leadership(stopping)
+
+
+def test_stalled_between_renew_deadline_and_lease_duration() -> None:
+    assert stall_limit(SETTINGS) == 2.5
+    assert not stalled(None, 1000, SETTINGS)  # not leading
+    assert not stalled(100, 102.4, SETTINGS)
+    assert stalled(100, 102.5, SETTINGS)
+
+
+async def test_watchdog_ends_a_leader_whose_event_loop_is_blocked() -> None:
+    """A blocked loop cannot run the renewal loop that would stop kopf: the watchdog
+    thread must call ``on_stall`` before a standby may take over (lease duration)."""
+    api = FakeApi()
+    a = elector(api, "a")
+    assert await a.wait_for_leadership(asyncio.Event())
+    called = threading.Event()
+
+    async def work(stop_flag: asyncio.Event) -> None:
+        began = time.monotonic()
+        called.wait(timeout=10)  # blocks the event loop, as a stall does
+        assert called.is_set(), "on_stall was never called"
+        assert time.monotonic() - began < SETTINGS.lease_duration_seconds
+
+    await asyncio.wait_for(a.lead(work, on_stall=called.set), timeout=15)
+
+
+async def test_the_watchdog_leaves_a_renewing_leader_alone() -> None:
+    api = FakeApi()
+    a = elector(api, "a")
+    assert await a.wait_for_leadership(asyncio.Event())
+    called = threading.Event()
+
+    async def work(stop_flag: asyncio.Event) -> None:
+        await asyncio.sleep(SETTINGS.lease_duration_seconds + 0.5)
+
+    await a.lead(work, on_stall=called.set)
+    assert not called.is_set()
+    assert a.renewed_at is None  # released
+
+
+def test_sigcont_ends_a_leader_whose_lease_ran_out_while_stopped() -> None:
+    """After SIGSTOP/SIGCONT the handler runs before anything queued meanwhile."""
+    a = elector(FakeApi(), "a")
+    exits: list[bool] = []
+    restore = exit_when_stalled(a, lambda: exits.append(True))
+    try:
+        os.kill(os.getpid(), signal.SIGCONT)  # not leading: nothing to do
+        a.leading, a.renewed_at = True, time.monotonic()
+        os.kill(os.getpid(), signal.SIGCONT)  # renewed just now
+        assert exits == []
+        a.renewed_at = time.monotonic() - SETTINGS.lease_duration_seconds
+        os.kill(os.getpid(), signal.SIGCONT)
+        assert exits == [True]
+    finally:
+        restore()
