@@ -3,7 +3,8 @@
 The process lives through these states:
 
 1. Check that Kubernetes credentials exist (one clear error otherwise).
-2. Serve ``/healthz`` + ``/readyz`` and ``/metrics`` for the whole lifetime.
+2. Serve ``/healthz`` + ``/readyz``, ``/metrics`` and admission
+   (:mod:`headwater.admission_server`) for the whole lifetime.
 3. Standalone (``--standalone`` or leader election off): run kopf at once.
    Otherwise stand by until this replica holds the Lease, run kopf while
    renewing it, and on loss stop kopf and exit non-zero so the pod restarts as
@@ -31,6 +32,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError as KubeConfigError
 
 import headwater.handlers  # noqa: F401  (registers the handlers with kopf)
+from headwater import admission_server
 from headwater.config import Config
 from headwater.handlers.lifecycle import MEMO_CONFIG
 from headwater.leader import LeaderElector, LeadershipLost
@@ -120,6 +122,8 @@ async def run(config: Config, options: RunOptions) -> int:
         for runner in runners:
             await runner.cleanup()
         raise StartupError(f"cannot listen for probes/metrics: {exc}") from exc
+    # Admission: every replica, leader or standby, for the whole process life.
+    admission = asyncio.create_task(admission_server.serve(config, kube, health.admission_ready))
 
     async def work(stop_flag: asyncio.Event) -> None:
         relay = asyncio.create_task(_relay(stopping, stop_flag))
@@ -154,6 +158,9 @@ async def run(config: Config, options: RunOptions) -> int:
         finally:
             await client.close()
     finally:
+        admission.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await admission
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
