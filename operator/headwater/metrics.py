@@ -93,6 +93,13 @@ LEADER = Gauge(
     "1 while this replica holds the leader Lease (or runs standalone), else 0.",
     registry=REGISTRY,
 )
+DELIVERIES = Counter(
+    "headwater_webhook_deliveries_total",
+    "Authenticated webhook calls acted on, by endpoint (build, registry) and by how"
+    " (leader: in process; standby: written onto the object for the leader).",
+    ["endpoint", "via"],
+    registry=REGISTRY,
+)
 
 
 # --- bounded label values ---------------------------------------------------------

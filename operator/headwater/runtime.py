@@ -3,8 +3,10 @@
 The process lives through these states:
 
 1. Check that Kubernetes credentials exist (one clear error otherwise).
-2. Serve ``/healthz`` + ``/readyz``, ``/metrics`` and admission
-   (:mod:`headwater.admission_server`) for the whole lifetime.
+2. Serve ``/healthz`` + ``/readyz``, ``/metrics`` and the webhook port (build
+   webhooks, registry notifications) for the whole lifetime, on every replica:
+   a standby writes what a call asks for onto the object for the leader
+   (:mod:`headwater.deliveries`). Admission too (:mod:`headwater.admission_server`).
 3. Standalone (``--standalone`` or leader election off): run kopf at once.
    Otherwise stand by until this replica holds the Lease, run kopf while
    renewing it, and on loss stop kopf and exit non-zero so the pod restarts as
@@ -34,7 +36,8 @@ from lightkube.core.exceptions import ConfigError as KubeConfigError
 import headwater.handlers  # noqa: F401  (registers the handlers with kopf)
 from headwater import admission_server
 from headwater.config import Config
-from headwater.handlers.lifecycle import MEMO_CONFIG
+from headwater.deliveries import Deliveries, deliveries_app
+from headwater.handlers.lifecycle import FIELD_MANAGER, MEMO_CONFIG, MEMO_DELIVERIES
 from headwater.leader import LeaderElector, LeadershipLost
 from headwater.metrics import LEADER
 from headwater.servers import Health, health_app, metrics_app, start_site
@@ -83,7 +86,12 @@ def identity() -> str:
     return f"{os.environ.get('HOSTNAME', 'headwater')}_{uuid.uuid4().hex[:8]}"
 
 
-async def run_kopf(config: Config, stop_flag: asyncio.Event, ready_flag: asyncio.Event) -> None:
+async def run_kopf(
+    config: Config,
+    stop_flag: asyncio.Event,
+    ready_flag: asyncio.Event,
+    deliveries: Deliveries | None = None,
+) -> None:
     """Run kopf with the registered handlers until ``stop_flag`` or a signal stops it."""
     clusterwide, namespaces = namespaces_for(config)
     await kopf.operator(
@@ -95,7 +103,11 @@ async def run_kopf(config: Config, stop_flag: asyncio.Event, ready_flag: asyncio
         namespaces=namespaces,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
-        memo=kopf.Memo({MEMO_CONFIG: config}),
+        memo=kopf.Memo(
+            {MEMO_CONFIG: config}
+            if deliveries is None
+            else {MEMO_CONFIG: config, MEMO_DELIVERIES: deliveries}
+        ),
     )
 
 
@@ -115,20 +127,29 @@ async def run(config: Config, options: RunOptions) -> int:
         loop.add_signal_handler(sig, stopping.set)
 
     runners = []
+    webhook_client = AsyncClient(config=kube, field_manager=FIELD_MANAGER)
+    deliveries = Deliveries(webhook_client, config.namespaces)
     try:
         runners.append(await start_site(health_app(health), options.bind_host, config.health_port))
         runners.append(await start_site(metrics_app(), options.bind_host, config.metrics_port))
+        runners.append(
+            await start_site(
+                deliveries_app(config, deliveries), options.bind_host, config.webhook_port
+            )
+        )
     except OSError as exc:
         for runner in runners:
             await runner.cleanup()
-        raise StartupError(f"cannot listen for probes/metrics: {exc}") from exc
+        await deliveries.kube.close()
+        await deliveries.kube.close()
+        raise StartupError(f"cannot listen for probes/metrics/webhooks: {exc}") from exc
     # Admission: every replica, leader or standby, for the whole process life.
     admission = asyncio.create_task(admission_server.serve(config, kube, health.admission_ready))
 
     async def work(stop_flag: asyncio.Event) -> None:
         relay = asyncio.create_task(_relay(stopping, stop_flag))
         try:
-            await run_kopf(config, stop_flag, health.kopf_ready)
+            await run_kopf(config, stop_flag, health.kopf_ready, deliveries)
         finally:
             relay.cancel()
 
@@ -166,3 +187,4 @@ async def run(config: Config, options: RunOptions) -> int:
                 loop.remove_signal_handler(sig)
         for runner in runners:
             await runner.cleanup()
+        await deliveries.kube.close()

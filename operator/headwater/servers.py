@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from headwater.imports.notifications import (
     parse_notification,
 )
 from headwater.metrics import exposition
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,7 +96,7 @@ REGISTRY_NOTIFICATIONS_PATH = "/registry/notifications"
 
 def webhook_app(
     token: str | None,
-    on_push: Callable[[list[Push]], tuple[int, int]],
+    on_push: Callable[[list[Push]], Awaitable[tuple[int, int]]],
     routes: Iterable[web.AbstractRouteDef] = (),
 ) -> web.Application:
     """``POST /registry/notifications``: a registry (or CI) says a repository moved.
@@ -116,7 +119,12 @@ def webhook_app(
             pushes = parse_notification(await request.read())
         except NotificationError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        streams, tags = on_push(pushes)
+        try:
+            streams, tags = await on_push(pushes)
+        except Exception:
+            # Not acknowledged, so the registry sends it again.
+            logger.exception("registry notification: could not request the imports")
+            return web.json_response({"error": "could not request the imports"}, status=503)
         return web.json_response({"streams": streams, "tags": tags}, status=202)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)

@@ -411,9 +411,12 @@ def local_operator_env() -> dict[str, str]:
 
 
 def start_operator(
-    namespaces: list[str], log: Path, settings: dict[str, str]
+    namespaces: list[str], log: Path, settings: dict[str, str], *, standalone: bool = True
 ) -> subprocess.Popen[bytes]:
     """``headwater operator run --standalone`` watching only ``namespaces``, output to ``log``.
+
+    Without ``standalone`` it elects a leader as a deployed replica does (set
+    HEADWATER_LEASE_NAMESPACE and HEADWATER_LEASE_NAME in ``settings``).
 
     ``settings`` (KUBECONFIG, HEADWATER_*) are laid over this process's
     environment; health and metrics get free ports so that the operator never
@@ -425,7 +428,7 @@ def start_operator(
         "HEADWATER_METRICS_PORT": str(free_port()),
         **settings,
     }
-    args = [HEADWATER, "operator", "run", "--standalone"]
+    args = [HEADWATER, "operator", "run", *(["--standalone"] if standalone else [])]
     for namespace in namespaces:
         args += ["--namespace", namespace]
     with log.open("ab") as out:

@@ -736,7 +736,7 @@ def url(hook: str, secret: str = SECRET, name: str = "web", namespace: str = "sh
     return webhook_path(namespace, name, secret, hook)
 
 
-def on_push(_: Any) -> tuple[int, int]:
+async def on_push(_: Any) -> tuple[int, int]:
     return 0, 0
 
 

@@ -117,7 +117,7 @@ def test_pushes_match_tags_by_host_repository_and_tag() -> None:
 async def test_endpoint_authenticates_and_answers() -> None:
     received: list[list[Push]] = []
 
-    def on_push(pushes: list[Push]) -> tuple[int, int]:
+    async def on_push(pushes: list[Push]) -> tuple[int, int]:
         received.append(pushes)
         return 1, len(pushes)
 

@@ -165,8 +165,11 @@ class BuildController(BuildConfigReconcile, BuildRuns):
                 logger.info("%s/%s: trigger %s is build %s", namespace, name, request.id, created)
             for key, request in good:
                 try:
-                    # Asked for with an annotation: admission checked the strategy then.
-                    created, number = await self._instantiate(body, request, siblings, lookup)
+                    # Asked for with an annotation: admission checked the strategy then
+                    # (of the writer); a triggered request is checked as the spec's author too.
+                    created, number = await self._instantiate(
+                        body, request, siblings, lookup, triggered=request.triggered
+                    )
                 except RequestError as exc:
                     await post_event(
                         self.kube, self._bc_ref(body), "Warning", "BuildConfigInstantiateFailed",

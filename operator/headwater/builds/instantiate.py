@@ -90,6 +90,10 @@ class StartRequest:
     trigger fired on, or the tag's current image), as OpenShift's Builds record it."""
     causes: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     """``triggeredBy`` entries; default: a manual start."""
+    triggered: bool = False
+    """Asked for on a trigger's behalf (a webhook delivered to a standby replica): the
+    strategy is checked for the user recorded as the spec's author, as for any
+    triggered build. Only ever adds a check to the one admission made of the writer."""
 
 
 def _pairs(value: object, what: str) -> tuple[tuple[str, str], ...]:
@@ -128,7 +132,7 @@ def _optional_str(doc: Mapping[str, Any], key: str, limit: int = 1024) -> str | 
 
 _KNOWN_KEYS = {
     "env", "buildArgs", "commit", "noCache", "incremental", "binary", "fromBuild", "triggeredBy",
-    "fromImage",
+    "fromImage", "triggered",
 }  # fmt: skip
 
 
@@ -180,6 +184,7 @@ def parse_request(request_id: str, value: str) -> StartRequest:
         from_build=_optional_str(doc, "fromBuild", 253),
         from_image=_optional_str(doc, "fromImage", 1024),
         causes=tuple(causes or ()),
+        triggered=bool(_optional_bool(doc, "triggered")),
     )
 
 
@@ -224,6 +229,8 @@ def request_value(request: StartRequest) -> str:
         doc["fromImage"] = request.from_image
     if request.causes:
         doc["triggeredBy"] = [dict(c) for c in request.causes]
+    if request.triggered:
+        doc["triggered"] = True
     return json.dumps(doc, separators=(",", ":")) if doc else ""
 
 

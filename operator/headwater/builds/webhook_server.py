@@ -26,7 +26,6 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Secret
 
-from headwater.builds.controller import BuildController
 from headwater.builds.instantiate import RequestError, StartRequest
 from headwater.builds.webhooks import (
     MAX_BODY_BYTES,
@@ -50,8 +49,9 @@ ReadBuildConfig = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
 """(namespace, name) -> the BuildConfig, or None when it cannot be read."""
 ReadSecret = Callable[[str, str], Awaitable[bytes | None]]
 """(namespace, Secret name) -> its WebHookSecretKey value, or None."""
-Instantiate = Callable[[str, str, StartRequest], Awaitable[str]]
-"""(namespace, BuildConfig, request) -> the Build's name."""
+Instantiate = Callable[[str, str, StartRequest], Awaitable[str | None]]
+"""(namespace, BuildConfig, request) -> the Build's name, or None when the request is
+written for the leader and its Build not made yet (a standby replica)."""
 
 
 def _respond(result: HookResult, **extra: Any) -> web.Response:
@@ -97,9 +97,10 @@ class BuildWebhooks:
 
     @classmethod
     def for_operator(
-        cls, kube: AsyncClient, builds: BuildController, namespaces: tuple[str, ...]
+        cls, kube: AsyncClient, instantiate: Instantiate, namespaces: tuple[str, ...]
     ) -> BuildWebhooks:
-        """Reads through the operator's client; builds through its controller."""
+        """Reads through the operator's client; builds through ``instantiate`` (the
+        build controller on the leader, a start request on a standby)."""
 
         async def read_buildconfig(ns: str, name: str) -> Mapping[str, Any] | None:
             try:
@@ -124,7 +125,7 @@ class BuildWebhooks:
             except (binascii.Error, ValueError):
                 return None
 
-        return cls(read_buildconfig, read_secret, builds.instantiate, namespaces=namespaces)
+        return cls(read_buildconfig, read_secret, instantiate, namespaces=namespaces)
 
     def routes(self) -> list[web.RouteDef]:
         """The route table entry (every method: a GET gets a 405 from the decision)."""
@@ -174,6 +175,17 @@ class BuildWebhooks:
                 {"status": "Failure", "code": 500, "message": "could not start a build"},
                 status=500,
             )
+        if build is None:
+            logger.info("webhook %s: request %s passed to the leader", where, result.request.id)
+            accepted = HookResult(
+                202,
+                {
+                    "status": "Success",
+                    "code": 202,
+                    "message": "build requested; the leader starts it",
+                },
+            )
+            return _respond(accepted, request=result.request.id)
         logger.info("webhook %s: request %s is build %s", where, result.request.id, build)
         return _respond(result, build=build)
 

@@ -23,8 +23,8 @@ from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
-from headwater.builds.webhook_server import BuildWebhooks
 from headwater.config import Config, load_config
+from headwater.deliveries import Deliveries, deliveries_app
 from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed
 from headwater.kube import is_gone
@@ -32,7 +32,7 @@ from headwater.metrics import set_known_registries
 from headwater.registry.client import RegistryClient
 from headwater.registry.policy import AccessPolicy
 from headwater.resources import Build, BuildConfig, ImageStream
-from headwater.servers import start_site, webhook_app
+from headwater.servers import start_site
 from headwater.workloads.controller import WorkloadTriggers
 
 PREFIX = "headwater.dev"
@@ -44,6 +44,7 @@ MEMO_HTTP = "http"
 MEMO_REGISTRY = "registry"
 MEMO_IMPORTS = "imports"
 MEMO_WEBHOOKS = "webhooks"
+MEMO_DELIVERIES = "deliveries"
 MEMO_BUILDS = "builds"
 MEMO_TAGS = "tags"
 MEMO_BUILD_RESYNC_TASK = "build-resync"
@@ -207,16 +208,18 @@ async def startup(
     tags.subscribe(workloads.on_tag_moved)
     memo[MEMO_WORKLOADS] = workloads
     memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())
-    # Only the leader imports and builds, so only the leader listens: a call
-    # to a standby fails (registries retry; a Git host shows a failed delivery).
-    # Build webhooks are always served (each call carries its trigger's
-    # secret); registry notifications only with their shared token.
-    build_hooks = BuildWebhooks.for_operator(memo[MEMO_KUBE], builds, config.namespaces)
-    memo[MEMO_WEBHOOKS] = await start_site(
-        webhook_app(config.registry_webhook_token, runner.import_now, build_hooks.routes()),
-        "0.0.0.0",
-        config.webhook_port,
-    )
+    deliveries = memo.get(MEMO_DELIVERIES)
+    if isinstance(deliveries, Deliveries):
+        # `headwater operator run` serves the webhook port on every replica, for
+        # the whole process; from now on this replica acts on calls in process.
+        deliveries.attach(builds, runner)
+    else:
+        # Run by kopf alone (`kopf run`, the tests' KopfRunner): serve it here.
+        deliveries = Deliveries(memo[MEMO_KUBE], config.namespaces)
+        deliveries.attach(builds, runner)
+        memo[MEMO_WEBHOOKS] = await start_site(
+            deliveries_app(config, deliveries), "0.0.0.0", config.webhook_port
+        )
     logger.info(
         "operator started: namespaces=%s registry=%s import interval=%ss",
         ",".join(config.namespaces) or "(all)",
@@ -228,6 +231,9 @@ async def startup(
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close what :func:`startup` opened."""
+    deliveries = memo.get(MEMO_DELIVERIES)
+    if isinstance(deliveries, Deliveries):
+        deliveries.detach()  # calls from now on are written for the next leader
     webhooks = memo.pop(MEMO_WEBHOOKS, None)
     if isinstance(webhooks, web.AppRunner):
         await webhooks.cleanup()
