@@ -32,6 +32,7 @@ from .helpers import (
     local_operator_env,
     pause_installed_operator,
     remove_admission_configuration,
+    scale_operator,
     stop_operator,
 )
 
@@ -131,3 +132,79 @@ def test_a_standby_answers_admission(
     assert readyz(leader.health) == "leader"
     lease = cluster.get_json("lease", "-n", peer_namespace)["items"][0]
     assert lease["spec"]["holderIdentity"].startswith(f"{leader.name}_"), lease
+
+
+INLINE_BC = {
+    "apiVersion": "build.headwater.dev/v1",
+    "kind": "BuildConfig",
+    "metadata": {"name": "inline", "namespace": "default"},
+    "spec": {
+        "triggers": [{"type": "GitHub", "github": {"secret": "s3cr3t"}}],
+        "source": {"type": "Dockerfile", "dockerfile": "FROM scratch\n"},
+        "strategy": {"type": "Docker", "dockerStrategy": {}},
+    },
+}
+
+
+def test_in_the_cluster_every_replica_answers_admission_through_the_service(
+    cluster: Cluster, operator_in_cluster: str
+) -> None:
+    """The installed operator with two replicas: the configuration names the Service, and
+    the pod that does not hold the Lease answers an AdmissionReview itself."""
+    namespace = operator_in_cluster
+    configuration = cluster.get_json("validatingwebhookconfiguration", "headwater.dev")
+    for webhook in configuration["webhooks"]:
+        assert webhook["clientConfig"]["service"]["name"] == "headwater-admission", webhook
+        assert webhook["clientConfig"]["service"]["namespace"] == namespace
+    assert cluster.get_json("secret", "headwater-admission-ca", "-n", namespace)["data"]["ca.crt"]
+    scale_operator(cluster, 2)
+    try:
+        result = cluster.kubectl(
+            "-n", namespace, "rollout", "status", "deploy/headwater-operator", "--timeout=180s",
+            timeout=200,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        lease = cluster.get_json("lease", "headwater-operator", "-n", namespace)
+        holder = str(lease["spec"]["holderIdentity"]).rsplit("_", 1)[0]
+        pods = cluster.get_json(
+            "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+        )["items"]
+        standbys = [
+            p["metadata"]["name"]
+            for p in pods
+            if p["metadata"]["name"] != holder and not p["metadata"].get("deletionTimestamp")
+        ]
+        assert standbys, (holder, [p["metadata"]["name"] for p in pods])
+        standby = standbys[0]
+        readyz = cluster.kubectl(
+            "get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{standby}:8081/proxy/readyz"
+        ).stdout
+        assert readyz == "standby"
+        # The AdmissionReview the API server would send, to the standby's admission port.
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "standby-1",
+                "kind": {"group": "build.headwater.dev", "version": "v1", "kind": "BuildConfig"},
+                "resource": {
+                    "group": "build.headwater.dev",
+                    "version": "v1",
+                    "resource": "buildconfigs",
+                },
+                "operation": "CREATE",
+                "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+                "object": INLINE_BC,
+            },
+        }
+        answer = cluster.kubectl(
+            "create", "--raw",
+            f"/api/v1/namespaces/{namespace}/pods/https:{standby}:9443/proxy/inline-webhook-secrets",
+            "-f", "-", input=json.dumps(review),
+        )  # fmt: skip
+        response = json.loads(answer.stdout)["response"]
+        assert response["uid"] == "standby-1"
+        assert response["allowed"] is True
+        assert any("secret" in w for w in response.get("warnings") or []), response
+    finally:
+        scale_operator(cluster, 1)
