@@ -1,8 +1,14 @@
-"""A self-signed serving certificate for the admission webhook.
+"""Serving certificates for the admission webhook; no cert-manager is needed.
 
-The API server trusts it through the ``caBundle`` kopf writes into the
-webhook configuration, so no cert-manager is needed. A new key is made at
-every start (the configuration is rewritten too); nothing is stored.
+Two modes (see :mod:`headwater.admission_server`):
+
+- one address (a local operator): a self-signed certificate for that address,
+  made at every start, handed to the API server as the ``caBundle``;
+- a Service in front of every replica: one CA (:func:`make_ca`, kept in a
+  Secret in the operator's namespace, made by the first replica), and a leaf
+  certificate per process signed by it (:func:`make_leaf_cert`) for the
+  Service's DNS names. The ``caBundle`` is the CA, so each replica's leaf is
+  trusted without the replicas sharing a serving key.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,6 +39,91 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+@dataclass(frozen=True)
+class CertificateAuthority:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _write(directory: Path, cert_pem: bytes, key: ec.EllipticCurvePrivateKey) -> ServingCert:
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(cert_pem)
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(_key_pem(key))
+    return ServingCert(cert_file, key_file, cert_pem)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+_CA_KEY_USAGE: Final = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def make_ca(common_name: str, days: int = 3650) -> CertificateAuthority:
+    """A new CA (key and self-signed certificate) that signs only leaf certificates."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def make_leaf_cert(directory: Path, ca: CertificateAuthority, hosts: list[str]) -> ServingCert:
+    """A serving key and certificate for ``hosts`` signed by ``ca``, written under ``directory``.
+
+    It expires with the CA; ``cert_pem`` is the leaf alone (the CA is the trust anchor).
+    """
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the admission CA's key is not an EC key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(ca_cert.not_valid_after_utc)
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _write(directory, cert.public_bytes(serialization.Encoding.PEM), key)
+
+
 def make_serving_cert(directory: Path, hosts: list[str], days: int = 365) -> ServingCert:
     """A key and a certificate for ``hosts`` (IPs or names), written under ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -49,16 +141,4 @@ def make_serving_cert(directory: Path, hosts: list[str], days: int = 365) -> Ser
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert_pem)
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ServingCert(cert_file, key_file, cert_pem)
+    return _write(directory, cert.public_bytes(serialization.Encoding.PEM), key)

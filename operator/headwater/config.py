@@ -220,6 +220,10 @@ class Config:
     cluster, from POD_IP); None turns the admission webhook off."""
     admission_port: int = 9443
     """HTTPS port of the admission webhook (lookupPolicy.local)."""
+    admission_service: str | None = None
+    """A Service in the operator's namespace (the Lease's) selecting every replica:
+    the API server reaches the admission webhook through it, so every replica
+    answers (headwater.admission_server). Takes precedence over ``admission_host``."""
     webhook_port: int = 8082
     """Port of the webhook endpoints (registry push notifications), served by the leader."""
     registry_webhook_token: str | None = field(default=None, repr=False)
@@ -648,6 +652,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "webhookPort": ("webhook_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "admissionPort": ("admission_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "admissionHost": ("admission_host", _parse_optional_str),
+    "admissionService": ("admission_service", _parse_optional_str),
 }
 
 # Environment variables: scalar settings only (structured ones live in the file).
@@ -675,6 +680,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_WEBHOOK_PORT": _TOP_LEVEL["webhookPort"],
     "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
     "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
+    "HEADWATER_ADMISSION_SERVICE": _TOP_LEVEL["admissionService"],
     "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_str),
 }
 _LEADER_ENV = {

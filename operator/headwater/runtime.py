@@ -6,7 +6,7 @@ The process lives through these states:
 2. Serve ``/healthz`` + ``/readyz``, ``/metrics`` and the webhook port (build
    webhooks, registry notifications) for the whole lifetime, on every replica:
    a standby writes what a call asks for onto the object for the leader
-   (:mod:`headwater.deliveries`).
+   (:mod:`headwater.deliveries`). Admission too (:mod:`headwater.admission_server`).
 3. Standalone (``--standalone`` or leader election off): run kopf at once.
    Otherwise stand by until this replica holds the Lease, run kopf while
    renewing it, and on loss stop kopf and exit non-zero so the pod restarts as
@@ -37,6 +37,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ConfigError as KubeConfigError
 
 import headwater.handlers  # noqa: F401  (registers the handlers with kopf)
+from headwater import admission_server
 from headwater.config import Config
 from headwater.deliveries import Deliveries, deliveries_app
 from headwater.handlers.lifecycle import FIELD_MANAGER, MEMO_CONFIG, MEMO_DELIVERIES
@@ -178,6 +179,8 @@ async def run(config: Config, options: RunOptions) -> int:
         await deliveries.kube.close()
         await deliveries.kube.close()
         raise StartupError(f"cannot listen for probes/metrics/webhooks: {exc}") from exc
+    # Admission: every replica, leader or standby, for the whole process life.
+    admission = asyncio.create_task(admission_server.serve(config, kube, health.admission_ready))
 
     async def work(stop_flag: asyncio.Event) -> None:
         relay = asyncio.create_task(_relay(stopping, stop_flag))
@@ -215,6 +218,9 @@ async def run(config: Config, options: RunOptions) -> int:
         finally:
             await client.close()
     finally:
+        admission.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await admission
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

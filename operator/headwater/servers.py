@@ -38,6 +38,9 @@ class Health:
     """Set by kopf once its start-up handlers finished and watching began."""
     failure: str | None = None
     """Why the process is unhealthy; None while healthy."""
+    admission_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once this replica answers admission requests (or serves none): a replica
+    behind the admission Service is not Ready before."""
 
     def live(self) -> tuple[bool, str]:
         if self.failure is not None:
@@ -48,6 +51,8 @@ class Health:
         live, reason = self.live()
         if not live:
             return False, reason
+        if not self.admission_ready.is_set():
+            return False, "admission webhook is starting"
         if self.leading and not self.kopf_ready.is_set():
             return False, "leader: kopf is starting"
         return True, "leader" if self.leading else "standby"

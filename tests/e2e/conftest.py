@@ -13,11 +13,14 @@ reason on other clusters.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +29,10 @@ from types import ModuleType
 
 import kopf.testing
 import pytest
+from lightkube.config.kubeconfig import KubeConfig
 
+from headwater import admission_server
+from headwater.config import load_config
 from tests import hack_scripts
 from tests.registry_servers import free_port
 
@@ -280,6 +286,27 @@ def operator_in_cluster(cluster: Cluster, operator_image: str) -> Iterator[str]:
     stop_installed_operator(cluster)
 
 
+@contextlib.contextmanager
+def admission_in_thread() -> Iterator[None]:
+    """Admission as ``headwater operator run`` serves it beside kopf (which no longer does):
+    :func:`headwater.admission_server.serve` with this process's environment, in a thread."""
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(admission_server.serve(load_config(os.environ), KubeConfig.from_env()))
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+
+    thread = threading.Thread(target=run, name="admission", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=30)
+
+
 @pytest.fixture
 def operator_in_process(
     cluster: Cluster,
@@ -329,7 +356,7 @@ def operator_in_process(
     for watched in (namespace, peer_name(namespace)):
         args += ["--namespace", watched]
     try:
-        with kopf.testing.KopfRunner(args, timeout=60) as runner:
+        with admission_in_thread(), kopf.testing.KopfRunner(args, timeout=60) as runner:
             if cluster.is_local:
                 wait_for_build_admission(cluster, namespace)
             yield runner

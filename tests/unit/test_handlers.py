@@ -12,13 +12,13 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import Status
 
 import headwater.handlers  # noqa: F401  (registers the handlers)
+from headwater.admission_server import admission_registry
 from headwater.config import Config
 from headwater.handlers.lifecycle import (
     FINALIZER,
     configure_settings,
     in_cluster_server,
     namespaced_mode,
-    register_admission_handlers,
     service_account_login,
 )
 from headwater.runtime import namespaces_for
@@ -120,11 +120,17 @@ def test_kopf_scope_follows_the_namespace_list() -> None:
     assert namespaces_for(Config(namespaces=("a", "b"))) == (False, ("a", "b"))
 
 
+def test_kopf_runs_no_admission_handler() -> None:
+    """They are served by every replica from a registry of their own: kopf's operator, on
+    the leader only, would otherwise refuse to start without its own admission server."""
+    assert not kopf.get_default_registry()._webhooks.get_all_handlers()
+    assert admission_registry()._webhooks.get_all_handlers()
+
+
 def test_kopf_never_watches_secrets_or_configmaps() -> None:
     """The RBAC grants Secrets `get` only: no handler may make kopf list or watch them."""
     registry = kopf.get_default_registry()
-    admission = kopf.OperatorRegistry()
-    register_admission_handlers(admission)
+    admission = admission_registry()
     handlers = [
         *registry._watching.get_all_handlers(),
         *registry._changing.get_all_handlers(),

@@ -1,26 +1,26 @@
-"""The admission webhooks' configuration: a short timeout, and never the system namespaces.
+"""What every admission handler shares: its context on ``memo``, and the webhooks' hardening.
 
-kopf writes the ``headwater.dev`` Mutating/ValidatingWebhookConfigurations
-itself (``settings.admission.managed``) and rewrites them whenever its view
-of the cluster changes, always with ``timeoutSeconds: 30`` and no
+The handlers are served by every replica (:mod:`headwater.admission_server`),
+outside kopf's operator, so they hold no state of the leader's: only a
+Kubernetes client and the configured registry (:class:`AdmissionContext`).
+
+kopf's ``build_webhooks`` writes ``timeoutSeconds: 30`` and no
 ``namespaceSelector``; neither is a setting (kopf 1.45). Both matter on a
 shared cluster: every Pod and workload write waits up to the timeout when
 the operator is slow, and a webhook that admits writes in kube-system or in
 the operator's own namespace can keep the cluster (or the operator itself)
-from recovering. A patch after kopf's write would be undone at its next
-write, so the function kopf builds the webhooks with is wrapped instead:
-each webhook it builds gets :func:`hardened`'s fields before it is written.
-A unit test runs kopf's own builder through the wrapper, so a kopf release
-that renames it fails the tests rather than silently dropping the fields.
+from recovering. Each webhook built gets :func:`hardened`'s fields before
+it is written.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
-from kopf._core.engines import admission as kopf_admission
+import kopf
+from lightkube import AsyncClient
 
 TIMEOUT_SECONDS: Final = 5
 """How long the API server waits for an answer (Kubernetes allows 1 to 30)."""
@@ -52,15 +52,21 @@ def hardened(
     return out
 
 
-_Builder = Callable[..., list[dict[str, Any]]]
-_ORIGINAL: Final[_Builder] = kopf_admission.build_webhooks
+MEMO_ADMISSION: Final = "admission"
 
 
-def harden_kopf_webhooks(operator_namespace: str) -> None:
-    """Make kopf's managed webhook configurations :func:`hardened` (idempotent)."""
+@dataclass(frozen=True)
+class AdmissionContext:
+    """All an admission handler may use: nothing only the leader has."""
 
-    @functools.wraps(_ORIGINAL)
-    def build_webhooks(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return hardened(_ORIGINAL(*args, **kwargs), operator_namespace)
+    kube: AsyncClient
+    registry: str | None
+    """The configured registry host (short names resolve to images there)."""
 
-    kopf_admission.build_webhooks = build_webhooks
+
+def memo_admission(memo: kopf.Memo) -> AdmissionContext:
+    """The context the admission server put on ``memo``."""
+    context = memo.get(MEMO_ADMISSION)
+    if not isinstance(context, AdmissionContext):
+        raise RuntimeError("no admission context on memo: not called by the admission server")
+    return context

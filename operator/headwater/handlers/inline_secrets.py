@@ -23,7 +23,7 @@ def warn_inline_secrets(body: kopf.Body, warnings: list[str], **_: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register the validating handler (only with an admission server configured)."""
+    """Register the validating handler (into the admission server's registry)."""
     kopf.on.validate(
         "build.headwater.dev",
         "v1",

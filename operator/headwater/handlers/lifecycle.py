@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,8 @@ from lightkube.core.exceptions import ApiError
 
 from headwater.builds.controller import BuildController
 from headwater.builds.job import settings_from_config
-from headwater.certs import make_serving_cert
 from headwater.config import Config, load_config
 from headwater.deliveries import Deliveries, deliveries_app
-from headwater.handlers.admission import harden_kopf_webhooks
-from headwater.imports.lookup import ADMISSION_CONFIGURATION
 from headwater.imports.runner import ImportRunner
 from headwater.imports.tagfeed import TagFeed
 from headwater.kube import is_gone
@@ -157,47 +153,6 @@ async def namespaced_mode(
         )
 
 
-def configure_admission(settings: kopf.OperatorSettings, config: Config) -> None:
-    """Serve the admission webhook over TLS and let kopf keep its configuration current.
-
-    The certificate is self-signed for ``admissionHost`` and handed to the API
-    server as the configuration's caBundle; kopf rewrites the
-    MutatingWebhookConfiguration ``headwater.dev`` when a new leader starts.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="headwater-admission-"))
-    cert = make_serving_cert(directory, [config.admission_host or ""])
-    settings.admission.server = kopf.WebhookServer(
-        addr="0.0.0.0",
-        port=config.admission_port,
-        host=config.admission_host,
-        certfile=str(cert.cert_file),
-        pkeyfile=str(cert.key_file),
-        cadata=cert.cert_pem,
-    )
-    settings.admission.managed = ADMISSION_CONFIGURATION
-    # kopf writes timeoutSeconds 30 and no namespaceSelector: 5 s, and never
-    # kube-system or the operator's own namespace.
-    harden_kopf_webhooks(config.leader_election.lease_namespace)
-    register_admission_handlers(kopf.get_default_registry())
-
-
-_admission_registries: set[int] = set()
-
-
-def register_admission_handlers(registry: kopf.OperatorRegistry) -> None:
-    """The admission handlers, once per registry (start-up runs again after a re-election)."""
-    # Imported here: those modules import this one for the memo accessors.
-    from headwater.handlers import inline_secrets, lookup, references, strategies
-
-    if id(registry) in _admission_registries:
-        return
-    _admission_registries.add(id(registry))
-    lookup.register(registry)
-    references.register(registry)
-    inline_secrets.register(registry)
-    strategies.register(registry)
-
-
 def memo_config(memo: kopf.Memo) -> Config:
     """The operator Config the runtime put on ``memo``, else the one the environment gives."""
     config = memo.get(MEMO_CONFIG)
@@ -226,13 +181,6 @@ async def startup(
             await kube.close()
     # Registry hosts with a metric label of their own; tenants' others are "other".
     set_known_registries(filter(None, (config.registry_host, *config.insecure_registries)))
-    if config.admission_host:
-        configure_admission(settings, config)
-    else:
-        logger.warning(
-            "admission webhook off (no admission host): lookupPolicy.local is not applied"
-            " and build strategies are not gated (builds/docker, builds/source, builds/custom)"
-        )
     memo[MEMO_KUBE] = AsyncClient(field_manager=FIELD_MANAGER)
     memo[MEMO_HTTP] = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60, connect=10),

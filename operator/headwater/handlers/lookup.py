@@ -1,18 +1,25 @@
 """Admission: short image names resolve through ImageStreams with ``lookupPolicy.local``.
 
 A mutating webhook on workloads and bare Pods; the work is in
-:mod:`headwater.imports.lookup`. It never blocks admission: kopf registers
-it with ``failurePolicy: Ignore``, and anything unresolvable is left as is
-with a warning in the API response.
+:mod:`headwater.imports.lookup`. It never blocks admission: it is registered
+with ``failurePolicy: Ignore``, a stream that cannot be read counts as absent,
+and anything unresolvable is left as is with a warning in the API response.
+Every replica serves it, so the streams a short name may mean are read from
+the API server (one GET each, only for images written as short names), not
+from the leader's cache.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 
-from headwater.handlers.lifecycle import memo_config, memo_import_runner
+from headwater.handlers.admission import memo_admission
 from headwater.imports.lookup import (
     CONTAINER_LISTS,
     POD_SPEC_PATHS,
@@ -20,7 +27,10 @@ from headwater.imports.lookup import (
     resolve_pod_spec,
     short_name,
 )
-from headwater.imports.model import StreamRef
+from headwater.kube import get_or_none
+from headwater.resources import ImageStream
+
+logger = logging.getLogger(__name__)
 
 WORKLOADS = {
     "Pod": ("", "v1", "pods"),
@@ -33,7 +43,23 @@ WORKLOADS = {
 assert set(WORKLOADS) == set(POD_SPEC_PATHS)
 
 
-def resolve_short_names(
+async def read_streams(
+    kube: AsyncClient, namespace: str, names: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The ImageStreams among ``names`` in ``namespace``; one that cannot be read is left out."""
+    streams = {}
+    for name in sorted(names):
+        try:
+            stream = await get_or_none(kube, ImageStream, name, namespace)
+        except ApiError as exc:  # e.g. a namespace the namespaced install may not read
+            logger.debug("lookup: cannot read imagestream %s/%s: %s", namespace, name, exc)
+            continue
+        if stream is not None:
+            streams[name] = stream
+    return streams
+
+
+async def resolve_short_names(
     kind: str,
     body: kopf.Body,
     patch: kopf.Patch,
@@ -55,13 +81,9 @@ def resolve_short_names(
     if not names:
         return  # every pod admission passes here: most name full references
     namespace = str((body.get("metadata") or {}).get("namespace") or "")
-    bodies = memo_import_runner(memo).bodies
-    streams = {
-        name: bodies[StreamRef(namespace, name)]
-        for name in names
-        if StreamRef(namespace, name) in bodies
-    }
-    changed = resolve_pod_spec(spec, streams, memo_config(memo).registry, namespace)
+    context = memo_admission(memo)
+    streams = await read_streams(context.kube, namespace, names)
+    changed = resolve_pod_spec(spec, streams, context.registry, namespace)
     if changed:
         target: Any = patch
         for key in POD_SPEC_PATHS[kind]:
@@ -82,11 +104,10 @@ def resolve_short_names(
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register the mutating handlers (only when an admission server is configured:
-    kopf refuses to run admission handlers without one)."""
+    """Register the mutating handlers (into the admission server's registry)."""
     for kind, (group, version, plural) in WORKLOADS.items():
 
-        def handler(
+        async def handler(
             body: kopf.Body,
             patch: kopf.Patch,
             warnings: list[str],
@@ -94,7 +115,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             kind: str = kind,
             **_: Any,
         ) -> None:
-            resolve_short_names(kind, body, patch, warnings, memo)
+            await resolve_short_names(kind, body, patch, warnings, memo)
 
         kopf.on.mutate(
             group,

@@ -18,8 +18,8 @@ import kopf
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 
-from headwater.handlers.lifecycle import memo_import_runner
-from headwater.imports.model import StreamRef, new_cross_namespace_sources
+from headwater.handlers.admission import memo_admission
+from headwater.imports.model import new_cross_namespace_sources
 
 
 def user_review(userinfo: Any, namespace: str) -> SubjectAccessReview:
@@ -42,7 +42,7 @@ def user_review(userinfo: Any, namespace: str) -> SubjectAccessReview:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register the validating handler (only with an admission server configured)."""
+    """Register the validating handler (into the admission server's registry)."""
     kopf.on.validate(
         "image.headwater.dev",
         "v1",
@@ -59,20 +59,18 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
 
 async def check_cross_namespace_references(
-    body: kopf.Body, userinfo: Any, memo: kopf.Memo, **_: Any
+    body: kopf.Body, userinfo: Any, memo: kopf.Memo, old: Any = None, **_: Any
 ) -> None:
     """Refuse tags pointing into namespaces whose ImageStreams the requester may not read."""
     metadata = body.get("metadata") or {}
     namespace = str(metadata.get("namespace") or "")
-    runner = memo_import_runner(memo)
-    # kopf does not hand admission handlers the old object; the stream as the
-    # operator last saw it stands in, so references already there are not re-checked.
-    stored = runner.bodies.get(StreamRef(namespace, str(metadata.get("name") or "")))
-    old_spec = (stored or {}).get("spec")
+    # The object before this write (the request's oldObject, None on CREATE):
+    # references already there are not checked again.
+    old_spec = (old or {}).get("spec")
     sources = new_cross_namespace_sources(body.get("spec"), namespace, old_spec)
     if not sources:
         return
-    kube = runner.kube
+    kube = memo_admission(memo).kube
     user = dict(userinfo or {}).get("username") or "the requester"
     for source, tags in sources.items():
         review = await kube.create(user_review(userinfo, source))

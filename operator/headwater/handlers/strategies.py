@@ -34,13 +34,13 @@ from headwater.builds.strategies import (
     strategy_subresource,
     strategy_type,
 )
-from headwater.handlers.lifecycle import memo_build_controller
+from headwater.handlers.admission import memo_admission
 from headwater.kube import get_or_none
 from headwater.resources import Build
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register the handlers (only with an admission server configured)."""
+    """Register the handlers (into the admission server's registry)."""
     for plural in ("buildconfigs", "builds"):
         kopf.on.validate(
             GROUP,
@@ -86,7 +86,7 @@ async def check_strategy(body: kopf.Body, userinfo: Any, memo: kopf.Memo, **kwar
         return
     metadata = written.get("metadata") or {}
     namespace = str(metadata.get("namespace") or "")
-    kube = memo_build_controller(memo).kube
+    kube = memo_admission(memo).kube
     requester = access.Requester.of_userinfo(userinfo)
     # (subresource, why) for each strategy this write uses.
     uses = [(strategy_subresource(written.get("spec")), f"the {strategy_type(written.get('spec'))}"
