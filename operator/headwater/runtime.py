@@ -177,7 +177,6 @@ async def run(config: Config, options: RunOptions) -> int:
         for runner in runners:
             await runner.cleanup()
         await deliveries.kube.close()
-        await deliveries.kube.close()
         raise StartupError(f"cannot listen for probes/metrics/webhooks: {exc}") from exc
     # Admission: every replica, leader or standby, for the whole process life.
     admission = asyncio.create_task(admission_server.serve(config, kube, health.admission_ready))
