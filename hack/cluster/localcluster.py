@@ -4,6 +4,7 @@
     python3 hack/cluster/localcluster.py down     # stop what `up` started, clean up
     python3 hack/cluster/localcluster.py status   # what runs, by pid
     python3 hack/cluster/localcluster.py down --purge   # also forget pki, images, registry data
+    python3 hack/cluster/localcluster.py component restart etcd   # one component (fault tests)
 
 Pieces: a registry (Debian's docker-registry) and a git daemon that pods can
 reach, etcd and the control plane built by build-binaries.sh, containerd and
@@ -876,6 +877,56 @@ def operator_env() -> dict[str, str]:
     return env
 
 
+# --- one component at a time (the fault tests of issue 14) ----------------------
+
+
+def _kubelet_healthy() -> bool:
+    return _http_ok("http://127.0.0.1:10248/healthz") and _node_ready()
+
+
+def _apiserver_ready() -> bool:
+    return _https_ok(f"https://{NODE_IP}:{APISERVER_PORT}/readyz")
+
+
+RESTARTABLE: dict[str, tuple[Callable[[], None], Callable[[], bool]]] = {
+    "etcd": (start_etcd, lambda: _http_ok("http://127.0.0.1:12381/health")),
+    "kube-apiserver": (start_apiserver, _apiserver_ready),
+    "kubelet": (start_kubelet, _kubelet_healthy),
+    "registry": (start_registry, lambda: _http_ok(f"http://{REGISTRY}/v2/")),
+}
+"""The components a test may stop and start again: (start it, is it healthy)."""
+
+
+def stop_component(name: str) -> None:
+    """Stop one component of a running cluster (SIGTERM, SIGKILL after 15 s)."""
+    if name not in RESTARTABLE:
+        raise ClusterError(f"not a restartable component: {name}")
+    stop(name)
+    log(f"{name} stopped")
+
+
+def start_component(name: str, timeout: float = 120) -> None:
+    """Start one stopped component again, then wait until it and the API server are healthy.
+
+    A component that runs already is left alone (only the health is waited for).
+    """
+    if name not in RESTARTABLE:
+        raise ClusterError(f"not a restartable component: {name}")
+    begin, healthy = RESTARTABLE[name]
+    if pid_of(name) is None:
+        begin()
+    wait_for(f"{name} to be healthy", healthy, timeout, [name])
+    # Everything else reconnects on its own; the cluster is usable once the API answers.
+    wait_for("kube-apiserver /readyz", _apiserver_ready, timeout, ["kube-apiserver", "etcd"])
+    log(f"{name} started and healthy")
+
+
+def restart_component(name: str, timeout: float = 120) -> None:
+    """Stop one component and start it again at once; wait until it is healthy."""
+    stop_component(name)
+    start_component(name, timeout)
+
+
 # --- lifecycle ---------------------------------------------------------------
 
 
@@ -1122,6 +1173,11 @@ def main(argv: list[str] | None = None) -> int:
         "operator-env",
         help="print the HEADWATER_* settings an operator on this machine needs (make run)",
     )
+    component_p = sub.add_parser(
+        "component", help="stop, start or restart one component of the running cluster"
+    )
+    component_p.add_argument("action", choices=["stop", "start", "restart"])
+    component_p.add_argument("name", choices=sorted(RESTARTABLE))
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -1130,6 +1186,10 @@ def main(argv: list[str] | None = None) -> int:
             down(purge=args.purge)
         elif args.command == "status":
             return status()
+        elif args.command == "component":
+            {"stop": stop_component, "start": start_component, "restart": restart_component}[
+                args.action
+            ](args.name)
         elif args.command == "env":
             if all(running().values()) and ENV_FILE.exists():
                 print(ENV_FILE)

@@ -676,17 +676,18 @@ def build_digest(cluster: Cluster, namespace: str, build: str) -> str:
 @contextlib.contextmanager
 def operator_behind(
     cluster: Cluster,
-    proxy: ApiProxy,
+    proxy: ApiProxy | None,
     namespaces: list[str],
     log: Path,
     import_rate_per_minute: int = 6000,
     interval_seconds: int = 5,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator as `make run` starts it, but through ``proxy`` and only in ``namespaces``."""
+    """The operator as `make run` starts it, but through ``proxy`` (unless None, then
+    straight to the API server) and only in ``namespaces``."""
     settings = {
         **(local_operator_env() if cluster.is_local else {}),
-        "KUBECONFIG": str(proxy.kubeconfig),
-        # No BuildConfigs here: no admission webhook (its configuration is cluster-wide).
+        "KUBECONFIG": str(proxy.kubeconfig if proxy else cluster.kubeconfig),
+        # No admission webhook (its configuration is cluster-wide): BuildConfigs are not gated.
         "HEADWATER_ADMISSION_HOST": "",
         "HEADWATER_WEBHOOK_PORT": str(free_port()),
         "HEADWATER_IMPORT_INTERVAL_SECONDS": str(interval_seconds),

@@ -257,11 +257,12 @@ def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
     for _ in range(12):
         backoff.failed("reg", "ServerError", None)
         waits.append(backoff.remaining("reg"))
+        now[0] += waits[-1]  # the next failure: the first request after the wait
     assert 0.5 <= waits[0] <= 1.0
     assert waits[3] >= 4.0
     assert max(waits) <= HostBackoff.CAP
     backoff.failed("reg", "RateLimited", 1200.0)
-    assert backoff.remaining("reg") == 1200.0  # Retry-After wins over the cap
+    assert backoff.remaining("reg") == pytest.approx(1200.0)  # Retry-After wins over the cap
     now[0] += 1300
     assert backoff.remaining("reg") == 0
     backoff.failed("reg", "Timeout", None)
@@ -269,6 +270,26 @@ def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
     assert backoff.remaining("reg") == 0
     backoff.failed("reg", "Unreachable", None)
     assert backoff.remaining("reg") <= 1.0  # the count started again
+
+
+def test_host_backoff_counts_failures_in_flight_together_once() -> None:
+    """Twenty due tags of one registry fail at once (it restarts): the wait is the first
+    failure's, not doubled twenty times; the next round after the wait doubles it once."""
+    from headwater.imports.throttle import HostBackoff
+
+    now = [1000.0]
+    backoff = HostBackoff(clock=lambda: now[0])
+    for _ in range(20):
+        backoff.failed("reg", "Unreachable", None)
+    first = backoff.remaining("reg")
+    assert 0.5 <= first <= 1.0
+    now[0] += first
+    for _ in range(20):
+        backoff.failed("reg", "Unreachable", None)
+    assert 1.0 <= backoff.remaining("reg") <= 2.0
+    # A Retry-After given meanwhile still lengthens the wait.
+    backoff.failed("reg", "RateLimited", 30.0)
+    assert backoff.remaining("reg") == pytest.approx(30.0)
 
 
 def test_new_cross_namespace_sources_only_counts_added_references() -> None:

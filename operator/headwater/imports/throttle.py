@@ -132,7 +132,8 @@ class HostBackoff:
 
     Exponential with jitter (1 s doubling up to 5 minutes), never shorter than
     the host's own Retry-After; one success clears it. Tags due meanwhile are
-    deferred, not failed: the host's trouble is not the tag's.
+    deferred, not failed: the host's trouble is not the tag's. Failures while
+    a wait runs (requests that were in flight together) do not lengthen it.
     """
 
     BASE = 1.0
@@ -154,12 +155,23 @@ class HostBackoff:
     def failed(self, host: str, reason: str, retry_after: float | None) -> None:
         if reason not in self.TRIGGERS:
             return
+        now = self.clock()
+        until = self._until.get(host, 0.0)
+        if until > now:
+            # The host is being waited for already: this request was in flight when
+            # another failed (or raced the wait). One outage counts once; otherwise
+            # N tags failing together would double the wait N times (a 15 s registry
+            # restart with 20 due tags: 5 minutes without imports).
+            if retry_after:
+                self._until.pop(host)
+                self._until[host] = max(until, now + min(retry_after, 3600.0))
+            return
         failures = self._failures.get(host, 0) + 1
         self._failures[host] = failures
         backoff = min(self.CAP, self.BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
         wait = min(max(backoff, retry_after or 0.0), 3600.0)
         self._until.pop(host, None)
-        self._until[host] = self.clock() + wait  # the latest last
+        self._until[host] = now + wait  # the latest last
         if len(self._until) > self.max_hosts:
             # Forget the hosts whose wait ended longest ago (a new failure starts over).
             for name in list(self._until)[: len(self._until) - self.max_hosts]:
