@@ -28,7 +28,10 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def cluster_env() -> dict[str, str]:
-    """The local cluster's settings (KUBECONFIG, KUBECTL, REGISTRY, ...); exits when it is down."""
+    """The local cluster's settings (KUBECONFIG, KUBECTL, REGISTRY, ...); exits when it is down.
+
+    The cluster is prepared as ``make run`` prepares it (:func:`prepare_cluster`), so that
+    every bench works from a fresh ``make cluster-up``."""
     result = subprocess.run(
         [sys.executable, str(REPO / "hack" / "cluster" / "localcluster.py"), "env"],
         capture_output=True,
@@ -40,7 +43,30 @@ def cluster_env() -> dict[str, str]:
     for line in Path(result.stdout.strip()).read_text().splitlines():
         key, _, value = line.partition("=")
         env[key] = value
+    prepare_cluster(env)
     return env
+
+
+CRDS = (
+    "crd/imagestreams.image.headwater.dev",
+    "crd/buildconfigs.build.headwater.dev",
+    "crd/builds.build.headwater.dev",
+)
+
+
+def prepare_cluster(env: Mapping[str, str]) -> None:
+    """What an operator run on this machine needs from a fresh ``make cluster-up``, as
+    ``make run`` applies it: the install's cluster-scoped objects (the CRDs, the operator's
+    namespace, the cluster roles), then the CRDs Established."""
+    documents = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "render_install.py"), "--cluster-scoped"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    kubectl = Kubectl(env, "default")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=documents)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *CRDS)
 
 
 class Kubectl:
