@@ -20,11 +20,12 @@ second proxy in front of the local registry. For ``--minutes`` (default 30):
 - ``--deployments`` Deployments (0 replicas) following a stream's ``latest``
   or its ``stable`` alias through ``image.openshift.io/triggers``; one more
   follows ``app-0:latest`` (the build chain) when there are BuildConfigs.
-- Faults, one window after another (20 to 60 s each, calm windows among
-  them), drawn with ``--seed``: API errors (500, 503, 429 on ``--fault-rate``
-  of reads, writes and watch requests), cut watch streams, connection resets
-  and lost answers, a 3 to 10 s API black hole, registry errors, a registry
-  black hole.
+- Faults, one window after another (15 to 45 s each; every kind once per
+  round, in an order drawn with ``--seed``; a calm window in each round):
+  API errors (500, 503, 429 on ``--fault-rate`` of reads, writes and watch
+  requests), cut watch streams (ended or reset), connection resets and lost
+  answers, a 3 to 10 s API black hole (requests hang, or are held), registry
+  errors, a registry black hole.
 
 Every ``--sample-every`` seconds a row: the operator's RSS and CPU (from
 /proc/<pid>/status and /proc/<pid>/stat), the API requests per minute the
@@ -364,9 +365,8 @@ FAULT_KINDS = (
 )
 
 
-def draw_fault(rng: random.Random, rate: float) -> tuple[str, Faults, Faults]:
-    """A fault window: its name, the API proxy's faults and the registry proxy's."""
-    kind = rng.choice(FAULT_KINDS)
+def draw_fault(rng: random.Random, rate: float, kind: str) -> tuple[str, Faults, Faults]:
+    """A window of fault ``kind``: its name, the API proxy's faults and the registry proxy's."""
     seed = rng.randrange(1 << 30)
     none = Faults()
     if kind == "api-errors":
@@ -475,15 +475,18 @@ class Soak:
                 )  # fmt: skip
 
     async def faulter(self) -> None:
+        kinds: list[str] = []
         while not self.stop.is_set():
-            kind, api, reg = draw_fault(self.rng, self.args.fault_rate)
+            if not kinds:  # every kind once per round, in a random order
+                kinds = self.rng.sample(FAULT_KINDS, len(FAULT_KINDS))
+            kind, api, reg = draw_fault(self.rng, self.args.fault_rate, kinds.pop())
             if self.args.fault_rate <= 0:
                 kind, api, reg = "calm", Faults(), Faults()
             self.fault = kind
             self.timeline.append((round(time.monotonic() - self.started, 1), kind))
             self.api.set_faults(api)
             self.registry_proxy.set_faults(reg)
-            window = self.rng.uniform(20, 60)
+            window = self.rng.uniform(15, 45)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), window)
         self.calm()
@@ -557,16 +560,16 @@ class Soak:
             for p in w.pushes.get(base, []):
                 if not w.builds_using(p.digest):
                     lost.append(f"{bc}: no build used {base} push {p.index} ({p.digest})")
-        by_request: dict[str, list[str]] = {}
+        by_request: dict[tuple[str, str], list[str]] = {}
         by_trigger: dict[tuple[str, str], list[str]] = {}
         failed: list[str] = []
         for name, body in sorted(w.builds.items()):
             labels = body["metadata"].get("labels") or {}
-            by_request.setdefault(str(labels.get(LABEL_REQUEST)), []).append(name)
+            bc = str(labels.get(LABEL_BUILDCONFIG))
+            by_request.setdefault((bc, str(labels.get(LABEL_REQUEST))), []).append(name)
             for cause in (body.get("spec") or {}).get("triggeredBy") or []:
                 image = (cause.get("imageChangeBuild") or {}).get("imageID")
                 if image:
-                    bc = str(labels.get(LABEL_BUILDCONFIG))
                     by_trigger.setdefault((bc, str(image)), []).append(name)
             phase = (body.get("status") or {}).get("phase")
             if phase not in TERMINAL:
@@ -577,11 +580,11 @@ class Soak:
                     f"build {name} {phase}: {status.get('reason')} {status.get('message')}"
                 )
         for request, bc in self.requests.items():
-            if request not in by_request:
+            if (bc, request) not in by_request:
                 lost.append(f"{bc}: start request {request} has no Build")
         duplicated += [
-            f"start request {r}: builds {names}"
-            for r, names in by_request.items()
+            f"{bc}: start request {r}: builds {names}"
+            for (bc, r), names in by_request.items()
             if len(names) > 1 and r != "None"
         ]
         duplicated += [
