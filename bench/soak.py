@@ -411,7 +411,9 @@ class Soak:
         self.registry = str(cluster.registry)
         self.work = Workload.of(args)
         self.world = World()
-        self.rng = random.Random(args.seed)  # noqa: S311 - a bench's draws
+        # One generator per task, so that the faults' order depends on the seed only.
+        self.rng = random.Random(args.seed + 1)  # noqa: S311 - a bench's draws
+        self.fault_rng = random.Random(args.seed)  # noqa: S311
         self.fault = "calm"
         self.timeline: list[tuple[float, str]] = []
         self.samples: list[Sample] = []
@@ -478,15 +480,15 @@ class Soak:
         kinds: list[str] = []
         while not self.stop.is_set():
             if not kinds:  # every kind once per round, in a random order
-                kinds = self.rng.sample(FAULT_KINDS, len(FAULT_KINDS))
-            kind, api, reg = draw_fault(self.rng, self.args.fault_rate, kinds.pop())
+                kinds = self.fault_rng.sample(FAULT_KINDS, len(FAULT_KINDS))
+            kind, api, reg = draw_fault(self.fault_rng, self.args.fault_rate, kinds.pop())
             if self.args.fault_rate <= 0:
                 kind, api, reg = "calm", Faults(), Faults()
             self.fault = kind
             self.timeline.append((round(time.monotonic() - self.started, 1), kind))
             self.api.set_faults(api)
             self.registry_proxy.set_faults(reg)
-            window = self.rng.uniform(15, 45)
+            window = self.fault_rng.uniform(15, 45)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), window)
         self.calm()
@@ -812,6 +814,25 @@ def soak(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
+def per_minute(samples: list[dict[str, Any]]) -> list[str]:
+    """The samples by minute of the soak: means, and the faults of that minute."""
+    minutes: dict[int, list[dict[str, Any]]] = {}
+    for sample in samples:
+        minutes.setdefault(int(max(0.0, sample["t"] - 0.001) // 60), []).append(sample)
+    lines = [f"  {'minute':>6} {'RSS MiB':>8} {'CPU %':>6} {'API/min':>8} {'reg/min':>8}  faults"]
+    for minute, rows in sorted(minutes.items()):
+
+        def mean(key: str, rows: list[dict[str, Any]] = rows) -> float:
+            return statistics.fmean(r[key] for r in rows)
+
+        faults = ", ".join(dict.fromkeys(r["fault"] for r in rows))
+        lines.append(
+            f"  {minute + 1:>6} {mean('rss_mib'):>8.1f} {mean('cpu_percent'):>6.1f}"
+            f" {mean('api_per_minute'):>8.0f} {mean('registry_per_minute'):>8.0f}  {faults}"
+        )
+    return lines
+
+
 def report(result: dict[str, Any]) -> list[str]:
     rss, cpu = result["rss_mib"], result["cpu_percent"]
     growth = rss["last_quarter"] - rss["first_quarter"]
@@ -878,6 +899,8 @@ def main() -> int:
     if args.streams < 1:
         parser.error("--streams must be at least 1")
     result = soak(args, cluster_env())
+    print()
+    print("\n".join(per_minute(result["samples"])))
     print()
     print("\n".join(report(result)))
     if args.json:
