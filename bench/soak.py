@@ -480,7 +480,7 @@ class Soak:
         kinds: list[str] = []
         while not self.stop.is_set():
             if not kinds:  # every kind once per round, in a random order
-                kinds = self.fault_rng.sample(FAULT_KINDS, len(FAULT_KINDS))
+                kinds = self.fault_rng.sample(self.args.faults, len(self.args.faults))
             kind, api, reg = draw_fault(self.fault_rng, self.args.fault_rate, kinds.pop())
             if self.args.fault_rate <= 0:
                 kind, api, reg = "calm", Faults(), Faults()
@@ -888,6 +888,12 @@ def main() -> int:
         "--fault-rate", type=float, default=0.1, help="share of requests failed in a fault window"
     )
     parser.add_argument("--seed", type=int, default=14, help="seed of every random draw")
+    parser.add_argument(
+        "--faults",
+        type=lambda value: [k.strip() for k in value.split(",") if k.strip()],
+        default=list(FAULT_KINDS),
+        help=f"the fault kinds drawn, comma-separated (default all: {','.join(FAULT_KINDS)})",
+    )
     parser.add_argument("--push-every", type=float, default=5, help="seconds between pushes")
     parser.add_argument("--build-every", type=float, default=45, help="seconds between build moves")
     parser.add_argument("--sample-every", type=float, default=10, help="seconds between samples")
@@ -898,6 +904,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.streams < 1:
         parser.error("--streams must be at least 1")
+    unknown = set(args.faults) - set(FAULT_KINDS)
+    if unknown or not args.faults:
+        parser.error(f"--faults: unknown {sorted(unknown)}; choose among {', '.join(FAULT_KINDS)}")
     result = soak(args, cluster_env())
     print()
     print("\n".join(per_minute(result["samples"])))
