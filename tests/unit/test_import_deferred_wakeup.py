@@ -81,7 +81,8 @@ async def test_a_scheduled_tag_deferred_by_host_backoff_waits_for_the_backoff() 
         {"status": "True", "reason": "Imported", "message": ""}
     )
     assert reconciles == 1
-    assert planned is not None and planned > time.time() + 50
+    assert planned is not None
+    assert planned > time.time() + 50
 
 
 async def test_a_failing_tag_deferred_by_host_backoff_waits_for_the_backoff() -> None:
@@ -89,4 +90,5 @@ async def test_a_failing_tag_deferred_by_host_backoff_waits_for_the_backoff() ->
         {"status": "False", "reason": "Timeout", "message": "no answer within 30s"}
     )
     assert reconciles == 1
-    assert planned is not None and planned > time.time() + 50
+    assert planned is not None
+    assert planned > time.time() + 50
