@@ -25,7 +25,7 @@ second proxy in front of the local registry. For ``--minutes`` (default 30):
   API errors (500, 503, 429 on ``--fault-rate`` of reads, writes and watch
   requests), cut watch streams (ended or reset), connection resets and lost
   answers, a 3 to 10 s API black hole (requests hang, or are held), registry
-  errors, a registry black hole.
+  errors, a registry black hole. ``--faults`` keeps to some of these kinds.
 
 Every ``--sample-every`` seconds a row: the operator's RSS and CPU (from
 /proc/<pid>/status and /proc/<pid>/stat), the API requests per minute the
