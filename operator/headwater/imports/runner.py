@@ -442,9 +442,13 @@ class ImportRunner:
                 ref, {key: annotations.get(key) for key in (REQUEST_ANNOTATION, FORGET_ANNOTATION)}
             )
         wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
+        # A deferred tag is due at its ``until``, not at its own due time: that one
+        # is past (it was due now), and would run this reconcile again at once, in
+        # a loop with no I/O for as long as its registry host backs off.
+        deferred = {r.tag.name for r in results if isinstance(r.outcome, Deferred)}
         following = next_wakeup(
             ref,
-            tags,
+            [tag for tag in tags if tag.name not in deferred],
             self.bodies.get(ref, body).get("status"),
             self.config.import_interval_seconds,
             self._checked_for(ref, tags),
