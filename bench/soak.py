@@ -110,6 +110,8 @@ IMPORT_INTERVAL_SECONDS = 5
 TERMINAL = ("Complete", "Failed", "Error", "Cancelled")
 LABEL_BUILDCONFIG = "build.headwater.dev/buildconfig"
 LABEL_REQUEST = "build.headwater.dev/request"
+REQUEST_TRIES = 20
+REQUEST_RETRY_SECONDS = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -421,6 +423,8 @@ class Soak:
         self.api_faults: Counter[str] = Counter()
         self.registry_faults: Counter[str] = Counter()
         self.requests: dict[str, str] = {}
+        self.refused_requests = 0
+        """Start request writes the API server refused (admission timed out in a fault)."""
         """Start request id -> its BuildConfig."""
         self.started = 0.0
         self.stop = asyncio.Event()
@@ -469,12 +473,27 @@ class Soak:
                 await self.push(base)
             else:
                 request = f"soak{uuid.uuid4().hex[:10]}"
-                self.requests[request] = bc
+                if await self.ask_for_build(bc, request):
+                    self.requests[request] = bc
+
+    async def ask_for_build(self, bc: str, request: str) -> bool:
+        """Annotate ``bc`` with a start request, retried as a user would: during an API
+        fault the admission webhook (the operator, behind the faulty proxy) may time out,
+        and the API server then refuses the write (fail closed). True once written."""
+        for _ in range(REQUEST_TRIES):
+            try:
                 await asyncio.to_thread(
                     self.cluster.kubectl,
-                    "annotate", "-n", NAMESPACE, f"buildconfig/{bc}",
+                    "annotate", "--overwrite", "-n", NAMESPACE, f"buildconfig/{bc}",
                     f"start.build.headwater.dev/{request}=",
                 )  # fmt: skip
+                return True
+            except AssertionError:
+                self.refused_requests += 1
+                if self.stop.is_set():
+                    return False
+                await asyncio.sleep(REQUEST_RETRY_SECONDS)
+        return False
 
     async def faulter(self) -> None:
         kinds: list[str] = []
@@ -736,6 +755,7 @@ class Soak:
             "builds": {
                 "total": len(self.world.builds),
                 "start_requests": len(self.requests),
+                "start_request_writes_refused": self.refused_requests,
                 "complete": sum(
                     1 for b in builds if (b.get("status") or {}).get("phase") == "Complete"
                 ),
@@ -860,7 +880,9 @@ def report(result: dict[str, Any]) -> list[str]:
             else "n=0"
         ),
         f"  pushes {result['pushes']}, builds {b['total']} ({b['complete']} Complete, "
-        f"{b['start_requests']} start requests), converged {result['converged_seconds']}s "
+        f"{b['start_requests']} start requests, {b['start_request_writes_refused']} writes"
+        " of them refused by admission in a fault and retried), converged"
+        f" {result['converged_seconds']}s "
         "after the soak",
         f"  fault windows: {dict(result['faults']['windows'])}",
         f"  API faults injected: {result['faults']['api']}",
