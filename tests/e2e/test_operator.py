@@ -179,9 +179,13 @@ def test_a_new_pod_takes_the_lease_when_the_leader_dies(
         return bool(holder) and not holder.startswith(old + "_")
 
     eventually("a new Lease holder", new_leader, timeout=120)
-    print(f"the Lease changed hands {time.monotonic() - killed:.1f}s after the leader died")
-    # The standby that was already running, not the pod that replaces the dead one.
-    assert lease_holder(cluster, operator_in_cluster).startswith(standby + "_")
+    holder = lease_holder(cluster, operator_in_cluster)
+    who = "the standby" if holder.startswith(standby + "_") else "the replacement pod"
+    print(f"the Lease changed hands {time.monotonic() - killed:.1f}s after the leader died: {who}")
+    # Usually the standby that was already running; but a force-deleted pod's
+    # container is killed only when the kubelet gets to it, and it renews until
+    # then, so the pod that replaces it may see the Lease expire as early as the
+    # standby does and win the race. Either is a correct failover.
     cluster.apply(manifest("buildconfig-docker.yaml"), namespace)
     name = manifest("buildconfig-docker.yaml")["metadata"]["name"]
     eventually(
