@@ -728,18 +728,24 @@ def start_kubelet() -> None:
             indent=2,
         )
     )
-    start(
-        "kubelet",
-        [
-            str(BIN / "kubelet"),
-            f"--config={config}",
-            f"--kubeconfig={STATE / 'kubelet.kubeconfig'}",
-            f"--root-dir={root}",
-            f"--node-ip={NODE_IP}",
-            f"--hostname-override={NODE_NAME}",
-            "--v=1",
-        ],
-    )
+    command = [
+        str(BIN / "kubelet"),
+        f"--config={config}",
+        f"--kubeconfig={STATE / 'kubelet.kubeconfig'}",
+        f"--root-dir={root}",
+        f"--node-ip={NODE_IP}",
+        f"--hostname-override={NODE_NAME}",
+        "--v=1",
+    ]
+    # containerd answers `ctr version` before its CRI service is initialized; a
+    # kubelet started in that window exits at once ("server is not initialized
+    # yet"). Start it again until it stays up.
+    for _ in range(10):
+        pid = start("kubelet", command)
+        time.sleep(3)
+        if _alive(pid):
+            return
+        log("kubelet exited at start (containerd's CRI not ready yet?); starting it again")
 
 
 def start_kube_proxy() -> None:
