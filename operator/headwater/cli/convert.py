@@ -2,12 +2,14 @@
 
 ImageStreams, BuildConfigs and Builds move from ``image.openshift.io/v1`` and
 ``build.openshift.io/v1`` (or the legacy ``apiVersion: v1``) to
-``image.headwater.dev/v1`` and ``build.headwater.dev/v1``. Everything else
-passes through unchanged, except the OpenShift kinds Headwater has no
-counterpart for and that cannot work without OpenShift (DeploymentConfigs,
-the virtual ImageStreamTag/ImageStreamImport views): those are **skipped**,
-each with a note saying what to use instead, so the output can be applied to
-a plain cluster as it is.
+``image.headwater.dev/v1`` and ``build.headwater.dev/v1``. DeploymentConfigs
+become Deployments with the image trigger annotation (:mod:`.deploymentconfig`);
+Templates are processed as ``oc process`` does, or kept with their objects
+converted (:mod:`.templates`). Everything else passes through unchanged, except
+the OpenShift kinds Headwater has no counterpart for and that cannot work
+without OpenShift (the virtual ImageStreamTag/ImageStreamImport views,
+JenkinsPipeline builds): those are **dropped**, each with an error note saying
+what to use instead, so the output can be applied to a plain cluster as it is.
 
 The output is what the API server will accept and keep: fields the CRD
 schemas (``crds/*.yaml``) do not declare are removed (the API server would
