@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import click
 import yaml
@@ -384,7 +384,7 @@ def _convert_one(
     if kind == "DeploymentConfig" and group == "apps.openshift.io":
         deployment, findings = deploymentconfig.to_deployment(obj)
         for severity, path, message in findings:
-            ctx.add(severity, path, message)  # type: ignore[arg-type]
+            ctx.add(cast(Severity, severity), path, message)
         _check_workload(deployment, "Deployment", ctx)
         return [deployment], ctx.notes
     if group is not None:
@@ -601,11 +601,11 @@ def _notes_cross_namespace(obj: Mapping[str, Any], kind: str, ctx: _Context) -> 
         for i, tag in enumerate(spec.get("tags") or []):
             source = tag.get("from") if isinstance(tag, Mapping) else None
             other = _other_namespace(source, namespace)
-            if other:
+            if other and isinstance(source, Mapping):
                 ctx.add(
                     "warning",
                     f"spec.tags[{i}].from.namespace",
-                    f"{other}/{source.get('name')}: followed only once the service accounts of"  # type: ignore[union-attr]
+                    f"{other}/{source.get('name')}: followed only once the service accounts of"
                     f" {here} may get ImageStreams in {other}; "
                     + _grant("headwater-view", other, f"--group=system:serviceaccounts:{here}"),
                 )
