@@ -584,12 +584,14 @@ async def fetch_manifests(registry: str) -> dict[str, bytes]:
 
 
 def push_images(registry: str, layout: Layout) -> None:
-    """``scale/app:t0..t9``, and ``scale/m<j>`` with tags ``a``, ``b`` and ``live`` (= a)."""
+    """``scale/app:t0..t9``, and ``scale/m<j>`` holding images ``b`` and ``live`` (``a``;
+    both tagged in ``scale/m0``, where :func:`fetch_manifests` reads them)."""
 
     def one(j: int) -> None:
         push_image(registry, f"scale/m{j}", "b", marker="scale-b")
-        push_image(registry, f"scale/m{j}", "a", marker="scale-a")
         push_image(registry, f"scale/m{j}", "live", marker="scale-a")
+        if j == 0:
+            push_image(registry, "scale/m0", "a", marker="scale-a")
 
     with ThreadPoolExecutor(8) as pool:
         list(
