@@ -264,7 +264,7 @@ class World:
             image = deployment_image(body)
             self.images[name] = image
             moved = self.pending.get(name)
-            if moved is not None and image.endswith(moved[0]):
+            if moved is not None and moved[0] and image.endswith(moved[0]):
                 self.latencies.append(time.perf_counter() - moved[1])
                 del self.pending[name]
             self.changed.set()
@@ -353,13 +353,15 @@ class Run:
         print(line, flush=True)
         self.lines.append(line)
 
-    def start(self, log_name: str) -> tuple[Any, Sampler, asyncio.Task[None]]:
+    def start(
+        self, log_name: str, *, proxied: bool = True
+    ) -> tuple[Any, Sampler, asyncio.Task[None]]:
         operator = start_operator(
             self.env,
             None,
             self.workdir / log_name,
             {
-                "KUBECONFIG": str(self.api.kubeconfig),
+                "KUBECONFIG": str(self.api.kubeconfig if proxied else self.env["KUBECONFIG"]),
                 "HEADWATER_WEBHOOK_PORT": str(self.webhook_port),
                 "HEADWATER_REGISTRY_WEBHOOK_TOKEN": self.token,
                 "HEADWATER_IMPORT_INTERVAL_SECONDS": str(self.args.interval),
@@ -476,16 +478,8 @@ class Run:
         self.api.reset()
         self.registry_log.reset()
         operator, sampler, task = self.start("operator-restart.log")
-        started = time.perf_counter()
-        await asyncio.sleep(10)
-        quiet: float | None = None
-        while time.perf_counter() - started < 300:
-            quiet = quiet_since(sampler.samples, 0.25, 5.0)
-            if quiet is not None:
-                break
-            await asyncio.sleep(1)
+        took = await self.steady(sampler)
         api, registry = self.api.reset(), self.registry_log.reset()
-        took = (quiet - started) if quiet is not None else float("inf")
         self.say(
             f"  restart -> steady state (CPU < 25 % for 5 s): {took:.1f} s"
             f"   target <= {TARGET_RESTART_S} s: {verdict(took <= TARGET_RESTART_S)}"
@@ -496,6 +490,17 @@ class Run:
             f" registry requests {registry}"
         )
         return operator, sampler, task
+
+    async def steady(self, sampler: Sampler) -> float:
+        """Wait until the operator's CPU is below 25 % of a core for 5 s; the seconds it took."""
+        started = time.perf_counter()
+        await asyncio.sleep(5)
+        while time.perf_counter() - started < 600:
+            quiet = quiet_since(sampler.samples, 0.25, 5.0)
+            if quiet is not None:
+                return quiet - started
+            await asyncio.sleep(1)
+        return float("inf")
 
     async def pushes(self) -> None:
         layout, world = self.layout, self.world
@@ -642,12 +647,22 @@ async def bench(args: argparse.Namespace, env: dict[str, str], workdir: Path) ->
             try:
                 await run.first_import()
                 await run.idle(sampler)
+                peaks = [sampler.peak_kib]
                 operator, sampler, task = await run.restart(operator, sampler, task)
+                peaks.append(sampler.peak_kib)
+                # The moves are timed on an operator straight on the API server: the
+                # counting proxy runs in this process, on the same two cores.
+                stop_operator(operator)
+                task.cancel()
+                operator, sampler, task = run.start("operator-direct.log", proxied=False)
+                await run.steady(sampler)
                 await run.pushes()
+                peaks.append(sampler.peak_kib)
+                first, restarted, direct = (p / 1024 for p in peaks)
                 run.say(
-                    f"  operator peak RSS {sampler.peak_kib / 1024:.0f} MB (after the restart),"
-                    f"   target <= {TARGET_RSS_MB} MB:"
-                    f" {verdict(sampler.peak_kib / 1024 <= TARGET_RSS_MB)}"
+                    f"  operator peak RSS: first start {first:.0f} MB, restart {restarted:.0f} MB,"
+                    f" during the moves {direct:.0f} MB   target <= {TARGET_RSS_MB} MB:"
+                    f" {verdict(max(first, restarted, direct) <= TARGET_RSS_MB)}"
                 )
             finally:
                 for t in (*watches, task):
