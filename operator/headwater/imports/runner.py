@@ -54,7 +54,12 @@ from headwater.imports.history import (
     transitions,
 )
 from headwater.imports.model import SpecTag, StreamRef, source_stream, spec_tags
-from headwater.imports.notifications import Push, pushed_digests, tags_to_import
+from headwater.imports.notifications import (
+    Push,
+    RepositoryIndex,
+    pushed_digests,
+    tags_to_import,
+)
 from headwater.imports.plan import (
     REQUEST_ANNOTATION,
     ImportJob,
@@ -128,6 +133,8 @@ class ImportRunner:
         self.keyrings: dict[str, tuple[float, Keyring]] = {}
         self.reference_digests: dict[str, str] = {}
         self.pending: dict[StreamRef, set[str]] = {}
+        self.repositories = RepositoryIndex()
+        """Repository path -> the streams importing from it (what a push looks at)."""
         self.expected: dict[tuple[StreamRef, str], tuple[str, int]] = {}
         """The digest a push notification named for a tag, and the imports tried since:
         distribution notifies before it moves the tag, so an import at once may still
@@ -184,7 +191,10 @@ class ImportRunner:
         now = time.monotonic()
         if now - self.started_monotonic < EARLY_PUSH_SECONDS:
             self.early_pushes.extend((now, push) for push in pushes)
-        return self._import_pushes(pushes, self.bodies)
+        followers = self.repositories.streams(pushes)
+        return self._import_pushes(
+            pushes, {r: self.bodies[r] for r in followers if r in self.bodies}
+        )
 
     def _match_early_pushes(self, ref: StreamRef) -> None:
         """A stream seen for the first time: import its tags the kept pushes moved.
@@ -215,6 +225,7 @@ class ImportRunner:
         wake its aliases. Its namespace's keyring goes with the namespace's last stream."""
         ref = StreamRef(namespace, name)
         body = self.bodies.pop(ref, None)
+        self.repositories.remove(ref)
         self.pending.pop(ref, None)
         self.own_writes.pop(ref, None)
         self.scheduler.cancel(ref)
@@ -337,6 +348,7 @@ class ImportRunner:
             # it would compute the next status from an old one.
             return
         self.bodies[ref] = without_managed_fields(body)
+        self.repositories.update(ref, body)
         sources: set[StreamRef] = set()
         for tag in spec_tags(body.get("spec")):
             source = None if tag.reference else source_stream(tag, ref.namespace)
