@@ -42,6 +42,29 @@ def test_without_managed_fields_copies_and_keeps_the_rest() -> None:
     assert without_managed_fields({"kind": "X"}) == {"kind": "X"}
 
 
+def test_the_runner_keeps_one_copy_of_the_strings_bodies_repeat() -> None:
+    """Interned: a digest (or key) 10,000 streams repeat is kept once."""
+
+    async def scenario() -> None:
+        registry = RegistryClient()
+        runner = ImportRunner(cast(Any, None), registry, Config())
+        try:
+            for name in ("a", "b"):
+                stream = body("1")
+                stream["metadata"]["name"] = name
+                # Equal strings, distinct objects, as two JSON documents decode them.
+                stream["status"] = {"".join(["dig", "est"]): "".join(["sha256:", "a" * 64])}
+                await runner.observe(stream)
+            a, b = runner.bodies[StreamRef("shop", "a")], runner.bodies[StreamRef("shop", "b")]
+            assert a["status"]["digest"] is b["status"]["digest"]
+            assert next(iter(a["status"])) is next(iter(b["status"]))
+        finally:
+            await runner.scheduler.stop()
+            await registry.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_runner_keeps_bodies_without_managed_fields() -> None:
     async def scenario() -> None:
         registry = RegistryClient()

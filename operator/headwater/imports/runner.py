@@ -73,13 +73,13 @@ from headwater.imports.plan import (
 from headwater.imports.references import References
 from headwater.imports.throttle import HostBackoff, HostBuckets, RepositoryLocks
 from headwater.kube import (
+    compact_body,
     get_or_none,
     is_conflict,
     is_gone,
     older,
     patch_status,
     plain_dict,
-    without_managed_fields,
 )
 from headwater.metrics import (
     IMPORT_DURATION,
@@ -347,7 +347,7 @@ class ImportRunner:
             # A watch event delivered after this runner's own newer write: keeping
             # it would compute the next status from an old one.
             return
-        self.bodies[ref] = without_managed_fields(body)
+        self.bodies[ref] = compact_body(body)
         self.repositories.update(ref, body)
         sources: set[StreamRef] = set()
         for tag in spec_tags(body.get("spec")):
@@ -678,7 +678,7 @@ class ImportRunner:
         answer can arrive after the watch events of later writes by others), and remember
         its resourceVersion: its own watch event is ours, and queues nothing."""
         if ref in self.bodies and not older(body, self.bodies[ref]):
-            self.bodies[ref] = without_managed_fields(body)
+            self.bodies[ref] = compact_body(body)
         version = (body.get("metadata") or {}).get("resourceVersion")
         if version is not None:
             self.own_writes[ref] = str(version)
