@@ -59,3 +59,7 @@ manifests: ## regenerate crds/, deploy/install.yaml and deploy/namespaced/
 	$(BIN)/python hack/gen_crds.py
 	$(BIN)/python hack/gen_install.py
 	$(BIN)/python hack/gen_namespaced.py
+
+.PHONY: bench-scale
+bench-scale: install-deps ## the operator at N ImageStreams on the local cluster (SCALE=N, default 10000; QUICK=1: 1000)
+	HEADWATER_KEEP_CLUSTER=1 flock /tmp/hw-e2e.lock $(BIN)/python bench/scale.py $(BENCH_ARGS)

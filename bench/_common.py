@@ -7,13 +7,14 @@ script) and imports this as ``bench._common``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,13 @@ class Kubectl:
 
 def start_operator(
     env: Mapping[str, str],
-    namespace: str,
+    namespace: str | None,
     log: Path,
     extra_env: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """``headwater operator run --standalone`` watching ``namespace``, its output in ``log``."""
+    """``headwater operator run --standalone`` watching ``namespace`` (None: all namespaces),
+    its output in ``log``."""
     operator_env = {
         **os.environ,
         "KUBECONFIG": env["KUBECONFIG"],
@@ -131,7 +133,11 @@ def start_operator(
     command = [str(Path(sys.executable).parent / "headwater"), "operator", "run", "--standalone"]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*command, "--namespace", namespace, *extra_args],
+            [
+                *command,
+                *(["--namespace", namespace] if namespace else ["--all-namespaces"]),
+                *extra_args,
+            ],
             env=operator_env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -141,6 +147,44 @@ def start_operator(
 def stop_operator(operator: subprocess.Popen[bytes]) -> None:
     operator.send_signal(signal.SIGTERM)
     operator.wait(timeout=30)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set now (VmRSS)."""
+    return _status_kib(pid, "VmRSS")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM)."""
+    return _status_kib(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (fields 14 and 15 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def bounded(coros: Sequence[Awaitable[object]], limit: int) -> None:
+    """Await ``coros`` with at most ``limit`` of them running at once."""
+    slots = asyncio.Semaphore(limit)
+
+    async def run(coro: Awaitable[object]) -> None:
+        async with slots:
+            await coro
+
+    await asyncio.gather(*(run(c) for c in coros))
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:

@@ -39,7 +39,7 @@ from lightkube import AsyncClient  # noqa: E402
 from lightkube.config.kubeconfig import KubeConfig  # noqa: E402
 from lightkube.core.exceptions import ApiError  # noqa: E402
 
-from bench._common import Kubectl, cluster_env, parser, ratio_row  # noqa: E402
+from bench._common import Kubectl, bounded, cluster_env, parser, ratio_row  # noqa: E402
 from headwater.config import Config  # noqa: E402
 from headwater.imports.credentials import Keyring  # noqa: E402
 from headwater.imports.history import Outcome  # noqa: E402
@@ -104,16 +104,6 @@ def stream_body(index: int, tags: int, registry: str) -> dict[str, Any]:
     }
 
 
-async def bounded(coros: list[Any]) -> None:
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def run(coro: Any) -> None:
-        async with slots:
-            await coro
-
-    await asyncio.gather(*(run(c) for c in coros))
-
-
 async def create_streams(kube: AsyncClient, streams: int, tags: int, registry: str) -> None:
     async def create(i: int) -> None:
         body = stream_body(i, tags, registry)
@@ -123,7 +113,7 @@ async def create_streams(kube: AsyncClient, streams: int, tags: int, registry: s
             if exc.status.code != 409:
                 raise
 
-    await bounded([create(i) for i in range(streams)])
+    await bounded([create(i) for i in range(streams)], CONCURRENCY)
 
 
 async def run_cycle(runner: CountingRunner, refs: list[StreamRef]) -> Cycle:
@@ -133,7 +123,7 @@ async def run_cycle(runner: CountingRunner, refs: list[StreamRef]) -> Cycle:
     stats = runner.registry.stats
     before = (stats.manifest_requests, stats.blob_requests, stats.token_requests, runner.writes)
     cpu, wall = time.process_time(), time.perf_counter()
-    await bounded([runner.reconcile(ref) for ref in refs])
+    await bounded([runner.reconcile(ref) for ref in refs], CONCURRENCY)
     return Cycle(
         wall=time.perf_counter() - wall,
         cpu=time.process_time() - cpu,
@@ -159,7 +149,7 @@ async def measure(
             refs.append(ref)
         started = time.perf_counter()
         # First look: imports tags that have no status yet (only on the first run).
-        await bounded([runner.reconcile(ref) for ref in refs])
+        await bounded([runner.reconcile(ref) for ref in refs], CONCURRENCY)
         first = time.perf_counter() - started
         return await run_cycle(runner, refs), first
     finally:

@@ -80,7 +80,7 @@ from lightkube import AsyncClient  # noqa: E402
 from lightkube.config.kubeconfig import KubeConfig  # noqa: E402
 from lightkube.resources.apps_v1 import Deployment  # noqa: E402
 
-from bench._common import cluster_env, percentiles_ms  # noqa: E402
+from bench._common import cluster_env, cpu_seconds, percentiles_ms, rss_kib  # noqa: E402
 from headwater.kube import plain_dict  # noqa: E402
 from headwater.resources import Build, ImageStream  # noqa: E402
 from tests.apiproxy import (  # noqa: E402
@@ -112,7 +112,6 @@ LABEL_BUILDCONFIG = "build.headwater.dev/buildconfig"
 LABEL_REQUEST = "build.headwater.dev/request"
 REQUEST_TRIES = 20
 REQUEST_RETRY_SECONDS = 3.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- the workload's objects ---------------------------------------------------------------
@@ -326,20 +325,6 @@ async def watch_forever(
 
 
 # --- the operator's process: RSS and CPU ----------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 @dataclasses.dataclass

@@ -48,6 +48,8 @@ def test_settings() -> None:
     assert settings.watching.server_timeout
     assert settings.watching.client_timeout
     assert settings.posting.reporting_instance == "pod-1"
+    # Paged initial lists: an unpaged list of N=10,000 streams was the start-up peak RSS.
+    assert settings.watching.chunk_size == 500
 
 
 def test_in_cluster_server_from_the_service_variables() -> None:

@@ -246,6 +246,19 @@ def test_transitions_name_moves_failures_and_recoveries_once() -> None:
     assert reasons == ["TagMoved", "ImportRecovered"]
 
 
+def test_transitions_name_the_tags_one_write_moved_in_one_event() -> None:
+    """A stream's first import moves all its tags: one Event, not one per tag
+    (bench/scale.py: 10 tags x N streams were 10 N Event writes, a third of the CPU)."""
+    entries = [
+        apply_result(None, TagResult(tag(name), Imported(DIGEST_A, "r@" + DIGEST_A), 1), NOW, 10)
+        for name in ("a", "b", "c")
+    ]
+    (moved,) = transitions([], entries)
+    assert (moved.type, moved.reason) == ("Normal", "TagMoved")
+    assert moved.message.startswith("3 tags moved: a now points at r@")
+    assert "; c now points at r@" in moved.message
+
+
 def test_host_backoff_grows_honours_retry_after_and_clears() -> None:
     from headwater.imports.throttle import HostBackoff
 

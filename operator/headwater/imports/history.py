@@ -226,6 +226,7 @@ def transitions(
     """The Events a status change deserves; none when nothing a person cares about changed."""
     old = {e.get("tag"): e for e in before or []}
     events: list[Transition] = []
+    moved: list[str] = []
     for entry in after:
         name = entry.get("tag")
         previous = old.get(name) or {}
@@ -233,8 +234,7 @@ def transitions(
         image = items[0].get("image") if items else None
         old_image = old_items[0].get("image") if old_items else None
         if image and image != old_image:
-            reference = items[0].get("dockerImageReference")
-            events.append(Transition("Normal", "TagMoved", f"tag {name} now points at {reference}"))
+            moved.append(f"{name} now points at {items[0].get('dockerImageReference')}")
         condition = tag_condition(entry, IMPORT_SUCCESS) or {}
         old_condition = tag_condition(previous, IMPORT_SUCCESS) or {}
         status, old_status = condition.get("status"), old_condition.get("status")
@@ -250,4 +250,12 @@ def transitions(
             )
         elif status == "True" and old_status == "False":
             events.append(Transition("Normal", "ImportRecovered", f"tag {name} imports again"))
+    # One Event for the tags one write moved (a stream's first import moves them all):
+    # an Event per tag made the first import of N streams N x tags API writes.
+    if len(moved) == 1:
+        events.insert(0, Transition("Normal", "TagMoved", f"tag {moved[0]}"))
+    elif moved:
+        events.insert(
+            0, Transition("Normal", "TagMoved", f"{len(moved)} tags moved: " + "; ".join(moved))
+        )
     return events

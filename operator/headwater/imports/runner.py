@@ -54,7 +54,12 @@ from headwater.imports.history import (
     transitions,
 )
 from headwater.imports.model import SpecTag, StreamRef, source_stream, spec_tags
-from headwater.imports.notifications import Push, pushed_digests, tags_to_import
+from headwater.imports.notifications import (
+    Push,
+    RepositoryIndex,
+    pushed_digests,
+    tags_to_import,
+)
 from headwater.imports.plan import (
     REQUEST_ANNOTATION,
     ImportJob,
@@ -67,7 +72,15 @@ from headwater.imports.plan import (
 )
 from headwater.imports.references import References
 from headwater.imports.throttle import HostBackoff, HostBuckets, RepositoryLocks
-from headwater.kube import get_or_none, is_conflict, is_gone, older, patch_status, plain_dict
+from headwater.kube import (
+    compact_body,
+    get_or_none,
+    is_conflict,
+    is_gone,
+    older,
+    patch_status,
+    plain_dict,
+)
 from headwater.metrics import (
     IMPORT_DURATION,
     IMPORT_ERRORS,
@@ -120,6 +133,8 @@ class ImportRunner:
         self.keyrings: dict[str, tuple[float, Keyring]] = {}
         self.reference_digests: dict[str, str] = {}
         self.pending: dict[StreamRef, set[str]] = {}
+        self.repositories = RepositoryIndex()
+        """Repository path -> the streams importing from it (what a push looks at)."""
         self.expected: dict[tuple[StreamRef, str], tuple[str, int]] = {}
         """The digest a push notification named for a tag, and the imports tried since:
         distribution notifies before it moves the tag, so an import at once may still
@@ -176,7 +191,10 @@ class ImportRunner:
         now = time.monotonic()
         if now - self.started_monotonic < EARLY_PUSH_SECONDS:
             self.early_pushes.extend((now, push) for push in pushes)
-        return self._import_pushes(pushes, self.bodies)
+        followers = self.repositories.streams(pushes)
+        return self._import_pushes(
+            pushes, {r: self.bodies[r] for r in followers if r in self.bodies}
+        )
 
     def _match_early_pushes(self, ref: StreamRef) -> None:
         """A stream seen for the first time: import its tags the kept pushes moved.
@@ -207,6 +225,7 @@ class ImportRunner:
         wake its aliases. Its namespace's keyring goes with the namespace's last stream."""
         ref = StreamRef(namespace, name)
         body = self.bodies.pop(ref, None)
+        self.repositories.remove(ref)
         self.pending.pop(ref, None)
         self.own_writes.pop(ref, None)
         self.scheduler.cancel(ref)
@@ -328,7 +347,8 @@ class ImportRunner:
             # A watch event delivered after this runner's own newer write: keeping
             # it would compute the next status from an old one.
             return
-        self.bodies[ref] = body
+        self.bodies[ref] = compact_body(body)
+        self.repositories.update(ref, body)
         sources: set[StreamRef] = set()
         for tag in spec_tags(body.get("spec")):
             source = None if tag.reference else source_stream(tag, ref.namespace)
@@ -658,7 +678,7 @@ class ImportRunner:
         answer can arrive after the watch events of later writes by others), and remember
         its resourceVersion: its own watch event is ours, and queues nothing."""
         if ref in self.bodies and not older(body, self.bodies[ref]):
-            self.bodies[ref] = body
+            self.bodies[ref] = compact_body(body)
         version = (body.get("metadata") or {}).get("resourceVersion")
         if version is not None:
             self.own_writes[ref] = str(version)
