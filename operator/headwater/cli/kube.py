@@ -25,12 +25,36 @@ def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
     return single
 
 
-def cluster_options(fn: Any) -> Any:
-    """-n/--namespace, --context and --kubeconfig, as kubectl takes them."""
-    fn = click.option("--kubeconfig", metavar="PATH", help="Path of the kubeconfig file.")(fn)
-    fn = click.option("--context", metavar="NAME", help="Kubeconfig context to use.")(fn)
+CLUSTER_OPTIONS = ("namespace", "context", "kubeconfig")
+"""The global flags: accepted before the verb (``headwater -n shop logs ...``) and after it."""
+
+
+def _from_root(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A verb's -n/--context/--kubeconfig; not given after the verb: the value given before it."""
+    if value is not None or param.name is None:
+        return value
+    return ctx.find_root().params.get(param.name)
+
+
+def cluster_options(fn: Any, *, after_verb: bool = True) -> Any:
+    """-n/--namespace, --context and --kubeconfig, as kubectl takes them.
+
+    On a verb (``after_verb``) a flag not given falls back to the same flag given
+    before the verb, on the root command, as kubectl and oc accept both places.
+    """
+    callback = _from_root if after_verb else None
     fn = click.option(
-        "-n", "--namespace", metavar="NS", help="Namespace (default: the context's)."
+        "--kubeconfig", metavar="PATH", callback=callback, help="Path of the kubeconfig file."
+    )(fn)
+    fn = click.option(
+        "--context", metavar="NAME", callback=callback, help="Kubeconfig context to use."
+    )(fn)
+    fn = click.option(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        callback=callback,
+        help="Namespace (default: the context's).",
     )(fn)
     return fn
 
