@@ -337,6 +337,12 @@ def _parse_str(value: object, where: str) -> str:
     raise _fail(where, "a non-empty string", value)
 
 
+def _parse_shared_secret(value: object, where: str) -> str:
+    """A token compared with what callers send: surrounding whitespace is not part of it
+    (``kubectl create secret generic --from-file`` keeps the file's trailing newline)."""
+    return _parse_str(value.strip() if isinstance(value, str) else value, where)
+
+
 def _parse_optional_str(value: object, where: str) -> str | None:
     """A string where empty means "off" (e.g. HEADWATER_ADMISSION_HOST="")."""
     if value is None or value == "":
@@ -681,7 +687,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
     "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
     "HEADWATER_ADMISSION_SERVICE": _TOP_LEVEL["admissionService"],
-    "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_str),
+    "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_shared_secret),
 }
 _LEADER_ENV = {
     "HEADWATER_LEADER_ELECTION": "enabled",
