@@ -237,6 +237,15 @@ class Config:
         """``host[:port]`` of ``registry``, without the repository prefix."""
         return None if self.registry is None else self.registry.split("/", 1)[0]
 
+    @property
+    def insecure_hosts(self) -> tuple[str, ...]:
+        """Registries (``host[:port]``) read and written without TLS verification:
+        ``insecureRegistries``, and ``registry`` when ``registryInsecure``."""
+        hosts = list(self.insecure_registries)
+        if self.registry_insecure and self.registry_host and self.registry_host not in hosts:
+            hosts.append(self.registry_host)
+        return tuple(hosts)
+
 
 # --- parsing helpers: each takes the raw value and a `where` naming its source ---
 

@@ -9,7 +9,14 @@ from typing import Any
 import click
 from lightkube import Client
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
-from lightkube.core.exceptions import ConfigError
+from lightkube.core.exceptions import ApiError, ConfigError
+
+from headwater import config as operator_settings
+
+OPERATOR_NAMESPACE = "headwater-system"
+OPERATOR_CONFIGMAP = "headwater-config"
+OPERATOR_CONFIG_KEY = "config.yaml"
+"""Where deploy/install.yaml puts the operator and its configuration (HEADWATER_CONFIG_FILE)."""
 
 
 def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
@@ -67,3 +74,26 @@ def connect(
     single = load_config(kubeconfig, context)
     chosen = namespace or single.namespace or "default"
     return Client(config=single, namespace=chosen, field_manager="headwater-cli"), chosen
+
+
+def operator_config(client: Client) -> operator_settings.Config | None:
+    """The installed operator's configuration, read from its ConfigMap; None when there
+    is none, the user may not read it, or it does not parse (what the CLI then cannot
+    know, it does not guess). Settings given to the operator as environment variables
+    instead are not seen."""
+    from lightkube.resources.core_v1 import ConfigMap
+
+    try:
+        found = client.get(ConfigMap, OPERATOR_CONFIGMAP, namespace=OPERATOR_NAMESPACE)
+    except ApiError:
+        return None
+    text = (found.data or {}).get(OPERATOR_CONFIG_KEY)
+    if text is None:
+        return None
+    source = f"ConfigMap {OPERATOR_NAMESPACE}/{OPERATOR_CONFIGMAP}"
+    try:
+        return operator_settings.config_from_mapping(
+            operator_settings.parse_yaml(text, source), source
+        )
+    except operator_settings.ConfigError:
+        return None

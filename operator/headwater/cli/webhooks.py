@@ -17,12 +17,11 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 
 from headwater.builds.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls, shared_secret
-from headwater.cli.kube import cluster_options, connect
+from headwater.cli.kube import OPERATOR_NAMESPACE, cluster_options, connect
 from headwater.kube import is_gone, plain_dict
 
 URL_ENV = "HEADWATER_WEBHOOK_URL"
 LOCAL_BASE = "http://127.0.0.1:8082"
-OPERATOR_NAMESPACE = "headwater-system"
 WEBHOOK_SERVICE = "headwater-webhooks"
 """Where deploy/install.yaml puts the operator and the Service of its webhook port."""
 PORT_FORWARD_HINT = (
