@@ -237,6 +237,15 @@ class Config:
         """``host[:port]`` of ``registry``, without the repository prefix."""
         return None if self.registry is None else self.registry.split("/", 1)[0]
 
+    @property
+    def insecure_hosts(self) -> tuple[str, ...]:
+        """Registries (``host[:port]``) read and written without TLS verification:
+        ``insecureRegistries``, and ``registry`` when ``registryInsecure``."""
+        hosts = list(self.insecure_registries)
+        if self.registry_insecure and self.registry_host and self.registry_host not in hosts:
+            hosts.append(self.registry_host)
+        return tuple(hosts)
+
 
 # --- parsing helpers: each takes the raw value and a `where` naming its source ---
 
@@ -335,6 +344,12 @@ def _parse_str(value: object, where: str) -> str:
     if isinstance(value, str) and value:
         return value
     raise _fail(where, "a non-empty string", value)
+
+
+def _parse_shared_secret(value: object, where: str) -> str:
+    """A token compared with what callers send: surrounding whitespace is not part of it
+    (``kubectl create secret generic --from-file`` keeps the file's trailing newline)."""
+    return _parse_str(value.strip() if isinstance(value, str) else value, where)
 
 
 def _parse_optional_str(value: object, where: str) -> str | None:
@@ -681,7 +696,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
     "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
     "HEADWATER_ADMISSION_SERVICE": _TOP_LEVEL["admissionService"],
-    "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_str),
+    "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_shared_secret),
 }
 _LEADER_ENV = {
     "HEADWATER_LEADER_ELECTION": "enabled",

@@ -380,3 +380,64 @@ def test_completion_and_the_kubectl_plugin(cluster: Cluster, objects: str) -> No
         env=plugin_env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert helped.stdout.startswith("Usage: kubectl headwater get")
+
+
+def test_describe_istag_reads_a_plain_http_registry_as_the_operator_does(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Issue 16: ``make demo``'s ``describe istag web:latest`` said "Registry: not read: TLS
+    failed ... WRONG_VERSION_NUMBER" for a build's output on the local plain-HTTP registry.
+    The tag has no spec (a build pushed it); the operator's ConfigMap says that registry is
+    plain HTTP (registryInsecure), as deploy/install.yaml rendered for this cluster says."""
+    from tests import hack_scripts
+
+    from .helpers import push_image
+
+    registry = cluster.need_registry()
+    digest, _ = push_image(registry, f"{namespace}/built", "latest", marker="describe")
+    cluster.apply(
+        {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream",
+         "metadata": {"name": "built"}},
+        namespace,
+    )  # fmt: skip
+    set_status(cluster, namespace, "imagestream/built", {"tags": [
+        {"tag": "latest", "items": [
+            {"created": "2026-11-28T11:00:45Z", "image": digest,
+             "dockerImageReference": f"{registry}/{namespace}/built@{digest}"}]},
+    ]})  # fmt: skip
+    render = hack_scripts.load("render_install")
+    docs = render.render(
+        render.load(),
+        image="unused",
+        registry=registry,
+        insecure=True,
+        builder_image=cluster.env.get("HEADWATER_BUILDER_IMAGE"),
+        kaniko_image=cluster.env.get("HEADWATER_KANIKO_IMAGE"),
+    )
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    where = ("configmap", config_map["metadata"]["name"], "-n", config_map["metadata"]["namespace"])
+    existed = cluster.kubectl("get", *where, check=False).returncode == 0
+    if not existed:
+        # No operator configuration readable: only the tag's importPolicy or --insecure say so.
+        unknown = ok(headwater(cluster, namespace, "describe", "istag", "built:latest"))
+        assert "Registry:\t\tnot read:" in unknown, unknown
+        flagged = ok(headwater(cluster, namespace, "describe", "istag", "built:latest",
+                               "--insecure"))  # fmt: skip
+        assert "not read" not in flagged, flagged
+        # What the operator_in_cluster fixture applies too (the same rendering).
+        cluster.apply(config_map, config_map["metadata"]["namespace"])
+    try:
+        described = ok(headwater(cluster, namespace, "describe", "istag", "built:latest"))
+        assert "not read" not in described, described
+        for expected in (digest, "Command:\t\t/marker", "marker=describe", "linux/amd64"):
+            assert expected in described, described
+        # -n before the verb (issue 16) reads the same.
+        before = subprocess.run(
+            [HEADWATER, "-n", namespace, "--kubeconfig", str(cluster.kubeconfig),
+             "describe", "istag", "built:latest"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert ok(before) == described
+    finally:
+        if not existed:
+            cluster.kubectl("delete", *where, check=False)

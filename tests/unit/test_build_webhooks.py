@@ -947,3 +947,43 @@ def test_module_constants_match_the_crd() -> None:
         "bitbucket": "Bitbucket",
         "generic": "Generic",
     }
+
+
+# --- secrets made with `kubectl create secret generic --from-file` (issue 16) ----------------
+
+
+async def test_operator_reads_a_webhook_secret_without_its_trailing_newline() -> None:
+    """``--from-file=WebHookSecretKey=f`` keeps the file's newline; no URL carries it."""
+    from tests.fakekube import FakeKube
+
+    kube = FakeKube()
+    for name, value in (("gh", b"ghsecret\n"), ("blank", b" \r\n"), ("plain", b"s3cret")):
+        kube.add(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": "shop"},
+                "data": {"WebHookSecretKey": base64.b64encode(value).decode()},
+            }
+        )
+
+    async def instantiate(*_: Any) -> str:
+        raise AssertionError("not called")
+
+    hooks = BuildWebhooks.for_operator(kube.client, instantiate, ())
+    assert await hooks.read_secret("shop", "gh") == b"ghsecret"
+    assert await hooks.read_secret("shop", "plain") == b"s3cret"
+    # Only whitespace: no secret at all (an empty secret would match an empty URL segment).
+    assert await hooks.read_secret("shop", "blank") is None
+
+
+def test_cli_prints_the_url_of_a_secret_with_a_trailing_newline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = CliClient(buildconfig(trigger("GitHub", "gh")), {"gh": b"ghsecret\n"})
+    monkeypatch.setattr(cli_webhooks, "connect", lambda *a: (client, "shop"))
+    monkeypatch.setenv("HEADWATER_WEBHOOK_URL", "https://ci.example.com")
+    result = CliRunner().invoke(cli_webhooks.webhooks, ["bc/web"])
+    assert result.exit_code == 0, result.output
+    path = "/apis/build.headwater.dev/v1/namespaces/shop/buildconfigs/web/webhooks"
+    assert result.stdout.splitlines() == [f"https://ci.example.com{path}/ghsecret/github"]

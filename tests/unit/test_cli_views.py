@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from headwater.cli.describe import (
     describe_build,
     describe_buildconfig,
@@ -357,3 +359,97 @@ def test_events_section_like_kubectl() -> None:
     assert lines[4].endswith("web-4 failed badly")
     assert events_section([], NOW) == ["Events:  <none>"]
     assert events_section(None, NOW) == ["Events:  <not readable: forbidden>"]
+
+
+# --- describe istag reads the registry as the operator does (issue 16) -------------------------
+
+
+class _IstagClient:
+    """A stream whose tag was pushed by a build to the operator's plain-HTTP registry, and
+    (when ``config`` is given) the operator's ConfigMap."""
+
+    def __init__(self, config: str | None, *, spec_insecure: bool = False) -> None:
+        self.config = config
+        self.spec_insecure = spec_insecure
+
+    def get(self, resource: Any, name: str, namespace: str | None = None) -> Any:
+        from lightkube.core.exceptions import ApiError
+        from lightkube.models.meta_v1 import ObjectMeta, Status
+        from lightkube.resources.core_v1 import ConfigMap
+
+        if resource is ConfigMap:
+            assert (namespace, name) == ("headwater-system", "headwater-config")
+            if self.config is None:
+                raise ApiError(status=Status(code=403, reason="Forbidden", message="forbidden"))
+            return ConfigMap(metadata=ObjectMeta(name=name), data={"config.yaml": self.config})
+        spec_tags = (
+            [{"name": "latest", "importPolicy": {"insecure": True}}] if self.spec_insecure else []
+        )
+        return {
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"tags": spec_tags},
+            "status": {
+                "tags": [
+                    {
+                        "tag": "latest",
+                        "items": [
+                            {
+                                "dockerImageReference": f"10.244.0.1:5000/shop/web@{DIGEST}",
+                                "image": DIGEST,
+                                "created": "2026-11-28T12:00:00Z",
+                            }
+                        ],
+                    }
+                ]
+            },
+        }
+
+
+@pytest.mark.parametrize(
+    ("config", "spec_insecure", "flag", "expected"),
+    [
+        ("registry: 10.244.0.1:5000\nregistryInsecure: true\n", False, False, True),
+        ("insecureRegistries: ['10.244.0.1:5000']\n", False, False, True),
+        ("registry: 10.244.0.1:5000\n", False, False, False),
+        ("insecureRegistries: ['other:5000']\n", False, False, False),
+        (None, False, False, False),
+        (None, True, False, True),
+        ("registry: 10.244.0.1:5000\n", False, True, True),
+        ("not: [valid", False, False, False),
+    ],
+    ids=[
+        "operator-registry-insecure", "insecureRegistries", "operator-registry-tls",
+        "other-host-insecure", "configmap-forbidden", "importPolicy-insecure", "flag",
+        "configmap-unparsable",
+    ],
+)  # fmt: skip
+def test_describe_istag_reads_the_registry_as_the_operator_does(
+    monkeypatch: pytest.MonkeyPatch,
+    config: str | None,
+    spec_insecure: bool,
+    flag: bool,
+    expected: bool,
+) -> None:
+    """``make demo``'s describe istag said "TLS failed ... WRONG_VERSION_NUMBER" for the
+    local plain-HTTP registry the operator pushes builds to (registryInsecure)."""
+    from headwater.cli import views
+    from headwater.registry import client as registry_client
+
+    asked: list[bool] = []
+
+    class Registry:
+        async def __aenter__(self) -> Registry:
+            return self
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
+
+        async def resolve(self, *_: object, insecure: bool, **__: object) -> None:
+            asked.append(insecure)
+            raise registry_client.RegistryError("TLSError", "stop here")
+
+    monkeypatch.setattr(registry_client, "RegistryClient", Registry)
+    view = {"metadata": {"name": "web:latest", "namespace": "shop"}}
+    text = views._describe_istag(_IstagClient(config, spec_insecure=spec_insecure), view, flag)  # type: ignore[arg-type]
+    assert asked == [expected]
+    assert "stop here" in text

@@ -349,3 +349,55 @@ async def test_build_controller_start_request_survives_failed_creates_and_status
     )
     assert kube.body(BuildConfig, "web", "shop")["status"]["lastVersion"] == 1
     await builds.stop()
+
+
+def calls_until_the_job(kube: FakeKube) -> list[tuple[str, str]]:
+    """(verb, resource) of every call up to and including the Job's create, events left out."""
+    seen = []
+    for call in kube.calls:
+        if call.resource == "events":
+            continue
+        sub = f"/{call.subresource}" if call.subresource else ""
+        seen.append((call.verb, call.resource + sub))
+        if (call.verb, call.resource) == ("create", "jobs"):
+            return seen
+    raise AssertionError(f"no Job was created: {seen}")
+
+
+@pytest.mark.parametrize(
+    ("policy", "lists_on_start"), [("Serial", 2), ("Parallel", 0)], ids=["Serial", "Parallel"]
+)
+async def test_start_request_to_job_reads_nothing_it_already_has(
+    policy: str, lists_on_start: int
+) -> None:
+    """Issue 15 item 4, start request -> Job in as few round trips as possible: the Build
+    just created is started from the body the create returned (no read of it back, nor of
+    its BuildConfig), and under runPolicy Parallel its siblings are not listed again."""
+    kube = FakeKube()
+    body = buildconfig()
+    body["spec"] = {
+        "runPolicy": policy,
+        "strategy": {"type": "Docker", "dockerStrategy": {}},
+        "source": {"type": "Dockerfile", "dockerfile": "FROM scratch"},
+    }
+    body["metadata"]["annotations"] = {"start.build.headwater.dev/r1": ""}
+    stored = kube.add(body)
+    config = Config()
+    builds = BuildController(kube.client, None, config, settings_from_config(config),  # type: ignore[arg-type]
+                             clock=lambda: NOW)  # fmt: skip
+    try:
+        builds.observe_buildconfig(stored)
+        await converged(builds.buildconfigs)
+        await converged(builds.builds)
+        path = calls_until_the_job(kube)
+        assert ("get", "builds") not in path
+        assert ("get", "buildconfigs") not in path
+        created = path.index(("create", "builds"))
+        # The BuildConfig's builds listed once before the create (both labels), to find a
+        # Build the request already made; after it, only what the run policy needs.
+        assert path[:created] == [("list", "builds")] * 2
+        after = [c for c in path[created + 1 :] if c[0] != "patch"]
+        assert after == [("list", "builds")] * lists_on_start + [("create", "jobs")]
+        assert [j["metadata"]["name"] for j in kube.all("jobs", "shop")] == ["web-1-build"]
+    finally:
+        await builds.stop()

@@ -213,3 +213,25 @@ async def test_pushes_before_the_streams_are_seen_reach_each_stream_seen_later(
     await runner.observe(_named(StreamRef("c", "web"), "reg:5000/shop/web:1.2.0"))
     assert not runner.pending
     assert not runner.early_pushes
+
+
+async def test_token_from_a_secret_file_with_a_trailing_newline_is_trimmed() -> None:
+    """Issue 16: a token Secret made with ``kubectl create secret generic --from-file=token=f``
+    keeps the file's newline; every notification got 401."""
+    from headwater.config import ConfigError, load_config
+
+    config = load_config({"HEADWATER_REGISTRY_WEBHOOK_TOKEN": " s3cret\n"})
+    assert config.registry_webhook_token == "s3cret"
+    with pytest.raises(ConfigError, match="HEADWATER_REGISTRY_WEBHOOK_TOKEN"):
+        load_config({"HEADWATER_REGISTRY_WEBHOOK_TOKEN": "\n"})
+
+    async def on_push(pushes: list[Push]) -> tuple[int, int]:
+        return 1, len(pushes)
+
+    app = webhook_app(config.registry_webhook_token, on_push)
+    async with TestClient(TestServer(app)) as client:
+        body = json.dumps(DISTRIBUTION_ENVELOPE)
+        ok = await client.post(
+            REGISTRY_NOTIFICATIONS_PATH, data=body, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert ok.status == 202

@@ -677,14 +677,11 @@ def render_job(
 
 def settings_from_config(config: Config) -> JobSettings:
     """The Job renderer's view of the operator configuration."""
-    insecure = list(config.insecure_registries)
-    if config.registry_insecure and config.registry_host and config.registry_host not in insecure:
-        insecure.append(config.registry_host)
     return JobSettings(
         builder_image=config.builder_image,
         executor=config.build_executor,
         kaniko_image=config.kaniko_image,
-        insecure_registries=tuple(insecure),
+        insecure_registries=config.insecure_hosts,
         defaults=config.build_defaults,
         overrides=config.build_overrides,
         host_network=config.build_host_network,

@@ -38,6 +38,7 @@ from headwater.builds.webhooks import (
     precheck,
     referenced_secrets,
     refusal,
+    shared_secret,
     too_many,
 )
 from headwater.kube import Failure, classify, is_gone, plain_dict
@@ -121,7 +122,7 @@ class BuildWebhooks:
             if not encoded:
                 return None
             try:
-                return base64.b64decode(encoded, validate=True)
+                return shared_secret(base64.b64decode(encoded, validate=True)) or None
             except (binascii.Error, ValueError):
                 return None
 

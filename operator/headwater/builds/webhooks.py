@@ -247,6 +247,16 @@ def referenced_secrets(bc: Mapping[str, Any], hook: str) -> list[str]:
     return names[:_MAX_SECRETS]
 
 
+def shared_secret(raw: bytes) -> bytes:
+    """A webhook secret as read from its Secret: without surrounding whitespace.
+
+    ``kubectl create secret generic --from-file=WebHookSecretKey=f`` keeps the
+    file's trailing newline, which no URL or signature ever carries; the operator
+    and the URLs the CLI prints use the same trimmed value.
+    """
+    return raw.strip()
+
+
 def matching_trigger(
     triggers: Sequence[Trigger], secrets: Mapping[str, bytes | None], given: str
 ) -> tuple[Trigger, bytes] | None:

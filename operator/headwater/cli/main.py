@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -77,15 +78,24 @@ def _has_request(exc: Exception) -> bool:
     epilog=EXIT_STATUS,
 )
 @click.version_option(__version__, "--version", prog_name="headwater")
-def cli() -> None:
+@functools.partial(cluster_options, after_verb=False)
+def cli(namespace: str | None, context: str | None, kubeconfig: str | None) -> None:
     """Headwater: OpenShift's ImageStreams, BuildConfigs and Builds on any Kubernetes.
 
     Client verbs use the kubeconfig like kubectl: --kubeconfig, else
     $KUBECONFIG, else ~/.kube/config; --context; -n/--namespace, else the
-    context's namespace. Also runs as the kubectl plugin `kubectl headwater`.
+    context's namespace. These three go before the verb or after it
+    (`headwater -n shop logs build/web-1`, `headwater logs build/web-1 -n
+    shop`); after it wins. Also runs as the kubectl plugin `kubectl headwater`.
     Colour only on a terminal (and never with NO_COLOR set). Shell
     completion: `headwater completion --help`.
     """
+
+
+def _root_namespace(ctx: click.Context) -> tuple[str, ...]:
+    """``headwater -n NS operator run``: the -n given before the verb, as a watch list."""
+    given = ctx.find_root().params.get("namespace")
+    return (str(given),) if given else ()
 
 
 @cli.group()
@@ -100,8 +110,9 @@ def operator() -> None:
     "namespaces",
     metavar="NS[,NS...]",
     multiple=True,
-    help="Watch only these namespaces; repeat or comma-separate (default: $HEADWATER_NAMESPACES,"
-    " else the configuration's namespaces, else all namespaces).",
+    callback=lambda ctx, _param, value: value or _root_namespace(ctx),
+    help="Watch only these namespaces; repeat or comma-separate (default: -n before the verb,"
+    " else $HEADWATER_NAMESPACES, else the configuration's namespaces, else all namespaces).",
 )
 @click.option(
     "--all-namespaces",
@@ -143,6 +154,12 @@ def run(
     from headwater import runtime
     from headwater.logs import configure_logging
 
+    root = click.get_current_context().find_root().params
+    if root.get("context") or root.get("kubeconfig"):
+        raise click.UsageError(
+            "operator run takes its credentials from the pod's service account, $KUBECONFIG"
+            " or ~/.kube/config, not --context/--kubeconfig"
+        )
     if namespaces and all_namespaces:
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     try:

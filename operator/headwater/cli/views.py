@@ -35,7 +35,7 @@ from headwater.cli.kinds import (
     KindError,
     kind_and_names,
 )
-from headwater.cli.kube import cluster_options, connect
+from headwater.cli.kube import cluster_options, connect, operator_config
 from headwater.cli.output import colour_enabled, phase_styler, render, spinner, table
 from headwater.cli.selectors import Selector, SelectorError, parse_selector
 from headwater.cli.tables import build_sort_key, header, istags, rows, status_column
@@ -253,6 +253,15 @@ def _builds_of(client: Client, bc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted((b for b in found if buildconfig_of(b) == name), key=build_number, reverse=True)
 
 
+def _insecure_for_operator(client: Client, reference: str) -> bool:
+    """Whether the operator reads ``reference``'s registry without TLS verification
+    (its configuration, when the user may read it)."""
+    from headwater.registry.reference import parse_reference
+
+    config = operator_config(client)
+    return config is not None and parse_reference(reference).domain in config.insecure_hosts
+
+
 def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> str:
     """The tag's image from status, its metadata read from the registry (anonymously)."""
     from headwater.imports.model import newest_item, spec_tags
@@ -267,7 +276,6 @@ def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> 
     if item is None:
         raise click.ClickException(f"{target.namespace}/{target} has no image yet")
     tag_spec = next((t for t in spec_tags(stream.get("spec")) if t.name == target.tag), None)
-    insecure = insecure or bool(tag_spec and tag_spec.insecure)
 
     async def read() -> Any:
         image = parse_reference(str(item["dockerImageReference"]))
@@ -279,6 +287,13 @@ def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> 
 
     resolved, error = None, None
     try:
+        # As the operator read it: the tag's importPolicy.insecure (an import), or the
+        # host among the operator's insecureRegistries / its insecure registry (a build).
+        insecure = (
+            insecure
+            or bool(tag_spec and tag_spec.insecure)
+            or _insecure_for_operator(client, str(item["dockerImageReference"]))
+        )
         with spinner(f"reading {target} from the registry"):
             resolved = asyncio.run(read())
     except (RegistryError, ReferenceError, ValueError) as exc:
@@ -308,8 +323,11 @@ def describe(
       import errors.
     - istag: the image (reference, digest, created) and, read from the
       registry, its size, platforms, entrypoint, cmd, user, ports, labels.
-      The registry is read anonymously; when it needs a login the
-      description says why the metadata was not read.
+      The registry is read anonymously, over plain HTTP where the operator
+      reads it so (the tag's importPolicy.insecure, its insecureRegistries
+      or insecure registry, from its ConfigMap when readable) or with
+      --insecure; when it needs a login the description says why the
+      metadata was not read.
     - bc: strategy, source, output, triggers with webhook URLs, run policy,
       the BuildConfig's builds.
     - build: status and reason, timing, commit, output image and digest,

@@ -16,13 +16,12 @@ import click
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
 
-from headwater.builds.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls
-from headwater.cli.kube import cluster_options, connect
+from headwater.builds.webhooks import HOOK_TYPES, WEBHOOK_SECRET_KEY, hook_urls, shared_secret
+from headwater.cli.kube import OPERATOR_NAMESPACE, cluster_options, connect
 from headwater.kube import is_gone, plain_dict
 
 URL_ENV = "HEADWATER_WEBHOOK_URL"
 LOCAL_BASE = "http://127.0.0.1:8082"
-OPERATOR_NAMESPACE = "headwater-system"
 WEBHOOK_SERVICE = "headwater-webhooks"
 """Where deploy/install.yaml puts the operator and the Service of its webhook port."""
 PORT_FORWARD_HINT = (
@@ -52,10 +51,14 @@ def _secret_value(client: Client, namespace: str, name: str) -> bytes | None:
         click.echo(f"warning: Secret {name} has no {WEBHOOK_SECRET_KEY} key", err=True)
         return None
     try:
-        return base64.b64decode(encoded, validate=True)
+        value = shared_secret(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError):
         click.echo(f"warning: Secret {name}: {WEBHOOK_SECRET_KEY} is not base64", err=True)
         return None
+    if not value:
+        click.echo(f"warning: Secret {name}: {WEBHOOK_SECRET_KEY} is empty", err=True)
+        return None
+    return value
 
 
 def _installed(client: Client) -> bool:
