@@ -168,7 +168,12 @@ class Config:
     import_interval_seconds: int = 900
     """How often tags with ``importPolicy.scheduled`` are re-imported."""
     import_rate_per_minute: int = 60
-    """Upper bound of manifest requests per registry host per minute, shared by all imports."""
+    """Upper bound of manifest requests per registry host per minute, shared by all imports
+    (for each host ``import_rates`` does not name)."""
+    import_rates: Mapping[str, int] = field(default_factory=dict)
+    """Per registry host (``host[:port]``, lowercase): its own bound of manifest requests
+    per minute, instead of ``import_rate_per_minute``. A strict public registry and a lax
+    internal one need not share one budget."""
     import_platform: str = "linux/amd64"
     """The platform a Legacy import picks from a multi-platform index (os/arch[/variant])."""
     import_pull_secrets: tuple[str, ...] = ()
@@ -394,6 +399,35 @@ def _parse_str_map(
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise _fail(f"{where}.{key}", "a string", item)
         out[key] = str(item)
+    return out
+
+
+def _parse_import_rates(value: object, where: str) -> dict[str, int]:
+    """``{host[:port]: requests per minute}`` (YAML), or ``host=rate,host=rate`` (environment)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        pairs: list[tuple[object, object]] = []
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            name, sep, number = part.partition("=")
+            if not sep:
+                raise _fail(where, "host=rate pairs separated by commas", value)
+            pairs.append((name.strip(), number.strip()))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise _fail(where, "a mapping of registry hosts to requests per minute", value)
+    out: dict[str, int] = {}
+    for host, rate in pairs:
+        match = _REGISTRY_RE.match(host) if isinstance(host, str) else None
+        if match is None or match.group("prefix") or len(str(host)) > 255:
+            raise _fail(where, "registry hosts as host[:port] (no scheme, no path)", host)
+        name = str(host).lower()
+        if name in out:
+            raise ConfigError(f"{where}: {name} is given twice")
+        out[name] = parse_int(rate, f"{where}.{name}", minimum=1)
     return out
 
 
@@ -639,6 +673,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
         lambda v, w: parse_int(v, w, minimum=1),
     ),
     "importRatePerMinute": ("import_rate_per_minute", lambda v, w: parse_int(v, w, minimum=1)),
+    "importRates": ("import_rates", _parse_import_rates),
     "registryCertsDir": ("registry_certs_dir", _parse_optional_str),
     "importPlatform": ("import_platform", _parse_platform),
     "importPullSecrets": ("import_pull_secrets", _parse_secret_names),
@@ -676,6 +711,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_REGISTRY_INSECURE": _TOP_LEVEL["registryInsecure"],
     "HEADWATER_IMPORT_INTERVAL_SECONDS": _TOP_LEVEL["importIntervalSeconds"],
     "HEADWATER_IMPORT_RATE_PER_MINUTE": _TOP_LEVEL["importRatePerMinute"],
+    "HEADWATER_IMPORT_RATES": _TOP_LEVEL["importRates"],
     "HEADWATER_TAG_HISTORY_LIMIT": _TOP_LEVEL["tagHistoryLimit"],
     "HEADWATER_ALLOWED_REGISTRIES_FOR_IMPORT": _TOP_LEVEL["allowedRegistriesForImport"],
     "HEADWATER_SERVICE_CIDRS": _TOP_LEVEL["serviceCIDRs"],

@@ -57,6 +57,26 @@ IMPORTS = Counter(
     ["registry", "result"],
     registry=REGISTRY,
 )
+IMPORT_SCHEDULED_TAGS = Gauge(
+    "headwater_import_scheduled_tags",
+    "Tags with a scheduled import, by registry host.",
+    ["registry"],
+    registry=REGISTRY,
+)
+IMPORT_EFFECTIVE_INTERVAL = Gauge(
+    "headwater_import_effective_interval_seconds",
+    "About how often each scheduled tag of a registry host is really checked: the import"
+    " interval, or longer when the host's rate cannot check all its tags within it.",
+    ["registry"],
+    registry=REGISTRY,
+)
+IMPORT_SCHEDULE_BEHIND = Gauge(
+    "headwater_import_schedule_behind",
+    "1 when a registry host's rate cannot check all its scheduled tags within the import"
+    " interval (see headwater_import_effective_interval_seconds), else 0.",
+    ["registry"],
+    registry=REGISTRY,
+)
 REGISTRY_REQUESTS = Counter(
     "headwater_registry_requests_total",
     "HTTP requests to registries that got an answer, by registry host, kind and status code.",

@@ -200,6 +200,7 @@ async def startup(
     memo[MEMO_TAGS] = tags
     runner.on_status = tags.observe
     runner.scheduler.start()
+    runner.urgent.start()
     # The safety net: every stream is looked at again now and then, whatever was missed.
     memo[MEMO_IMPORT_RESYNC_TASK] = asyncio.create_task(
         runner.scheduler.resync_every(RESYNC_SECONDS, lambda: list(runner.bodies))
@@ -260,6 +261,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runner = memo.pop(MEMO_IMPORTS, None)
     if isinstance(runner, ImportRunner):
         await runner.scheduler.stop()
+        await runner.urgent.stop()
     registry = memo.pop(MEMO_REGISTRY, None)
     if isinstance(registry, RegistryClient):
         await registry.close()

@@ -104,6 +104,7 @@ async def resolve(
     backoff: HostBackoff,
     back_off: bool = True,
     namespace: str = "",
+    pushed: str | None = None,
 ) -> Outcome:
     """Resolve with each matching credential in turn (as the kubelet does), then anonymously.
 
@@ -126,6 +127,7 @@ async def resolve(
                     platform=platform,
                     preserve_original=tag.import_mode == "PreserveOriginal",
                     known_digest=known,
+                    pushed_digest=pushed,
                 )
         except RegistryError as exc:
             error = exc

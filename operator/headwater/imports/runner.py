@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import time
@@ -53,7 +54,7 @@ from headwater.imports.history import (
     ready_condition,
     transitions,
 )
-from headwater.imports.model import SpecTag, StreamRef, source_stream, spec_tags
+from headwater.imports.model import SpecTag, StreamRef, source_stream, spec_tags, tag_condition
 from headwater.imports.notifications import (
     Push,
     RepositoryIndex,
@@ -61,6 +62,7 @@ from headwater.imports.notifications import (
     tags_to_import,
 )
 from headwater.imports.plan import (
+    IMPORT_SUCCESS,
     REQUEST_ANNOTATION,
     ImportJob,
     due_time,
@@ -71,7 +73,8 @@ from headwater.imports.plan import (
     tag_key,
 )
 from headwater.imports.references import References
-from headwater.imports.throttle import HostBackoff, HostBuckets, RepositoryLocks
+from headwater.imports.schedule import Schedule
+from headwater.imports.throttle import HostBackoff, HostBuckets, Lane, RepositoryLocks
 from headwater.kube import (
     compact_body,
     get_or_none,
@@ -140,7 +143,15 @@ class ImportRunner:
         distribution notifies before it moves the tag, so an import at once may still
         see the old image and is tried again shortly."""
         """Tags registry notifications asked to import, until the stream's next reconcile."""
-        self.buckets = HostBuckets(config.import_rate_per_minute)
+        self.buckets = HostBuckets(config.import_rate_per_minute, rates=config.import_rates)
+        self.schedule = Schedule(config.import_interval_seconds, self.buckets.rate)
+        """Scheduled tags per registry host, and whether each host's rate lets them all
+        be checked within the interval."""
+        self._tasks: defaultdict[StreamRef, set[asyncio.Task[Any]]] = defaultdict(set)
+        """The reconciles running for each stream: cancelled when it goes."""
+        self._prepaid: dict[StreamRef, collections.Counter[str]] = {}
+        """Per stream, while its imports run: the scheduled lane's tokens waited for
+        before its lock was taken, per host."""
         self.backoff = HostBackoff()
         self.repository_locks = RepositoryLocks()
         self.references = References(kube, config, self.bodies)
@@ -151,6 +162,14 @@ class ImportRunner:
         )
         """Every stream's next reconcile: watch events, pushes, aliases and the import
         schedule add it; a reconcile that raises is retried with backoff."""
+        self.urgent: WorkQueue[StreamRef] = WorkQueue(
+            "imports-now",
+            self.reconcile_now,
+            concurrency=max(2, concurrency // 4),
+            kind="ImageStream",
+        )
+        """Streams with imports someone waits for (registry pushes, import requests): a
+        lane of its own, so they never queue behind the schedule's slots or tokens."""
         self.own_writes: dict[StreamRef, str] = {}
         """The resourceVersion each stream's last write by this runner got back."""
         self.early_pushes: collections.deque[tuple[float, Push]] = collections.deque(
@@ -175,11 +194,36 @@ class ImportRunner:
             # one older than what is kept: a reconcile that wrote after it may
             # have computed its status before seeing it.
             return
+        if metadata.get("deletionTimestamp"):
+            # Going (a finalizer still holds it, or its namespace is being deleted):
+            # no more imports for it, from now.
+            self._abort(ref)
         first = ref not in self.bodies
         self._remember(ref, body)
         if first and self.early_pushes:
             self._match_early_pushes(ref)
+        if requested_tags(metadata.get("annotations")) is not None:
+            self._wake_now(ref)
         self.scheduler.add(ref)
+
+    def _wake_now(self, ref: StreamRef, when: datetime | None = None) -> None:
+        """Reconcile ``ref`` in the lane of imports someone waits for."""
+        with contextlib.suppress(RuntimeError):  # no running loop (a synchronous test)
+            self.urgent.start()
+        if when is None:
+            self.urgent.add(ref)
+        else:
+            self.urgent.at(ref, when)
+
+    def _abort(self, ref: StreamRef) -> None:
+        """Stop all import work for ``ref``: its queued plans and its running reconciles
+        (a reconcile waiting for a registry token gives it back and asks nothing)."""
+        self.scheduler.cancel(ref)
+        self.urgent.cancel(ref)
+        current = asyncio.current_task() if _loop_running() else None
+        for task in self._tasks.pop(ref, set()):
+            if task is not current:
+                task.cancel()
 
     def import_now(self, pushes: list[Push]) -> tuple[int, int]:
         """Import at once the tags these registry pushes moved; (streams, tags) affected.
@@ -217,7 +261,7 @@ class ImportRunner:
             self.expected[key] = (digest, 0)
         for ref, tags in found.items():
             self.pending.setdefault(ref, set()).update(tags)
-            self.scheduler.add(ref)
+            self._wake_now(ref)
         return len(found), sum(len(tags) for tags in found.values())
 
     def forget(self, namespace: str, name: str) -> None:
@@ -228,7 +272,8 @@ class ImportRunner:
         self.repositories.remove(ref)
         self.pending.pop(ref, None)
         self.own_writes.pop(ref, None)
-        self.scheduler.cancel(ref)
+        self._abort(ref)
+        self.schedule.forget(ref)
         for source in self.sources.pop(ref, set()):
             dependents = self.dependents.get(source)
             if dependents is not None:
@@ -350,7 +395,9 @@ class ImportRunner:
         self.bodies[ref] = compact_body(body)
         self.repositories.update(ref, body)
         sources: set[StreamRef] = set()
-        for tag in spec_tags(body.get("spec")):
+        tags = spec_tags(body.get("spec"))
+        self.schedule.observe(ref, tags)
+        for tag in tags:
             source = None if tag.reference else source_stream(tag, ref.namespace)
             if source is not None and source != ref:
                 sources.add(source)
@@ -363,7 +410,78 @@ class ImportRunner:
     # --- reconcile ----------------------------------------------------------
 
     async def reconcile(self, ref: StreamRef) -> None:
-        """Bring one stream's status up to date with its spec, registries and sources."""
+        """Bring one stream's status up to date with its spec, registries and sources.
+
+        The registry tokens its scheduled checks need are waited for first, without
+        the stream's lock, so an import someone waits for (:meth:`reconcile_now`) is
+        never held up by this stream's place in the schedule.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[ref].add(task)
+        try:
+            prepaid = await self._prepay(ref)
+            if ref not in self.bodies:
+                return
+            await self._reconcile(ref, urgent=False, prepaid=prepaid)
+        finally:
+            self._untrack(ref, task)
+
+    async def reconcile_now(self, ref: StreamRef) -> None:
+        """The imports someone waits for (pushes, requests, new tags), without the
+        stream's scheduled checks (the schedule's lane does those)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[ref].add(task)
+        try:
+            await self._reconcile(ref, urgent=True, prepaid=collections.Counter())
+        finally:
+            self._untrack(ref, task)
+
+    def _untrack(self, ref: StreamRef, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks.get(ref)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._tasks[ref]
+
+    async def _prepay(self, ref: StreamRef) -> collections.Counter[str]:
+        """The scheduled lane's tokens for the checks due now, per host: one waited for
+        (in turn with the other namespaces), and as many more as are free at once.
+
+        Waited for without the stream's lock, so an import someone waits for
+        (:meth:`reconcile_now`) is not held up by the stream's place in the schedule;
+        checks still due after these run in the next turn.
+        """
+        body = self.bodies.get(ref)
+        prepaid: collections.Counter[str] = collections.Counter()
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return prepaid
+        tags = spec_tags(body.get("spec"))
+        jobs = plan_imports(
+            ref,
+            tags,
+            body.get("status") or {},
+            int((body.get("metadata") or {}).get("generation") or 0),
+            self.clock(),
+            interval=self.config.import_interval_seconds,
+            checked=self._checked_for(ref, tags),
+        )
+        due: collections.Counter[str] = collections.Counter()
+        for job in jobs:
+            host = _scheduled_host(job)
+            if host is not None and self.backoff.remaining(host) <= 0:
+                due[host] += 1
+        if not due:
+            return prepaid
+        await asyncio.gather(*(self.buckets.acquire(host, ref.namespace) for host in due))
+        for host, count in due.items():
+            prepaid[host] = 1 + self.buckets.bucket(host).take(count - 1)
+        return prepaid
+
+    async def _reconcile(
+        self, ref: StreamRef, *, urgent: bool, prepaid: collections.Counter[str]
+    ) -> None:
         async with self.locks[ref]:
             body = self.bodies.get(ref)
             if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -386,10 +504,14 @@ class ImportRunner:
                 checked=self._checked_for(ref, tags),
                 requested=requested,
             )
+            if urgent:
+                jobs = [job for job in jobs if job.reason not in SCHEDULED_REASONS]
+            else:
+                jobs = _within(jobs, prepaid, self.backoff)
             keys = [tag_key(ref, job.tag.name) for job in jobs]
             digests = {key: self.reference_digests.get(key) for key in keys}
             try:
-                await self._reconcile_imports(ref, body, tags, jobs, asked, now)
+                await self._reconcile_imports(ref, body, tags, jobs, asked, now, prepaid)
             except BaseException:
                 # Nothing of this attempt was recorded: the pushes it took are
                 # asked for again by the retry (the queue's backoff), not lost,
@@ -412,12 +534,13 @@ class ImportRunner:
         jobs: list[ImportJob],
         asked: frozenset[str] | None,
         now: datetime,
+        prepaid: collections.Counter[str],
     ) -> None:
         """Import ``jobs``, follow references and write the status; raises on API errors."""
         metadata = body.get("metadata") or {}
         generation = int(metadata.get("generation") or 0)
         status = body.get("status") or {}
-        results = await self._import_all(ref, jobs, generation, status)
+        results = await self._import_all(ref, jobs, generation, status, prepaid)
         # A notified push the registry does not show under its tag yet (it
         # notifies first) is tried again shortly, and nothing is recorded now.
         results = [self._defer_unseen_push(ref, r, now) for r in results]
@@ -461,10 +584,19 @@ class ImportRunner:
             await self._clear_request(
                 ref, {key: annotations.get(key) for key in (REQUEST_ANNOTATION, FORGET_ANNOTATION)}
             )
-        wakeups = [r.outcome.until for r in results if isinstance(r.outcome, Deferred)]
+        rechecked = {
+            r.tag.name
+            for r in results
+            if isinstance(r.outcome, Deferred) and (ref, r.tag.name) in self.expected
+        }
         # A deferred tag is due at its ``until``, not at its own due time: that one
         # is past (it was due now), and would run this reconcile again at once, in
         # a loop with no I/O for as long as its registry host backs off.
+        wakeups = [
+            r.outcome.until
+            for r in results
+            if isinstance(r.outcome, Deferred) and r.tag.name not in rechecked
+        ]
         deferred = {r.tag.name for r in results if isinstance(r.outcome, Deferred)}
         following = next_wakeup(
             ref,
@@ -475,17 +607,21 @@ class ImportRunner:
         )
         if following is not None:
             wakeups.append(following)
-        rechecked = {
-            r.tag.name
-            for r in results
-            if isinstance(r.outcome, Deferred) and (ref, r.tag.name) in self.expected
-        }
+        if ref not in self.bodies:  # forgotten (deleted) while this ran
+            return
         if set(self.pending.get(ref, ())) - rechecked:
-            # A push arrived while this reconcile ran: its wake-up (scheduled
-            # then) must not be replaced by this reconcile's plan.
-            wakeups.append(self.clock())
-        if ref in self.bodies:  # not forgotten (deleted) while this ran
-            self.scheduler.at(ref, min(wakeups) if wakeups else None)
+            # A push arrived while this reconcile ran: its wake-up (made then, in
+            # the lane of imports someone waits for) must not be lost.
+            self._wake_now(ref)
+        elif rechecked:
+            # A notified push the registry does not show yet: looked at again
+            # shortly, in the same lane.
+            self._wake_now(
+                ref,
+                min(r.outcome.until for r in results
+                    if isinstance(r.outcome, Deferred) and r.tag.name in rechecked),
+            )  # fmt: skip
+        self.scheduler.at(ref, min(wakeups) if wakeups else None)
 
     def _stamp_next_imports(
         self,
@@ -507,7 +643,10 @@ class ImportRunner:
                 self.config.import_interval_seconds,
                 checked.get(tag_key(ref, tag.name)),
             )
-            if due is None:
+            if due is None or not _failing(entry):
+                # A scheduled check that finds nothing new writes nothing, so a time
+                # stamped for it would be in the past after it: only a retry's time
+                # (written with each failed attempt) stays true.
                 entry.pop("nextImportTime", None)
             else:
                 entry["nextImportTime"] = format_time(due)
@@ -541,6 +680,7 @@ class ImportRunner:
         desired["conditions"] = ready_condition(
             status.get("conditions"), tags, desired["tags"], generation, now
         )
+        desired["conditions"] = self.schedule.condition(ref, desired["conditions"], generation, now)
         return desired
 
     # --- registry imports ---------------------------------------------------
@@ -551,13 +691,19 @@ class ImportRunner:
         jobs: list[ImportJob],
         generation: int,
         status: Mapping[str, Any],
+        prepaid: collections.Counter[str] | None = None,
     ) -> list[TagResult]:
         if not jobs:
             return []
         keyring = await credentials.keyring(
             self.kube, ref.namespace, self.config.import_pull_secrets, self.keyrings
         )
-        outcomes = await asyncio.gather(*(self._import_one(ref, job, keyring) for job in jobs))
+        if prepaid:
+            self._prepaid[ref] = prepaid
+        try:
+            outcomes = await asyncio.gather(*(self._import_one(ref, job, keyring) for job in jobs))
+        finally:
+            self._prepaid.pop(ref, None)
         return [
             TagResult(
                 tag=job.tag,
@@ -567,7 +713,12 @@ class ImportRunner:
             for job, outcome in zip(jobs, outcomes, strict=True)
         ]
 
-    async def _import_one(self, ref: StreamRef, job: ImportJob, keyring: Keyring) -> Outcome:
+    async def _import_one(
+        self,
+        ref: StreamRef,
+        job: ImportJob,
+        keyring: Keyring,
+    ) -> Outcome:
         tag = job.tag
         try:
             image = parse_reference(tag.from_name)
@@ -579,11 +730,22 @@ class ImportRunner:
             # What the tag named last time (an index, for a multi-platform
             # Legacy tag): the registry's HEAD answers with that digest.
             known = self.reference_digests.get(key, job.known_digest)
+        expected = self.expected.get((ref, tag.name))
+        pushed_digest = expected[0] if expected is not None else None
+        if pushed_digest is not None and known is None:
+            # A notified push with its digest: one HEAD confirms it (or finds the
+            # tag not moved yet), no manifest fetched.
+            known = self.reference_digests.get(key)
         waiting = self.backoff.remaining(image.api_host)
         if waiting > 0:
             return Deferred(self.clock() + timedelta(seconds=waiting))
         started = time.perf_counter()
-        await self.buckets.acquire(image.api_host, ref.namespace)
+        prepaid = self._prepaid.get(ref)
+        if job.reason in SCHEDULED_REASONS and prepaid and prepaid[image.api_host] > 0:
+            prepaid[image.api_host] -= 1  # its token was waited for before the lock
+        else:
+            lane: Lane = "scheduled" if job.reason in SCHEDULED_REASONS else "now"
+            await self.buckets.acquire(image.api_host, ref.namespace, lane)
         if ref not in self.bodies:
             # Deleted while it waited its turn (a namespace of streams going away):
             # no request for it.
@@ -591,7 +753,7 @@ class ImportRunner:
         try:
             # While a notified push is being waited for, the registry may answer
             # 5xx for the tag it is still writing: not a reason to back off the host.
-            pushed = (ref, tag.name) in self.expected
+            pushed = expected is not None
             outcome = await credentials.resolve(
                 self.registry,
                 image,
@@ -604,6 +766,7 @@ class ImportRunner:
                 backoff=self.backoff,
                 back_off=not pushed,
                 namespace=ref.namespace,
+                pushed=pushed_digest,
             )
         except Exception as exc:  # never let one tag's surprise crash the stream
             logger.exception("import of %s failed unexpectedly", tag.from_name)
@@ -682,6 +845,51 @@ class ImportRunner:
         version = (body.get("metadata") or {}).get("resourceVersion")
         if version is not None:
             self.own_writes[ref] = str(version)
+
+
+SCHEDULED_REASONS = frozenset({"scheduled", "retry"})
+"""Plan reasons of the schedule's lane; the others (new tags, spec changes, pushes,
+requests) are imports someone waits for."""
+
+
+def _scheduled_host(job: ImportJob) -> str | None:
+    """The registry host a scheduled check asks; None for other jobs."""
+    if job.reason not in SCHEDULED_REASONS:
+        return None
+    try:
+        return parse_reference(job.tag.from_name).api_host
+    except ReferenceError:
+        return None
+
+
+def _within(
+    jobs: list[ImportJob], prepaid: Mapping[str, int], backoff: HostBackoff
+) -> list[ImportJob]:
+    """``jobs`` without the scheduled checks no token was waited for (their turn comes
+    next); checks of a host backing off stay (they are deferred without a request)."""
+    left = collections.Counter(prepaid)
+    kept = []
+    for job in jobs:
+        host = _scheduled_host(job)
+        if host is not None and backoff.remaining(host) <= 0:
+            if left[host] <= 0:
+                continue
+            left[host] -= 1
+        kept.append(job)
+    return kept
+
+
+def _failing(entry: Mapping[str, Any]) -> bool:
+    condition = tag_condition(entry, IMPORT_SUCCESS)
+    return condition is not None and condition.get("status") == "False"
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 FORGET_ANNOTATION = "image.headwater.dev/forget-tags"

@@ -1,8 +1,10 @@
 """Politeness to registries: a fair token bucket per host, backoff per host, a lock per repository.
 
-Imports to one registry host share ``importRatePerMinute`` (:class:`HostBuckets`),
-served to the namespaces waiting in turn (:class:`FairBucket`), so one namespace
-with thousands of tags delays another's imports by at most a turn. A host that
+Imports to one registry host share its rate (``importRates``, else
+``importRatePerMinute``; :class:`HostBuckets`), in two lanes (scheduled checks, and
+imports someone is waiting for), each served to the namespaces waiting in turn
+(:class:`FairBucket`), so one namespace with thousands of tags delays another's
+imports by at most a turn, and no push waits behind the schedule. A host that
 answered 429, 5xx or nothing is left alone for a while (:class:`HostBackoff`).
 One request at a time goes to a repository per login and namespace
 (:class:`RepositoryLocks`). Everything kept per host or repository is bounded
@@ -16,7 +18,8 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Literal
 
 MAX_HOSTS = 1024
 """Registry hosts whose bucket and backoff are remembered; idle ones are forgotten first."""
@@ -72,6 +75,15 @@ class FairBucket:
             self._discard(namespace, waiter)
             raise
 
+    def take(self, count: int) -> int:
+        """Up to ``count`` tokens at once, without waiting; none while others wait."""
+        self._refill()
+        if self._queues or count <= 0:
+            return 0
+        taken = min(count, int(self.tokens))
+        self.tokens -= taken
+        return taken
+
     def _discard(self, namespace: str, waiter: asyncio.Future[None]) -> None:
         queue = self._queues.get(namespace)
         if queue is not None:
@@ -98,20 +110,48 @@ class FairBucket:
             self._timer = asyncio.get_running_loop().call_later(delay, self._pump)
 
 
-class HostBuckets:
-    """One :class:`FairBucket` per registry host, at most ``MAX_HOSTS`` of them."""
+Lane = Literal["scheduled", "now"]
+"""Which budget an import draws on: ``scheduled`` (the import schedule and retries) or
+``now`` (pushes, requests, new tags and spec changes). Each has the host's rate, so a
+notified import never queues behind the schedule, and neither can starve the other."""
 
-    def __init__(self, rate_per_minute: int, max_hosts: int = MAX_HOSTS) -> None:
+DOCKER_HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+class HostBuckets:
+    """One :class:`FairBucket` per registry host and lane, at most ``MAX_HOSTS`` of them.
+
+    ``rates`` gives a host its own rate per minute (``importRates``); every other
+    host gets ``rate_per_minute`` (``importRatePerMinute``).
+    """
+
+    def __init__(
+        self,
+        rate_per_minute: int,
+        max_hosts: int = MAX_HOSTS,
+        rates: Mapping[str, int] | None = None,
+    ) -> None:
         self.rate_per_minute = rate_per_minute
         self.max_hosts = max_hosts
-        self._buckets: collections.OrderedDict[str, FairBucket] = collections.OrderedDict()
+        self.rates: dict[str, int] = {}
+        for host, rate in (rates or {}).items():
+            names = DOCKER_HUB_NAMES if host.lower() in DOCKER_HUB_NAMES else (host,)
+            self.rates.update(dict.fromkeys((n.lower() for n in names), rate))
+        self._buckets: collections.OrderedDict[tuple[str, str], FairBucket] = (
+            collections.OrderedDict()
+        )
 
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def bucket(self, host: str) -> FairBucket:
-        bucket = self._buckets.pop(host, None) or FairBucket(self.rate_per_minute)
-        self._buckets[host] = bucket  # most recently used last
+    def rate(self, host: str) -> int:
+        """Requests per minute allowed to ``host`` (per lane)."""
+        return self.rates.get(host.lower(), self.rate_per_minute)
+
+    def bucket(self, host: str, lane: Lane = "scheduled") -> FairBucket:
+        key = (lane, host)
+        bucket = self._buckets.pop(key, None) or FairBucket(self.rate(host))
+        self._buckets[key] = bucket  # most recently used last
         if len(self._buckets) > self.max_hosts:
             # Forget idle hosts, least recently used first (a forgotten host
             # starts again with a full bucket, which is the worst it can gain;
@@ -123,8 +163,8 @@ class HostBuckets:
                     del self._buckets[name]
         return bucket
 
-    async def acquire(self, host: str, namespace: str) -> None:
-        await self.bucket(host).acquire(namespace)
+    async def acquire(self, host: str, namespace: str, lane: Lane = "scheduled") -> None:
+        await self.bucket(host, lane).acquire(namespace)
 
 
 class HostBackoff:

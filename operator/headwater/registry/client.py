@@ -721,18 +721,33 @@ class RegistryClient:
         platform: Platform = DEFAULT_PLATFORM,
         preserve_original: bool = False,
         known_digest: str | None = None,
+        pushed_digest: str | None = None,
     ) -> Resolved:
         """What ``repository:reference`` on ``registry`` points to now.
 
         ``known_digest`` (the previous ``reference_digest``) makes an unchanged
-        tag cost one HEAD. Legacy (``preserve_original=False``) resolves an
-        index to the ``platform`` image; PreserveOriginal keeps the index.
+        tag cost one HEAD. ``pushed_digest`` (what a push notification named)
+        makes a moved tag cost one HEAD too, when the registry confirms it and it
+        is an image (or an index kept whole). Legacy (``preserve_original=False``)
+        resolves an index to the ``platform`` image; PreserveOriginal keeps the index.
         """
         target = self._target(registry, repository, credentials, insecure, ca_file)
         is_digest = _check_reference(reference)
         where = f"{registry}/{repository}{'@' if is_digest else ':'}{reference}"
         self._check_registry(target)
-        if known_digest is not None:
+        if pushed_digest is not None and not is_digest:
+            head_digest, head_type = await self._head_manifest(target, reference, where)
+            if head_digest is not None and head_digest == pushed_digest:
+                if head_digest == known_digest:
+                    return Resolved(head_digest, head_type, None, (), True, head_digest)
+                if head_type in IMAGE_MEDIA_TYPES or (
+                    preserve_original and head_type in INDEX_MEDIA_TYPES
+                ):
+                    return Resolved(head_digest, head_type, None, (), False, head_digest)
+            elif head_digest is not None and head_digest == known_digest:
+                # Not moved yet (distribution notifies before it moves the tag).
+                return Resolved(head_digest, head_type, None, (), True, head_digest)
+        elif known_digest is not None:
             head_digest, head_type = await self._head_manifest(target, reference, where)
             if head_digest is not None and head_digest == known_digest:
                 return Resolved(
