@@ -217,7 +217,8 @@ def _go_binary(
         "GOFLAGS": "-mod=readonly",
         "GOWORK": "off",
     }
-    log(f"compiling {module}/{package}@{version} (a few minutes on a cold Go cache)")
+    what = module if package == "." else f"{module}/{package}"
+    log(f"compiling {what}@{version} (a few minutes on a cold Go cache)")
     if source is None:
         info = json.loads(
             subprocess.run(
