@@ -115,7 +115,7 @@ def build_peers(keel_src: Path | None) -> tuple[Path, Path | None, dict[str, str
     times: dict[str, str] = {}
     started = time.monotonic()
     target = CACHE / "go-bin" / f"{FLUX_MODULE.replace('/', '_')}@{FLUX_VERSION}"
-    cached = target.exists()
+    cached = (target / "image-reflector-controller").exists()
     flux = images._go_binary(
         CACHE,
         FLUX_MODULE,
@@ -135,7 +135,8 @@ def build_peers(keel_src: Path | None) -> tuple[Path, Path | None, dict[str, str
         if not gomod.exists() or f"module {KEEL_MODULE}\n" not in gomod.read_text():
             sys.exit(f"bench: KEEL_SRC={keel_src} is not a source tree of {KEEL_MODULE}")
         started = time.monotonic()
-        cached = (CACHE / "go-bin" / f"{KEEL_MODULE.replace('/', '_')}@{KEEL_VERSION}").exists()
+        target = CACHE / "go-bin" / f"{KEEL_MODULE.replace('/', '_')}@{KEEL_VERSION}"
+        cached = (target / "keel").exists()
         keel = images._go_binary(
             CACHE, KEEL_MODULE, KEEL_VERSION, "cmd/keel", None, source=keel_src, cgo=True
         )

@@ -1,4 +1,4 @@
-"""The pure helpers of bench/peers.py: figures from watch histories, /proc readings, the ratio line."""
+"""bench/peers.py's pure helpers: figures from watch histories, /proc readings, ratios."""
 
 from __future__ import annotations
 
