@@ -568,8 +568,8 @@ async def push_workload(
     await asyncio.sleep(INTERVAL)
     for i, digest, t in fast:
         found = seen.image_has((hw.namespace, f"push{i}"), t, digest)
-        # A later push to the same repository may land first: then this one counts as
-        # patched when the later one was (it was never shown on its own).
+        # Pushes to one repository are n_fast / 10 s apart: a push whose digest never
+        # showed (a later one landed first) counts as not seen.
         out["hw-fast"].append(float("nan") if found is None else found - t)
     return out
 
