@@ -203,10 +203,10 @@ def start_headwater(
     tool.process = start_operator(proxied, tool.namespace, tool.log, extra)
 
 
-def start_keel(tool: Tool, binary: Path, workdir: Path) -> None:
+def start_keel(tool: Tool, binary: Path, workdir: Path, logs: Path) -> None:
     data = workdir / "keel-data"
     data.mkdir()
-    tool.log = workdir / "keel.log"
+    tool.log = logs / "keel.log"
     with tool.log.open("wb") as out:
         tool.process = subprocess.Popen(
             [str(binary), "--no-incluster", f"--kubeconfig={tool.api.kubeconfig}"],
@@ -223,8 +223,8 @@ def start_keel(tool: Tool, binary: Path, workdir: Path) -> None:
         )
 
 
-def start_flux(tool: Tool, binary: Path, workdir: Path) -> None:
-    tool.log = workdir / "flux.log"
+def start_flux(tool: Tool, binary: Path, workdir: Path, logs: Path) -> None:
+    tool.log = logs / "flux.log"
     storage = workdir / "flux-data"
     with tool.log.open("wb") as out:
         tool.process = subprocess.Popen(
@@ -303,6 +303,8 @@ def keel_deployment(ns: str, name: str, image: str, poll: bool) -> dict[str, Any
 
 
 def flux_objects(ns: str, name: str, image: str) -> list[dict[str, Any]]:
+    """An ImageRepository (its image has no tag) and an ImagePolicy electing ``latest``."""
+    image = image.removesuffix(":latest")
     return [
         {
             "apiVersion": "image.toolkit.fluxcd.io/v1",
@@ -651,6 +653,8 @@ def describe_writes(seen: Seen, tools: dict[str, Tool]) -> dict[str, str]:
 async def run(args: argparse.Namespace, env: dict[str, str], flux: Path, keel: Path | None) -> str:
     stack = contextlib.ExitStack()
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hw-bench-peers-")))
+    logs = Path(tempfile.gettempdir()) / f"hw-bench-peers-{RUN}-logs"
+    logs.mkdir()
     names = ["hw", "hw-60", "flux"] + (["keel"] if keel else [])
     tools: dict[str, Tool] = {}
     kube = AsyncClient(config=KubeConfig.from_file(env["KUBECONFIG"]), field_manager="bench")
@@ -683,11 +687,12 @@ async def run(args: argparse.Namespace, env: dict[str, str], flux: Path, keel: P
             keel_registry = stack.enter_context(
                 running_registry(workdir / "reg-keel", notify=notify_keel)
             )
-        start_headwater(tools["hw"], env, FAST_RATE, workdir, (webhook_port, token))
-        start_headwater(tools["hw-60"], env, 60, workdir, None)
-        start_flux(tools["flux"], flux, workdir)
+        start_headwater(tools["hw"], env, FAST_RATE, logs, (webhook_port, token))
+        start_headwater(tools["hw-60"], env, 60, logs, None)
+        start_flux(tools["flux"], flux, workdir, logs)
         if keel:
-            start_keel(tools["keel"], keel, workdir)
+            start_keel(tools["keel"], keel, workdir, logs)
+        log(f"the tools' logs: {logs}")
         log("started " + ", ".join(f"{t.name} (pid {t.pid})" for t in tools.values()))
         watcher = asyncio.create_task(
             watch_forever(kube, seen, [t.namespace for t in tools.values()])
