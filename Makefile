@@ -54,6 +54,10 @@ demo: install-deps ## the seed's flow on the local cluster
 bench: install-deps ## performance figures against a baseline (needs make cluster-up): bench/imports.py
 	$(BIN)/python bench/imports.py $(BENCH_ARGS)
 
+.PHONY: bench-peers
+bench-peers: install-deps ## Headwater beside Keel and Flux (needs make cluster-up; KEEL_SRC=keel source, QUICK=1): bench/peers.py
+	$(BIN)/python bench/peers.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 .PHONY: manifests
 manifests: ## regenerate crds/, deploy/install.yaml and deploy/namespaced/
 	$(BIN)/python hack/gen_crds.py

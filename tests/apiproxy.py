@@ -623,6 +623,14 @@ class ApiProxy:
                 if k.lower() == "location" and v.startswith(self.upstream.server):
                     v = self.url + v[len(self.upstream.server) :]
                 response.headers.add(k, v)
+            if (
+                self.flavor == "registry"
+                and upstream.content_length is not None
+                and "Content-Encoding" not in upstream.headers
+            ):
+                # Registry clients (go-containerregistry: Flux) refuse a manifest
+                # answer without its length, a HEAD's included.
+                response.content_length = upstream.content_length
             await response.prepare(request)
             if info.verb != "watch":
                 await self._pump(upstream, response)

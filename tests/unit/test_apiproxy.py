@@ -488,6 +488,19 @@ async def test_the_registry_flavor_forwards_credentials_and_keeps_uploads_on_the
         ]
 
 
+async def test_the_registry_flavor_keeps_a_manifest_answers_length(tmp_path: Path) -> None:
+    """go-containerregistry (Flux) refuses a manifest answer without Content-Length."""
+    repo = "/v2/shop/web"
+    async with _proxied(tmp_path, Faults(), flavor="registry") as (_, proxy, session):
+        async with session.get(f"{proxy.url}{repo}/manifests/latest") as resp:
+            body = await resp.read()
+            assert resp.headers.get("Content-Length") == str(len(body))
+            assert "Transfer-Encoding" not in resp.headers
+        async with session.head(f"{proxy.url}{repo}/manifests/latest") as resp:
+            # The test upstream's HEAD answer names its method: one byte longer than GET's.
+            assert resp.headers.get("Content-Length") == str(len(body) + 1)
+
+
 def test_running_http_proxy_serves_from_its_own_thread(tmp_path: Path) -> None:
     async def serve_upstream(ready: asyncio.Future[str], done: asyncio.Event) -> None:
         async with _Upstream() as upstream:
