@@ -75,19 +75,39 @@ _CA_KEY_USAGE: Final = x509.KeyUsage(
 )
 
 
-def make_ca(common_name: str, days: int = 3650) -> CertificateAuthority:
-    """A new CA (key and self-signed certificate) that signs only leaf certificates."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _common_name(value: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
+
+
+def _days_from_now(days: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    not_after: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate valid from five minutes ago (clock skew) until ``not_after``."""
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_after(not_after)
+    )
+
+
+def make_ca(common_name: str, days: int = 3650) -> CertificateAuthority:
+    """A new CA (key and self-signed certificate) that signs only leaf certificates."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _common_name(common_name)
+    cert = (
+        _builder(name, name, key, _days_from_now(days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_CA_KEY_USAGE, critical=True)
         .sign(key, hashes.SHA256())
@@ -105,15 +125,8 @@ def make_leaf_cert(directory: Path, ca: CertificateAuthority, hosts: list[str]) 
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the admission CA's key is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(ca_cert.not_valid_after_utc)
+        _builder(_common_name(hosts[0]), ca_cert.subject, key, ca_cert.not_valid_after_utc)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -127,16 +140,9 @@ def make_leaf_cert(directory: Path, ca: CertificateAuthority, hosts: list[str]) 
 def make_serving_cert(directory: Path, hosts: list[str], days: int = 365) -> ServingCert:
     """A key and a certificate for ``hosts`` (IPs or names), written under ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    now = datetime.datetime.now(datetime.UTC)
+    name = _common_name(hosts[0])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(name, name, key, _days_from_now(days))
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())

@@ -174,8 +174,9 @@ def test_converted_openshift_manifests_pass_server_dry_run(
     cluster: Cluster, namespace: str
 ) -> None:
     converted = headwater(None, None, "convert", "-f", str(DATA), "-o", "json")
-    assert converted.returncode == 0, converted.stderr
-    assert "DeploymentConfig/shop" in converted.stderr
+    # The JenkinsPipeline BuildConfig is dropped: exit 1, the rest printed.
+    assert converted.returncode == 1, converted.stderr
+    assert "DeploymentConfig/shop-dc" in converted.stderr
     assert "JenkinsPipeline is not supported" in converted.stderr
     listed = json.loads(converted.stdout)
     # The seed's objects live in shop-staging; here they go to the test's namespace.
@@ -192,6 +193,7 @@ def test_converted_openshift_manifests_pass_server_dry_run(
             "buildconfig.build.headwater.dev/web",
             "buildconfig.build.headwater.dev/web-docker",
             "deployment.apps/shop",
+            "deployment.apps/shop-dc",
             "deployment.apps/web",
             "imagestream.image.headwater.dev/api",
             "imagestream.image.headwater.dev/shop",
@@ -203,7 +205,7 @@ def test_converted_openshift_manifests_pass_server_dry_run(
 
     # The YAML stream (a List among the documents) is accepted the same way.
     as_yaml = headwater(None, None, "convert", "-f", str(DATA))
-    assert as_yaml.returncode == 0
+    assert as_yaml.returncode == 1
     text = as_yaml.stdout.replace("namespace: shop-staging", f"namespace: {namespace}")
     assert dry_run(cluster, namespace, text).returncode == 0
 
@@ -219,6 +221,42 @@ def test_converted_openshift_manifests_pass_server_dry_run(
     broken = headwater(None, None, "convert", "-f", str(DATA), "--recursive")
     assert broken.returncode == 1
     assert broken.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-f", str(DATA / "templates"), "--process", "-p", "NAME=web"),
+        ("-f", str(DATA / "deploymentconfigs")),
+        ("-f", str(DATA / "builds")),
+    ],
+    ids=["templates-processed", "deploymentconfigs", "builds"],
+)
+def test_converted_corpus_passes_strict_server_dry_run(
+    cluster: Cluster, namespace: str, args: tuple[str, ...]
+) -> None:
+    # Issue 16: what convert emits without an error note, the API server accepts.
+    converted = headwater(None, None, "convert", *args, "-o", "json")
+    assert converted.returncode == 0, converted.stderr
+    listed = json.loads(converted.stdout)
+    items = listed["items"] if listed.get("kind") == "List" else [listed]
+    # Routes need OpenShift's API; everything else must be accepted.
+    kept = [i for i in items if i["kind"] != "Route"]
+    for item in kept:
+        _into(namespace, item)
+    applied = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": kept}),
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert len(applied.stdout.splitlines()) == len(kept)
 
 
 # --- doctor -----------------------------------------------------------------------------------

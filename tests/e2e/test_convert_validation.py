@@ -1,6 +1,7 @@
 """Issue 16: what ``convert`` emits without an error, the real API server accepts.
 
-The corpus of ``tests/data/openshift/`` and the repair cases of
+The corpus of ``tests/data/openshift/`` (its Templates, processed, are
+checked by ``test_cli_newapp_doctor.py``) and the repair cases of
 ``tests/data/convert-fixes/`` are converted; every object without an error
 note is applied with ``kubectl apply --dry-run=server --validate=strict``
 (nothing is stored). ``convert --server-dry-run`` asks the same API server
@@ -22,7 +23,14 @@ from .helpers import Cluster
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = [REPO / "tests" / "data" / "openshift", REPO / "tests" / "data" / "convert-fixes"]
+DATA = REPO / "tests" / "data"
+FIXES = DATA / "convert-fixes"
+CORPUS = [
+    DATA / "openshift",
+    DATA / "openshift" / "builds",
+    DATA / "openshift" / "deploymentconfigs",
+    FIXES,
+]
 HEADWATER = [sys.executable, "-m", "headwater"]
 
 
@@ -90,7 +98,7 @@ def test_error_free_output_passes_strict_server_dry_run(cluster: Cluster, namesp
         "istag-without-tag.yaml",
         "misspelt-metadata.yaml",
     ):
-        raw = (CORPUS[1] / raw_name).read_text()
+        raw = (FIXES / raw_name).read_text()
         raw = raw.replace("build.openshift.io/v1", "build.headwater.dev/v1")
         raw = raw.replace("image.openshift.io/v1", "image.headwater.dev/v1")
         raw = raw.replace("  dockerStrategy: {}", "  type: Docker\n    dockerStrategy: {}")
@@ -134,7 +142,7 @@ def test_server_dry_run_reports_per_object(cluster: Cluster, namespace: str) -> 
     result = headwater(
         "convert",
         "-f",
-        str(CORPUS[1]),
+        str(FIXES),
         "-f",
         "-",
         "--server-dry-run",

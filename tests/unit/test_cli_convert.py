@@ -204,52 +204,24 @@ def test_json_file_with_tabs() -> None:
     assert {n.path for n in notes} == {"metadata", "status"}
 
 
-def test_deploymentconfig_and_jenkins_pipeline_are_skipped_with_what_to_do() -> None:
+def test_deploymentconfig_converted_and_jenkins_pipeline_dropped() -> None:
     documents, notes = converted("unsupported-app.yaml")
     kinds = [d["kind"] for d in documents]
-    assert kinds == ["ImageStream", "Deployment", "Service"]
-    errors = messages(notes, "error")
-    advice = errors["DeploymentConfig/shop"]
-    assert "skipped" in advice
-    assert "apps/v1 Deployment" in advice
-    annotation = advice.split("image.openshift.io/triggers: ", 1)[1].strip("'")
+    assert kinds == ["ImageStream", "Deployment", "Deployment", "Service"]
+    deployment = by_kind(documents, "Deployment", "shop-dc")
+    annotation = deployment["metadata"]["annotations"]["image.openshift.io/triggers"]
     assert json.loads(annotation) == [
         {
             "from": {"kind": "ImageStreamTag", "name": "shop:latest"},
             "fieldPath": 'spec.template.spec.containers[?(@.name=="shop")].image',
         }
     ]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "shop:latest"
+    errors = messages(notes, "error")
+    assert list(errors) == ["BuildConfig/shop-pipeline spec.strategy"]
     assert "JenkinsPipeline is not supported" in errors["BuildConfig/shop-pipeline spec.strategy"]
     warnings = messages(notes, "warning")
     assert "ignored" in warnings["ImageStream/shop spec.dockerImageRepository"]
-
-
-def test_manual_deploymentconfig_trigger_becomes_paused() -> None:
-    dc = {
-        "apiVersion": "v1",
-        "kind": "DeploymentConfig",
-        "metadata": {"name": "web"},
-        "spec": {
-            "triggers": [
-                {
-                    "type": "ImageChange",
-                    "imageChangeParams": {
-                        "containerNames": ["web", "sidecar"],
-                        "from": {"kind": "ImageStreamTag", "name": "web:1", "namespace": "p"},
-                    },
-                }
-            ]
-        },
-    }
-    documents, notes = convert_object(dc, SCHEMAS, "dc.yaml")
-    assert documents == []
-    annotation = json.loads(notes[0].message.split("triggers: ", 1)[1].strip("'"))
-    assert [t["fieldPath"] for t in annotation] == [
-        'spec.template.spec.containers[?(@.name=="web")].image',
-        'spec.template.spec.containers[?(@.name=="sidecar")].image',
-    ]
-    assert all(t["paused"] is True for t in annotation)
-    assert annotation[0]["from"]["namespace"] == "p"
 
 
 @pytest.mark.parametrize(
@@ -270,14 +242,29 @@ def test_virtual_kinds_are_skipped(kind: str, how: str) -> None:
 
 
 def test_openshift_only_kinds_pass_through_with_a_warning() -> None:
-    for path in sorted((DATA / "openshift-only").iterdir()):
-        result = convert_text(path.read_text(), path.name, SCHEMAS)
-        assert result.documents == list(yaml.safe_load_all(path.read_text()))
-        (note,) = result.notes
-        assert note.severity == "warning"
-        assert "passed through unchanged" in note.message
-    route = convert_text((DATA / "openshift-only" / "route-web.yaml").read_text(), "r", SCHEMAS)
-    assert "Ingress" in route.notes[0].message
+    path = DATA / "openshift-only" / "route-web.yaml"
+    route = convert_text(path.read_text(), "r", SCHEMAS)
+    assert route.documents == list(yaml.safe_load_all(path.read_text()))
+    (note,) = route.notes
+    assert note.severity == "warning"
+    assert "passed through unchanged" in note.message
+    assert "Ingress" in note.message
+
+
+def test_a_legacy_template_keeps_its_references_and_converts_its_objects() -> None:
+    path = DATA / "openshift-only" / "template-legacy.yaml"
+    result = convert_text(path.read_text(), "t", SCHEMAS)
+    (template,) = result.documents
+    assert template["apiVersion"] == "template.openshift.io/v1"
+    assert template["objects"] == [
+        {
+            "apiVersion": "image.headwater.dev/v1",
+            "kind": "ImageStream",
+            "metadata": {"name": "${NAME}"},
+        }
+    ]
+    assert template["parameters"] == [{"name": "NAME", "value": "web"}]
+    assert {n.severity for n in result.notes} == {"info"}
 
 
 def test_other_objects_pass_through_untouched() -> None:
@@ -406,12 +393,91 @@ def test_multi_line_strings_stay_blocks() -> None:
 
 def test_command_directory_yaml() -> None:
     result = run("-f", str(DATA))
-    assert result.exit_code == 0, result.stderr
+    # The JenkinsPipeline BuildConfig is dropped: exit 1, everything else still printed.
+    assert result.exit_code == 1, result.stderr
     documents = list(yaml.safe_load_all(result.stdout))
-    assert len(documents) == 12
-    assert "DeploymentConfig/shop" in result.stderr
-    assert "error: " in result.stderr  # the skipped ones, said so
+    assert len(documents) == 13
+    assert "unsupported-app.yaml[2]: DeploymentConfig/shop-dc\n" in result.stderr
+    assert "  error: spec.strategy: JenkinsPipeline is not supported" in result.stderr
     assert "openshift-only" not in result.stdout
+    assert result.stderr.splitlines()[-1] == (
+        "15 objects: 11 converted, 3 left as they are, 1 dropped"
+        " (BuildConfig/shop-pipeline); 1 error, 19 warnings"
+    )
+
+
+def test_command_exit_0_only_when_nothing_was_dropped_and_strict_fails_on_warnings() -> None:
+    clean = run("-f", str(DATA / "seed-imagestream-web.yaml"))
+    assert clean.exit_code == 0
+    assert clean.stderr.splitlines()[-1] == "1 object: 1 converted, 0 left as they are, 0 dropped"
+    warned = run("-f", str(DATA / "seed-buildconfig-web.yaml"))
+    assert warned.exit_code == 0
+    assert warned.stderr.splitlines()[-1].endswith("; 2 warnings")
+    assert run("-f", str(DATA / "seed-buildconfig-web.yaml"), "--strict").exit_code == 1
+    assert run("-f", str(DATA / "seed-imagestream-web.yaml"), "--strict").exit_code == 0
+    virtual = {
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStreamTag",
+        "metadata": {"name": "a:b"},
+    }
+    dropped = run("-f", "-", stdin=yaml.safe_dump(virtual))
+    assert dropped.exit_code == 1
+    assert dropped.stdout == ""
+    assert "0 converted, 0 left as they are, 1 dropped (ImageStreamTag/a:b)" in dropped.stderr
+
+
+def test_command_folds_identical_notes_of_one_object() -> None:
+    tags = [
+        {
+            "name": f"v{i}",
+            "from": {"kind": "DockerImage", "name": f"r/x:{i}"},
+            "referencePolicy": {"type": "Local"},
+        }
+        for i in range(21)
+    ]
+    stream = {
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": "x"},
+        "spec": {"tags": tags},
+    }
+    result = run("-f", "-", stdin=yaml.safe_dump(stream))
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert lines[0] == "<stdin>: ImageStream/x"
+    assert len(lines) == 3
+    assert lines[1].startswith("  info: spec.tags[*].referencePolicy.type: Local points consumers")
+    assert lines[1].endswith("(on 21 tags)")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no Kubernetes objects in it"),
+        ("# only a comment\n---\n", "no Kubernetes objects in it"),
+        ("- a\n- b\n", "document 1 is not a Kubernetes object (apiVersion and kind)"),
+        ("a: [\n", "not valid YAML (line 2, column 1)"),
+    ],
+)
+def test_command_bad_input_is_one_line_and_exit_1(text: str, message: str) -> None:
+    result = run("-f", "-", stdin=text)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"error: <stdin>: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_command_empty_file_and_empty_directory(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = run("-f", str(empty))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {empty}: no Kubernetes objects in it\n"
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    result = run("-f", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {folder}: no .yaml, .yml or .json files in it\n"
 
 
 def test_command_recursive_reports_unparseable_files_and_prints_nothing() -> None:
@@ -437,7 +503,7 @@ def test_command_stdin() -> None:
     result = run("-f", "-", stdin=text)
     assert result.exit_code == 0
     assert yaml.safe_load(result.stdout)["apiVersion"] == "build.headwater.dev/v1"
-    assert "<stdin>: BuildConfig/web" in result.stderr
+    assert "<stdin>: BuildConfig/web\n" in result.stderr
 
 
 def test_command_usage_errors() -> None:

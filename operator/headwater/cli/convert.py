@@ -2,12 +2,14 @@
 
 ImageStreams, BuildConfigs and Builds move from ``image.openshift.io/v1`` and
 ``build.openshift.io/v1`` (or the legacy ``apiVersion: v1``) to
-``image.headwater.dev/v1`` and ``build.headwater.dev/v1``. Everything else
-passes through unchanged, except the OpenShift kinds Headwater has no
-counterpart for and that cannot work without OpenShift (DeploymentConfigs,
-the virtual ImageStreamTag/ImageStreamImport views): those are **skipped**,
-each with a note saying what to use instead, so the output can be applied to
-a plain cluster as it is.
+``image.headwater.dev/v1`` and ``build.headwater.dev/v1``. DeploymentConfigs
+become Deployments with the image trigger annotation (:mod:`.deploymentconfig`);
+Templates are processed as ``oc process`` does, or kept with their objects
+converted (:mod:`.templates`). Everything else passes through unchanged, except
+the OpenShift kinds Headwater has no counterpart for and that cannot work
+without OpenShift (the virtual ImageStreamTag/ImageStreamImport views,
+JenkinsPipeline builds): those are **dropped**, each with an error note saying
+what to use instead, so the output can be applied to a plain cluster as it is.
 
 The output is what the API server will accept and keep: fields the CRD
 schemas (``crds/*.yaml``) do not declare are removed (the API server would
@@ -26,15 +28,17 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import click
 import yaml
 
+from headwater.cli import convert_report, deploymentconfig, templates
 from headwater.cli.kube import cluster_options, connect
 from headwater.cli.validation import (
     OBJECT_META_FIELDS,
@@ -181,6 +185,10 @@ class Converted:
     source: str
     documents: list[Any]
     notes: list[Note]
+    tallies: list[convert_report.Tally] = field(default_factory=list)
+    """What became of each input object (a List's items and a Template's objects one by one)."""
+    parameters: set[str] = field(default_factory=set)
+    """The parameter names of the Templates processed."""
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -276,13 +284,31 @@ def _name(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')}/{name or '<no name>'}"
 
 
+@dataclass
+class Options:
+    """How Templates are handled: kept with their parameter references, or processed."""
+
+    params: Mapping[str, str] | None = None
+    """Parameter values: None keeps Templates; a mapping (even empty) processes them."""
+    rng: random.Random | None = None
+    """For ``generate: expression`` (default: the system's random source)."""
+    tallies: list[convert_report.Tally] = field(default_factory=list)
+    parameters: set[str] = field(default_factory=set)
+
+
 def convert_object(
-    obj: dict[str, Any], schemas: Schemas | None, source: str
+    obj: dict[str, Any],
+    schemas: Schemas | None,
+    source: str,
+    options: Options | None = None,
 ) -> tuple[list[Any], list[Note]]:
     """One object converted: ``[]`` when skipped, else ``[object]``; and its notes.
 
     Lists (``kind: List`` or ``<Kind>List``) are converted item by item and keep their shape.
+    A Template is processed (``options.params`` given), or keeps its parameter references
+    and has its objects converted.
     """
+    opts = options or Options()
     items = obj.get("items")
     if str(obj.get("kind") or "").endswith("List") and isinstance(items, list):
         out = copy.deepcopy({k: v for k, v in obj.items() if k != "items"})
@@ -295,11 +321,24 @@ def convert_object(
             if not isinstance(item, dict):
                 converted.append(item)
                 continue
-            result, item_notes = convert_object(item, schemas, source)
+            result, item_notes = convert_object(item, schemas, source, opts)
             converted.extend(result)
             notes.extend(item_notes)
         out["items"] = converted
         return [out], notes
+    if templates.is_template(obj):
+        return _convert_template(obj, schemas, source, opts)
+    documents, notes = _convert_one(obj, schemas, source)
+    outcome: convert_report.Outcome = (
+        "dropped" if not documents else "unchanged" if documents == [obj] else "converted"
+    )
+    opts.tallies.append(convert_report.Tally(source, _name(obj), outcome))
+    return documents, notes
+
+
+def _convert_one(
+    obj: dict[str, Any], schemas: Schemas | None, source: str
+) -> tuple[list[Any], list[Note]]:
     ctx = _Context(source, _name(obj))
     group = openshift_group(obj)
     kind = str(obj.get("kind") or "")
@@ -311,8 +350,11 @@ def convert_object(
         ctx.add("error", "", f"{kind} is not an API resource in Headwater: skipped ({how})")
         return [], ctx.notes
     if kind == "DeploymentConfig" and group == "apps.openshift.io":
-        ctx.add("error", "", _deployment_config_advice(obj))
-        return [], ctx.notes
+        deployment, findings = deploymentconfig.to_deployment(obj)
+        for severity, path, message in findings:
+            ctx.add(cast(Severity, severity), path, message)
+        _check_workload(deployment, "Deployment", ctx)
+        return [deployment], ctx.notes
     if group is not None:
         ctx.add(
             "warning",
@@ -326,34 +368,62 @@ def convert_object(
     return [obj], ctx.notes
 
 
-def _deployment_config_advice(obj: Mapping[str, Any]) -> str:
-    """Why a DeploymentConfig is skipped, and the Deployment annotation its triggers become."""
-    triggers = []
-    for trigger in (obj.get("spec") or {}).get("triggers") or []:
-        params = trigger.get("imageChangeParams") if isinstance(trigger, Mapping) else None
-        if not isinstance(params, Mapping) or not isinstance(params.get("from"), Mapping):
+def _convert_template(
+    obj: dict[str, Any], schemas: Schemas | None, source: str, opts: Options
+) -> tuple[list[Any], list[Note]]:
+    """A Template processed into its objects, or kept with its objects converted."""
+    ctx = _Context(source, _name(obj))
+    opts.parameters |= templates.parameter_names(obj)
+    where = f"{source} ({_name(obj)})"
+    notes: list[Note] = []
+    if opts.params is not None:
+        try:
+            processed = templates.process(obj, opts.params, opts.rng)
+        except templates.TemplateError as exc:
+            raise ConvertError(f"{source}: {_name(obj)}: {exc}") from None
+        for name in processed.generated:
+            ctx.add("info", f"parameters.{name}", "generated from its expression")
+        for name in processed.stripped:
+            ctx.add("info", "", f"{name}: its namespace removed (as oc process does)")
+        documents: list[Any] = []
+        for item in processed.objects:
+            result, item_notes = convert_object(item, schemas, where, opts)
+            documents.extend(result)
+            notes.extend(item_notes)
+        return documents, ctx.notes + notes
+    out = copy.deepcopy(obj)
+    converted: list[Any] = []
+    labels = obj.get("labels")
+    for item in obj.get("objects") or []:
+        if not isinstance(item, dict):
+            converted.append(item)
             continue
-        source = {
-            k: v for k, v in params["from"].items() if k in ("kind", "name", "namespace") and v
-        }
-        for container in params.get("containerNames") or []:
-            entry: dict[str, Any] = {
-                "from": source,
-                "fieldPath": f'spec.template.spec.containers[?(@.name=="{container}")].image',
-            }
-            if not params.get("automatic", False):
-                entry["paused"] = True
-            triggers.append(entry)
-    advice = (
-        "DeploymentConfig is not supported (deprecated in OpenShift; nothing here runs it):"
-        " skipped. Write an apps/v1 Deployment with the same selector and template"
-    )
-    if triggers:
-        annotation = json.dumps(triggers, separators=(",", ":"))
-        advice += f" and the annotation image.openshift.io/triggers: '{annotation}'"
-    else:
-        advice += "; an image.openshift.io/triggers annotation rolls it out when a tag moves"
-    return advice
+        if item.get("kind") == "DeploymentConfig" and isinstance(labels, Mapping):
+            # Processing labels a DC's pods, not a Deployment's: label them now.
+            item = copy.deepcopy(item)
+            templates.add_pod_labels(item, labels)
+        result, item_notes = convert_object(item, schemas, where, opts)
+        converted.extend(result)
+        # A field holding ${PARAM} is checked once the template is processed.
+        notes.extend(
+            n
+            for n in item_notes
+            if n.severity != "error"
+            or not any(templates.holds_reference(d, n.path) for d in [item, *result])
+        )
+    out["objects"] = converted
+    if out.get("apiVersion") != templates.TEMPLATE_API_VERSION:
+        out["apiVersion"] = templates.TEMPLATE_API_VERSION
+        ctx.add("info", "apiVersion", f"v1 written as {templates.TEMPLATE_API_VERSION}")
+    if out != obj:
+        ctx.add(
+            "info",
+            "",
+            "its objects converted, its parameter references kept: render it with"
+            " `headwater convert --param NAME=VALUE` or `oc process --local`; kubectl cannot"
+            " apply a Template to a cluster without OpenShift's template API",
+        )
+    return [out], ctx.notes + notes
 
 
 def _convert_headwater_kind(
@@ -382,6 +452,7 @@ def _convert_headwater_kind(
             _notes_imagestream(spec, ctx)
         else:
             _notes_build_spec(spec, ctx, is_build=kind == "Build")
+    _notes_cross_namespace(obj, kind, ctx)
     return obj
 
 
@@ -432,7 +503,18 @@ def _fix_imagestream(obj: Mapping[str, Any], spec: dict[str, Any], ctx: _Context
 
 
 def _notes_imagestream(spec: Mapping[str, Any], ctx: _Context) -> None:
-    if spec.get("dockerImageRepository"):
+    repository = spec.get("dockerImageRepository")
+    tags = [t for t in spec.get("tags") or [] if isinstance(t, Mapping)]
+    if repository and not any(t.get("from") for t in tags):
+        ctx.add(
+            "warning",
+            "spec.dockerImageRepository",
+            f"{repository} is the stream's only source, and Headwater ignores it (deprecated in"
+            " OpenShift): nothing is imported. Give a tag a `from` ({kind: DockerImage, name:"
+            f" {repository}:latest}}) or run `headwater import-image"
+            f" {ctx.obj.partition('/')[2]}:latest --from={repository}:latest --confirm`",
+        )
+    elif repository:
         ctx.add(
             "warning",
             "spec.dockerImageRepository",
@@ -449,6 +531,125 @@ def _notes_imagestream(spec: Mapping[str, Any], ctx: _Context) -> None:
                 "Local points consumers at the operator's configured registry; without one"
                 " configured they get the source reference",
             )
+
+
+def _internal_registry(name: object) -> bool:
+    return isinstance(name, str) and name.startswith(OPENSHIFT_INTERNAL_REGISTRIES)
+
+
+_INTERNAL_HINT = (
+    "is OpenShift's internal registry, which does not exist here: name an ImageStreamTag"
+    " (`kind: ImageStreamTag, name: <stream>:<tag>`) or the image's own registry"
+)
+
+
+def _other_namespace(ref: Any, namespace: str | None) -> str | None:
+    """The namespace an ImageStreamTag/ImageStreamImage reference points to, if another."""
+    if not isinstance(ref, Mapping) or ref.get("kind") not in (
+        "ImageStreamTag",
+        "ImageStreamImage",
+    ):
+        return None
+    other = ref.get("namespace")
+    return str(other) if other and other != namespace else None
+
+
+def _grant(role: str, source_ns: str, subject: str) -> str:
+    return (
+        f"an admin of {source_ns} must grant {role}: `kubectl -n {source_ns} create rolebinding"
+        f" <name> --clusterrole={role} {subject}`"
+    )
+
+
+def _notes_cross_namespace(obj: Mapping[str, Any], kind: str, ctx: _Context) -> None:
+    """ImageStreamTags of other namespaces, and the grant each needs there."""
+    metadata = obj.get("metadata") or {}
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    here = namespace or "<this namespace>"
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        return
+    if kind == "ImageStream":
+        for i, tag in enumerate(spec.get("tags") or []):
+            source = tag.get("from") if isinstance(tag, Mapping) else None
+            other = _other_namespace(source, namespace)
+            if other and isinstance(source, Mapping):
+                ctx.add(
+                    "warning",
+                    f"spec.tags[{i}].from.namespace",
+                    f"{other}/{source.get('name')}: followed only once the service accounts of"
+                    f" {here} may get ImageStreams in {other}; "
+                    + _grant("headwater-view", other, f"--group=system:serviceaccounts:{here}"),
+                )
+        return
+    account = spec.get("serviceAccount") or "default"
+    subject = f"--serviceaccount={here}:{account}"
+    refs: list[tuple[str, Any, str]] = []
+    strategy = spec.get("strategy") or {}
+    if isinstance(strategy, Mapping):
+        for block_name in _STRATEGY_BLOCKS.values():
+            block = strategy.get(block_name)
+            if isinstance(block, Mapping):
+                refs.append((f"spec.strategy.{block_name}.from", block.get("from"), "puller"))
+    source = spec.get("source") or {}
+    if isinstance(source, Mapping):
+        for i, image in enumerate(source.get("images") or []):
+            if isinstance(image, Mapping):
+                refs.append((f"spec.source.images[{i}].from", image.get("from"), "puller"))
+    output = spec.get("output") or {}
+    if isinstance(output, Mapping):
+        refs.append(("spec.output.to", output.get("to"), "pusher"))
+    for path, ref, role in refs:
+        other = _other_namespace(ref, namespace)
+        if not other or (other == "openshift" and role == "puller"):
+            continue  # the openshift namespace has a note of its own
+        ctx.add(
+            "warning",
+            path,
+            f"{other}/{ref.get('name')}: another namespace's ImageStreamTag: the build waits"
+            f" (Forbidden) until {here}:{account} may "
+            + ("pull from" if role == "puller" else "push to")
+            + " it; "
+            + _grant(f"headwater-image-{role}", other, subject),
+        )
+
+
+def _notes_internal_registry(spec: Mapping[str, Any], ctx: _Context) -> None:
+    """Builder and base images on OpenShift's internal registry."""
+    strategy = spec.get("strategy") or {}
+    if isinstance(strategy, Mapping):
+        for block_name in _STRATEGY_BLOCKS.values():
+            block = strategy.get(block_name)
+            ref = block.get("from") if isinstance(block, Mapping) else None
+            if isinstance(ref, Mapping) and _internal_registry(ref.get("name")):
+                ctx.add(
+                    "warning",
+                    f"spec.strategy.{block_name}.from",
+                    f"{ref.get('name')} {_INTERNAL_HINT}",
+                )
+    source = spec.get("source") or {}
+    if not isinstance(source, Mapping):
+        return
+    for i, image in enumerate(source.get("images") or []):
+        ref = image.get("from") if isinstance(image, Mapping) else None
+        if isinstance(ref, Mapping) and _internal_registry(ref.get("name")):
+            ctx.add(
+                "warning", f"spec.source.images[{i}].from", f"{ref.get('name')} {_INTERNAL_HINT}"
+            )
+    dockerfile = source.get("dockerfile")
+    if not isinstance(dockerfile, str):
+        return
+    bases = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if words and words[0].upper() == "FROM":
+            bases.append(next((w for w in words[1:] if not w.startswith("--")), None))
+    docker = strategy.get("dockerStrategy") if isinstance(strategy, Mapping) else None
+    if bases and isinstance(docker, Mapping) and docker.get("from"):
+        bases.pop()  # the strategy's from replaces the last stage's FROM
+    for image in bases:
+        if _internal_registry(image):
+            ctx.add("warning", "spec.source.dockerfile", f"FROM {image} {_INTERNAL_HINT}")
 
 
 # --- BuildConfig and Build ----------------------------------------------------------------------
@@ -676,6 +877,20 @@ def _notes_build_spec(spec: Mapping[str, Any], ctx: _Context, *, is_build: bool)
                 )
     if spec.get("mountTrustedCA"):
         ctx.add("warning", "spec.mountTrustedCA", "not honoured: no CA bundle is mounted")
+    _notes_internal_registry(spec, ctx)
+    hook = spec.get("postCommit")
+    if (
+        isinstance(hook, Mapping)
+        and hook.get("args")
+        and not hook.get("command")
+        and not hook.get("script")
+    ):
+        ctx.add(
+            "warning",
+            "spec.postCommit.args",
+            "args alone run as a command through `/bin/sh -c`, not as arguments to the image's"
+            " entrypoint as on OpenShift: write the entrypoint in `command` too, or use `script`",
+        )
     output = spec.get("output") or {}
     target = output.get("to") if isinstance(output, Mapping) else None
     if isinstance(target, Mapping):
@@ -723,7 +938,14 @@ def _notes_build_spec(spec: Mapping[str, Any], ctx: _Context, *, is_build: bool)
                     " start builds with `headwater start-build`"
                 ),
             )
-            if isinstance(block, Mapping) and block.get("secret"):
+            if isinstance(block, Mapping) and block.get("secret") and block.get("secretReference"):
+                ctx.add(
+                    "warning",
+                    f"spec.triggers[{i}].{_TRIGGER_BLOCKS[str(trigger.get('type'))]}",
+                    "both secret and secretReference: either one is accepted as the URL secret,"
+                    " so the inline secret still starts builds: remove `secret`",
+                )
+            elif isinstance(block, Mapping) and block.get("secret"):
                 ctx.add(
                     "warning",
                     f"spec.triggers[{i}].{_TRIGGER_BLOCKS[str(trigger.get('type'))]}.secret",
@@ -750,6 +972,19 @@ def _check_workload(obj: Mapping[str, Any], kind: str, ctx: _Context) -> None:
         ctx.add("warning", "metadata.annotations", "the image trigger annotation is not JSON")
         triggers = []
     covered = " ".join(str(t.get("fieldPath") or "") for t in triggers if isinstance(t, Mapping))
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    here = namespace or "<this namespace>"
+    for i, trigger in enumerate(triggers if isinstance(triggers, list) else []):
+        source = trigger.get("from") if isinstance(trigger, Mapping) else None
+        other = _other_namespace(source, namespace)
+        if other and isinstance(source, Mapping):
+            ctx.add(
+                "warning",
+                "metadata.annotations",
+                f"trigger {i + 1} follows {other}/{source.get('name')}: applied only once the"
+                f" service accounts of {here} may get ImageStreams in {other}; "
+                + _grant("headwater-view", other, f"--group=system:serviceaccounts:{here}"),
+            )
     prefix = ".".join(WORKLOAD_POD_SPECS[kind])
     for list_name in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(list_name) or []):
@@ -810,17 +1045,21 @@ def parse_documents(text: str, source: str) -> list[Any]:
     return docs
 
 
-def convert_text(text: str, source: str, schemas: Schemas | None) -> Converted:
+def convert_text(
+    text: str, source: str, schemas: Schemas | None, options: Options | None = None
+) -> Converted:
     """Every document of one file converted, in order."""
+    opts = options or Options()
+    tallied, known = len(opts.tallies), set(opts.parameters)
     documents: list[Any] = []
     notes: list[Note] = []
     docs = parse_documents(text, source)
     for i, doc in enumerate(docs):
         where = f"{source}[{i + 1}]" if len(docs) > 1 else source
-        result, doc_notes = convert_object(doc, schemas, where)
+        result, doc_notes = convert_object(doc, schemas, where, opts)
         documents.extend(result)
         notes.extend(doc_notes)
-    return Converted(source, documents, notes)
+    return Converted(source, documents, notes, opts.tallies[tallied:], opts.parameters - known)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -871,18 +1110,30 @@ def manifest_files(path: Path, recursive: bool) -> Iterator[Path]:
 
 
 def convert_paths(
-    paths: Iterable[str], recursive: bool, schemas: Schemas | None, stdin: str = ""
+    paths: Iterable[str],
+    recursive: bool,
+    schemas: Schemas | None,
+    stdin: str = "",
+    options: Options | None = None,
 ) -> tuple[list[Converted], list[str]]:
-    """Every file converted, and the messages of those that could not be read or parsed."""
+    """Every file converted, and the messages of those that could not be read or parsed.
+
+    A file with no objects at all (empty, only comments) is such an error too.
+    """
     results: list[Converted] = []
     errors: list[str] = []
     for given in paths:
         files = [Path("-")] if given == "-" else list(manifest_files(Path(given), recursive))
+        if not files:
+            errors.append(f"{given}: no .yaml, .yml or .json files in it")
         for path in files:
             shown = "<stdin>" if str(path) == "-" else str(path)
             try:
                 text = stdin if str(path) == "-" else path.read_text(encoding="utf-8")
-                results.append(convert_text(text, shown, schemas))
+                if not parse_documents(text, shown):
+                    errors.append(f"{shown}: no Kubernetes objects in it")
+                    continue
+                results.append(convert_text(text, shown, schemas, options))
             except (OSError, UnicodeDecodeError) as exc:
                 errors.append(f"{shown}: cannot read: {getattr(exc, 'strerror', None) or exc}")
             except ConvertError as exc:
@@ -920,6 +1171,27 @@ def convert_paths(
     " with this CLI, the same as the repository's crds/).",
 )
 @click.option(
+    "-p",
+    "--param",
+    "param_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Process Templates with this parameter value (repeatable), as oc process does.",
+)
+@click.option(
+    "--param-file",
+    "param_files",
+    multiple=True,
+    type=click.Path(allow_dash=False),
+    help="NAME=VALUE lines of parameter values (repeatable); --param wins over it.",
+)
+@click.option(
+    "--process",
+    is_flag=True,
+    help="Process Templates even without --param (defaults and generated values only).",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+@click.option(
     "--server-dry-run",
     is_flag=True,
     help="Also apply every object with dryRun=All (nothing is stored) on the current cluster"
@@ -931,6 +1203,10 @@ def convert(
     output: str,
     recursive: bool,
     crd_dir: Path | None,
+    param_args: tuple[str, ...],
+    param_files: tuple[str, ...],
+    process: bool,
+    strict: bool,
     server_dry_run: bool,
     namespace: str | None,
     context: str | None,
@@ -942,24 +1218,45 @@ def convert(
     build.openshift.io/v1, or legacy v1) become image.headwater.dev/v1 and
     build.headwater.dev/v1. Fields Headwater's CRDs do not have are removed,
     server-set metadata and status too; fields accepted but not honoured, or
-    that mean something else here, are reported. Other objects pass through
-    unchanged (Deployments keep image.openshift.io/triggers: Headwater honours
-    it). DeploymentConfigs and the virtual ImageStreamTag-like kinds are
-    skipped, with what to use instead.
+    that mean something else here, are reported. DeploymentConfigs become
+    apps/v1 Deployments with the image.openshift.io/triggers annotation.
+    Templates keep their parameter references and have their objects
+    converted, or with --param/--param-file/--process are processed as
+    `oc process --local` does and their objects converted. Other objects pass
+    through unchanged. The virtual ImageStreamTag-like kinds and
+    JenkinsPipeline BuildConfigs are dropped, with what to use instead.
 
     \b
     Examples:
       headwater convert -f openshift/ | kubectl apply -f -
-      oc get is,bc -o yaml | headwater convert -f - > headwater.yaml
+      oc get is,bc,dc -o yaml | headwater convert -f - > headwater.yaml
+      headwater convert -f template.yaml -p NAME=web -p REPLICAS=2
 
-    Exit status: 0 when converted (notes are only notes), 1 when a file is
-    missing or cannot be read or parsed (nothing is printed then), 2 for
+    Exit status: 0 when everything was converted or left as it is; 1 when
+    an object was dropped or would be refused (an error note), on any
+    warning with --strict, or when an input is missing, empty or not
+    Kubernetes manifests (one line on stderr, nothing on stdout); 2 for
     usage errors.
     """
     for given in paths:
         # A missing input is a failed request (exit 1, one line), not bad usage.
         if given != "-" and not Path(given).exists():
             raise click.ClickException(f"-f {given}: no such file or directory")
+    params: dict[str, str] | None = None
+    try:
+        if param_files or param_args or process:
+            params = {}
+            for name in param_files:
+                try:
+                    text = Path(name).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise templates.TemplateError(
+                        f"--param-file {name}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+                    ) from None
+                params.update(templates.parse_param_lines(text, name))
+            params.update(templates.parse_param_args(param_args))
+    except templates.TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
     if crd_dir is not None and not crd_dir.is_dir():
         raise click.ClickException(f"--crds {crd_dir}: not a directory")
     try:
@@ -967,20 +1264,27 @@ def convert(
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     stdin = sys.stdin.read() if "-" in paths else ""
-    results, errors = convert_paths(paths, recursive, schemas, stdin)
+    options = Options(params=params)
+    results, errors = convert_paths(paths, recursive, schemas, stdin, options)
+    unknown = sorted(set(params or {}) - options.parameters)
+    if unknown and not errors:
+        errors.append(
+            f"unknown parameter name{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}:"
+            " no Template in the input has " + ("them" if len(unknown) > 1 else "it")
+        )
     if errors:
         for message in errors:
             click.echo(f"error: {message}", err=True)
         sys.exit(1)
-    for result in results:
-        for note in result.notes:
-            click.echo(str(note), err=True)
+    notes = [note for result in results for note in result.notes]
+    tallies = [tally for result in results for tally in result.tallies]
+    for line in convert_report.render(notes, tallies):
+        click.echo(line, err=True)
     documents = [doc for result in results for doc in result.documents]
     refused = server_dry_run and _report_server_dry_run(documents, namespace, context, kubeconfig)
     text = dump_json(documents) if output == "json" else dump_yaml(documents)
     click.echo(text, nl=False)
-    if refused:
-        sys.exit(1)
+    sys.exit(1 if refused else convert_report.exit_status(notes, strict))
 
 
 def _report_server_dry_run(
