@@ -30,6 +30,8 @@ Schema = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "crds"
+#: The same CRDs as package data, so an installed ``headwater convert`` checks against them.
+PACKAGE_CRD_DIR = REPO / "operator" / "headwater" / "crds"
 
 # --- grammars -------------------------------------------------------------------------------
 
@@ -1248,14 +1250,21 @@ def render_all() -> dict[str, str]:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    CRD_DIR.mkdir(exist_ok=True)
-    for name, content in render_all().items():
-        path = CRD_DIR / name
+    rendered = render_all()
+    targets = [(CRD_DIR, name) for name in rendered]
+    # The package copy holds the CRDs only (no Kustomization).
+    targets += [(PACKAGE_CRD_DIR, name) for name in rendered if name.endswith(".yaml")]
+    for directory, name in targets:
+        path = directory / name
         if check:
-            if not path.exists() or path.read_text() != content:
-                stale.append(name)
+            if not path.exists() or path.read_text() != rendered[name]:
+                stale.append(str(path.relative_to(REPO)))
         else:
-            path.write_text(content)
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered[name])
+    if check and PACKAGE_CRD_DIR.is_dir():
+        extra = {p.name for p in PACKAGE_CRD_DIR.iterdir()} - {n for _, n in targets}
+        stale += [str((PACKAGE_CRD_DIR / n).relative_to(REPO)) + " (not generated)" for n in extra]
     if stale:
         print("out of date (run python hack/gen_crds.py): " + ", ".join(stale), file=sys.stderr)
         return 1

@@ -512,9 +512,12 @@ def test_command_usage_errors() -> None:
 
 
 def test_command_with_an_empty_crd_directory(tmp_path: Path) -> None:
+    # Issue 16: a --crds without CRDs is a bad request (one line, exit 1), not a silent skip.
     result = run("-f", str(DATA / "seed-imagestream-web.yaml"), "--crds", str(tmp_path))
-    assert result.exit_code == 0
-    assert "no Headwater CRD schemas found" in result.stderr
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "no CustomResourceDefinition" in result.stderr
 
 
 def test_json_lists_among_several_documents_are_flattened() -> None:

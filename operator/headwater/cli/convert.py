@@ -39,6 +39,15 @@ import click
 import yaml
 
 from headwater.cli import convert_report, deploymentconfig, templates
+from headwater.cli.kube import cluster_options, connect
+from headwater.cli.validation import (
+    OBJECT_META_FIELDS,
+    SchemaError,
+    load_crd_schemas,
+    packaged_schemas,
+    server_dry_run,
+    validate,
+)
 from headwater.workloads.triggers import TRIGGER_ANNOTATIONS
 
 Severity = Literal["error", "warning", "info"]
@@ -185,66 +194,35 @@ class Converted:
 # --- schemas ----------------------------------------------------------------------------------
 
 
-def load_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """The served v1 openAPIV3Schema of every CRD in ``crd_dir``, by (group, kind)."""
-    schemas: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(crd_dir.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc.get("spec") or {}
-            for version in spec.get("versions") or []:
-                schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                if version.get("served") and isinstance(schema, dict):
-                    schemas[(str(spec.get("group")), str(spec["names"]["kind"]))] = schema
-    return schemas
+def load_schemas(crd_dir: Path | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The served v1 openAPIV3Schema of every CRD in ``crd_dir``, by (group, kind).
 
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string" if isinstance(value, str) else type(value).__name__
+    Without ``crd_dir``: the CRDs shipped in the package (the same as ``crds/``).
+    ConvertError when the directory holds no CRD.
+    """
+    try:
+        return load_crd_schemas(crd_dir) if crd_dir is not None else packaged_schemas()
+    except SchemaError as exc:
+        raise ConvertError(f"--crds {exc}") from None
 
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def check_schema(value: Any, schema: Mapping[str, Any], path: str, ctx: _Context) -> None:
-    """Walk ``value`` against a structural schema: remove undeclared fields, report the rest.
-
-    Types, enums and required fields are reported (not fixed: guessing a value
-    would hide a mistake). CEL rules are not evaluated here; the conversions
-    before the walk write out what OpenShift would have defaulted for them.
-    """
-    if value is None:
-        # The API server prunes nulls of non-nullable fields; OpenShift's own output has them.
+def _prune(value: Any, schema: Mapping[str, Any], path: str, ctx: _Context) -> None:
+    """Remove the fields the schema does not declare (the API server would refuse them)."""
+    if not isinstance(schema, Mapping) or schema.get("x-kubernetes-preserve-unknown-fields"):
         return
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return
-    if schema.get("x-kubernetes-int-or-string"):
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            ctx.add("error", path, f"expected a number or a string, got {_type_name(value)}")
-        return
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(value, dict):
-            ctx.add("error", path, f"expected an object, got {_type_name(value)}")
-            return
+    if isinstance(value, dict):
         properties = schema.get("properties")
         extra = schema.get("additionalProperties")
         for key in list(value):
             sub = _join(path, str(key))
             if isinstance(properties, Mapping) and key in properties:
-                check_schema(value[key], properties[key], sub, ctx)
+                _prune(value[key], properties[key], sub, ctx)
             elif isinstance(extra, Mapping):
-                check_schema(value[key], extra, sub, ctx)
+                _prune(value[key], extra, sub, ctx)
             elif properties is None or extra is True:
                 continue
             else:
@@ -254,32 +232,22 @@ def check_schema(value: Any, schema: Mapping[str, Any], path: str, ctx: _Context
                     sub,
                     "not in Headwater's schema: removed (the API server would refuse or drop it)",
                 )
-        for key in schema.get("required") or []:
-            if value.get(key) is None:
-                ctx.add("error", _join(path, key), "required, and missing")
-    elif kind == "array":
-        if not isinstance(value, list):
-            ctx.add("error", path, f"expected a list, got {_type_name(value)}")
-            return
-        items = schema.get("items") or {}
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         for i, item in enumerate(value):
-            check_schema(item, items, f"{path}[{i}]", ctx)
-    elif kind == "string":
-        if not isinstance(value, str):
-            hint = ""
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                # YAML reads `name: 1.10` as the number 1.1: the tag is not what was written.
-                hint = ": quote it in the YAML (a tag like 1.10 unquoted reads as 1.1)"
-            ctx.add("error", path, f"expected a string, got {_type_name(value)} {value!r}{hint}")
-            return
-        enum = schema.get("enum")
-        if enum and value not in enum:
-            ctx.add("error", path, f"{value!r} is not one of {', '.join(map(str, enum))}")
-    elif kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            ctx.add("error", path, f"expected an integer, got {_type_name(value)}")
-    elif kind == "boolean" and not isinstance(value, bool):
-        ctx.add("error", path, f"expected true or false, got {_type_name(value)} {value!r}")
+            _prune(item, schema["items"], f"{path}[{i}]", ctx)
+
+
+def check_schema(value: Any, schema: Mapping[str, Any], path: str, ctx: _Context) -> None:
+    """Remove undeclared fields, then report what the API server would refuse.
+
+    The rest is checked as admission checks it (``headwater.cli.validation``):
+    types, required fields, enums, patterns, lengths, list keys, and the CEL
+    rules. Nothing is guessed: a value that is wrong is reported, not changed.
+    """
+    _prune(value, schema, path, ctx)
+    for problem in validate(value, schema):
+        where = f"{path}.{problem.path}" if path and problem.path else (problem.path or path)
+        ctx.add("error" if problem.severity == "error" else "info", where, problem.message)
 
 
 def schema_notes(obj: Mapping[str, Any], schemas: Schemas, source: str = "") -> list[Note]:
@@ -509,6 +477,10 @@ def _clean_metadata(obj: dict[str, Any], ctx: _Context) -> None:
             "metadata",
             f"removed what the source cluster set ({', '.join(removed)}): the target sets its own",
         )
+    for key in [k for k in metadata if k not in OBJECT_META_FIELDS]:
+        # kubectl's strict validation refuses it; a misspelling (selflink) most of the time.
+        del metadata[key]
+        ctx.add("warning", f"metadata.{key}", "not a Kubernetes metadata field: removed")
 
 
 # --- ImageStream --------------------------------------------------------------------------------
@@ -738,6 +710,8 @@ def _fix_build_spec(spec: dict[str, Any], ctx: _Context) -> None:
         if proper and proper != given:
             trigger["type"] = proper
             ctx.add("info", f"spec.triggers[{i}].type", f"{given!r} written as {proper!r}")
+        if proper:
+            _fix_trigger_block(trigger, proper, f"spec.triggers[{i}]", ctx)
         if proper == "ImageChange" and trigger.get("imageChange") is None:
             trigger["imageChange"] = {}
             ctx.add(
@@ -745,6 +719,70 @@ def _fix_build_spec(spec: dict[str, Any], ctx: _Context) -> None:
                 f"spec.triggers[{i}].imageChange",
                 "added as {} (watch the strategy's from)",
             )
+    _fix_image_stream_tags(spec, "spec", ctx)
+
+
+def _fix_trigger_block(trigger: dict[str, Any], kind: str, path: str, ctx: _Context) -> None:
+    """Put a trigger's body under the key its type wants (``bitbucket`` for Bitbucket).
+
+    A re-cased key (``gitHub``) is renamed; the body of a webhook under another
+    webhook's key (``gitlab:`` in a Bitbucket trigger, after ``BitBucket`` was
+    re-cased) moves when it is the only one; bodies a trigger of this type
+    never reads are removed. Each change is a note.
+    """
+    right = _TRIGGER_BLOCKS.get(kind)
+    if right is None:
+        return
+    blocks = {block.lower(): block for block in _TRIGGER_BLOCKS.values()}
+    for key in [k for k in trigger if k != right and k.lower() == right.lower()]:
+        if trigger.get(right) is None:
+            trigger[right] = trigger.pop(key)
+            ctx.add("info", f"{path}.{key}", f"written as {right!r}")
+    webhook_blocks = {_TRIGGER_BLOCKS[t] for t in _WEBHOOK_TYPES}
+    others = [
+        k
+        for k in trigger
+        if k != right
+        and k.lower() in blocks
+        and blocks[k.lower()] != right
+        and blocks[k.lower()] in webhook_blocks
+        and trigger.get(k) is not None
+    ]
+    if kind in _WEBHOOK_TYPES and trigger.get(right) is None and len(others) == 1:
+        [wrong] = others
+        trigger[right] = trigger.pop(wrong)
+        ctx.add("info", f"{path}.{wrong}", f"moved to {right}: the trigger's type is {kind}")
+        return
+    for wrong in others:
+        if trigger.get(right) is None:
+            break
+        del trigger[wrong]
+        ctx.add("warning", f"{path}.{wrong}", f"removed: a {kind} trigger reads only {right}")
+
+
+def _fix_image_stream_tags(value: Any, path: str, ctx: _Context) -> None:
+    """``kind: ImageStreamTag`` references without a tag get ``:latest``, as OpenShift reads them.
+
+    Strategy ``from``, ``triggers[].imageChange.from``, ``source.images[].from``,
+    ``output.to``, a runtime image: wherever a reference sits in a build spec.
+    """
+    if isinstance(value, dict):
+        name = value.get("name")
+        if (
+            value.get("kind") == "ImageStreamTag"
+            and isinstance(name, str)
+            and name
+            and ":" not in name
+            and "@" not in name
+        ):
+            value["name"] = f"{name}:latest"
+            ctx.add("info", _join(path, "name"), f"{name!r} written as {value['name']!r}")
+        for key, item in value.items():
+            if key not in ("env", "buildArgs", "dockerfile", "nodeSelector"):
+                _fix_image_stream_tags(item, _join(path, str(key)), ctx)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _fix_image_stream_tags(item, f"{path}[{i}]", ctx)
 
 
 def _env_value_from(block: Mapping[str, Any], path: str, ctx: _Context) -> None:
@@ -1128,8 +1166,9 @@ def convert_paths(
 @click.option(
     "--crds",
     "crd_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Headwater's CRD files, to check fields against (default: the checkout's crds/).",
+    type=click.Path(path_type=Path),
+    help="Directory of Headwater's CRD files to validate against (default: the ones installed"
+    " with this CLI, the same as the repository's crds/).",
 )
 @click.option(
     "-p",
@@ -1152,6 +1191,13 @@ def convert_paths(
     help="Process Templates even without --param (defaults and generated values only).",
 )
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
+@click.option(
+    "--server-dry-run",
+    is_flag=True,
+    help="Also apply every object with dryRun=All (nothing is stored) on the current cluster"
+    " and report what the API server says.",
+)
+@cluster_options
 def convert(
     paths: tuple[str, ...],
     output: str,
@@ -1161,6 +1207,10 @@ def convert(
     param_files: tuple[str, ...],
     process: bool,
     strict: bool,
+    server_dry_run: bool,
+    namespace: str | None,
+    context: str | None,
+    kubeconfig: str | None,
 ) -> None:
     """Rewrite OpenShift manifests for Headwater; say on stderr what differs.
 
@@ -1207,14 +1257,12 @@ def convert(
             params.update(templates.parse_param_args(param_args))
     except templates.TemplateError as exc:
         raise click.ClickException(str(exc)) from None
-    directory = crd_dir or (REPO_CRD_DIR if REPO_CRD_DIR.is_dir() else None)
-    schemas = load_schemas(directory) if directory is not None else None
-    if not schemas:
-        click.echo(
-            "warning: no Headwater CRD schemas found (pass --crds DIR): fields are not checked"
-            " against them",
-            err=True,
-        )
+    if crd_dir is not None and not crd_dir.is_dir():
+        raise click.ClickException(f"--crds {crd_dir}: not a directory")
+    try:
+        schemas = load_schemas(crd_dir)
+    except ConvertError as exc:
+        raise click.ClickException(str(exc)) from None
     stdin = sys.stdin.read() if "-" in paths else ""
     options = Options(params=params)
     results, errors = convert_paths(paths, recursive, schemas, stdin, options)
@@ -1233,6 +1281,23 @@ def convert(
     for line in convert_report.render(notes, tallies):
         click.echo(line, err=True)
     documents = [doc for result in results for doc in result.documents]
+    refused = server_dry_run and _report_server_dry_run(documents, namespace, context, kubeconfig)
     text = dump_json(documents) if output == "json" else dump_yaml(documents)
     click.echo(text, nl=False)
-    sys.exit(convert_report.exit_status(notes, strict))
+    sys.exit(1 if refused else convert_report.exit_status(notes, strict))
+
+
+def _report_server_dry_run(
+    documents: Sequence[Any], namespace: str | None, context: str | None, kubeconfig: str | None
+) -> bool:
+    """One stderr line per object: what the API server says of it (nothing is stored).
+
+    True when it refused one.
+    """
+    client, chosen = connect(kubeconfig, context, namespace)
+    refused = False
+    for result in server_dry_run(documents, client, chosen):
+        severity = "info" if result.accepted else "error"
+        refused = refused or not result.accepted
+        click.echo(f"{severity}: server dry run: {result.obj}: {result.message}", err=True)
+    return refused
