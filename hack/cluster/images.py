@@ -34,6 +34,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gobin import go_binary
+
 DEBIAN_MIRROR = os.environ.get("HEADWATER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_SUITE = "bookworm"
 PAUSE_VERSION = "3.10.1"  # what kubeadm pins for Kubernetes 1.35
@@ -179,46 +181,6 @@ def _pause_source() -> Path:
     return src
 
 
-def _go_binary(cache: Path, module: str, version: str, package: str, zip_sum: str) -> Path:
-    """A static build of ``module/package`` at ``version``, cached by module@version.
-
-    ``go install module/pkg@version`` cannot be used: it asks the proxy for the
-    module's version list (for deprecations), which the proxy refuses for some
-    forks. So the exact version is downloaded (checked against the checksum
-    database and ``zip_sum``) and built as the main module, with its own go.mod
-    and go.sum (and any replace directives), from the read-only module cache.
-    """
-    target = cache / "go-bin" / f"{module.replace('/', '_')}@{version}" / Path(package).name
-    if target.exists():
-        return target
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOWORK": "off"}
-    log(f"compiling {module}/{package}@{version} (static; a few minutes on a cold Go cache)")
-    info = json.loads(
-        subprocess.run(
-            ["go", "mod", "download", "-json", f"{module}@{version}"],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tempfile.gettempdir(),
-        ).stdout
-    )
-    if info.get("Error"):
-        raise RuntimeError(f"go mod download {module}@{version}: {info['Error']}")
-    if info.get("Sum") != zip_sum:
-        raise RuntimeError(f"{module}@{version} has sum {info.get('Sum')}, expected {zip_sum}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    ldflags = f"-s -w -X {module}/pkg/version.version={version}"
-    run(
-        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), f"./{package}"],
-        cwd=info["Dir"],
-        env=env,
-    )
-    partial.rename(target)
-    return target
-
-
 def _make_rootfs(recipe: ImageRecipe, rootfs: Path, cache: Path) -> None:
     if recipe.kind == "pause":
         run(
@@ -270,8 +232,13 @@ def _make_rootfs(recipe: ImageRecipe, rootfs: Path, cache: Path) -> None:
                         child.unlink()
     elif recipe.kind == "kaniko":
         extra = recipe.extra
-        binary = _go_binary(
-            cache, extra["module"], extra["version"], extra["package"], extra["sum"]
+        binary = go_binary(
+            cache,
+            extra["module"],
+            extra["version"],
+            extra["sum"],
+            extra["package"],
+            version_var="pkg/version.version",
         )
         kaniko = rootfs / "kaniko"
         (kaniko / "ssl" / "certs").mkdir(parents=True)
