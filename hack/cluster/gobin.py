@@ -78,7 +78,8 @@ def go_binary(
     target = cache / "go-bin" / f"{module.replace('/', '_')}@{version}" / binary
     if target.exists():
         return target
-    log(f"compiling {module}/{package}@{version} (static; a few minutes on a cold Go cache)")
+    what = module if package == "." else f"{module}/{package}"
+    log(f"compiling {what}@{version} (static; a few minutes on a cold Go cache)")
     started = time.monotonic()
     source = module_dir(module, version, zip_sum)
     ldflags = "-s -w" + (f" -X {module}/{version_var}={version}" if version_var else "")
