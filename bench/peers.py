@@ -97,10 +97,10 @@ def log(msg: str) -> None:
 # --- building the peers -------------------------------------------------------------
 
 
-def _cluster_images() -> ModuleType:
-    """hack/cluster/images.py (a script, not a package), registered so its dataclasses load."""
-    name = "headwater_cluster_images"
-    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / "cluster" / "images.py")
+def _gobin() -> ModuleType:
+    """hack/cluster/gobin.py (a script, not a package): the cached Go builds."""
+    name = "headwater_cluster_gobin"
+    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / "cluster" / "gobin.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -111,20 +111,19 @@ def _cluster_images() -> ModuleType:
 
 def build_peers(keel_src: Path | None) -> tuple[Path, Path | None, dict[str, str]]:
     """The Flux and Keel binaries (Keel None without a source tree) and how long each took."""
-    images = _cluster_images()
+    gobin = _gobin()
     times: dict[str, str] = {}
     started = time.monotonic()
     target = CACHE / "go-bin" / f"{FLUX_MODULE.replace('/', '_')}@{FLUX_VERSION}"
     cached = (target / "image-reflector-controller").exists()
-    flux = images._go_binary(
+    flux = gobin.go_binary(
         CACHE,
         FLUX_MODULE,
         FLUX_VERSION,
-        ".",
         FLUX_SUM,
         name="image-reflector-controller",
         # Its go.mod replaces its api module with ./api, which the module zip lacks.
-        drop_replace=(f"{FLUX_MODULE}/api",),
+        published_submodules=("api",),
     )
     times["flux"] = "cached" if cached else f"built in {time.monotonic() - started:.0f} s"
     keel = None
@@ -137,8 +136,8 @@ def build_peers(keel_src: Path | None) -> tuple[Path, Path | None, dict[str, str
         started = time.monotonic()
         target = CACHE / "go-bin" / f"{KEEL_MODULE.replace('/', '_')}@{KEEL_VERSION}"
         cached = (target / "keel").exists()
-        keel = images._go_binary(
-            CACHE, KEEL_MODULE, KEEL_VERSION, "cmd/keel", None, source=keel_src, cgo=True
+        keel = gobin.go_binary(
+            CACHE, KEEL_MODULE, KEEL_VERSION, None, "cmd/keel", source=keel_src, cgo=True
         )
         times["keel"] = "cached" if cached else f"built in {time.monotonic() - started:.0f} s"
     return flux, keel, times
@@ -727,9 +726,33 @@ async def run(args: argparse.Namespace, env: dict[str, str], flux: Path, keel: P
                 end_process(tool.process)
         with contextlib.suppress(Exception):
             await kube.close()
+        if "flux" in tools:
+            # Flux is stopped: nothing would remove its finalizers, and its
+            # namespace would stay Terminating for ever.
+            with contextlib.suppress(Exception):
+                release_flux_finalizers(Kubectl(env, tools["flux"].namespace))
         for tool in tools.values():
             Kubectl(env, tool.namespace).delete_namespace_later()
         stack.close()
+
+
+def release_flux_finalizers(kubectl: Kubectl) -> None:
+    """Drop the finalizers Flux put on its objects in the bench's namespace."""
+    for kind in (
+        "imagepolicies.image.toolkit.fluxcd.io",
+        "imagerepositories.image.toolkit.fluxcd.io",
+    ):
+        names = kubectl("get", kind, "-n", kubectl.namespace, "-o", "name").split()
+        for start in range(0, len(names), 100):
+            kubectl(
+                "patch",
+                "-n",
+                kubectl.namespace,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                *names[start : start + 100],
+            )
 
 
 def report(

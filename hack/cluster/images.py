@@ -34,6 +34,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gobin import go_binary
+
 DEBIAN_MIRROR = os.environ.get("HEADWATER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_SUITE = "bookworm"
 PAUSE_VERSION = "3.10.1"  # what kubeadm pins for Kubernetes 1.35
@@ -179,85 +181,6 @@ def _pause_source() -> Path:
     return src
 
 
-def _go_binary(
-    cache: Path,
-    module: str,
-    version: str,
-    package: str,
-    zip_sum: str | None,
-    *,
-    name: str | None = None,
-    source: Path | None = None,
-    cgo: bool = False,
-    drop_replace: tuple[str, ...] = (),
-) -> Path:
-    """A build of ``module/package`` at ``version``, cached by module@version.
-
-    ``go install module/pkg@version`` cannot be used: it asks the proxy for the
-    module's version list (for deprecations), which the proxy refuses for some
-    forks. So the exact version is downloaded (checked against the checksum
-    database and ``zip_sum``) and built as the main module, with its own go.mod
-    and go.sum (and any replace directives), from the read-only module cache.
-
-    ``source`` builds from a source tree instead (a module whose tags the proxy
-    does not serve); ``version`` is then only the cache key. ``name`` is the
-    binary's name (default: the package directory's); ``cgo`` links with the
-    C library instead of statically. ``drop_replace`` removes replace directives
-    that point into the module's repository but outside its zip (a sibling
-    module such as ``./api``): the build then runs in a writable copy and takes
-    that module at the required version from the proxy (checksum database).
-    """
-    binary = name or Path(package).name
-    target = cache / "go-bin" / f"{module.replace('/', '_')}@{version}" / binary
-    if target.exists():
-        return target
-    env = {
-        **os.environ,
-        "CGO_ENABLED": "1" if cgo else "0",
-        "GOFLAGS": "-mod=readonly",
-        "GOWORK": "off",
-    }
-    what = module if package == "." else f"{module}/{package}"
-    log(f"compiling {what}@{version} (a few minutes on a cold Go cache)")
-    if source is None:
-        info = json.loads(
-            subprocess.run(
-                ["go", "mod", "download", "-json", f"{module}@{version}"],
-                check=True,
-                capture_output=True,
-                text=True,
-                env=env,
-                cwd=tempfile.gettempdir(),
-            ).stdout
-        )
-        if info.get("Error"):
-            raise RuntimeError(f"go mod download {module}@{version}: {info['Error']}")
-        if info.get("Sum") != zip_sum:
-            raise RuntimeError(f"{module}@{version} has sum {info.get('Sum')}, expected {zip_sum}")
-        directory = Path(info["Dir"])
-    else:
-        directory = source
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    ldflags = f"-s -w -X {module}/pkg/version.version={version}"
-    with tempfile.TemporaryDirectory(prefix="hw-go-build-") as tmp:
-        if drop_replace:
-            copy = Path(tmp) / "src"
-            shutil.copytree(directory, copy)
-            for path in (copy, *copy.rglob("*")):
-                path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
-            edits = [f"-dropreplace={name}" for name in drop_replace]
-            run(["go", "mod", "edit", *edits], cwd=copy, env=env)
-            directory, env = copy, {**env, "GOFLAGS": "-mod=mod"}
-        run(
-            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), f"./{package}"],
-            cwd=directory,
-            env=env,
-        )
-    partial.rename(target)
-    return target
-
-
 def _make_rootfs(recipe: ImageRecipe, rootfs: Path, cache: Path) -> None:
     if recipe.kind == "pause":
         run(
@@ -309,8 +232,13 @@ def _make_rootfs(recipe: ImageRecipe, rootfs: Path, cache: Path) -> None:
                         child.unlink()
     elif recipe.kind == "kaniko":
         extra = recipe.extra
-        binary = _go_binary(
-            cache, extra["module"], extra["version"], extra["package"], extra["sum"]
+        binary = go_binary(
+            cache,
+            extra["module"],
+            extra["version"],
+            extra["sum"],
+            extra["package"],
+            version_var="pkg/version.version",
         )
         kaniko = rootfs / "kaniko"
         (kaniko / "ssl" / "certs").mkdir(parents=True)

@@ -319,9 +319,10 @@ class GitHttpServer:
 
     Serves the bare repositories under ``root`` on ``host:port``; a request
     without the right ``user:password`` is answered 401, as a private Git host does.
+    Without a ``user`` it serves anyone, as a public Git host does.
     """
 
-    def __init__(self, root: Path, host: str, user: str, password: str) -> None:
+    def __init__(self, root: Path, host: str, user: str = "", password: str = "") -> None:
         import base64
         import http.server
         import threading
@@ -331,7 +332,7 @@ class GitHttpServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _serve(self) -> None:
-                if self.headers.get("Authorization") != expected:
+                if user and self.headers.get("Authorization") != expected:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')
                     self.end_headers()
@@ -347,7 +348,7 @@ class GitHttpServer:
                     "REQUEST_METHOD": self.command,
                     "CONTENT_TYPE": self.headers.get("Content-Type") or "",
                     "CONTENT_LENGTH": str(length),
-                    "REMOTE_USER": user,
+                    **({"REMOTE_USER": user} if user else {}),
                 }
                 out = subprocess.run(
                     [backend], input=body, env=env, capture_output=True, timeout=60

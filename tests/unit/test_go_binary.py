@@ -1,4 +1,4 @@
-"""hack/cluster/images.py's _go_binary: cached by module@version, built from a source tree
+"""hack/cluster/gobin.py's go_binary: cached by module@version, built from a source tree
 or from a writable copy without the replace directives the module zip cannot satisfy.
 
 A fake ``go`` on PATH records its calls, so no compiler or network is needed.
@@ -43,8 +43,8 @@ elif args[0] == "build":
 
 
 def _images() -> ModuleType:
-    name = "headwater_cluster_images_test"
-    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / "cluster" / "images.py")
+    name = "headwater_cluster_gobin_test"
+    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / "cluster" / "gobin.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -81,18 +81,18 @@ def test_a_replace_into_a_sibling_module_is_dropped_in_a_copy(
 ) -> None:
     images = _images()
     cache = tmp_path / "cache"
-    binary = images._go_binary(
-        cache, "example.com/m", "v1", ".", "h1:good", name="m", drop_replace=("example.com/m/api",)
+    binary = images.go_binary(
+        cache, "example.com/m", "v1", "h1:good", name="m", published_submodules=("api",)
     )
     assert binary == cache / "go-bin" / "example.com_m@v1" / "m"
     assert "replace" not in binary.read_text()  # built from the edited copy
     build = _calls(fake_go)[-1]
-    assert build["goflags"] == "-mod=mod"
+    assert "-mod=mod" in build["args"]
     assert build["cgo"] == "0"
     assert "modcache" not in str(build["cwd"])
     # Cached: a second call runs no go at all.
     calls = len(_calls(fake_go))
-    assert images._go_binary(cache, "example.com/m", "v1", ".", "h1:good", name="m") == binary
+    assert images.go_binary(cache, "example.com/m", "v1", "h1:good", name="m") == binary
     assert len(_calls(fake_go)) == calls
 
 
@@ -101,18 +101,18 @@ def test_a_source_tree_is_built_in_place_with_cgo(tmp_path: Path, fake_go: Path)
     source = tmp_path / "keel"
     source.mkdir()
     (source / "go.mod").write_text("module example.com/keel\n")
-    binary = images._go_binary(
-        tmp_path / "cache", "example.com/keel", "0.1", "cmd/keel", None, source=source, cgo=True
+    binary = images.go_binary(
+        tmp_path / "cache", "example.com/keel", "0.1", None, "cmd/keel", source=source, cgo=True
     )
     assert binary.name == "keel"
     [build] = _calls(fake_go)  # no `go mod download`
     assert build["args"][0] == "build"
     assert build["cwd"] == str(source)
     assert build["cgo"] == "1"
-    assert build["goflags"] == "-mod=readonly"
+    assert "-mod=readonly" in build["args"]
 
 
 def test_a_wrong_module_sum_is_refused(tmp_path: Path, fake_go: Path) -> None:
     images = _images()
     with pytest.raises(RuntimeError, match="expected h1:other"):
-        images._go_binary(tmp_path / "cache", "example.com/m", "v1", ".", "h1:other", name="m")
+        images.go_binary(tmp_path / "cache", "example.com/m", "v1", "h1:other", name="m")

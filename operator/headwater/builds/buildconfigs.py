@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,12 @@ from headwater.builds.instantiate import RequestError, StartRequest, render_buil
 from headwater.builds.model import API_VERSION, LABEL_REQUEST, build_name, build_number
 from headwater.builds.prune import builds_of
 from headwater.builds.webhooks import inline_secret_fields, inline_secret_warning
-from headwater.conditions import get_condition, remove_condition, set_condition
+from headwater.conditions import (
+    ConditionStatus,
+    get_condition,
+    remove_condition,
+    set_condition,
+)
 from headwater.config import Config
 from headwater.events import post_event
 from headwater.imports.model import split_stream_tag
@@ -67,6 +72,29 @@ async def may(
     except API_ERRORS as exc:
         logger.warning("access review for %s/%s failed: %s", namespace, account, exc)
         return False
+
+
+READY = "Ready"
+WAITING_FOR_IMAGE = "WaitingForImage"
+
+
+def ready_condition(
+    name: str, last_version: int, missing: Sequence[str]
+) -> tuple[ConditionStatus, str, str]:
+    """The BuildConfig's Ready condition (status, reason, message).
+
+    False while an ImageChange tag (by default the builder image) has no image:
+    no build can start, and a GitOps health check (kstatus: Ready with
+    ``observedGeneration`` current) must not count the BuildConfig as reconciled.
+    """
+    if missing:
+        tags = ", ".join(f"ImageStreamTag {tag}" for tag in missing)
+        return "False", WAITING_FOR_IMAGE, f"no image yet for {tags}: builds wait for it"
+    return (
+        "True",
+        READY,
+        f"last build: {build_name(name, last_version)}" if last_version else "no build yet",
+    )
 
 
 class BuildConfigReconcile:
@@ -197,7 +225,8 @@ class BuildConfigReconcile:
                 await self._trigger_failed(bc, request, exc, self.clock())
                 raise
             image_status = triggers.image_trigger_status(bc, lookup, [], True, self.clock())
-            await self._write_buildconfig_status(bc, number, image_status)
+            missing = triggers.missing_images(bc, lookup)
+            await self._write_buildconfig_status(bc, number, image_status, missing)
             return created
 
     async def _instantiate(
@@ -269,11 +298,14 @@ class BuildConfigReconcile:
         bc: Mapping[str, Any],
         last_version: int,
         image_triggers: list[dict[str, Any]] | None = None,
+        missing: Sequence[str] = (),
     ) -> None:
         """observedGeneration, Ready, and lastVersion raised to at least ``last_version``.
 
-        One write, under optimistic concurrency: lastVersion never goes down
-        and a concurrent writer is never overwritten.
+        ``missing`` are the ImageChange tags with no image yet (Ready is then
+        False: see :func:`ready_condition`). One write, under optimistic
+        concurrency: lastVersion never goes down and a concurrent writer is
+        never overwritten.
         """
         metadata = bc.get("metadata") or {}
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
@@ -293,10 +325,8 @@ class BuildConfigReconcile:
                     desired.pop("imageChangeTriggers", None)
             desired["conditions"] = set_condition(
                 status.get("conditions"),
-                "Ready",
-                "True",
-                "Ready",
-                f"last build: {build_name(name, last)}" if last else "no build yet",
+                READY,
+                *ready_condition(name, last, missing),
                 generation,
                 self.clock(),
             )

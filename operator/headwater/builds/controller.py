@@ -188,7 +188,9 @@ class BuildController(BuildConfigReconcile, BuildRuns):
             image_status = triggers.image_trigger_status(
                 body, lookup, [(w, i) for _, w, i in image_changes], newest > 0, now
             )
-            await self._write_buildconfig_status(body, newest, image_status)
+            await self._write_buildconfig_status(
+                body, newest, image_status, triggers.missing_images(body, lookup)
+            )
             changes: dict[str, str | None] = dict.fromkeys(done)
             generation = str(metadata.get("generation") or 0)
             recorded = (metadata.get("annotations") or {}).get(

@@ -123,9 +123,15 @@ def config_change_request(
     return None
 
 
+def missing_images(bc: Mapping[str, Any], lookup: Lookup) -> list[str]:
+    """The unpaused ImageChange tags (by default the builder image) with no image yet:
+    a build of this BuildConfig cannot start until they have one."""
+    return [w.name for w in watched_tags(bc) if not w.paused and lookup(*w.key) is None]
+
+
 def config_change_waits(bc: Mapping[str, Any], lookup: Lookup) -> bool:
     """A ConfigChange build is due but waits: an unpaused ImageChange tag has no image yet."""
-    return any(lookup(*w.key) is None for w in watched_tags(bc) if not w.paused)
+    return bool(missing_images(bc, lookup))
 
 
 def _last_triggered(status: Mapping[str, Any] | None, watched: WatchedTag) -> str:
