@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import random
 import shutil
@@ -860,6 +861,8 @@ def main() -> int:
     options = parser(__doc__)
     options.add_argument("--quick", action="store_true", default=bool(os.environ.get("QUICK")))
     args = options.parse_args()
+    # The proxies' complaints about watches cut when the tools stop are no figure.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     if args.quick:
         args.poll_repos, args.poll_rounds = 5, 2
         args.push_slow, args.push_fast, args.push_fast_repos = 10, 50, 100
