@@ -391,11 +391,32 @@ def gitops(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         )
         yield GitOps(cluster, namespace, broken, flux_log, operator_log)
     finally:
+        # Flux's objects carry its finalizer: delete them while its controllers still
+        # run, and drop what is left once they are stopped, or the namespaces would
+        # stay Terminating for ever.
+        flux_kinds = (
+            "kustomizations.kustomize.toolkit.fluxcd.io,gitrepositories.source.toolkit.fluxcd.io"
+        )
+        cluster.kubectl(
+            "delete", flux_kinds, "--all", "-n", namespace, "--timeout=30s", check=False
+        )
         for process in reversed(processes):
             _end(process)
         git.stop()
         remove_admission_configuration(cluster)
         for name in (namespace, broken):
+            left = cluster.kubectl("get", flux_kinds, "-n", name, "-o", "name", check=False)
+            for obj in left.stdout.split() if left.returncode == 0 else []:
+                cluster.kubectl(
+                    "patch",
+                    obj,
+                    "-n",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    check=False,
+                )
             cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
