@@ -110,7 +110,7 @@ class BuildConfigReconcile:
     watchers: defaultdict[tuple[str, str, str], set[tuple[str, str]]]
     watching: dict[tuple[str, str], set[tuple[str, str, str]]]
     denied: dict[tuple[str, str], frozenset[str]]
-    kick_created: Callable[[str, dict[str, Any]], None]
+    kick: Callable[[str, str], None]
 
     def _lookup(self, namespace: str, stream: str, tag: str) -> TagImage | None:
         return self.tags.current(namespace, stream, tag) if self.tags is not None else None
@@ -275,9 +275,8 @@ class BuildConfigReconcile:
                 number += 1  # taken (by a build this process has not listed yet)
                 continue
             siblings.append(obj)
-            # Start it now rather than when its watch event comes back, from the
-            # Build the API server just returned (no read of it, nor of its BuildConfig).
-            self.kick_created(name, created)
+            # Start it now rather than when its watch event comes back.
+            self.kick(namespace, build_name(name, number))
             return build_name(name, number), number
         raise RuntimeError(f"{namespace}/{name}: no free build number after {number}")
 

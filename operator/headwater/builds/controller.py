@@ -104,10 +104,6 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         """BuildConfig watch events not yet reconciled (the newest per BuildConfig)."""
         self._bc_of: dict[ObjectRef, str] = {}
         """Build -> its BuildConfig's name, as its events showed (saves a read)."""
-        self._created: dict[ObjectRef, dict[str, Any]] = {}
-        """Builds this process just created -> the body the create returned: the first
-        reconcile starts from it instead of reading the Build back (saves a read on the
-        way from start request to Job)."""
         self.own_writes: dict[tuple[str, str], str] = {}
         """Build -> the resourceVersion our last status write got back: its watch event
         (ours) queues nothing."""
@@ -258,15 +254,6 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         """Reconcile a build soon, outside the caller's lock."""
         self._add(self.builds, ObjectRef(namespace, name))
 
-    def kick_created(self, bc: str, build: dict[str, Any]) -> None:
-        """Reconcile a Build of BuildConfig ``bc`` just created (``build`` is what the create
-        returned) at once, starting from that body."""
-        metadata = build.get("metadata") or {}
-        ref = ObjectRef(str(metadata.get("namespace")), str(metadata.get("name")))
-        self._bc_of[ref] = bc
-        self._created[ref] = build
-        self._add(self.builds, ref)
-
     def observe_build(
         self, namespace: str, name: str, bc: str | None, version: str | None = None
     ) -> None:
@@ -313,12 +300,8 @@ class BuildController(BuildConfigReconcile, BuildRuns):
                 return
             bc = buildconfig_of(found)
         async with self.locks[(namespace, bc or f"build/{name}")]:
-            # Read under the lock: another reconcile may have changed it meanwhile. A
-            # Build this process just created starts from the body its create returned:
-            # no reconcile of it ran before, and a cancel or deletion since queues it again.
-            build = self._created.pop(ObjectRef(namespace, name), None)
-            if build is None:
-                build = await get_or_none(self.kube, Build, name, namespace)
+            # Read under the lock: another reconcile may have changed it meanwhile.
+            build = await get_or_none(self.kube, Build, name, namespace)
             if build is None:
                 self.forget(namespace, name)
                 return
@@ -331,7 +314,6 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         ref = ObjectRef(namespace, name)
         self.own_writes.pop((namespace, name), None)
         self._bc_of.pop(ref, None)
-        self._created.pop(ref, None)
         self._children.pop((namespace, name), None)
         self.builds.cancel(ref)
         self.waiting.discard((namespace, name))

@@ -42,7 +42,6 @@ from headwater.builds.model import (
     FAILED,
     LABEL_BUILD,
     NEW,
-    PARALLEL,
     PENDING,
     RUNNING,
     SERIAL,
@@ -129,12 +128,7 @@ class BuildRuns:
                 with contextlib.suppress(ApiError):
                     config = await self.kube.get(BuildConfig, bc, namespace=namespace)
                     policy = str((plain_dict(config).get("spec") or {}).get("runPolicy") or SERIAL)
-            # Parallel starts every queued build whatever its siblings do: no list.
-            siblings = (
-                [summarize(build)]
-                if policy == PARALLEL
-                else [summarize(b) for b in await builds_of(self.kube, namespace, bc)]
-            )
+            siblings = [summarize(b) for b in await builds_of(self.kube, namespace, bc)]
             plan = plan_runs(siblings, policy)
             for superseded in plan.cancel:
                 if superseded == name:
