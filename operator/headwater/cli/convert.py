@@ -106,17 +106,6 @@ WORKLOAD_POD_SPECS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "Pod": ("spec",),
 }
-_SERVER_METADATA = (
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "generation",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "ownerReferences",
-)
 _STRATEGY_BLOCKS = {
     "Docker": "dockerStrategy",
     "Source": "sourceStrategy",
@@ -460,7 +449,7 @@ def _clean_metadata(obj: dict[str, Any], ctx: _Context) -> None:
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
         return
-    removed = [key for key in _SERVER_METADATA if key in metadata]
+    removed = [key for key in deploymentconfig.SERVER_METADATA if key in metadata]
     for key in removed:
         del metadata[key]
     annotations = metadata.get("annotations")

@@ -36,7 +36,7 @@ POD_SPEC = "spec.template.spec"
 Finding = tuple[str, str, str]
 """(severity, path, message)."""
 
-_SERVER_METADATA = (
+SERVER_METADATA = (
     "uid",
     "resourceVersion",
     "creationTimestamp",
@@ -47,6 +47,7 @@ _SERVER_METADATA = (
     "deletionGracePeriodSeconds",
     "ownerReferences",
 )
+"""Metadata the source cluster set, removed from every converted object."""
 _KEPT_SPEC = ("replicas", "revisionHistoryLimit", "minReadySeconds", "paused")
 
 
@@ -229,7 +230,7 @@ def to_deployment(dc: Mapping[str, Any]) -> tuple[dict[str, Any], list[Finding]]
     spec = dc.get("spec") if isinstance(dc.get("spec"), Mapping) else {}
     assert isinstance(spec, Mapping)
     metadata = copy.deepcopy(dict(dc.get("metadata") or {}))
-    removed = [key for key in _SERVER_METADATA if key in metadata]
+    removed = [key for key in SERVER_METADATA if key in metadata]
     for key in removed:
         del metadata[key]
     if removed:
