@@ -97,6 +97,10 @@ def test_ranges_leave_out_their_last_character_as_openshift_does() -> None:
         ("[a-z]{256}", "range must be within"),
         ("[z-a]{3}", "invalid range"),
         ("[a]{3}", "malformed expression"),
+        # A template is somebody else's file: bounded before any work.
+        ("[a-z]{" + "9" * 4000 + "}", "range must be within"),
+        ("x" * 4097, "expression longer than"),
+        ("[a-z]{255}" * 300, "generates more than"),
     ],
 )
 def test_bad_expressions(expression: str, message: str) -> None:

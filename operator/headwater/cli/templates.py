@@ -45,6 +45,10 @@ SYMBOLS = "~!@#$%^&*()-_+={}[]\\|<,>.?/\"';:`"
 ASCII = ALPHABET + NUMERALS + SYMBOLS
 _RANGE = re.compile(r"(\\?[a-zA-Z0-9]-?[a-zA-Z0-9]?)")
 _GENERATOR = re.compile(r"\[([a-zA-Z0-9\-\\]+)\](\{([0-9]+)\})")
+MAX_EXPRESSION = 4096
+"""Longest ``from`` expression accepted (a template is somebody else's file)."""
+MAX_GENERATED = 65536
+"""Longest value an expression may generate."""
 _EXPRESSION = re.compile(r"\[(\\w|\\d|\\a|\\A)|([a-zA-Z0-9]\-[a-zA-Z0-9])+\]")
 
 
@@ -77,8 +81,11 @@ def generate_expression(expression: str, rng: random.Random | None = None) -> st
     ``\\w`` (letters, digits, ``_``), ``\\d`` (digits), ``\\a`` (letters and
     digits), ``\\A`` (symbols); n is 1 to 255. Text outside the brackets is
     kept (``0x[A-F0-9]{4}``). Values come from the system's random source
-    unless ``rng`` is given.
+    unless ``rng`` is given. The expression is at most :data:`MAX_EXPRESSION`
+    characters long and its value at most :data:`MAX_GENERATED`.
     """
+    if len(expression) > MAX_EXPRESSION:
+        raise TemplateError(f"expression longer than {MAX_EXPRESSION} characters")
     chooser = rng or random.SystemRandom()
     while match := _GENERATOR.search(expression):
         whole = match.group(0)
@@ -86,7 +93,8 @@ def generate_expression(expression: str, rng: random.Random | None = None) -> st
         ranges = whole[:brace]
         if not _EXPRESSION.search(ranges):
             raise TemplateError(f"malformed expression syntax: {ranges}")
-        length = int(whole[brace + 1 : -1])
+        digits = whole[brace + 1 : -1]
+        length = int(digits) if len(digits) <= 3 else 0  # int() of a huge string is slow
         if not 0 < length <= 255:
             raise TemplateError(f"range must be within [1-255] characters ({length})")
         alphabet = ""
@@ -103,6 +111,8 @@ def generate_expression(expression: str, rng: random.Random | None = None) -> st
             raise TemplateError(f"empty range in expression: {whole}")
         generated = "".join(chooser.choice(alphabet) for _ in range(length))
         expression = expression.replace(whole, generated, 1)
+        if len(expression) > MAX_GENERATED:
+            raise TemplateError(f"expression generates more than {MAX_GENERATED} characters")
     return expression
 
 
