@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -187,6 +188,7 @@ class Attester:
         return fields
 
     async def _sign(self, target: Target, key: cosign.SigningKey) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             attached = await cosign.attach_signature(
                 self.registry, target.registry, target.repository, target.digest, key,
@@ -196,6 +198,11 @@ class Attester:
             raise AttachError("SigningFailed", f"pushing the signature failed: {exc}") from None
         except ValueError as exc:
             raise AttachError("SigningFailed", f"cannot sign: {exc}") from None
+        log.info(
+            "signed %s/%s@%s in %.0f ms (%s)",
+            target.registry, target.repository, target.digest,
+            (time.perf_counter() - started) * 1000, attached.reference,
+        )  # fmt: skip
         return {
             "signed": True,
             "reference": attached.reference,
