@@ -35,6 +35,7 @@ from lightkube.resources.core_v1 import Secret
 
 from headwater.builds.outputs import Outputs, Waiting
 from headwater.config import Config
+from headwater.kube import Failure, classify, is_gone
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient, RegistryError
 from headwater.registry.credentials import Credentials
@@ -107,12 +108,12 @@ class Attester:
         try:
             secret = await self.kube.get(Secret, name, namespace=namespace)
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 return None, (
                     f"no signing key: Secret {namespace}/{name} does not exist"
                     " (headwater keys create makes one)"
                 )
-            if exc.status.code == 403:
+            if classify(exc) is Failure.FORBIDDEN:
                 return None, (
                     f"no signing key: the operator may not read Secret {namespace}/{name}"
                     " (its RBAC grants get on that name only)"
