@@ -540,3 +540,127 @@ async def test_verify_option_without_a_verifier_refuses() -> None:
     await triggers.settle()
     assert kube.patches == []
     assert reasons(kube) == [REASON_UNVERIFIED]
+
+
+# --- cosign's formats (headwater.registry.cosign) through the verifier's check ----------
+
+
+def signed_layer(signer: Any, digest: str = DIGEST) -> Any:
+    from headwater.registry import cosign
+
+    payload = cosign.simple_signing_payload("registry.local/shop/web", digest)
+    layer = cosign.signature_layer(payload, cosign.SigningKey(signer).sign(payload))
+    fetched = cosign.FetchedLayer(layer.digest, layer.media_type, layer.annotations, layer.data)
+    return cosign.FetchedManifest(
+        "registry.local/shop/web:sha256-b.sig", "sha256:x", (fetched,), ()
+    )
+
+
+def test_cosign_check_accepts_the_right_key_only() -> None:
+    from headwater.imports.signatures import cosign_check
+
+    key = load_public_key("release", pem_of(EC_KEY))
+    other = load_public_key("other", pem_of(OTHER_KEY))
+    assert isinstance(key, PublicKey)
+    assert isinstance(other, PublicKey)
+    assert cosign_check(signed_layer(EC_KEY), key, DIGEST)
+    assert not cosign_check(signed_layer(EC_KEY), other, DIGEST)
+    # A signature of another image does not verify this one.
+    assert not cosign_check(signed_layer(EC_KEY, "sha256:" + "c" * 64), key, DIGEST)
+    assert not cosign_check("garbage", key, DIGEST)
+
+
+# --- the ImageStream side: the tag's Verified condition -------------------------------------
+
+
+def verified_stream(policy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": "web", "namespace": "shop", "generation": 1},
+        # A build output tag: no `from`, only the policy.
+        "spec": {"tags": [{"name": "latest", "verification": policy}]},
+        "status": {
+            "tags": [
+                {
+                    "tag": "latest",
+                    "items": [
+                        {
+                            "image": DIGEST,
+                            "dockerImageReference": REF,
+                            "generation": 1,
+                            "created": "2026-01-01T00:00:00Z",
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def verified_of(kube: Any) -> dict[str, Any] | None:
+    [body] = [b for key, b in kube.objects.items() if key[2] == "web" and "status" in b]
+    [entry] = body["status"]["tags"]
+    found = [c for c in entry.get("conditions") or [] if c["type"] == VERIFIED]
+    return found[0] if found else None
+
+
+async def test_stream_tag_gets_verified_condition_and_steady_state_is_free() -> None:
+    from headwater.config import Config
+    from headwater.imports.model import StreamRef
+    from headwater.imports.runner import ImportRunner
+    from headwater.registry.client import RegistryClient
+    from tests.fakekube import FakeKube as StreamKube
+    from tests.fakekube import converged, running
+
+    kube = StreamKube()
+    body = kube.add(verified_stream({"keys": ["release"], "required": True}))
+    registry, clock = Registry(), Clock()
+    imports = ImportRunner(kube.client, RegistryClient(), Config())
+    imports.verifier = verifier_for(registry, clock)
+    imports.verifier.subscribe(imports.on_verdict)
+    async with running(imports.scheduler), running(imports.urgent):
+        await imports.observe(body)
+        await converged(imports.scheduler, imports.urgent)
+        condition = verified_of(kube)
+        assert condition is not None
+        assert (condition["status"], condition["reason"]) == ("False", "NoSignature")
+        assert "key release" in condition["message"]
+        # Looked at again on the verifier's schedule.
+        assert imports.scheduler.planned(StreamRef("shop", "web")) is not None
+        registry.signed[DIGEST] = ["release"]
+        clock.now += 5.0
+        await imports.reconcile(StreamRef("shop", "web"))
+        await converged(imports.scheduler, imports.urgent)
+        condition = verified_of(kube)
+        assert condition is not None
+        assert (condition["status"], condition["reason"]) == ("True", "Verified")
+        fetches, writes = registry.fetches, len(kube.calls)
+        for _ in range(3):
+            clock.now += 1000.0
+            await imports.reconcile(StreamRef("shop", "web"))
+        # Verified: no registry request and no API write in the steady state.
+        assert registry.fetches == fetches
+        assert len(kube.calls) == writes
+
+
+async def test_stream_tag_with_unknown_key_says_so() -> None:
+    from headwater.config import Config
+    from headwater.imports.runner import ImportRunner
+    from headwater.registry.client import RegistryClient
+    from tests.fakekube import FakeKube as StreamKube
+    from tests.fakekube import converged, running
+
+    kube = StreamKube()
+    body = kube.add(verified_stream({"keys": ["nobody"]}))
+    registry, clock = Registry(), Clock()
+    imports = ImportRunner(kube.client, RegistryClient(), Config())
+    imports.verifier = verifier_for(registry, clock)
+    async with running(imports.scheduler), running(imports.urgent):
+        await imports.observe(body)
+        await converged(imports.scheduler, imports.urgent)
+    condition = verified_of(kube)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "KeyNotFound")
+    assert "nobody" in condition["message"]
+    assert registry.fetches == 0

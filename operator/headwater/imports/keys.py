@@ -21,13 +21,10 @@ in the steady state. A missing key or bad key material is an answer
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
@@ -38,6 +35,9 @@ from headwater.imports.verification import (
     REASON_KEY_NOT_FOUND,
 )
 from headwater.kube import API_ERRORS, Failure, classify
+from headwater.registry.cosign import KeyFileError
+from headwater.registry.cosign import VerificationKey as CosignKey
+from headwater.registry.cosign import load_public_key as load_cosign_key
 
 SIGNING_SECRET = "headwater-signing-key"  # noqa: S105 - a Secret name
 """The cluster signing key's Secret in the operator's namespace (cosign's k8s:// layout)."""
@@ -50,8 +50,7 @@ class PublicKey:
     """A usable verification key."""
 
     name: str
-    pem: bytes
-    key: ec.EllipticCurvePublicKey
+    key: CosignKey
     fingerprint: str
     """sha256 of the DER SubjectPublicKeyInfo: what verdicts are cached under, so a
     rotated key is never answered from the old key's verdicts."""
@@ -66,22 +65,13 @@ class KeyProblem:
 
 
 def load_public_key(name: str, pem: bytes | str) -> PublicKey | KeyProblem:
-    """An ECDSA public key from PEM, or what is wrong with it (cosign keys are ECDSA P-256)."""
+    """A cosign public key (ECDSA P-256, PEM), or what is wrong with it."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return KeyProblem(REASON_INVALID_KEY, f"key {name}: not a PEM public key ({first})")
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        return KeyProblem(
-            REASON_INVALID_KEY,
-            f"key {name}: a {type(key).__name__.removeprefix('_')}; cosign keys are ECDSA",
-        )
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return PublicKey(name, data, key, "sha256:" + hashlib.sha256(der).hexdigest())
+        key = load_cosign_key(data)
+    except KeyFileError as exc:
+        return KeyProblem(REASON_INVALID_KEY, f"key {name}: {exc}")
+    return PublicKey(name, key, key.fingerprint)
 
 
 def key_sources(config: Config) -> dict[str, VerificationKey]:
