@@ -664,3 +664,24 @@ async def test_stream_tag_with_unknown_key_says_so() -> None:
     assert (condition["status"], condition["reason"]) == ("False", "KeyNotFound")
     assert "nobody" in condition["message"]
     assert registry.fetches == 0
+
+
+# --- describe -------------------------------------------------------------------------------
+
+
+def test_describe_is_and_istag_show_the_verified_condition() -> None:
+    from headwater.cli.describe import describe_imagestream, describe_istag, verification_lines
+
+    stream = verified_stream({"keys": ["headwater"], "required": True})
+    entry = stream["status"]["tags"][0]
+    entry["conditions"] = verified_conditions(
+        entry, Verdict("False", "NoSignature", f"key headwater: {REF} has no signature"), 1, NOW
+    )
+    text = describe_imagestream(stream, NOW)
+    assert "Verification: keys headwater (required for rollouts)" in text
+    assert "  Verified: False (NoSignature): key headwater" in text
+    assert "Import failed" not in text
+    lines = verification_lines(Policy(("headwater",), True), entry["conditions"][0])
+    shown = describe_istag("shop/web:latest", entry["items"][0], None, "offline", lines)
+    assert "Verified:\tFalse (NoSignature)" in shown
+    assert verification_lines(None, None) == []
