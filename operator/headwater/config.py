@@ -257,6 +257,10 @@ class Config:
     verification_keys: tuple[VerificationKey, ...] = ()
     """Public keys images may be verified against, by name (besides the built-in
     ``headwater``, the cluster signing key's public half)."""
+    signing_key_secret: str = "headwater-signing-key"  # noqa: S105 - a Secret's name
+    """The Secret, in the operator's namespace (the Lease's), holding the cosign key pair
+    every built image is signed with (``headwater keys create``); builds are unsigned
+    while it does not exist. RBAC grants get on this one name (deploy/base/rbac.yaml)."""
 
     @property
     def registry_host(self) -> str | None:
@@ -731,6 +735,12 @@ def _parse_cidrs(value: object, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _parse_secret_name(value: object, where: str) -> str:
+    if isinstance(value, str) and _DNS_SUBDOMAIN_RE.match(value) and len(value) <= 253:
+        return value
+    raise _fail(where, "a Secret name (DNS subdomain)", value)
+
+
 # Top-level keys of the YAML file, with the Config field and the parser of each.
 _FileParser = Callable[[object, str], object]
 _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
@@ -772,6 +782,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "admissionHost": ("admission_host", _parse_optional_str),
     "admissionService": ("admission_service", _parse_optional_str),
     "verificationKeys": ("verification_keys", _parse_verification_keys),
+    "signingKeySecret": ("signing_key_secret", _parse_secret_name),
 }
 
 # Environment variables: scalar settings only (structured ones live in the file).
@@ -801,6 +812,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
     "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
     "HEADWATER_ADMISSION_SERVICE": _TOP_LEVEL["admissionService"],
+    "HEADWATER_SIGNING_KEY_SECRET": _TOP_LEVEL["signingKeySecret"],
     "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_shared_secret),
 }
 _LEADER_ENV = {

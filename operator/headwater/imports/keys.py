@@ -1,7 +1,8 @@
 """The cluster's named verification keys: where each public key comes from, read when used.
 
 * ``headwater``: the public half of the cluster signing key, ``cosign.pub`` of
-  the Secret ``headwater-signing-key`` in the operator's namespace (the layout
+  the Secret ``signingKeySecret`` (default ``headwater-signing-key``) in the
+  operator's namespace (the layout
   ``cosign generate-key-pair k8s://<ns>/<name>`` writes).
 * Each ``verificationKeys`` entry of the operator's config: the PEM itself, or
   a data key of a Secret or ConfigMap in the operator's namespace.
@@ -39,8 +40,6 @@ from headwater.registry.cosign import KeyFileError
 from headwater.registry.cosign import VerificationKey as CosignKey
 from headwater.registry.cosign import load_public_key as load_cosign_key
 
-SIGNING_SECRET = "headwater-signing-key"  # noqa: S105 - a Secret name
-"""The cluster signing key's Secret in the operator's namespace (cosign's k8s:// layout)."""
 PUBLIC_KEY_DATA = "cosign.pub"
 KEY_TTL_SECONDS = 60.0
 
@@ -77,7 +76,9 @@ def load_public_key(name: str, pem: bytes | str) -> PublicKey | KeyProblem:
 def key_sources(config: Config) -> dict[str, VerificationKey]:
     """Every named key and where it comes from (the built-in one first)."""
     sources = {
-        BUILTIN_KEY: VerificationKey(BUILTIN_KEY, secret=SIGNING_SECRET, key=PUBLIC_KEY_DATA)
+        BUILTIN_KEY: VerificationKey(
+            BUILTIN_KEY, secret=config.signing_key_secret, key=PUBLIC_KEY_DATA
+        )
     }
     for entry in config.verification_keys:
         sources.setdefault(entry.name, entry)
