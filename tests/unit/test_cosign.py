@@ -10,6 +10,7 @@ small registry on 127.0.0.1 that wants push-scoped Bearer tokens for writes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -304,6 +305,13 @@ class Registry:
 
 @pytest.fixture
 async def registry() -> AsyncIterator[Registry]:
+    async with serve_registry() as state:
+        yield state
+
+
+@contextlib.asynccontextmanager
+async def serve_registry() -> AsyncIterator[Registry]:
+    """The registry on a free loopback port, for this module and test_build_attest."""
     state = Registry()
 
     def scope_of(request: web.Request) -> str | None:

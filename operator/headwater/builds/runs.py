@@ -24,6 +24,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.types import CascadeType
 
 from headwater.builds import s2i, strategies
+from headwater.builds.attest import AttachError, Attester
 from headwater.builds.buildconfigs import may
 from headwater.builds.job import (
     PRIVILEGED_BUILDS_LABEL,
@@ -110,6 +111,7 @@ class BuildRuns:
     settings: JobSettings
     clock: Callable[[], datetime]
     outputs: Outputs
+    attester: Attester
     waiting: set[tuple[str, str]]
     phases: dict[tuple[str, str], str]
     kick: Callable[[str, str], None]
@@ -210,12 +212,27 @@ class BuildRuns:
         """Record a terminal phase, move the output tag, then prune and start what waited."""
         metadata = build["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        attached: dict[str, Any] = {}
         if seen.phase == COMPLETE:
+            # Signed (and attested) before the tag moves, so a verified rollout sees it.
+            try:
+                attached = await self.attester.attach(build, seen.digest)
+            except AttachError as exc:
+                # Still Running, saying why; the work queue retries with backoff.
+                await self._write_build_status(
+                    build, RUNNING, reason=exc.reason, message=exc.message, observation=seen
+                )
+                raise
             recorded = await self.outputs.record(build, seen)
             if recorded is not None:
                 seen = recorded
         wrote = await self._write_build_status(
-            build, seen.phase, reason=seen.reason, message=seen.message, observation=seen
+            build,
+            seen.phase,
+            reason=seen.reason,
+            message=seen.message,
+            observation=seen,
+            extra=attached,
         )
         if not wrote:
             return
