@@ -11,9 +11,11 @@ keys (``e2e-a``, ``e2e-b``) through its config file.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,14 @@ import yaml
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient
 
-from .helpers import Cluster, eventually
+from .helpers import (
+    Cluster,
+    build_digest,
+    docker_bc,
+    eventually,
+    start_build,
+    wait_for_phase,
+)
 from .test_workload_triggers import (
     DEPLOYMENT_SPEC,
     OPENSHIFT_KEY,
@@ -42,21 +51,46 @@ KEY_A = cosign.generate_key()
 KEY_B = cosign.generate_key()
 
 
+SIGNING_PASSWORD = b"e2e-verify"
+OPERATOR_NAMESPACE = "headwater-system"
+"""The in-process operator's namespace (its Lease's): where its keys are read."""
+
+
 @pytest.fixture
-def verification_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The operator's config file names two keys (set before the operator starts)."""
+def verification_keys(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str]:
+    """The operator's config file names two keys and a signing key Secret of this test's
+    own (so no other test's key is touched); set before the operator starts."""
+    secret = f"e2e-signing-{namespace}"[:63]
+    signing = cosign.generate_key()
+    data = cosign.key_secret_data(signing, SIGNING_PASSWORD)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+        },
+        OPERATOR_NAMESPACE,
+    )
     config = tmp_path / "headwater.yaml"
     config.write_text(
         yaml.safe_dump(
             {
+                "signingKeySecret": secret,
                 "verificationKeys": {
                     "e2e-a": {"publicKey": KEY_A.public.pem().decode()},
                     "e2e-b": {"publicKey": KEY_B.public.pem().decode()},
-                }
+                },
             }
         )
     )
     monkeypatch.setenv("HEADWATER_CONFIG_FILE", str(config))
+    try:
+        yield secret
+    finally:
+        cluster.kubectl("delete", "secret", secret, "-n", OPERATOR_NAMESPACE, "--ignore-not-found")
 
 
 def sign(cluster: Cluster, repository: str, digest: str, key: cosign.SigningKey) -> None:
@@ -91,7 +125,7 @@ def imported_tag(registry: str, repository: str, tag: str, keys: list[str], **po
 def test_imported_tags_are_verified_against_configured_keys(
     cluster: Cluster,
     namespace: str,
-    verification_keys: None,
+    verification_keys: str,
     operator_in_process: kopf.testing.KopfRunner,
 ) -> None:
     registry = cluster.need_registry()
@@ -138,7 +172,7 @@ def test_imported_tags_are_verified_against_configured_keys(
 def test_only_verified_images_roll_out(
     cluster: Cluster,
     namespace: str,
-    verification_keys: None,
+    verification_keys: str,
     operator_in_process: kopf.testing.KopfRunner,
 ) -> None:
     registry = cluster.need_registry()
@@ -220,3 +254,65 @@ def test_only_verified_images_roll_out(
         30,
     )
     assert len(events(cluster, namespace, "web", "ImageNotVerified")) == 1
+
+
+BUILT_KEYS = ["headwater"]
+"""The keys the built tag requires (the built-in one: the cluster signing key)."""
+
+
+def test_a_signed_build_rolls_out(
+    cluster: Cluster,
+    namespace: str,
+    verification_keys: str,
+    operator_in_process: kopf.testing.KopfRunner,
+) -> None:
+    """The operator signs the build with the cluster key before the tag moves, so a tag
+    requiring the built-in key ``headwater`` rolls the build out at once."""
+    busybox = cluster.image("busybox")
+    cluster.apply(
+        [
+            {
+                "apiVersion": "image.headwater.dev/v1",
+                "kind": "ImageStream",
+                "metadata": {"name": "app"},
+                "spec": {
+                    "tags": [
+                        {"name": "latest", "verification": {"keys": BUILT_KEYS, "required": True}}
+                    ]
+                },
+            },
+            docker_bc(
+                "app",
+                {
+                    "type": "Dockerfile",
+                    "dockerfile": f"FROM {busybox}\nRUN echo {namespace} > /m\n",
+                },
+                "app:latest",
+            ),
+        ],
+        namespace,
+    )
+    trigger = [{"from": {"kind": "ImageStreamTag", "name": "app:latest"}, "fieldPath": WEB_PATH}]
+    cluster.apply(deployment(cluster, "app", {OPENSHIFT_KEY: json.dumps(trigger)}), namespace)
+    start_build(cluster, namespace, "app")
+    eventually(
+        "the build to start",
+        lambda: bool(cluster.get_json("builds", "-n", namespace)["items"]),
+        30,
+    )
+    name = cluster.get_json("builds", "-n", namespace)["items"][0]["metadata"]["name"]
+    build = wait_for_phase(cluster, namespace, name)
+    assert build["status"]["phase"] == "Complete", build["status"]
+    digest = build_digest(cluster, namespace, name)
+    eventually(
+        "the signed build rolled out",
+        lambda: image_of(cluster, namespace, "deploy/app", DEPLOYMENT_SPEC).endswith(f"@{digest}"),
+        30,
+    )
+    eventually(
+        "the tag's Verified=True by the key headwater",
+        lambda: tag_condition(cluster, namespace, "app", "latest").get("status") == "True",
+        30,
+    )
+    assert "headwater" in tag_condition(cluster, namespace, "app", "latest")["message"]
+    assert not events(cluster, namespace, "app", "ImageNotVerified")
