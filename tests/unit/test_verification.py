@@ -685,3 +685,52 @@ def test_describe_is_and_istag_show_the_verified_condition() -> None:
     shown = describe_istag("shop/web:latest", entry["items"][0], None, "offline", lines)
     assert "Verified:\tFalse (NoSignature)" in shown
     assert verification_lines(None, None) == []
+
+
+async def test_import_image_looks_again_at_once() -> None:
+    from headwater.config import Config
+    from headwater.imports.plan import REQUEST_ANNOTATION
+    from headwater.imports.runner import ImportRunner
+    from headwater.registry.client import RegistryClient
+    from tests.fakekube import FakeKube as StreamKube
+    from tests.fakekube import converged, running
+
+    kube = StreamKube()
+    body = kube.add(verified_stream({"keys": ["release"]}))
+    registry, clock = Registry(), Clock()
+    imports = ImportRunner(kube.client, RegistryClient(), Config())
+    imports.verifier = verifier_for(registry, clock)
+    async with running(imports.scheduler), running(imports.urgent):
+        await imports.observe(body)
+        await converged(imports.scheduler, imports.urgent)
+        condition = verified_of(kube)
+        assert condition is not None
+        assert condition["reason"] == "NoSignature"
+        registry.signed[DIGEST] = ["release"]
+        # `headwater import-image web`: no time passes, the signature is found.
+        [stored] = [b for key, b in kube.objects.items() if key[2] == "web" and "status" in b]
+        stored["metadata"].setdefault("annotations", {})[REQUEST_ANNOTATION] = "*"
+        stored["metadata"]["resourceVersion"] = "999999"
+        await imports.observe(stored)
+        await converged(imports.scheduler, imports.urgent)
+    condition = verified_of(kube)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("True", "Verified")
+
+
+def test_stream_events_on_verification_transitions() -> None:
+    from headwater.imports.history import transitions
+
+    item = {"image": DIGEST, "dockerImageReference": REF}
+    unsigned = Verdict("False", "NoSignature", "key a: no signature")
+    signed = Verdict("True", "Verified", "signed by key a", "a")
+    before = {"tag": "latest", "items": [item]}
+    failed = {**before, "conditions": verified_conditions(before, unsigned, 1, NOW)}
+    ok = {**before, "conditions": verified_conditions(failed, signed, 1, NOW)}
+    assert [(t.type, t.reason) for t in transitions([before], [failed])] == [
+        ("Warning", "VerificationFailed")
+    ]
+    assert transitions([failed], [failed]) == []
+    assert [(t.type, t.reason) for t in transitions([failed], [ok])] == [
+        ("Normal", "ImageVerified")
+    ]
