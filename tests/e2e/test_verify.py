@@ -2,10 +2,12 @@
 images (signed, unsigned, signed by another key), and verified rollouts (an unsigned image
 pushed under the tag does not roll out; once signed, it does, with nobody editing anything).
 
-Signatures are made with Headwater's own signing code (``headwater.registry.cosign``, the
-format ``cosign sign --key`` writes; its unit tests check it against cosign's own vectors),
-pushed to the cluster's registry as ``sha256-<hex>.sig``. The operator is configured with two
-keys (``e2e-a``, ``e2e-b``) through its config file.
+The late signature of the rollout test is made by the real cosign (v2.6.5, built from the
+Go module proxy: ``cosign sign --key cosign.key --tlog-upload=false``), so the operator's
+verifier is checked against an independent signer; the other signatures are made with
+Headwater's own signing code (``headwater.registry.cosign``), the build's by the operator
+itself. The operator is configured with two keys (``e2e-a``, ``e2e-b``) and a signing key
+Secret of the test's own through its config file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -103,6 +107,36 @@ def sign(cluster: Cluster, repository: str, digest: str, key: cosign.SigningKey)
     asyncio.run(attach())
 
 
+@pytest.fixture(scope="session")
+def cosign_cli() -> str:
+    """The real cosign, built from the Go module proxy (cached; hack/cluster/cosign_bin.py)."""
+    script = Path(__file__).resolve().parents[2] / "hack" / "cluster" / "cosign_bin.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "build"], capture_output=True, text=True, timeout=1800
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return str(json.loads(result.stdout)["cosign"])
+
+
+def cosign_sign(binary: str, workdir: Path, image: str, key: cosign.SigningKey) -> None:
+    """``cosign sign --key cosign.key`` (the real cosign, built for the tests) of ``image``."""
+    password = b"e2e-cosign"
+    key_file = workdir / "cosign.key"
+    key_file.write_bytes(cosign.encrypt_private_key(key, password))
+    result = subprocess.run(
+        [
+            binary, "sign", "--key", str(key_file), "--tlog-upload=false",
+            "--allow-http-registry", image,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=workdir,
+        env={**os.environ, "COSIGN_PASSWORD": password.decode(), "COSIGN_YES": "true"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def tag_condition(cluster: Cluster, namespace: str, stream: str, tag: str) -> dict[str, Any]:
     status = cluster.get_json(f"is/{stream}", "-n", namespace).get("status") or {}
     for entry in status.get("tags") or []:
@@ -172,6 +206,8 @@ def test_imported_tags_are_verified_against_configured_keys(
 def test_only_verified_images_roll_out(
     cluster: Cluster,
     namespace: str,
+    cosign_cli: str,
+    tmp_path: Path,
     verification_keys: str,
     operator_in_process: kopf.testing.KopfRunner,
 ) -> None:
@@ -237,8 +273,9 @@ def test_only_verified_images_roll_out(
     )
     assert deployed() == f"{registry}/{repository}@{first}"
 
-    # Signed later: found on the re-verification schedule, rolled out without any edit.
-    sign(cluster, repository, second, KEY_A)
+    # Signed later, by the real cosign: found on the re-verification schedule, rolled out
+    # without any edit.
+    cosign_sign(cosign_cli, tmp_path, f"{registry}/{repository}@{second}", KEY_A)
     signed_at = time.monotonic()
     eventually(
         "the signed image rolled out",
