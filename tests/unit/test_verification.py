@@ -734,3 +734,14 @@ def test_stream_events_on_verification_transitions() -> None:
     assert [(t.type, t.reason) for t in transitions([failed], [ok])] == [
         ("Normal", "ImageVerified")
     ]
+
+
+async def test_the_cache_is_bounded() -> None:
+    registry, clock = Registry(), Clock()
+    verifier = verifier_for(registry, clock, max_cached=3)
+    digests = [f"sha256:{i:064x}" for i in range(5)]
+    for digest in digests:
+        await verifier.verify(f"registry.local/shop/web@{digest}", digest, ["release"])
+    assert len(verifier) == 3
+    assert verifier.next_check(digests[0], ["release"]) is None  # forgotten with its entry
+    assert verifier.next_check(digests[4], ["release"]) == 5.0

@@ -190,6 +190,8 @@ class ImportRunner:
         self._verifying: dict[str, set[StreamRef]] = {}
         """Digest -> the streams whose tags with a policy point at it: a changed
         verdict (found by a workload's check, or a retry) brings them up to date."""
+        self._digests_of: dict[StreamRef, set[str]] = {}
+        """The reverse of ``_verifying``: what to drop when a stream is looked at again."""
         self.on_status: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
         """Called with the stream after each status write of this runner, so tag moves
         reach triggers without waiting for the watch event."""
@@ -656,9 +658,9 @@ class ImportRunner:
         """
         policies = tag_policies(body.get("spec"))
         self._unverify(ref)
-        if self.verifier is None and not policies:
-            return None
         entries = desired.get("tags") or []
+        if not policies and not any(tag_condition(e, VERIFIED) for e in entries):
+            return None  # the common case: no policy, nothing to add or take away
         due: list[float] = []
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         for position, entry in enumerate(entries):
@@ -682,6 +684,7 @@ class ImportRunner:
                         reference, digest, policy.keys, namespace=ref.namespace, lane=lane
                     )
                     self._verifying.setdefault(digest, set()).add(ref)
+                    self._digests_of.setdefault(ref, set()).add(digest)
                     if not verdict.verified:
                         wait = self.verifier.next_check(digest, policy.keys)
                         if wait is not None:
@@ -692,11 +695,12 @@ class ImportRunner:
         return now + timedelta(seconds=min(due)) if due else None
 
     def _unverify(self, ref: StreamRef) -> None:
-        for digest in [d for d, refs in self._verifying.items() if ref in refs]:
-            refs = self._verifying[digest]
-            refs.discard(ref)
-            if not refs:
-                del self._verifying[digest]
+        for digest in self._digests_of.pop(ref, ()):
+            refs = self._verifying.get(digest)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self._verifying[digest]
 
     async def on_verdict(self, digest: str) -> None:
         """The verifier's answer for ``digest`` changed: the streams showing it look again."""

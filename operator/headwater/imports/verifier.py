@@ -102,6 +102,9 @@ class Verifier:
         self.monotonic = monotonic
         self.max_cached = max_cached
         self._cache: collections.OrderedDict[tuple[str, str], _Entry] = collections.OrderedDict()
+        self._keys_of: dict[str, set[str]] = {}
+        """Digest -> the key fingerprints cached for it (next_check and recheck look at
+        one digest's entries, not the whole cache)."""
         self._inflight: dict[str, asyncio.Future[Signatures | FetchFailed]] = {}
         self._listeners: list[Listener] = []
         self.fetches = 0
@@ -156,11 +159,7 @@ class Verifier:
 
     def next_check(self, digest: str, keys: Sequence[str]) -> float | None:
         """Seconds until an unverified answer for ``digest`` is due again (None: nothing due)."""
-        dues = [
-            entry.due
-            for (d, _), entry in self._cache.items()
-            if d == digest and not entry.verdict.verified
-        ]
+        dues = [entry.due for entry in self._entries(digest) if not entry.verdict.verified]
         if not dues:
             return None
         return max(0.0, min(dues) - self.monotonic())
@@ -168,11 +167,15 @@ class Verifier:
     def recheck(self, digest: str) -> None:
         """Look at ``digest``'s unverified answers again at the next verify (and its keys)."""
         self.keys.forget()
-        for (d, _), entry in self._cache.items():
-            if d == digest and not entry.verdict.verified:
+        for entry in self._entries(digest):
+            if not entry.verdict.verified:
                 entry.due = 0.0
 
     # --- internals --------------------------------------------------------------
+
+    def _entries(self, digest: str) -> list[_Entry]:
+        found = (self._cache.get((digest, f)) for f in self._keys_of.get(digest, ()))
+        return [entry for entry in found if entry is not None]
 
     def _cached(self, digest: str, key: PublicKey) -> _Entry | None:
         entry = self._cache.get((digest, key.fingerprint))
@@ -222,8 +225,14 @@ class Verifier:
             delay = retry_delay(attempts)
         self._cache[(digest, key.fingerprint)] = _Entry(verdict, attempts, self.monotonic() + delay)
         self._cache.move_to_end((digest, key.fingerprint))
+        self._keys_of.setdefault(digest, set()).add(key.fingerprint)
         while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
+            (old, fingerprint), _ = self._cache.popitem(last=False)
+            kept = self._keys_of.get(old)
+            if kept is not None:
+                kept.discard(fingerprint)
+                if not kept:
+                    del self._keys_of[old]
         return previous is None or previous.verdict.status != verdict.status
 
     def _check(self, signature: object, key: PublicKey, digest: str) -> bool:
