@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from headwater.imports.model import STREAM_NAME_PATTERN
+from headwater.imports.verification import KEY_NAME_PATTERN as KEY_NAME
 from headwater.registry.reference import TAG_PATTERN as TAG
 
 Schema = dict[str, Any]
@@ -37,6 +38,7 @@ PACKAGE_CRD_DIR = REPO / "operator" / "headwater" / "crds"
 
 #: A Docker tag (distribution/reference), as the operator parses it: TAG, imported.
 TAG_PATTERN = f"^{TAG}$"
+KEY_NAME_PATTERN = f"^{KEY_NAME}$"
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_NAME = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + ")*"
@@ -785,6 +787,27 @@ def imagestream_spec() -> Schema:
                 },
                 default={},
             ),
+            "verification": obj(
+                "Verify the tag's image against cosign signatures made with named keys"
+                " (Headwater; not in OpenShift). The result is the status tag's Verified"
+                " condition.",
+                {
+                    "keys": array(
+                        "Names of the cluster's verification keys (headwater: the cluster"
+                        " signing key; others from the operator's verificationKeys); one"
+                        " signature by any of them verifies the image.",
+                        string("A verification key's name.", 63, pattern=KEY_NAME_PATTERN),
+                        8,
+                        minItems=1,
+                        **{"x-kubernetes-list-type": "set"},
+                    ),
+                    "required": boolean(
+                        "Image triggers roll out only an image that verifies (default false:"
+                        " the condition only reports)."
+                    ),
+                },
+                required=["keys"],
+            ),
             "referencePolicy": obj(
                 "How consumers are pointed at the image.",
                 {
@@ -848,7 +871,11 @@ def imagestream_status() -> Schema:
     tag_condition = obj(
         "A condition of the tag (OpenShift's TagEventCondition).",
         {
-            "type": string("ImportSuccess.", 32, enum=["ImportSuccess"]),
+            "type": string(
+                "ImportSuccess, or Verified (tags with a verification policy).",
+                32,
+                enum=["ImportSuccess", "Verified"],
+            ),
             "status": string("True, False or Unknown.", 16, enum=["True", "False", "Unknown"]),
             "lastTransitionTime": timestamp("When status last changed."),
             "reason": string("CamelCase reason.", 1024),
@@ -873,7 +900,9 @@ def imagestream_status() -> Schema:
                     {
                         "tag": string("Tag name.", 128),
                         "items": array("Images the tag pointed at, newest first.", item, 1000),
-                        "conditions": array("Import conditions.", tag_condition, 16),
+                        "conditions": array(
+                            "Import and verification conditions.", tag_condition, 16
+                        ),
                         "lastImportTime": timestamp("When the tag was last imported."),
                         "nextImportTime": timestamp("When a scheduled import is due."),
                     },

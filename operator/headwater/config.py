@@ -128,6 +128,24 @@ class AllowedRegistry:
     for it with ``importPolicy.insecure``)."""
 
 
+@dataclass(frozen=True)
+class VerificationKey:
+    """One ``verificationKeys`` entry: a public key images may be verified against.
+
+    Exactly one source: the PEM itself, or a key of a Secret or ConfigMap in the
+    operator's namespace (read when used, so a rotated key takes effect without
+    a restart). The PEM is checked when used: bad key material makes the tags
+    that name it ``Verified=False`` (InvalidKey), it does not stop the operator.
+    """
+
+    name: str
+    public_key: str | None = None
+    secret: str | None = None
+    config_map: str | None = None
+    key: str = "cosign.pub"
+    """The data key in the Secret or ConfigMap (``cosign generate-key-pair``'s name)."""
+
+
 # Kubernetes' own defaults (kubeadm's service range, the pod range of flannel,
 # kind and this repository's local cluster): set both to the cluster's.
 DEFAULT_SERVICE_CIDRS: tuple[str, ...] = ("10.96.0.0/12",)
@@ -236,6 +254,9 @@ class Config:
     Environment only (a Secret), never the ConfigMap."""
     leader_election: LeaderElection = field(default_factory=LeaderElection)
     """Which replica acts."""
+    verification_keys: tuple[VerificationKey, ...] = ()
+    """Public keys images may be verified against, by name (besides the built-in
+    ``headwater``, the cluster signing key's public half)."""
     signing_key_secret: str = "headwater-signing-key"  # noqa: S105 - a Secret's name
     """The Secret, in the operator's namespace (the Lease's), holding the cosign key pair
     every built image is signed with (``headwater keys create``); builds are unsigned
@@ -433,6 +454,53 @@ def _parse_import_rates(value: object, where: str) -> dict[str, int]:
             raise ConfigError(f"{where}: {name} is given twice")
         out[name] = parse_int(rate, f"{where}.{name}", minimum=1)
     return out
+
+
+_KEY_NAME_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,61}[a-z0-9])?$")
+_DATA_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+MAX_VERIFICATION_KEYS = 64
+MAX_PUBLIC_KEY_BYTES = 16 * 1024
+
+
+def _parse_verification_keys(value: object, where: str) -> tuple[VerificationKey, ...]:
+    """``{name: {publicKey: PEM} | {secret: name[, key]} | {configMap: name[, key]}}``."""
+    entries = _as_mapping(value, where)
+    if len(entries) > MAX_VERIFICATION_KEYS:
+        raise ConfigError(f"{where}: {len(entries)} keys; at most {MAX_VERIFICATION_KEYS}")
+    out: list[VerificationKey] = []
+    for name, raw in sorted(entries.items()):
+        at = f"{where}.{name}"
+        if not isinstance(name, str) or not _KEY_NAME_RE.match(name):
+            raise _fail(where, "key names (lowercase letters, digits, '-', '.')", name)
+        if name == "headwater":
+            raise ConfigError(f"{at}: the name headwater is the cluster signing key's, built in")
+        entry = _as_mapping(raw, at)
+        _check_keys(entry, ["publicKey", "secret", "configMap", "key"], at)
+        sources = [k for k in ("publicKey", "secret", "configMap") if entry.get(k)]
+        if len(sources) != 1:
+            raise ConfigError(f"{at}: give exactly one of publicKey, secret, configMap")
+        public_key = entry.get("publicKey")
+        if public_key is not None and (
+            not isinstance(public_key, str) or len(public_key) > MAX_PUBLIC_KEY_BYTES
+        ):
+            raise _fail(f"{at}.publicKey", "a PEM public key (at most 16 KiB)", "...")
+        refs = {k: entry.get(k) for k in ("secret", "configMap") if entry.get(k) is not None}
+        for k, ref in refs.items():
+            if not isinstance(ref, str) or not _SECRET_NAME.match(ref) or len(ref) > 253:
+                raise _fail(f"{at}.{k}", "an object name in the operator's namespace", ref)
+        key = entry.get("key", "cosign.pub")
+        if not isinstance(key, str) or not _DATA_KEY_RE.match(key):
+            raise _fail(f"{at}.key", "a Secret or ConfigMap data key", key)
+        out.append(
+            VerificationKey(
+                name=name,
+                public_key=public_key,
+                secret=refs.get("secret"),
+                config_map=refs.get("configMap"),
+                key=key,
+            )
+        )
+    return tuple(out)
 
 
 def _check_keys(value: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -713,6 +781,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "admissionPort": ("admission_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "admissionHost": ("admission_host", _parse_optional_str),
     "admissionService": ("admission_service", _parse_optional_str),
+    "verificationKeys": ("verification_keys", _parse_verification_keys),
     "signingKeySecret": ("signing_key_secret", _parse_secret_name),
 }
 

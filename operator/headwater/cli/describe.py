@@ -11,7 +11,8 @@ from headwater.cli.output import fields, human_duration, mapping_value, when
 from headwater.cli.output import table as render_table
 from headwater.cli.tables import build_status_text, image_repository, trigger_summary
 from headwater.cli.triggers import WEBHOOK_BLOCKS, strategy_from
-from headwater.imports.model import spec_tags
+from headwater.imports.model import spec_tags, tag_condition
+from headwater.imports.verification import VERIFIED, Policy, PolicyError, tag_policies
 from headwater.registry.client import Resolved
 from headwater.timefmt import parse_time
 
@@ -39,15 +40,43 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return render_table(header, rows)
 
 
+def verification_lines(
+    policy: Policy | PolicyError | None, condition: Mapping[str, Any] | None
+) -> list[str]:
+    """What ``describe`` says of a tag's verification policy and its Verified condition."""
+    if policy is None and condition is None:
+        return []
+    if isinstance(policy, PolicyError):
+        wanted = f"invalid policy: {policy}"
+    elif policy is not None:
+        required = "required for rollouts" if policy.required else "reported only"
+        wanted = f"keys {', '.join(policy.keys)} ({required})"
+    else:
+        wanted = "no policy"
+    if condition is None:
+        return [f"Verification:\t{wanted}; not checked yet"]
+    return [
+        f"Verification:\t{wanted}",
+        f"Verified:\t{condition.get('status')} ({condition.get('reason')}):"
+        f" {condition.get('message', '')}",
+    ]
+
+
 def describe_istag(
-    name: str, item: Mapping[str, Any], resolved: Resolved | None, error: str | None
+    name: str,
+    item: Mapping[str, Any],
+    resolved: Resolved | None,
+    error: str | None,
+    verification: Sequence[str] = (),
 ) -> str:
-    """``oc describe istag``: the tag's image from status, its metadata from the registry."""
+    """``oc describe istag``: the tag's image from status, its metadata from the registry,
+    and (Headwater) whether it verifies against the tag's keys."""
     lines = [
         f"Name:\t\t{name}",
         f"Image Reference:\t{item.get('dockerImageReference', '')}",
         f"Digest:\t\t{item.get('image', '')}",
         f"Tagged:\t\t{item.get('created', '')}",
+        *verification,
     ]
     if error is not None:
         lines.append(f"Registry:\t\tnot read: {error}")
@@ -293,6 +322,7 @@ def describe_imagestream(stream: Mapping[str, Any], now: datetime) -> str:
     status = stream.get("status") or {}
     namespace = str(_meta(stream).get("namespace", ""))
     by_spec = {t.name: t for t in spec_tags(spec)}
+    policies = tag_policies(spec)
     by_status = {str(t.get("tag")): t for t in status.get("tags") or []}
     digests = {i.get("image") for t in by_status.values() for i in t.get("items") or []}
     pairs = [
@@ -337,7 +367,12 @@ def describe_imagestream(stream: Mapping[str, Any], now: datetime) -> str:
                 arch = "/".join(str(platform.get(k)) for k in ("os", "architecture", "variant")
                                 if platform.get(k))  # fmt: skip
                 lines.append(f"      {arch} {platform.get('digest', '')}")
+        verified = tag_condition(entry, VERIFIED)
+        for line in verification_lines(policies.get(tag), verified):
+            lines.append("  " + line.replace(":\t", ": ", 1))
         for condition in entry.get("conditions") or []:
+            if condition.get("type") == VERIFIED:
+                continue
             if condition.get("status") == "False":
                 lines.append(
                     f"  ! error: Import failed ({condition.get('reason')}): "

@@ -25,6 +25,7 @@ from headwater.cli.describe import (
     describe_imagestream,
     describe_istag,
     events_section,
+    verification_lines,
 )
 from headwater.cli.kinds import (
     BUILD,
@@ -264,7 +265,8 @@ def _insecure_for_operator(client: Client, reference: str) -> bool:
 
 def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> str:
     """The tag's image from status, its metadata read from the registry (anonymously)."""
-    from headwater.imports.model import newest_item, spec_tags
+    from headwater.imports.model import newest_item, spec_tags, status_tag, tag_condition
+    from headwater.imports.verification import VERIFIED, tag_policies
     from headwater.registry.client import RegistryClient, RegistryError
     from headwater.registry.reference import ReferenceError, parse_reference
 
@@ -298,7 +300,11 @@ def _describe_istag(client: Client, view: Mapping[str, Any], insecure: bool) -> 
             resolved = asyncio.run(read())
     except (RegistryError, ReferenceError, ValueError) as exc:
         error = str(getattr(exc, "message", exc))
-    return describe_istag(f"{target.namespace}/{target}", item, resolved, error)
+    verification = verification_lines(
+        tag_policies(stream.get("spec")).get(target.tag),
+        tag_condition(status_tag(stream.get("status"), target.tag), VERIFIED),
+    )
+    return describe_istag(f"{target.namespace}/{target}", item, resolved, error, verification)
 
 
 @click.command("describe")

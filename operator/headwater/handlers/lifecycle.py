@@ -26,6 +26,7 @@ from headwater.builds.job import settings_from_config
 from headwater.config import Config, load_config
 from headwater.deliveries import Deliveries, deliveries_app
 from headwater.imports.runner import ImportRunner
+from headwater.imports.signatures import make_verifier
 from headwater.imports.tagfeed import TagFeed
 from headwater.kube import is_gone
 from headwater.metrics import set_known_registries
@@ -210,7 +211,9 @@ async def startup(
     )
     tags.subscribe(builds.on_tag_moved)
     memo[MEMO_BUILDS] = builds
-    workloads = WorkloadTriggers(memo[MEMO_KUBE], tags)
+    # Signatures of tags with a verification policy, and of images verified rollouts need.
+    verifier = make_verifier(memo[MEMO_KUBE], registry, config, runner)
+    workloads = WorkloadTriggers(memo[MEMO_KUBE], tags, verifier=verifier)
     tags.subscribe(workloads.on_tag_moved)
     memo[MEMO_WORKLOADS] = workloads
     memo[MEMO_BUILD_RESYNC_TASK] = asyncio.create_task(builds.resync())

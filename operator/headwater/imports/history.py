@@ -15,6 +15,7 @@ from typing import Any
 from headwater.conditions import set_condition
 from headwater.imports.model import SpecTag, tag_condition
 from headwater.imports.plan import IMPORT_SUCCESS
+from headwater.imports.verification import VERIFIED
 from headwater.timefmt import format_time
 
 READY = "Ready"
@@ -250,6 +251,23 @@ def transitions(
             )
         elif status == "True" and old_status == "False":
             events.append(Transition("Normal", "ImportRecovered", f"tag {name} imports again"))
+        verified = tag_condition(entry, VERIFIED) or {}
+        old_verified = tag_condition(previous, VERIFIED) or {}
+        if verified.get("status") == "False" and (
+            old_verified.get("status") != "False"
+            or old_verified.get("reason") != verified.get("reason")
+        ):
+            events.append(
+                Transition(
+                    "Warning",
+                    "VerificationFailed",
+                    f"tag {name}: {verified.get('reason')}: {verified.get('message')}",
+                )
+            )
+        elif verified.get("status") == "True" and old_verified.get("status") != "True":
+            events.append(
+                Transition("Normal", "ImageVerified", f"tag {name}: {verified.get('message')}")
+            )
     # One Event for the tags one write moved (a stream's first import moves them all):
     # an Event per tag made the first import of N streams N x tags API writes.
     if len(moved) == 1:

@@ -75,6 +75,14 @@ from headwater.imports.plan import (
 from headwater.imports.references import References
 from headwater.imports.schedule import Schedule
 from headwater.imports.throttle import HostBackoff, HostBuckets, Lane, RepositoryLocks
+from headwater.imports.verification import (
+    VERIFIED,
+    PolicyError,
+    Verdict,
+    tag_policies,
+    verified_conditions,
+)
+from headwater.imports.verifier import Verifier
 from headwater.kube import (
     compact_body,
     get_or_none,
@@ -177,6 +185,13 @@ class ImportRunner:
         )
         """Registry pushes that matched no stream seen yet (before the first watch events
         after a start): kept a while, and matched again as streams are seen."""
+        self.verifier: Verifier | None = None
+        """Checks the images of tags with a verification policy (set at start-up)."""
+        self._verifying: dict[str, set[StreamRef]] = {}
+        """Digest -> the streams whose tags with a policy point at it: a changed
+        verdict (found by a workload's check, or a retry) brings them up to date."""
+        self._digests_of: dict[StreamRef, set[str]] = {}
+        """The reverse of ``_verifying``: what to drop when a stream is looked at again."""
         self.on_status: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
         """Called with the stream after each status write of this runner, so tag moves
         reach triggers without waiting for the watch event."""
@@ -269,6 +284,7 @@ class ImportRunner:
         wake its aliases. Its namespace's keyring goes with the namespace's last stream."""
         ref = StreamRef(namespace, name)
         body = self.bodies.pop(ref, None)
+        self._unverify(ref)
         self.repositories.remove(ref)
         self.pending.pop(ref, None)
         self.own_writes.pop(ref, None)
@@ -554,6 +570,7 @@ class ImportRunner:
         interim = {**status, "tags": apply_results(status, results, now, self._limit)}
         results += await self.references.follow(ref, tags, generation, interim, status, now)
         desired = self._desired_status(ref, body, tags, status, results, generation, now)
+        verify_due = await self._verify_tags(ref, body, desired, asked, now)
         forget = forgotten_tags(metadata.get("annotations"))
         if forget:
             # `headwater tag -d`: the tag left the spec; its history goes too.
@@ -607,6 +624,8 @@ class ImportRunner:
         )
         if following is not None:
             wakeups.append(following)
+        if verify_due is not None:
+            wakeups.append(verify_due)
         if ref not in self.bodies:  # forgotten (deleted) while this ran
             return
         if set(self.pending.get(ref, ())) - rechecked:
@@ -622,6 +641,71 @@ class ImportRunner:
                     if isinstance(r.outcome, Deferred) and r.tag.name in rechecked),
             )  # fmt: skip
         self.scheduler.at(ref, min(wakeups) if wakeups else None)
+
+    async def _verify_tags(
+        self,
+        ref: StreamRef,
+        body: Mapping[str, Any],
+        desired: dict[str, Any],
+        asked: frozenset[str] | None,
+        now: datetime,
+    ) -> datetime | None:
+        """Set the ``Verified`` condition of each tag with a verification policy (in
+        ``desired``); when an unverified one is due to be looked at again.
+
+        Answers come from the verifier's cache in the steady state (no request);
+        ``headwater import-image`` (``asked``) looks again at once.
+        """
+        policies = tag_policies(body.get("spec"))
+        self._unverify(ref)
+        entries = desired.get("tags") or []
+        if not policies and not any(tag_condition(e, VERIFIED) for e in entries):
+            return None  # the common case: no policy, nothing to add or take away
+        due: list[float] = []
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        for position, entry in enumerate(entries):
+            name = str(entry.get("tag"))
+            policy = policies.get(name)
+            items = entry.get("items") or []
+            verdict: Verdict | None = None
+            if isinstance(policy, PolicyError):
+                verdict = Verdict("False", "InvalidPolicy", str(policy))
+            elif policy is not None and items and items[0].get("image"):
+                digest = str(items[0]["image"])
+                reference = str(items[0].get("dockerImageReference") or "")
+                if self.verifier is None:
+                    verdict = Verdict("Unknown", "Verifying", "no verifier configured")
+                else:
+                    if asked is not None and ("*" in asked or name in asked):
+                        self.verifier.recheck(digest)
+                    old = tag_condition(entry, VERIFIED)
+                    lane: Lane = "scheduled" if old is not None else "now"
+                    verdict = await self.verifier.verify(
+                        reference, digest, policy.keys, namespace=ref.namespace, lane=lane
+                    )
+                    self._verifying.setdefault(digest, set()).add(ref)
+                    self._digests_of.setdefault(ref, set()).add(digest)
+                    if not verdict.verified:
+                        wait = self.verifier.next_check(digest, policy.keys)
+                        if wait is not None:
+                            due.append(wait)
+            conditions = verified_conditions(entry, verdict, generation, now)
+            if conditions != list(entry.get("conditions") or []):
+                entries[position] = {**entry, "conditions": conditions}
+        return now + timedelta(seconds=min(due)) if due else None
+
+    def _unverify(self, ref: StreamRef) -> None:
+        for digest in self._digests_of.pop(ref, ()):
+            refs = self._verifying.get(digest)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self._verifying[digest]
+
+    async def on_verdict(self, digest: str) -> None:
+        """The verifier's answer for ``digest`` changed: the streams showing it look again."""
+        for ref in sorted(self._verifying.get(digest, ()), key=str):
+            self._wake_now(ref)
 
     def _stamp_next_imports(
         self,

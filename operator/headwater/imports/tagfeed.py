@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.imports.model import spec_tags
+from headwater.imports.verification import Policy, PolicyError, tag_policies
 from headwater.kube import resource_version
 from headwater.workqueue import WorkQueue
 
@@ -40,6 +41,9 @@ class TagImage:
     """The same image through the configured registry (``referencePolicy: Local``),
     when a registry is configured."""
     reference_policy: str = "Source"
+    verification: Policy | None = None
+    """The tag's verification policy (an invalid one: required, with no keys, so
+    nothing rolls out from it until it is fixed)."""
 
     @property
     def pull_spec(self) -> str:
@@ -58,6 +62,10 @@ def tag_images(body: Mapping[str, Any], registry: str | None) -> list[TagImage]:
     metadata = body.get("metadata") or {}
     namespace, stream = str(metadata.get("namespace")), str(metadata.get("name"))
     policies = {t.name: t.reference_policy for t in spec_tags(body.get("spec"))}
+    verification = {
+        name: Policy((), required=True) if isinstance(policy, PolicyError) else policy
+        for name, policy in tag_policies(body.get("spec")).items()
+    }
     found = []
     for entry in (body.get("status") or {}).get("tags") or []:
         items = entry.get("items") or []
@@ -75,6 +83,7 @@ def tag_images(body: Mapping[str, Any], registry: str | None) -> list[TagImage]:
                 reference=str(item.get("dockerImageReference") or local or ""),
                 local_reference=local,
                 reference_policy=policies.get(tag, "Source"),
+                verification=verification.get(tag),
             )
         )
     return found

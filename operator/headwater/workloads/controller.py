@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lightkube import AsyncClient
@@ -43,10 +43,13 @@ from lightkube.types import PatchType
 from headwater.events import post_event
 from headwater.imports.references import sar_for_namespace_service_accounts
 from headwater.imports.tagfeed import Key, TagFeed, TagImage
+from headwater.imports.verification import rollout_requirements
+from headwater.imports.verifier import Verifier
 from headwater.kube import API_ERRORS, Failure, classify, get_or_none
 from headwater.workloads.triggers import (
     FIELD_MANAGER,
     WORKLOAD_KINDS,
+    ImageTrigger,
     Plan,
     TriggerError,
     parse_triggers,
@@ -70,6 +73,7 @@ REASON_INVALID = "InvalidTriggerAnnotation"
 REASON_FORBIDDEN = "TriggerSourceForbidden"
 REASON_NOT_APPLIED = "TriggerNotApplied"
 REASON_UPDATED = "ImageTriggered"
+REASON_UNVERIFIED = "ImageNotVerified"
 ACCESS_TTL_SECONDS = 60.0
 """How long a cross-namespace access review is trusted (a grant takes effect within it)."""
 PATCH_ATTEMPTS = 3
@@ -98,11 +102,15 @@ class WorkloadTriggers:
         kube: AsyncClient,
         feed: TagFeed,
         *,
+        verifier: Verifier | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kube = kube
         self.feed = feed
+        self.verifier = verifier
+        if verifier is not None:
+            verifier.subscribe(self.on_verdict)
         self.clock = clock
         self.monotonic = monotonic
         self.watchers: dict[Key, set[WorkloadRef]] = defaultdict(set)
@@ -141,6 +149,14 @@ class WorkloadTriggers:
         """A tag moved (or was first seen): queue every workload following it."""
         for ref in sorted(self.watchers.get((image.namespace, image.stream, image.tag), ())):
             self._add(ref)
+
+    async def on_verdict(self, digest: str) -> None:
+        """An image's verification answer changed: queue the workloads following tags at it."""
+        for key, refs in list(self.watchers.items()):
+            image = self.feed.current(*key)
+            if image is not None and image.image == digest:
+                for ref in sorted(refs):
+                    self._add(ref)
 
     def _add(self, ref: WorkloadRef) -> None:
         self.queue.start()
@@ -215,11 +231,82 @@ class WorkloadTriggers:
 
             try:
                 plan = plan_workload(body, triggers, lookup)
+                if any(self._requirements(c.trigger, lookup) for c in plan.changes):
+                    refusals = await self._verify(plan)
+                    plan = plan_workload(
+                        body,
+                        triggers,
+                        lookup,
+                        gate=lambda t, image: refusals.get((t.field_path, image.image)),
+                    )
             except TriggerError as exc:
                 await self._report(body, "Warning", REASON_INVALID, f"{key}: {exc}", value)
                 return
             self._clear(ref, REASON_INVALID)
+            await self._unverified(ref, body, plan)
             await self._apply(ref, body, plan)
+
+    @staticmethod
+    def _requirements(
+        trigger: ImageTrigger, lookup: Callable[[str, str, str], TagImage | None]
+    ) -> tuple[tuple[str, ...], ...]:
+        image = lookup(trigger.namespace, trigger.stream, trigger.tag)
+        if image is None:
+            return ()
+        return rollout_requirements(trigger.verify_keys, image.verification)
+
+    async def _verify(self, plan: Plan) -> dict[tuple[str, str], str]:
+        """(field path, digest) -> why that change may not roll out, for changes that must
+        verify (the trigger's ``verify`` keys, the tag's ``required`` policy)."""
+        refusals: dict[tuple[str, str], str] = {}
+        for change in plan.changes:
+            trigger = change.trigger
+            image = self.feed.current(trigger.namespace, trigger.stream, trigger.tag)
+            if image is None:
+                continue
+            requirements = rollout_requirements(trigger.verify_keys, image.verification)
+            why: list[str] = []
+            for keys in requirements:
+                if not keys:
+                    why.append(f"the verification policy of {trigger.source} is invalid")
+                    continue
+                if self.verifier is None:
+                    why.append("image verification is not available in this operator")
+                    continue
+                verdict = await self.verifier.verify(
+                    image.reference, image.image, keys, namespace=image.namespace, lane="now"
+                )
+                if not verdict.verified:
+                    why.append(f"{verdict.reason}: {verdict.message}")
+            if why:
+                refusals[(trigger.field_path, image.image)] = "; ".join(why)
+        return refusals
+
+    async def _unverified(self, ref: WorkloadRef, body: Mapping[str, Any], plan: Plan) -> None:
+        """Say why images were not rolled out, and look again when a retry is due."""
+        said = [
+            (
+                f"{trigger.field_path}: not rolling out {image.pull_spec}"
+                f" (ImageStreamTag {trigger.source}): {why}",
+                trigger,
+                image,
+            )
+            for trigger, image, why in plan.unverified
+        ]
+        self._clear(ref, REASON_UNVERIFIED, keep={f"\0{message}" for message, _, _ in said})
+        due: list[float] = []
+        for message, trigger, image in said:
+            await self._report(body, "Warning", REASON_UNVERIFIED, message)
+            if self.verifier is not None:
+                keys = trigger.verify_keys or (
+                    image.verification.keys if image.verification else ()
+                )
+                wait = self.verifier.next_check(image.image, keys)
+                if wait is not None:
+                    due.append(wait)
+        if due:
+            # Level-based: the retry re-plans from the tags as they are then.
+            self.queue.at(ref, self.clock() + timedelta(seconds=min(due)))
 
     async def _apply(self, ref: WorkloadRef, body: Mapping[str, Any], plan: Plan) -> None:
         self._clear(ref, "waiting", keep={t.source for t in plan.waiting})

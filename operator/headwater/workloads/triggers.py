@@ -34,6 +34,7 @@ from headwater.documents import DocumentError, Limits, check_shape
 from headwater.imports.lookup import POD_SPEC_PATHS, pod_spec
 from headwater.imports.model import STREAM_NAME_PATTERN
 from headwater.imports.tagfeed import TagImage
+from headwater.imports.verification import PolicyError, parse_keys
 from headwater.registry.reference import TAG_PATTERN
 
 ANNOTATION_HEADWATER = "image.headwater.dev/triggers"
@@ -49,6 +50,8 @@ ANNOTATION_LIMITS = Limits(max_bytes=MAX_ANNOTATION_BYTES, max_nodes=4096, max_d
 
 Key = tuple[str, str, str]
 Lookup = Callable[[str, str, str], TagImage | None]
+Gate = Callable[["ImageTrigger", TagImage], str | None]
+"""Why this trigger may not roll out this image (it does not verify), or None."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class ImageTrigger:
     index: int | None
     """The container at ``[N]``, else None."""
     paused: bool = False
+    verify_keys: tuple[str, ...] = ()
+    """``"verify": {"keys": [...]}``: roll out only images signed by one of these keys."""
 
     @property
     def key(self) -> Key:
@@ -139,6 +144,9 @@ class Plan:
     """The server-side apply body; None when there is nothing to write."""
     blocked: str | None = None
     """Why ``changes`` cannot be written (a Job's template is immutable)."""
+    unverified: tuple[tuple[ImageTrigger, TagImage, str], ...] = ()
+    """Images a trigger would roll out but may not (they do not verify), and why:
+    the container keeps its image."""
 
 
 _STREAM_TAG = re.compile(rf"^(?P<stream>{STREAM_NAME_PATTERN}):(?P<tag>{TAG_PATTERN})$")
@@ -263,7 +271,23 @@ def _parse_entry(i: int, entry: Any, kind: str, namespace: str) -> ImageTrigger:
         name=container,
         index=index,
         paused=_parse_paused(i, entry.get("paused", False)),
+        verify_keys=_parse_verify(i, entry.get("verify")),
     )
+
+
+def _parse_verify(i: int, value: Any) -> tuple[str, ...]:
+    """``"verify": {"keys": ["headwater"]}``: the keys a rolled-out image must be signed by."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise TriggerError(f'[{i}].verify: expected an object like {{"keys": ["headwater"]}}')
+    unknown = sorted(set(value) - {"keys"})
+    if unknown:
+        raise TriggerError(f"[{i}].verify: unknown field(s) {', '.join(unknown)}; known: keys")
+    try:
+        return parse_keys(value.get("keys"), f"[{i}].verify.keys")
+    except PolicyError as exc:
+        raise TriggerError(str(exc)) from None
 
 
 def _parse_paused(i: int, value: Any) -> bool:
@@ -341,12 +365,15 @@ def plan_workload(
     triggers: Iterable[ImageTrigger],
     lookup: Lookup,
     manager: str = FIELD_MANAGER,
+    gate: Gate | None = None,
 ) -> Plan:
     """What it takes to give ``body``'s containers their triggers' current images.
 
     Paused triggers are skipped. A trigger whose tag has no image yet waits.
     When every image already matches, the plan has no body: no write, so no
     rollout and no watch event that would bring the workload back here.
+    ``gate`` refuses images that do not verify: such a container keeps its image
+    (the plan lists it in ``unverified``), the others roll out.
     """
     kind = _workload_kind(str(body.get("kind") or ""))
     spec = pod_spec(kind.kind, body) or {}
@@ -374,17 +401,28 @@ def plan_workload(
         for init in (False, True)
         for c in _containers(spec, init)
     }
+    unverified: list[tuple[ImageTrigger, TagImage, str]] = []
+    if gate is not None:
+        for target, (image, trigger) in list(desired.items()):
+            if current.get(target) == image:
+                continue
+            found = lookup(trigger.namespace, trigger.stream, trigger.tag)
+            why = gate(trigger, found) if found is not None else None
+            if why is not None and found is not None:
+                unverified.append((trigger, found, why))
+                del desired[target]
     changes = tuple(
         ImageChange(name, init, current.get((init, name), ""), image, trigger)
         for (init, name), (image, trigger) in desired.items()
         if current.get((init, name)) != image
     )
     if not changes:
-        return Plan(waiting=tuple(waiting))
+        return Plan(waiting=tuple(waiting), unverified=tuple(unverified))
     if kind.immutable_template:
         return Plan(
             changes=changes,
             waiting=tuple(waiting),
+            unverified=tuple(unverified),
             blocked=(
                 "a Job's pod template cannot change once the Job exists; create Jobs with"
                 " the image already resolved (e.g. through lookupPolicy.local) or use a CronJob"
@@ -393,6 +431,7 @@ def plan_workload(
     return Plan(
         changes=changes,
         waiting=tuple(waiting),
+        unverified=tuple(unverified),
         apply=apply_body(body, {k: v[0] for k, v in desired.items()}, current, manager),
     )
 
