@@ -314,6 +314,91 @@ def _apply_tag(
     return int(obj.metadata.generation or 0)
 
 
+def apply_import(
+    client: Any, target: Any, image: str, existing: dict[str, Any] | None, *,
+    scheduled: bool | None = None, insecure: bool | None = None,
+    reference_policy: str | None = None, import_mode: str | None = None, annotate: bool = True,
+) -> int:  # fmt: skip
+    """Point ``target`` at ``image`` and (``annotate``) ask the operator to import it now;
+    the stream's new generation. Options not given keep the existing tag's settings (a
+    re-run changes nothing else). ``import-image`` and the console's "import now"."""
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.tags import docker_image_tag, existing_tag
+
+    entry = docker_image_tag(
+        target.tag, image, existing=existing_tag(existing, target.tag), scheduled=scheduled,
+        insecure=insecure, reference=False, reference_policy=_policy(reference_policy),
+        import_mode=import_mode,
+    )  # fmt: skip
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    return _apply_tag(client, resource, target, entry, annotate=annotate)
+
+
+def resolve_tag_source(
+    client: Any, source: str, default_ns: str, source_kind: str | None = None,
+    reference: bool | None = None,
+) -> tuple[Any, dict[str, Any] | None]:  # fmt: skip
+    """``tag``'s SOURCE: (the [ns/]stream:tag, its stream) when it names an existing
+    ImageStream tag (as oc decides), else (None, None): an image reference."""
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.tags import TagError, parse_stream_tag
+    from headwater.kube import is_gone, plain_dict
+
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    source_tag, source_stream = None, None
+    if source_kind != "docker" and not reference:
+        # As oc does: an existing [ns/]stream:tag is a tag, anything else an image.
+        try:
+            source_tag = parse_stream_tag(source, default_ns)
+        except TagError:
+            if source_kind == "istag":
+                raise
+        if source_tag is not None:
+            try:
+                source_stream = plain_dict(
+                    client.get(resource, source_tag.stream, namespace=source_tag.namespace)
+                )
+            except ApiError as exc:
+                if not is_gone(exc) or source_kind == "istag":
+                    raise click.ClickException(
+                        f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
+                    ) from None
+                source_tag = None
+    return source_tag, source_stream
+
+
+def set_tag(
+    client: Any, target: Any, source: str, source_tag: Any,
+    source_stream: dict[str, Any] | None, destination_stream: dict[str, Any] | None, *,
+    alias: bool = False, reference: bool | None = None, scheduled: bool | None = None,
+    insecure: bool | None = None, reference_policy: str | None = None, import_now: bool = False,
+) -> int:  # fmt: skip
+    """Point ``target`` at ``source`` (a tag from :func:`resolve_tag_source`, else an image);
+    the stream's new generation. The destination keeps every setting not given.
+    ``tag`` and the console's tag/promote action."""
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from headwater.cli.tags import docker_image_tag, existing_tag, stream_tag_tag
+
+    resource = create_namespaced_resource(*IMAGESTREAM)
+    current = existing_tag(destination_stream, target.tag)
+    if source_tag is not None:
+        entry = stream_tag_tag(target.tag, source_tag, source_stream, alias=alias, existing=current)
+    else:
+        # --import imports: unless --reference is given, the tag stops being one.
+        if reference is None and import_now:
+            reference = False
+        entry = docker_image_tag(
+            target.tag, source, existing=current, scheduled=scheduled,
+            insecure=insecure, reference=reference,
+            reference_policy=_policy(reference_policy),
+        )  # fmt: skip
+    return _apply_tag(client, resource, target, entry, annotate=import_now)
+
+
 async def _registry_tags(source: str, insecure: bool, limit: int) -> tuple[str, list[str], int]:
     """The repository ``source`` names and its tags, listed anonymously (``--all``)."""
     from headwater.cli.tags import all_tag_sources
@@ -426,13 +511,7 @@ def import_image(
     from lightkube.types import PatchType
 
     from headwater.cli.kube import connect
-    from headwater.cli.tags import (
-        StreamTag,
-        TagError,
-        docker_image_tag,
-        existing_tag,
-        parse_stream_tag,
-    )
+    from headwater.cli.tags import StreamTag, TagError, parse_stream_tag
     from headwater.imports.model import spec_tags
     from headwater.imports.plan import REQUEST_ANNOTATION
     from headwater.kube import is_gone, plain_dict
@@ -517,14 +596,11 @@ def import_image(
     reimport = all_tags and source is None
     generation = int(((existing or {}).get("metadata") or {}).get("generation") or 0)
     for tag_name, image in [] if reimport else pairs:
-        # Options not given keep the existing tag's settings (a re-run changes nothing else).
-        entry = docker_image_tag(
-            tag_name, image, existing=existing_tag(existing, tag_name), scheduled=scheduled,
-            insecure=insecure, reference=False, reference_policy=_policy(reference_policy),
-            import_mode=import_mode,
-        )  # fmt: skip
         one = StreamTag(target.namespace, target.stream, tag_name)
-        generation = _apply_tag(client, resource, one, entry, annotate=not all_tags)
+        generation = apply_import(
+            client, one, image, existing, scheduled=scheduled, insecure=insecure,
+            reference_policy=reference_policy, import_mode=import_mode, annotate=not all_tags,
+        )  # fmt: skip
     tags = [tag_name for tag_name, _ in pairs]
     if all_tags:
         # One request for all the tags, so unchanged ones are fetched again too.
@@ -675,13 +751,7 @@ def tag(
     from lightkube.generic_resource import create_namespaced_resource
 
     from headwater.cli.kube import connect
-    from headwater.cli.tags import (
-        TagError,
-        docker_image_tag,
-        existing_tag,
-        parse_stream_tag,
-        stream_tag_tag,
-    )
+    from headwater.cli.tags import TagError, parse_stream_tag
     from headwater.kube import is_gone, plain_dict
 
     if not delete and not destinations:
@@ -699,25 +769,9 @@ def tag(
         return
     try:
         targets = [parse_stream_tag(d, default_ns) for d in destinations]
-        source_tag, source_stream = None, None
-        if source_kind != "docker" and not reference:
-            # As oc does: an existing [ns/]stream:tag is a tag, anything else an image.
-            try:
-                source_tag = parse_stream_tag(source, default_ns)
-            except TagError:
-                if source_kind == "istag":
-                    raise
-            if source_tag is not None:
-                try:
-                    source_stream = plain_dict(
-                        client.get(resource, source_tag.stream, namespace=source_tag.namespace)
-                    )
-                except ApiError as exc:
-                    if not is_gone(exc) or source_kind == "istag":
-                        raise click.ClickException(
-                            f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
-                        ) from None
-                    source_tag = None
+        source_tag, source_stream = resolve_tag_source(
+            client, source, default_ns, source_kind, reference
+        )
         streams: dict[tuple[str, str], dict[str, Any] | None] = {}
         for target in targets:
             key = (target.namespace, target.stream)
@@ -733,21 +787,11 @@ def tag(
                         ) from None
                     streams[key] = None
             # The destination keeps every setting not given on the command line.
-            current = existing_tag(streams[key], target.tag)
-            if source_tag is not None:
-                entry = stream_tag_tag(
-                    target.tag, source_tag, source_stream, alias=alias, existing=current
-                )
-            else:
-                # --import imports: unless --reference is given, the tag stops being one.
-                if reference is None and import_now:
-                    reference = False
-                entry = docker_image_tag(
-                    target.tag, source, existing=current, scheduled=scheduled,
-                    insecure=insecure, reference=reference,
-                    reference_policy=_policy(reference_policy),
-                )  # fmt: skip
-            generation = _apply_tag(client, resource, target, entry, annotate=import_now)
+            generation = set_tag(
+                client, target, source, source_tag, source_stream, streams[key], alias=alias,
+                reference=reference, scheduled=scheduled, insecure=insecure,
+                reference_policy=reference_policy, import_now=import_now,
+            )  # fmt: skip
             click.echo(f"Tag {target} set to {source}.")
             if import_now:
                 message = _wait_for_import(
