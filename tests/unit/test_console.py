@@ -446,6 +446,10 @@ async def test_build_page_shows_failure_and_snippet(client: TestClient[Any, Any]
     assert "make: *** [all] Error 2" in html
     assert 'sse-connect="/ns/shop/builds/web-2/log"' in html
     assert "1m15s" in html
+    assert "Cancel build" not in html  # it ended
+    assert 'action="/ns/shop/builds/web-2/rebuild"' in html
+    running = await (await client.get("/ns/shop/builds/web-3")).text()
+    assert 'action="/ns/shop/builds/web-3/cancel"' in running
 
 
 async def test_build_log_is_streamed_escaped_and_ends(

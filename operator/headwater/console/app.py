@@ -527,7 +527,10 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     )
     _with_headers(response)
     followers.append(name)
-    reader = asyncio.ensure_future(asyncio.to_thread(follow))
+    # A thread of its own, a daemon: a log that prints nothing more must not hold up
+    # the console's exit (the default executor is joined at exit); the reader ends at
+    # its next line once ``closed`` is set.
+    threading.Thread(target=follow, name=f"console-log-{name}", daemon=True).start()
     try:
         await response.prepare(request)
         await response.write(sse_comment("connected"))
@@ -555,7 +558,6 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     finally:
         closed.set()
         followers.remove(name)
-        reader.cancel()
     return response
 
 
