@@ -188,6 +188,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/ns/{request.app[SOURCE].default_namespace}")
 
 
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    """No icon (and no 404 in the browser's console on every page)."""
+    return web.Response(status=204)
+
+
 async def go(request: web.Request) -> web.StreamResponse:
     namespace = request.query.get("ns", "").strip()
     if not NAMESPACE.match(namespace):
@@ -765,6 +770,7 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app[LOGS] = []
     app.router.add_get("/", index)
     app.router.add_get("/go", go)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/ns/{ns}", overview_page)
     app.router.add_get("/ns/{ns}/overview/events", overview_events)
     app.router.add_get("/ns/{ns}/imagestreams/{name}", imagestream_page)
