@@ -685,3 +685,27 @@ async def test_trace_page_for_a_deployment(source: FakeSource) -> None:
         assert 'sse-connect="/ns/shop/trace/events?deployment=web"' in html
         missing = await test_client.get("/ns/shop/trace?deployment=nope")
         assert "Not found" in await missing.text()
+
+
+async def test_an_expired_watch_lists_again_without_a_message(source: FakeSource) -> None:
+    from headwater.console.live import Informer
+
+    informer = Informer(source, BUILDS, "shop")
+    informer.start()
+    try:
+        assert await informer.changed(0, 5)
+        for _ in range(100):
+            if source.queues[("builds", "shop")]:
+                break
+            await asyncio.sleep(0.01)
+        lists = len(source.lists)
+        source.add("builds", "shop", build("web", 9, "Running"))
+        source.fail_watch("builds", "shop", api_error(410, "Expired", "too old resource version"))
+        for _ in range(100):
+            if len(source.lists) > lists and len(informer.objects) == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert len(informer.objects) == 4  # relisted: the build added meanwhile is there
+        assert informer.problem is None
+    finally:
+        await informer.stop()
