@@ -468,6 +468,7 @@ async def test_build_log_is_streamed_escaped_and_ends(
     monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
     monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Complete"}})
     response = await client.get("/ns/shop/builds/web-3/log")
+    assert (await response.content.readline()) == b"event: reset\n"
     assert (await _read_event(response, "waiting")) == "waiting for the build pod: Pending"
     lines = await _read_event(response, "line")
     while "pushed" not in lines:
@@ -709,3 +710,20 @@ async def test_an_expired_watch_lists_again_without_a_message(source: FakeSource
         assert informer.problem is None
     finally:
         await informer.stop()
+
+
+def test_a_busy_port_is_one_line_not_a_trace() -> None:
+    import socket
+
+    import click
+
+    from headwater.console.server import serve
+    from headwater.console.source import KubeSource
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(address="127.0.0.1", port=port, token=TOKEN)
+        with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}"):
+            asyncio.run(serve(KubeSource(None, "shop"), settings, open_browser=False))

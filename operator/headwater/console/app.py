@@ -538,7 +538,8 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     threading.Thread(target=follow, name=f"console-log-{name}", daemon=True).start()
     try:
         await response.prepare(request)
-        await response.write(sse_comment("connected"))
+        # The log starts again from its first line: a reconnected page clears what it has.
+        await response.write(sse_frame("reset", ""))
         while True:
             try:
                 event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
