@@ -89,6 +89,22 @@ async def test_post_without_the_csrf_token_is_refused(client: TestClient[Any, An
     assert answer.status == 405  # past the guard: the overview takes no POST
 
 
+async def test_a_post_from_another_origin_is_refused_even_with_the_token(
+    client: TestClient[Any, Any],
+) -> None:
+    port = client.server.port
+    assert port is not None
+    answer = await client.post(
+        "/ns/shop/builds/web-3/cancel",
+        data={security.CSRF_FIELD: TOKEN},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert answer.status == 403
+    assert "cross-origin" in await answer.text()
+    assert security.origin_ok(f"http://127.0.0.1:{port}", security.allowed_hosts("127.0.0.1", port))
+    assert not security.origin_ok("null", security.allowed_hosts("127.0.0.1", port))
+
+
 async def test_the_page_carries_the_token_for_htmx(client: TestClient[Any, Any]) -> None:
     html = await (await client.get("/ns/shop")).text()
     assert TOKEN in html

@@ -98,6 +98,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD", "POST"):
         return _with_headers(web.Response(status=405, text="method not allowed\n"))
     if request.method == "POST":
+        # A browser names the page that sent a POST: it must be one of ours.
+        origin = request.headers.get("Origin")
+        if origin is not None and not security.origin_ok(origin, allowed):
+            return _with_headers(web.Response(status=403, text="refused: cross-origin request\n"))
         token = request.app[SETTINGS].token
         given = request.headers.get(security.CSRF_HEADER)
         if given is None:
