@@ -743,3 +743,26 @@ def test_a_busy_port_is_one_line_not_a_trace() -> None:
         settings = Settings(address="127.0.0.1", port=port, token=TOKEN)
         with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}"):
             asyncio.run(serve(KubeSource(None, "shop"), settings, open_browser=False))
+
+
+def test_every_template_and_asset_is_package_data() -> None:
+    """A file the console serves but the wheel leaves out would work here and 404 installed."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import headwater.console
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["headwater"]
+    package = Path(headwater.console.__file__).parent
+    served = [
+        p.relative_to(package.parent).as_posix()
+        for folder in ("templates", "static")
+        for p in (package / folder).iterdir()
+    ]
+    assert served
+    missing = [f for f in served if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert missing == []
