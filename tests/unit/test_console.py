@@ -766,3 +766,37 @@ def test_every_template_and_asset_is_package_data() -> None:
     assert served
     missing = [f for f in served if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
     assert missing == []
+
+
+async def test_streams_of_one_namespace_share_one_render(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = views.overview
+
+    def counting(*args: Any) -> views.Overview:
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(views, "overview", counting)
+    first = await client.get("/ns/shop/overview/events")
+    await _read_event(first, "builds")
+    second = await client.get("/ns/shop/overview/events")
+    await _read_event(second, "builds")
+    assert calls == ["shop"]
+    first.close()
+    second.close()
+
+
+async def test_sections_are_sent_again_as_their_ages_move_on(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headwater.console.app as console_app
+
+    monkeypatch.setattr(console_app, "KEEPALIVE_SECONDS", 0.1)
+    monkeypatch.setattr(console_app, "REFRESH_SECONDS", 0.3)
+    response = await client.get("/ns/shop/overview/events")
+    await _read_event(response, "builds")
+    # No change in the cluster, and yet the section comes again (ages, running durations).
+    await _read_event(response, "builds", wait_seconds=3)
+    response.close()
