@@ -86,6 +86,7 @@ __all__ = [
     "ImageManifest",
     "Platform",
     "PlatformManifest",
+    "RawManifest",
     "RegistryClient",
     "RegistryError",
     "RegistryStats",
@@ -357,6 +358,15 @@ class Resolved:
     Legacy mode ``digest`` is a platform's manifest, which HEAD never returns."""
 
 
+@dataclass(frozen=True)
+class RawManifest:
+    """A manifest's bytes as the registry served them, checked against their digest."""
+
+    digest: str
+    media_type: str
+    body: bytes
+
+
 @dataclass
 class RegistryStats:
     """HTTP requests that got an answer (retries and redirects included).
@@ -539,6 +549,7 @@ class _Manifest:
     digest: str
     media_type: str
     doc: Mapping[str, Any] = field(hash=False)
+    raw: bytes = field(default=b"", repr=False)
 
 
 def _manifest_media_type(doc: Mapping[str, Any], content_type: str) -> str:
@@ -632,6 +643,12 @@ class _Target:
     credentials: BasicCredentials | None
     insecure: bool
     ca_file: str | None
+    push: bool = False
+    """Ask for ``pull,push`` scope (signatures written to the repository)."""
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.repository}:{'pull,push' if self.push else 'pull'}"
 
     @property
     def login(self) -> str:
@@ -661,6 +678,7 @@ class RegistryClient:
         max_manifest_bytes: int = 4 << 20,
         max_config_bytes: int = 8 << 20,
         max_token_bytes: int = 1 << 20,
+        max_push_bytes: int = 16 << 20,
         request_timeout: float = 30.0,
         policy: AccessPolicy | None = None,
     ) -> None:
@@ -673,6 +691,7 @@ class RegistryClient:
         self.max_manifest_bytes = max_manifest_bytes
         self.max_config_bytes = max_config_bytes
         self.max_token_bytes = max_token_bytes
+        self.max_push_bytes = max_push_bytes
         self.request_timeout = request_timeout
         self.stats = RegistryStats()
         self.tokens = TokenCache()
@@ -851,6 +870,149 @@ class RegistryClient:
             query = link.raw_query_string
         return tags[:limit]
 
+    # --- raw manifests and blobs, and the write path (signatures) ----------------
+
+    async def get_manifest(
+        self,
+        registry: str,
+        repository: str,
+        reference: str,
+        *,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        push: bool = False,
+    ) -> RawManifest | None:
+        """The manifest ``reference`` names as stored (checked against its digest), or None
+        when the registry has none (404). ``push`` authenticates with push scope, so a
+        read before a write costs no second token."""
+        target = self._target(registry, repository, credentials, insecure, ca_file, push)
+        is_digest = _check_reference(reference)
+        where = f"{registry}/{repository}{'@' if is_digest else ':'}{reference}"
+        self._check_registry(target)
+        try:
+            manifest = await self._get_manifest(
+                target, reference, where, expect=reference if is_digest else None
+            )
+        except RegistryError as exc:
+            if exc.reason == "NotFound":
+                return None
+            raise
+        return RawManifest(manifest.digest, manifest.media_type, manifest.raw)
+
+    async def get_blob(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        *,
+        limit: int,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        push: bool = False,
+    ) -> bytes:
+        """A blob, at most ``limit`` bytes, checked against ``digest``."""
+        target = self._target(registry, repository, credentials, insecure, ca_file, push)
+        if not _DIGEST_RE.fullmatch(digest):
+            raise ValueError(f"{digest!r} is not a digest")
+        self._check_registry(target)
+        return await self._get_blob(target, digest, f"{registry}/{repository}", limit=limit)
+
+    async def push_blob(
+        self,
+        registry: str,
+        repository: str,
+        data: bytes,
+        *,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+    ) -> str:
+        """Upload ``data`` as a blob (skipped when the registry has it); its digest.
+
+        A monolithic upload: ``POST /blobs/uploads/`` then ``PUT <Location>?digest=``.
+        The upload location must be on the registry itself: credentials never
+        follow a ``Location`` elsewhere.
+        """
+        if len(data) > self.max_push_bytes:
+            raise ValueError(f"a blob of {len(data)} bytes is over {self.max_push_bytes}")
+        target = self._target(registry, repository, credentials, insecure, ca_file, push=True)
+        self._check_registry(target)
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        where = f"{registry}/{repository}: blob {digest}"
+        head = await self._call(
+            target, "HEAD", f"/v2/{repository}/blobs/{digest}", "", kind="blob", limit=0
+        )
+        if head.status == 200:
+            return digest
+        started = await self._call(
+            target, "POST", f"/v2/{repository}/blobs/uploads/", "",
+            kind="blob", limit=_MAX_ERROR_BODY, body=b"",
+        )  # fmt: skip
+        if started.status != 202:
+            self._raise_for_status(started, f"{where}: upload")
+            raise RegistryError(
+                "UnexpectedResponse",
+                f"{where}: upload answered {started.status}, not 202",
+                status=started.status,
+            )
+        location = started.headers.get("Location", "")
+        try:
+            url = started.url.join(URL(location)) if location else None
+        except ValueError:
+            url = None
+        if (
+            url is None
+            or url.host != started.url.host
+            or url.port != started.url.port
+            or not url.raw_path.startswith("/v2/")
+        ):
+            raise RegistryError(
+                "UnexpectedResponse", f"{where}: the upload location is not on the registry"
+            )
+        query = url.raw_query_string
+        query = (query + "&" if query else "") + f"digest={digest.replace(':', '%3A')}"
+        done = await self._call(
+            target, "PUT", url.raw_path, query, kind="blob", limit=_MAX_ERROR_BODY,
+            body=data, content_type="application/octet-stream",
+        )  # fmt: skip
+        self._raise_for_status(done, f"{where}: upload")
+        return digest
+
+    async def put_manifest(
+        self,
+        registry: str,
+        repository: str,
+        reference: str,
+        body: bytes,
+        media_type: str,
+        *,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+    ) -> str:
+        """Store a manifest under ``reference`` (a tag or its digest); its digest."""
+        if len(body) > self.max_manifest_bytes:
+            raise ValueError(f"a manifest of {len(body)} bytes is over {self.max_manifest_bytes}")
+        target = self._target(registry, repository, credentials, insecure, ca_file, push=True)
+        _check_reference(reference)
+        self._check_registry(target)
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        response = await self._call(
+            target, "PUT", f"/v2/{repository}/manifests/{reference}", "",
+            kind="manifest", limit=_MAX_ERROR_BODY, body=body, content_type=media_type,
+        )  # fmt: skip
+        self._raise_for_status(response, f"{registry}/{repository}:{reference}: manifest")
+        answered = response.headers.get("Docker-Content-Digest", "").strip()
+        if answered and answered != digest:
+            raise RegistryError(
+                "InvalidManifest",
+                f"{registry}/{repository}:{reference}: the registry stored {answered}, "
+                f"not {digest}",
+            )
+        return digest
+
     # --- manifests and blobs ----------------------------------------------------
 
     async def _head_manifest(
@@ -896,7 +1058,7 @@ class RegistryClient:
             raise RegistryError(
                 "InvalidManifest", f"{where}: Docker schema 1 manifests are not supported"
             )
-        return _Manifest(digest, media_type, doc)
+        return _Manifest(digest, media_type, doc, body)
 
     async def _image(self, target: _Target, manifest: _Manifest, where: str) -> ImageManifest:
         config = _descriptor(manifest.doc.get("config"), "the manifest's config")
@@ -981,12 +1143,13 @@ class RegistryClient:
         credentials: BasicCredentials | None,
         insecure: bool,
         ca_file: str | None,
+        push: bool = False,
     ) -> _Target:
         if not _REGISTRY_RE.fullmatch(registry):
             raise ValueError(f"registry {registry!r} is not host[:port]")
         if len(repository) > 255 or not _REPOSITORY_RE.fullmatch(repository):
             raise ValueError(f"repository {repository!r} is not a valid repository path")
-        return _Target(registry, repository, credentials, insecure, ca_file)
+        return _Target(registry, repository, credentials, insecure, ca_file, push)
 
     async def _call(
         self,
@@ -998,12 +1161,16 @@ class RegistryClient:
         kind: str,
         limit: int,
         accept: str | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
     ) -> _Response:
         """One API request with authentication; any status comes back (4xx/5xx too)."""
         extra = {"Accept": accept} if accept else {}
+        if content_type:
+            extra["Content-Type"] = content_type
         sent_auth = await self._auth_header(target)
         response = await self._send_to_registry(
-            target, method, path, query, {**extra, **sent_auth}, kind, limit
+            target, method, path, query, {**extra, **sent_auth}, kind, limit, body
         )
         if response.status != 401:
             return response
@@ -1026,7 +1193,7 @@ class RegistryClient:
                 return response  # the token just fetched is the one refused
             fresh = {"Authorization": f"Bearer {token}"}
         return await self._send_to_registry(
-            target, method, path, query, {**extra, **fresh}, kind, limit
+            target, method, path, query, {**extra, **fresh}, kind, limit, body
         )
 
     async def _auth_header(self, target: _Target) -> dict[str, str]:
@@ -1045,7 +1212,7 @@ class RegistryClient:
         return TokenKey(
             realm=challenge.params.get("realm", ""),
             service=challenge.params.get("service", ""),
-            scope=f"repository:{target.repository}:pull",
+            scope=target.scope,
             login=target.login,
         )
 
@@ -1053,7 +1220,7 @@ class RegistryClient:
         """A Bearer token from the challenge's realm (distribution's token and OAuth2 specs)."""
         realm = URL(challenge.params["realm"])
         service = challenge.params.get("service", "")
-        scope = f"repository:{target.repository}:pull"
+        scope = target.scope
         where = f"{target.registry}/{target.repository}: token from {realm.host}"
         if self.policy is not None:
             # Before any credential leaves: the realm is the registry's to name,
@@ -1149,6 +1316,7 @@ class RegistryClient:
         headers: Mapping[str, str],
         kind: str,
         limit: int,
+        body: bytes | None = None,
     ) -> _Response:
         """Send to the registry, trying HTTPS then plain HTTP for an insecure one."""
         if not target.insecure:
@@ -1168,7 +1336,7 @@ class RegistryClient:
             try:
                 response = await self._send(
                     method, url, headers=headers, ssl_param=await self._ssl_for(target),
-                    kind=kind, limit=limit,
+                    kind=kind, limit=limit, data=body,
                 )  # fmt: skip
             except RegistryError as exc:
                 if exc.reason not in ("TLSError", "Unreachable"):
@@ -1211,7 +1379,7 @@ class RegistryClient:
         ssl_param: ssl.SSLContext | bool,
         kind: str,
         limit: int,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | bytes | None = None,
     ) -> _Response:
         """One HTTP exchange, bounded in time and size; transport failures become RegistryError."""
         host = url.host or "?"
@@ -1230,7 +1398,7 @@ class RegistryClient:
                     method,
                     url,
                     headers=dict(headers),
-                    data=dict(data) if data is not None else None,
+                    data=dict(data) if isinstance(data, Mapping) else data,
                     ssl=ssl_param,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=self.request_timeout),
