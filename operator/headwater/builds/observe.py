@@ -53,6 +53,8 @@ class Observation:
     log_snippet: str = ""
     reported: Reported = field(default_factory=Reported)
     """The images the pod reported it built from (provenance); Complete only."""
+    provenance: Mapping[str, Any] | None = None
+    """Where the build's provenance was attached (``status.provenance``); Complete only."""
 
 
 def _from_ms(value: object) -> str | None:

@@ -25,7 +25,7 @@ Statement repeats.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -179,18 +179,15 @@ def without_credentials(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if "@" not in parts.netloc:
-        if not parts.scheme and "@" in url.split(":", 1)[0]:
-            # scp-like git@host:path: the user is not a credential.
-            return url
-        return url
+    if not parts.scheme or "@" not in parts.netloc:
+        return url  # no credentials, or scp-like git@host:path (a user name, no password)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _scrub(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec with credentials taken out of its Git URLs."""
-    out = _copy(spec)
+    out: dict[str, Any] = _copy(spec)
     git = (out.get("source") or {}).get("git")
     if isinstance(git, dict):
         for key in ("uri", "httpProxy", "httpsProxy"):
@@ -292,18 +289,3 @@ def statement(build: Mapping[str, Any], facts: Provenance) -> dict[str, Any]:
             },
         },
     }
-
-
-def settings_parameters(
-    env: Sequence[tuple[str, str]], labels: Mapping[str, str], overrides_env: Sequence[str]
-) -> dict[str, Any]:
-    """The cluster build settings that reached this build: names, not values, of
-    environment variables (a proxy URL may hold a password); image labels as set."""
-    out: dict[str, Any] = {}
-    if env:
-        out["buildDefaultsEnv"] = sorted({name for name, _ in env})
-    if overrides_env:
-        out["buildOverridesEnv"] = sorted(set(overrides_env))
-    if labels:
-        out["clusterLabels"] = dict(sorted(labels.items()))
-    return out

@@ -24,6 +24,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.types import CascadeType
 
 from headwater.builds import s2i, strategies
+from headwater.builds.attestations import Attestations
 from headwater.builds.buildconfigs import may
 from headwater.builds.job import (
     PRIVILEGED_BUILDS_LABEL,
@@ -110,6 +111,7 @@ class BuildRuns:
     settings: JobSettings
     clock: Callable[[], datetime]
     outputs: Outputs
+    attestations: Attestations
     waiting: set[tuple[str, str]]
     phases: dict[tuple[str, str], str]
     kick: Callable[[str, str], None]
@@ -211,6 +213,8 @@ class BuildRuns:
         metadata = build["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         if seen.phase == COMPLETE:
+            # Supply chain first (provenance; signing): attached before the tag moves.
+            seen = await self.attestations.attach(build, seen)
             recorded = await self.outputs.record(build, seen)
             if recorded is not None:
                 seen = recorded
@@ -275,6 +279,8 @@ class BuildRuns:
                 desired["logSnippet"] = observation.log_snippet
             if observation.digest and phase == COMPLETE:
                 desired["output"] = {"to": {"imageDigest": observation.digest}}
+            if observation.provenance and phase == COMPLETE:
+                desired["provenance"] = dict(observation.provenance)
         if phase in TERMINAL:
             completion = (observation.completion if observation else None) or format_time(now)
             desired["completionTimestamp"] = completion

@@ -870,6 +870,32 @@ class RegistryClient:
             query = link.raw_query_string
         return tags[:limit]
 
+    async def has_referrers_api(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        *,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+    ) -> bool:
+        """Whether the registry serves the OCI referrers API: ``GET
+        /v2/<name>/referrers/<digest>`` answers 200 with an image index (a registry
+        without it answers 404, or 400/405 for an unknown route)."""
+        target = self._target(registry, repository, credentials, insecure, ca_file)
+        if not _DIGEST_RE.fullmatch(digest):
+            raise ValueError(f"{digest!r} is not a digest")
+        self._check_registry(target)
+        response = await self._call(
+            target, "GET", f"/v2/{repository}/referrers/{digest}", "",
+            kind="manifest", accept=OCI_INDEX, limit=self.max_manifest_bytes,
+        )  # fmt: skip
+        if response.status != 200:
+            return False
+        media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        return media_type == OCI_INDEX
+
     # --- raw manifests and blobs, and the write path (signatures) ----------------
 
     async def get_manifest(
