@@ -1067,6 +1067,21 @@ def build_status() -> Schema:
             ),
             "logSnippet": string("Last lines of the log of a failed build.", TEXT_MAX),
             "jobName": string("The Job that runs this build."),
+            "signature": obj(
+                "The cosign signature of the pushed image (Complete builds), or why it has none.",
+                {
+                    "signed": boolean("Whether the image is signed with the cluster's key."),
+                    "reference": string(
+                        "The signature manifest: <repository>:sha256-<hex>.sig (cosign's tag).",
+                        REF_MAX,
+                    ),
+                    "digest": string("Digest of that manifest when the signature was added.", 128),
+                    "keyId": string(
+                        "sha256 of the signing key's public key (DER SubjectPublicKeyInfo).", 128
+                    ),
+                    "message": string("Why the image is not signed.", TEXT_MAX),
+                },
+            ),
         },
     )
 

@@ -236,6 +236,10 @@ class Config:
     Environment only (a Secret), never the ConfigMap."""
     leader_election: LeaderElection = field(default_factory=LeaderElection)
     """Which replica acts."""
+    signing_key_secret: str = "headwater-signing-key"  # noqa: S105 - a Secret's name
+    """The Secret, in the operator's namespace (the Lease's), holding the cosign key pair
+    every built image is signed with (``headwater keys create``); builds are unsigned
+    while it does not exist. RBAC grants get on this one name (deploy/base/rbac.yaml)."""
 
     @property
     def registry_host(self) -> str | None:
@@ -663,6 +667,12 @@ def _parse_cidrs(value: object, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _parse_secret_name(value: object, where: str) -> str:
+    if isinstance(value, str) and _DNS_SUBDOMAIN_RE.match(value) and len(value) <= 253:
+        return value
+    raise _fail(where, "a Secret name (DNS subdomain)", value)
+
+
 # Top-level keys of the YAML file, with the Config field and the parser of each.
 _FileParser = Callable[[object, str], object]
 _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
@@ -703,6 +713,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "admissionPort": ("admission_port", lambda v, w: parse_int(v, w, minimum=1, maximum=65535)),
     "admissionHost": ("admission_host", _parse_optional_str),
     "admissionService": ("admission_service", _parse_optional_str),
+    "signingKeySecret": ("signing_key_secret", _parse_secret_name),
 }
 
 # Environment variables: scalar settings only (structured ones live in the file).
@@ -732,6 +743,7 @@ _ENV: dict[str, tuple[str, _FileParser]] = {
     "HEADWATER_ADMISSION_PORT": _TOP_LEVEL["admissionPort"],
     "HEADWATER_ADMISSION_HOST": _TOP_LEVEL["admissionHost"],
     "HEADWATER_ADMISSION_SERVICE": _TOP_LEVEL["admissionService"],
+    "HEADWATER_SIGNING_KEY_SECRET": _TOP_LEVEL["signingKeySecret"],
     "HEADWATER_REGISTRY_WEBHOOK_TOKEN": ("registry_webhook_token", _parse_shared_secret),
 }
 _LEADER_ENV = {

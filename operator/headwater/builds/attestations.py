@@ -13,33 +13,31 @@ cluster key when its Secret exists, else unsigned.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.resources.core_v1 import Namespace
 
 from headwater import __version__
 from headwater.builds import provenance
+from headwater.builds.attest import AttachError, Attester
 from headwater.builds.job import EXECUTOR_ANNOTATION, JobSettings
 from headwater.builds.observe import Observation
 from headwater.builds.outputs import Outputs, Waiting
-from headwater.config import Config
+from headwater.events import post_event
+from headwater.kube import Failure, classify
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient, RegistryError
 from headwater.registry.credentials import Credentials
 from headwater.registry.reference import Reference, parse_reference
 
 logger = logging.getLogger(__name__)
-
-SIGNING_KEY_SECRET = "headwater-signing-key"  # noqa: S105 - a Secret's name
-"""The cluster signing key (``cosign generate-key-pair k8s://<ns>/<name>`` layout)."""
 
 
 def _manifest_layers(body: bytes) -> tuple[str, ...]:
@@ -66,17 +64,19 @@ class Attestations:
         self,
         kube: AsyncClient,
         registry: RegistryClient,
-        config: Config,
         settings: JobSettings,
         outputs: Outputs,
+        attester: Attester,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.kube = kube
         self.registry = registry
-        self.config = config
         self.settings = settings
         self.outputs = outputs
+        self.attester = attester
+        """The signer: its cluster key (one Secret, one cache) and its push target."""
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._cluster_id: str | None = None
-        self._key: tuple[str, cosign.SigningKey] | None = None
 
     async def cluster_id(self) -> str:
         """The uid of the kube-system namespace: stable for the cluster's life."""
@@ -87,28 +87,6 @@ class Attestations:
             except ApiError:
                 return "unknown"
         return self._cluster_id or "unknown"
-
-    async def signing_key(self) -> cosign.SigningKey | None:
-        """The cluster signing key, or None when its Secret is missing or unreadable."""
-        namespace = self.config.leader_election.lease_namespace
-        try:
-            secret = await self.kube.get(Secret, SIGNING_KEY_SECRET, namespace=namespace)
-        except ApiError:
-            return None
-        version = str(secret.metadata.resourceVersion if secret.metadata else "")
-        if self._key is not None and self._key[0] == version:
-            return self._key[1]
-        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
-        try:
-            # scrypt (64 MiB, tens of milliseconds): off the event loop.
-            key = await asyncio.to_thread(cosign.signing_key_from_secret, data)
-        except (cosign.KeyFileError, ValueError):
-            logger.warning(
-                "secret %s/%s holds no usable signing key", namespace, SIGNING_KEY_SECRET
-            )
-            return None
-        self._key = (version, key)
-        return key
 
     def _insecure(self, image: Reference) -> bool:
         return image.domain in self.settings.insecure_registries
@@ -240,45 +218,60 @@ class Attestations:
         )
 
     async def attach(self, build: Mapping[str, Any], seen: Observation) -> Observation:
-        """``seen`` with ``provenance`` (where the Statement now lives, or why it is not)."""
-        output_text = (build.get("status") or {}).get("outputDockerImageReference")
-        if not output_text or not seen.digest:
+        """``seen`` with ``provenance`` (where the Statement now lives, or why it is not).
+
+        A failure that may pass (no answer, 429, 5xx from the registry; an API error
+        of that kind) raises :class:`AttachError`: the Build stays Running and its
+        work queue retries with backoff, so the output tag never moves before the
+        provenance is attached. A refusal (401, 403, 400 and the like) will not
+        pass by retrying: it is recorded in ``status.provenance.error`` and in a
+        Warning Event, and the build completes without provenance.
+        """
+        if not (build.get("status") or {}).get("outputDockerImageReference") or not seen.digest:
             return seen
         try:
-            output = parse_reference(str(output_text))
-            facts = await self.facts(build, seen)
-            with_revision = dict(build)
-            if seen.revision:
-                with_revision["status"] = {
-                    **(build.get("status") or {}),
-                    "revision": dict(seen.revision),
-                }
-            statement = provenance.statement(with_revision, facts)
-            payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
-            key = await self.signing_key()
-            namespace = str(build["metadata"]["namespace"])
-            spec = build.get("spec") or {}
-            credentials = await self.outputs.credentials(
-                namespace, await self.outputs.push_secret(namespace, spec, str(output)), str(output)
-            )
-            target: dict[str, Any] = {
-                "credentials": credentials,
-                "insecure": self._insecure(output),
+            return dataclasses.replace(seen, provenance=await self._attach(build, seen))
+        except RegistryError as exc:
+            if exc.transient:
+                raise AttachError(
+                    "ProvenanceFailed", f"attaching the provenance failed: {exc}"
+                ) from None
+            why = f"the provenance could not be attached: {exc}"
+        except ApiError as exc:
+            if classify(exc) is Failure.TRANSIENT:
+                raise AttachError(
+                    "ProvenanceFailed", f"attaching the provenance failed: {exc.status.message}"
+                ) from None
+            why = f"the provenance could not be attached: {exc.status.message}"
+        except ValueError as exc:
+            why = f"the provenance could not be attached: {exc}"
+        why = why[:1024]
+        logger.warning("provenance of %s not attached: %s", seen.digest, why)
+        await post_event(self.kube, build, "Warning", "ProvenanceNotAttached", why, self.clock())
+        return dataclasses.replace(seen, provenance={"error": why})
+
+    async def _attach(self, build: Mapping[str, Any], seen: Observation) -> dict[str, Any]:
+        assert seen.digest is not None
+        facts = await self.facts(build, seen)
+        with_revision = dict(build)
+        if seen.revision:
+            with_revision["status"] = {
+                **(build.get("status") or {}),
+                "revision": dict(seen.revision),
             }
-            referrers = await self.registry.has_referrers_api(
-                output.api_host, output.path, seen.digest, **target
-            )
-            attach = cosign.attach_attestation_referrer if referrers else cosign.attach_attestation
-            attached = await attach(
-                self.registry, output.api_host, output.path, seen.digest, payload,
-                provenance.PREDICATE_TYPE, key, **target,
-            )  # fmt: skip
-        except (RegistryError, ValueError, Waiting, ApiError) as exc:
-            logger.warning("provenance of %s not attached: %s", seen.digest, exc)
-            return dataclasses.replace(
-                seen,
-                provenance={"error": f"the provenance could not be attached: {exc}"[:1024]},
-            )
+        statement = provenance.statement(with_revision, facts)
+        payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
+        key, _ = await self.attester.signing_key()
+        target = await self.attester.target(build, seen.digest)
+        where: dict[str, Any] = {"credentials": target.credentials, "insecure": target.insecure}
+        referrers = await self.registry.has_referrers_api(
+            target.registry, target.repository, seen.digest, **where
+        )
+        attach = cosign.attach_attestation_referrer if referrers else cosign.attach_attestation
+        attached = await attach(
+            self.registry, target.registry, target.repository, seen.digest, payload,
+            provenance.PREDICATE_TYPE, key, **where,
+        )  # fmt: skip
         record: dict[str, Any] = {
             "reference": attached.reference,
             "scheme": "referrers" if referrers else "tag",
@@ -292,4 +285,4 @@ class Attestations:
             record["keyID"] = attached.key_id
         if facts.capped:
             record["capped"] = True
-        return dataclasses.replace(seen, provenance=record)
+        return record

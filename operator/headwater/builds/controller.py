@@ -36,6 +36,7 @@ from typing import Any
 from lightkube import AsyncClient
 
 from headwater.builds import triggers
+from headwater.builds.attest import Attester
 from headwater.builds.attestations import Attestations
 from headwater.builds.buildconfigs import BuildConfigReconcile
 from headwater.builds.instantiate import REQUEST_PREFIX, RequestError, pending_requests
@@ -78,7 +79,8 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.settings = settings
         self.imports = imports
         self.outputs = Outputs(kube, registry, config, settings, imports)
-        self.attestations = Attestations(kube, registry, config, settings, self.outputs)
+        self.attester = Attester(kube, registry, config, self.outputs)
+        self.attestations = Attestations(kube, registry, settings, self.outputs, self.attester)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.waiting: set[tuple[str, str]] = set()

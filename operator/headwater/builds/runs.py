@@ -24,6 +24,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.types import CascadeType
 
 from headwater.builds import s2i, strategies
+from headwater.builds.attest import AttachError, Attester
 from headwater.builds.attestations import Attestations
 from headwater.builds.buildconfigs import may
 from headwater.builds.job import (
@@ -111,6 +112,7 @@ class BuildRuns:
     settings: JobSettings
     clock: Callable[[], datetime]
     outputs: Outputs
+    attester: Attester
     attestations: Attestations
     waiting: set[tuple[str, str]]
     phases: dict[tuple[str, str], str]
@@ -212,14 +214,28 @@ class BuildRuns:
         """Record a terminal phase, move the output tag, then prune and start what waited."""
         metadata = build["metadata"]
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
+        attached: dict[str, Any] = {}
         if seen.phase == COMPLETE:
-            # Supply chain first (provenance; signing): attached before the tag moves.
-            seen = await self.attestations.attach(build, seen)
+            # Signed and attested before the tag moves, so a verified rollout sees both.
+            try:
+                attached = await self.attester.attach(build, seen.digest)
+                seen = await self.attestations.attach(build, seen)
+            except AttachError as exc:
+                # Still Running, saying why; the work queue retries with backoff.
+                await self._write_build_status(
+                    build, RUNNING, reason=exc.reason, message=exc.message, observation=seen
+                )
+                raise
             recorded = await self.outputs.record(build, seen)
             if recorded is not None:
                 seen = recorded
         wrote = await self._write_build_status(
-            build, seen.phase, reason=seen.reason, message=seen.message, observation=seen
+            build,
+            seen.phase,
+            reason=seen.reason,
+            message=seen.message,
+            observation=seen,
+            extra=attached,
         )
         if not wrote:
             return

@@ -27,6 +27,7 @@ from headwater.cli.builds import cancel_build, logs, start_build
 from headwater.cli.completion import COMPLETE_VAR, completion
 from headwater.cli.convert import convert
 from headwater.cli.doctor import doctor
+from headwater.cli.keys import keys
 from headwater.cli.kube import cluster_options
 from headwater.cli.newapp import new_app
 from headwater.cli.settriggers import set_triggers
@@ -872,6 +873,7 @@ for _command in (
     new_app,
     doctor,
     webhooks,
+    keys,
 ):
     cli.add_command(_command)
 set_group.add_command(set_triggers)

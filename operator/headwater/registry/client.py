@@ -159,6 +159,11 @@ Reason = Literal[
     "NotAllowed",
 ]
 
+TRANSIENT_REASONS: Final[frozenset[Reason]] = frozenset(
+    {"Unreachable", "Timeout", "RateLimited", "ServerError"}
+)
+"""The RegistryError reasons worth retrying (:attr:`RegistryError.transient`)."""
+
 
 class BasicCredentials(Protocol):
     """A registry login; ``headwater.registry.credentials.Credentials`` is one.
@@ -203,6 +208,14 @@ class RegistryError(Exception):
 
     def __repr__(self) -> str:
         return f"RegistryError({self.reason!r}, {self.message!r}, status={self.status!r})"
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same call may succeed later (as :func:`headwater.kube.classify`
+        sorts API errors): no answer (a connection error, a timeout), 429 or 5xx.
+        Everything else is a refusal that repeating will not change (401, 403, 400, a
+        manifest the registry will not take, the import policy)."""
+        return self.reason in TRANSIENT_REASONS
 
 
 # --- platforms ----------------------------------------------------------------
