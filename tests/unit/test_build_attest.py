@@ -15,11 +15,15 @@ from typing import Any
 import pytest
 
 from headwater.builds.attest import AttachError, Attester
+from headwater.builds.controller import BuildController
 from headwater.builds.job import JobSettings
+from headwater.builds.model import COMPLETE
+from headwater.builds.observe import Observation
 from headwater.builds.outputs import Outputs
 from headwater.config import Config
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient
+from headwater.resources import Build
 from tests.fakekube import FakeKube
 from tests.unit.test_cosign import DIGEST, Registry, serve_registry
 
@@ -154,3 +158,52 @@ async def test_no_digest_attaches_nothing(registry: Registry) -> None:
             await _attester(FakeKube(), client, registry.host).attach(_build(registry.host), None)
             == {}
         )
+
+
+async def test_finish_signs_before_the_tag_moves_and_a_failure_keeps_the_build_running(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BuildRuns._finish: the signature is in the registry before Outputs.record moves the
+    tag; a refused signature leaves the build Running with the reason, and raises for the
+    work queue's retry, which then completes it signed."""
+    kube = FakeKube()
+    key = cosign.generate_key()
+    kube.add(_secret(cosign.key_secret_data(key, b"pw")))
+    build = {"apiVersion": "build.headwater.dev/v1", "kind": "Build", **_build(registry.host)}
+    kube.add(build)
+    signed_when_recorded: list[bool] = []
+    async with RegistryClient() as client:
+        config = Config()
+        settings = JobSettings(builder_image="b", insecure_registries=(registry.host,))
+        builds = BuildController(kube.client, client, config, settings)
+
+        async def record(build: Any, seen: Observation) -> None:
+            signed_when_recorded.append(cosign.signature_tag(DIGEST) in registry.manifests)
+
+        monkeypatch.setattr(builds.outputs, "record", record)
+        registry.fail_manifest_put = 1
+        done = Observation(COMPLETE, digest=DIGEST)
+        with pytest.raises(AttachError):
+            await builds._finish(kube.body(Build, "web-1", "shop"), None, done)
+        status = kube.body(Build, "web-1", "shop")["status"]
+        assert (status["phase"], status["reason"]) == ("Running", "SigningFailed")
+        assert "signature" not in status
+        assert signed_when_recorded == []
+        await builds._finish(kube.body(Build, "web-1", "shop"), None, done)
+        await builds.stop()
+    status = kube.body(Build, "web-1", "shop")["status"]
+    assert status["phase"] == "Complete"
+    assert status["signature"]["signed"] is True
+    assert status["signature"]["keyId"] == key.public.fingerprint
+    assert signed_when_recorded == [True]
+
+
+async def test_a_key_the_operator_may_not_read_leaves_builds_unsigned_and_says_why(
+    registry: Registry,
+) -> None:
+    kube = FakeKube()
+    kube.fail("get", "secrets", code=403)
+    async with RegistryClient() as client:
+        fields = await _attester(kube, client, registry.host).attach(_build(registry.host), DIGEST)
+    assert fields["signature"]["signed"] is False
+    assert "may not read" in fields["signature"]["message"]

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from lightkube.resources.core_v1 import Secret
 
 from headwater.builds.outputs import Outputs, Waiting
 from headwater.config import Config
+from headwater.kube import Failure, classify, is_gone
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient, RegistryError
 from headwater.registry.credentials import Credentials
@@ -106,12 +108,12 @@ class Attester:
         try:
             secret = await self.kube.get(Secret, name, namespace=namespace)
         except ApiError as exc:
-            if exc.status.code == 404:
+            if is_gone(exc):
                 return None, (
                     f"no signing key: Secret {namespace}/{name} does not exist"
                     " (headwater keys create makes one)"
                 )
-            if exc.status.code == 403:
+            if classify(exc) is Failure.FORBIDDEN:
                 return None, (
                     f"no signing key: the operator may not read Secret {namespace}/{name}"
                     " (its RBAC grants get on that name only)"
@@ -187,6 +189,7 @@ class Attester:
         return fields
 
     async def _sign(self, target: Target, key: cosign.SigningKey) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             attached = await cosign.attach_signature(
                 self.registry, target.registry, target.repository, target.digest, key,
@@ -196,6 +199,11 @@ class Attester:
             raise AttachError("SigningFailed", f"pushing the signature failed: {exc}") from None
         except ValueError as exc:
             raise AttachError("SigningFailed", f"cannot sign: {exc}") from None
+        log.info(
+            "signed %s/%s@%s in %.0f ms (%s)",
+            target.registry, target.repository, target.digest,
+            (time.perf_counter() - started) * 1000, attached.reference,
+        )  # fmt: skip
         return {
             "signed": True,
             "reference": attached.reference,
