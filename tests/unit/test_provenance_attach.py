@@ -45,6 +45,7 @@ class Registry:
     fail_puts: list[int] = field(default_factory=list)
     referrer_calls: int = 0
     referrers_content_type: str = OCI_INDEX
+    referrers_status: int = 200
 
     @property
     def host(self) -> str:
@@ -74,6 +75,8 @@ async def serve(registry: Registry) -> AsyncIterator[Registry]:
         registry.referrer_calls += 1
         if not registry.referrers:
             return web.Response(status=404)
+        if registry.referrers_status != 200:
+            return web.Response(status=registry.referrers_status)
         digest = request.match_info["digest"]
         found = []
         for key, body in registry.manifests.items():
@@ -263,6 +266,23 @@ async def test_an_answer_that_is_not_an_index_is_no_referrers_api() -> None:
         assert not await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
         registry.referrers_content_type = f"{OCI_INDEX}; charset=utf-8"
         assert await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
+
+
+async def test_a_failing_referrers_probe_is_retried_not_taken_for_no_api() -> None:
+    """A registry with the API that answers 503 once: no fallback to the tag scheme
+    (the statement would land where referrers clients do not look)."""
+    kube = FakeKube()
+    fake = Registry(referrers=True, referrers_status=503)
+    async with serve(fake) as registry, RegistryClient() as client:
+        digest = _image(registry)
+        attestations = _attestations(kube, client, registry.host)
+        with pytest.raises(AttachError):
+            await attestations.attach(_build(registry.host), _seen(digest))
+        registry.referrers_status = 200
+        seen = await attestations.attach(_build(registry.host), _seen(digest))
+    assert seen.provenance is not None
+    assert seen.provenance["scheme"] == "referrers"
+    assert cosign.attestation_tag(digest) not in registry.manifests
 
 
 # --- failures: retried, or recorded --------------------------------------------------

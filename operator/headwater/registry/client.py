@@ -895,7 +895,8 @@ class RegistryClient:
     ) -> bool:
         """Whether the registry serves the OCI referrers API: ``GET
         /v2/<name>/referrers/<digest>`` answers 200 with an image index (a registry
-        without it answers 404, or 400/405 for an unknown route)."""
+        without it answers 404, or 400/405 for an unknown route). A 429 or 5xx, or no
+        answer, raises RegistryError (transient): it says nothing either way."""
         target = self._target(registry, repository, credentials, insecure, ca_file)
         if not _DIGEST_RE.fullmatch(digest):
             raise ValueError(f"{digest!r} is not a digest")
@@ -904,6 +905,8 @@ class RegistryClient:
             target, "GET", f"/v2/{repository}/referrers/{digest}", "",
             kind="manifest", accept=OCI_INDEX, limit=self.max_manifest_bytes,
         )  # fmt: skip
+        if response.status == 429 or response.status >= 500:
+            self._raise_for_status(response, f"{target.registry}: the referrers API")
         if response.status != 200:
             return False
         media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
