@@ -497,3 +497,29 @@ async def test_upload_location_on_another_host_is_refused(registry: Registry) ->
         with pytest.raises(RegistryError, match="upload location"):
             await client.push_blob(registry.host, "team/app", b"data", insecure=True)
     assert not registry.blobs
+
+
+async def test_the_access_policy_guards_the_write_path(registry: Registry) -> None:
+    from headwater.config import AllowedRegistry
+    from headwater.registry.policy import AccessPolicy
+
+    allowed = AccessPolicy([AllowedRegistry(registry.host, insecure=True)])
+    refused = AccessPolicy([AllowedRegistry("registry.example", insecure=True)])
+    key = cosign.generate_key()
+    async with RegistryClient(policy=allowed) as client:
+        await cosign.attach_signature(client, registry.host, "team/app", DIGEST, key, insecure=True)
+    assert registry.manifests
+    registry.manifests.clear()
+    registry.blobs.clear()
+    async with RegistryClient(policy=refused) as client:
+        with pytest.raises(RegistryError) as caught:
+            await cosign.attach_signature(
+                client, registry.host, "team/app", DIGEST, key, insecure=True
+            )
+        assert caught.value.reason == "NotAllowed"
+        with pytest.raises(RegistryError) as blob:
+            await client.push_blob(registry.host, "team/app", b"x", insecure=True)
+        assert blob.value.reason == "NotAllowed"
+    assert not registry.manifests
+    assert not registry.blobs
+    assert registry.scopes == ["repository:team/app:pull,push"]
