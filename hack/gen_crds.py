@@ -1036,7 +1036,9 @@ def build_status() -> Schema:
                     "mediaType": string("The layer's media type (a DSSE envelope).", 128),
                     "predicateType": string("https://slsa.dev/provenance/v1.", 128),
                     "signed": boolean("Signed with the cluster key (false: no key configured)."),
-                    "keyID": string("The signing key's fingerprint.", 128),
+                    "keyId": string(
+                        "sha256 of the signing key's public key (as status.signature.keyId).", 128
+                    ),
                     "dependencies": integer("resolvedDependencies in the statement.", "int32"),
                     "bytes": integer("The statement's size in bytes.", "int32"),
                     "capped": boolean("The pod reported more images than are recorded."),

@@ -230,7 +230,7 @@ async def test_with_the_referrers_api_the_statement_is_a_referrer_with_subject()
     # No cosign tag beside it.
     assert cosign.attestation_tag(digest) not in registry.manifests
     assert record["signed"] is True
-    assert record["keyID"] == key.public.fingerprint
+    assert record["keyId"] == key.public.fingerprint
 
 
 async def test_without_the_referrers_api_the_statement_is_in_the_att_tag() -> None:

@@ -282,7 +282,7 @@ class Attestations:
             "bytes": len(payload),
         }
         if key is not None:
-            record["keyID"] = attached.key_id
+            record["keyId"] = attached.key_id
         if facts.capped:
             record["capped"] = True
         return record
