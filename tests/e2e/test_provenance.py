@@ -188,6 +188,7 @@ def test_docker_build_provenance_matches_git_and_the_registry_and_cosign_verifie
     assert record["reference"] == f"{registry}/{repository}:{tag}", record
     assert record["scheme"] == "tag"
     assert record["signed"] is True
+    assert record["keyId"] == status["signature"]["keyId"]  # the same cluster key
     assert "error" not in record
     assert PASSWORD not in json.dumps(build)
     assert PASSWORD not in json.dumps(statement)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from headwater.builds.job import JobSettings
 from headwater.builds.model import COMPLETE
 from headwater.builds.observe import Observation
 from headwater.builds.outputs import Outputs
+from headwater.builds.provenance import Reported
 from headwater.config import Config
 from headwater.registry import cosign
 from headwater.registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
@@ -46,6 +48,8 @@ class Registry:
     referrer_calls: int = 0
     referrers_content_type: str = OCI_INDEX
     referrers_status: int = 200
+    fail_gets: dict[str, list[int]] = field(default_factory=dict)
+    """Statuses the next GETs/HEADs of a manifest reference answer."""
 
     @property
     def host(self) -> str:
@@ -64,6 +68,9 @@ async def serve(registry: Registry) -> AsyncIterator[Registry]:
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
             registry.manifests[ref] = registry.manifests[digest] = body
             return web.Response(status=201, headers={"Docker-Content-Digest": digest})
+        failing = registry.fail_gets.get(ref)
+        if failing:
+            return web.json_response({"errors": [{"code": "X"}]}, status=failing.pop(0))
         stored = registry.manifests.get(ref)
         if stored is None:
             return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
@@ -332,6 +339,31 @@ async def test_a_refusal_is_recorded_with_an_event_and_the_build_completes(statu
     assert event["reason"] == "ProvenanceNotAttached"
     assert event["involvedObject"]["name"] == "web-1"
     assert event["message"] == seen.provenance["error"]
+
+
+async def test_a_base_image_lookup_that_fails_transiently_is_retried_not_left_unresolved() -> None:
+    """A 5xx while resolving a FROM image (kaniko reports no digest) would otherwise
+    leave it 'unresolved' in a statement that is never written again."""
+    kube = FakeKube()
+    async with serve(Registry()) as registry, RegistryClient() as client:
+        digest = _image(registry)
+        registry.manifests["v1"] = registry.manifests[digest]  # the base: shop/web:v1
+        base = f"{registry.host}/shop/web:v1"
+        seen = dataclasses.replace(_seen(digest), reported=Reported(references=(base,)))
+        registry.fail_gets["v1"] = [502]
+        attestations = _attestations(kube, client, registry.host)
+        with pytest.raises(AttachError):
+            await attestations.attach(_build(registry.host), seen)
+        attached = await attestations.attach(_build(registry.host), seen)
+        assert attached.provenance is not None
+        tag = cosign.attestation_tag(digest)
+        [layer] = json.loads(registry.manifests[tag])["layers"]
+        statement = _statement(registry, layer["digest"])
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["internalParameters"]["dependencies"]["unresolved"] == []
+    [dependency] = definition["resolvedDependencies"]
+    assert dependency["digest"] == {"sha256": digest.removeprefix("sha256:")}
+    assert dependency["annotations"]["headwater.dev/inRegistry"] is True
 
 
 # --- BuildRuns._finish: the tag moves only after the provenance is attached ----------

@@ -111,6 +111,8 @@ class Attestations:
                 credentials=credentials, insecure=insecure,
             )  # fmt: skip
         except (RegistryError, ValueError) as exc:
+            if isinstance(exc, RegistryError) and exc.transient:
+                raise  # retried: a registry that did not answer says nothing about the image
             if digest is None:
                 return None, ()
             logger.info("provenance: %s@%s not found: %s", image.name, digest, exc)
@@ -174,8 +176,10 @@ class Attestations:
                 credentials=credentials, insecure=self._insecure(output),
             )  # fmt: skip
             built_layers = _manifest_layers(raw.body) if raw is not None else ()
-        except (RegistryError, ValueError, Waiting, ApiError):
-            pass  # no layer list: the check is recorded as failed
+        except (RegistryError, ValueError, Waiting, ApiError) as exc:
+            if isinstance(exc, RegistryError) and exc.transient:
+                raise
+            # no layer list: the check is recorded as failed
         if last_layers:
             matched = built_layers[: len(last_layers)] == last_layers
             images = [
