@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import pytest
 from aiohttp import web
 
@@ -320,6 +321,24 @@ async def test_an_unreachable_registry_is_transient() -> None:
         attestations = _attestations(kube, client, host)
         with pytest.raises(AttachError):
             await attestations.attach(_build(host), _seen("sha256:" + "a" * 64))
+
+
+@pytest.mark.parametrize("error", [httpx2.ReadTimeout("slow"), 503])
+async def test_a_kubernetes_api_failure_that_may_pass_is_retried(
+    error: httpx2.ReadTimeout | int,
+) -> None:
+    kube = FakeKube()
+    if isinstance(error, int):
+        kube.fail("get", "serviceaccounts", code=error)
+    else:
+        kube.fail("get", "serviceaccounts", error=error)
+    async with serve(Registry()) as registry, RegistryClient() as client:
+        digest = _image(registry)
+        with pytest.raises(AttachError) as caught:
+            await _attestations(kube, client, registry.host).attach(
+                _build(registry.host), _seen(digest)
+            )
+    assert caught.value.reason == "ProvenanceFailed"
 
 
 @pytest.mark.parametrize("status", [400, 401, 403])

@@ -31,7 +31,7 @@ from headwater.builds.job import EXECUTOR_ANNOTATION, JobSettings
 from headwater.builds.observe import Observation
 from headwater.builds.outputs import Outputs, Waiting
 from headwater.events import post_event
-from headwater.kube import Failure, classify
+from headwater.kube import API_ERRORS, Failure, classify
 from headwater.registry import cosign
 from headwater.registry.client import RegistryClient, RegistryError
 from headwater.registry.credentials import Credentials
@@ -179,6 +179,8 @@ class Attestations:
         except (RegistryError, ValueError, Waiting, ApiError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:
                 raise
+            if isinstance(exc, ApiError) and classify(exc) is Failure.TRANSIENT:
+                raise
             # no layer list: the check is recorded as failed
         if last_layers:
             matched = built_layers[: len(last_layers)] == last_layers
@@ -241,12 +243,13 @@ class Attestations:
                     "ProvenanceFailed", f"attaching the provenance failed: {exc}"
                 ) from None
             why = f"the provenance could not be attached: {exc}"
-        except ApiError as exc:
+        except API_ERRORS as exc:  # the Kubernetes API (a push secret, the key's Secret)
+            said = exc.status.message if isinstance(exc, ApiError) else type(exc).__name__
             if classify(exc) is Failure.TRANSIENT:
                 raise AttachError(
-                    "ProvenanceFailed", f"attaching the provenance failed: {exc.status.message}"
+                    "ProvenanceFailed", f"attaching the provenance failed: {said}"
                 ) from None
-            why = f"the provenance could not be attached: {exc.status.message}"
+            why = f"the provenance could not be attached: {said}"
         except ValueError as exc:
             why = f"the provenance could not be attached: {exc}"
         why = why[:1024]
