@@ -1053,6 +1053,27 @@ def build_status() -> Schema:
                     )
                 },
             ),
+            "provenance": obj(
+                "Where the build's SLSA v1 provenance lives (docs/supply-chain.md, Provenance).",
+                {
+                    "reference": string(
+                        "The attestation: <repository>:sha256-<hex>.att, or "
+                        "<repository>@<digest> of an OCI referrer.",
+                        REF_MAX,
+                    ),
+                    "scheme": string("tag (cosign's .att tag) or referrers (OCI 1.1).", 16),
+                    "mediaType": string("The layer's media type (a DSSE envelope).", 128),
+                    "predicateType": string("https://slsa.dev/provenance/v1.", 128),
+                    "signed": boolean("Signed with the cluster key (false: no key configured)."),
+                    "keyId": string(
+                        "sha256 of the signing key's public key (as status.signature.keyId).", 128
+                    ),
+                    "dependencies": integer("resolvedDependencies in the statement.", "int32"),
+                    "bytes": integer("The statement's size in bytes.", "int32"),
+                    "capped": boolean("The pod reported more images than are recorded."),
+                    "error": string("Why no provenance was attached.", TEXT_MAX),
+                },
+            ),
             "config": obj(
                 "The BuildConfig this build came from.",
                 {

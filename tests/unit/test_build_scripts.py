@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from headwater.builds.job import JobSettings, Resolved, render_job
 from headwater.builds.model import API_VERSION, BUILD_CONTAINER, FETCH_CONTAINER
 from headwater.builds.observe import observe
+from headwater.builds.provenance import MAX_IMAGES, MAX_REFERENCE, reported_images
 from headwater.builds.scripts import (
     _COMMON,
     BUILDAH_SCRIPT,
@@ -1004,6 +1005,8 @@ with open(os.environ["FAKE_BUILDAH_LOG"], "a") as fh:
 rc = int(os.environ.get("FAKE_" + args[0].upper() + "_RC", "0"))
 if rc == 0 and args[0] == "from":
     print("ctr-1")
+if rc == 0 and args[0] == "images":
+    sys.stdout.write(os.environ.get("FAKE_IMAGES", ""))
 if rc == 0 and args[0] == "push":
     with open(args[args.index("--digestfile") + 1], "w") as fh:
         fh.write(os.environ["FAKE_DIGEST"])
@@ -1040,7 +1043,8 @@ def run_buildah(
         test_env={"FAKE_BUILDAH_LOG": str(log), "FAKE_DIGEST": DIGEST, **(fake or {})},
     )
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return result, calls
+    # The listing of pulled images (provenance) is checked on its own.
+    return result, [c for c in calls if c["argv"][0] != "images"]
 
 
 def docker_spec(**extra: Any) -> dict[str, Any]:
@@ -1310,3 +1314,80 @@ def test_no_post_commit_hook_leaves_the_dockerfile_alone_for_kaniko(sandbox: San
     result = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     assert (sandbox.source / "Dockerfile").read_text().rstrip("\n") + "\n" == dockerfile
+
+
+# --- provenance: the images a build starts from ------------------------------------------------
+
+
+def test_fetch_reports_every_stage_from_image(sandbox: Sandbox) -> None:
+    dockerfile = (
+        "FROM --platform=linux/amd64 golang:1.22 AS build\n"
+        "RUN go build\n"
+        "FROM build AS test\n"
+        "FROM alpine:3 AS runtime\n"
+        "RUN <<EOF\nFROM not-an-image\nEOF\n"
+        "FROM scratch\n"
+        "FROM runtime\n"
+    )
+    spec = {
+        "source": {"type": "Dockerfile", "dockerfile": dockerfile},
+        "strategy": {"type": "Docker"},
+    }
+    result = run_fetch(sandbox, spec, Resolved(privileged_builds=True, output_image=None))
+    assert result.returncode == 0, result.stderr
+    report = sandbox.report()
+    assert report["from"] == ["golang:1.22", "alpine:3", "scratch"]
+    assert report["fromCapped"] is False
+    # The pushed stage is "runtime", whose base is alpine:3.
+    assert report["lastFrom"] == "alpine:3"
+
+
+def test_fetch_from_report_is_capped(sandbox: Sandbox) -> None:
+    dockerfile = "".join(f"FROM r.example/img{i}:1\n" for i in range(MAX_IMAGES + 3))
+    dockerfile += "FROM " + "x" * (MAX_REFERENCE + 1) + "\n"
+    spec = {
+        "source": {"type": "Dockerfile", "dockerfile": dockerfile},
+        "strategy": {"type": "Docker"},
+    }
+    result = run_fetch(sandbox, spec, Resolved(privileged_builds=True, output_image=None))
+    assert result.returncode == 0, result.stderr
+    report = sandbox.report()
+    assert len(report["from"]) == MAX_IMAGES
+    assert report["fromCapped"] is True
+    assert len(sandbox.termination_log.read_bytes()) < 4096
+
+
+def test_fetch_replaced_from_is_the_reported_base(sandbox: Sandbox) -> None:
+    spec = {
+        "source": {"type": "Dockerfile", "dockerfile": "FROM alpine\n"},
+        "strategy": {"type": "Docker"},
+    }
+    pinned = "10.244.0.1:5000/ns/base@sha256:" + "1" * 64
+    result = run_fetch(
+        sandbox, spec, Resolved(privileged_builds=True, output_image=None, base_image=pinned)
+    )
+    assert result.returncode == 0, result.stderr
+    assert sandbox.report()["from"] == [pinned]
+    assert sandbox.report()["lastFrom"] == pinned
+
+
+def test_buildah_reports_the_images_it_pulled(sandbox: Sandbox) -> None:
+    images = (
+        f"docker.io/library/alpine:3@sha256:{'1' * 64}\n"
+        f"<none>:<none>@sha256:{'2' * 64}\n"
+        f"{OUTPUT}@sha256:{'3' * 64}\n"
+        f"docker.io/library/golang:<none>@sha256:{'4' * 64}\n"
+    )
+    result, _ = run_buildah(
+        sandbox, docker_spec(), Resolved(privileged_builds=True, output_image=OUTPUT),
+        fake={"FAKE_IMAGES": images},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = sandbox.report()
+    assert report["pulled"] == [
+        f"docker.io/library/alpine:3@sha256:{'1' * 64}",
+        f"docker.io/library/golang@sha256:{'4' * 64}",
+    ]
+    assert report["pulledCapped"] is False
+    seen = reported_images(None, report)
+    assert seen.pulled[1] == ("docker.io/library/golang", f"sha256:{'4' * 64}")

@@ -453,3 +453,17 @@ def test_describe_istag_reads_the_registry_as_the_operator_does(
     text = views._describe_istag(_IstagClient(config, spec_insecure=spec_insecure), view, flag)  # type: ignore[arg-type]
     assert asked == [expected]
     assert "stop here" in text
+
+
+def test_describe_build_shows_where_the_provenance_lives() -> None:
+    att = f"registry.local/shop/web:{DIGEST.replace(':', '-')}.att"
+    done = build(
+        6, "Complete", outputDockerImageReference="registry.local/shop/web:latest",
+        output={"to": {"imageDigest": DIGEST}},
+        provenance={"reference": att, "signed": False, "dependencies": 3},
+    )  # fmt: skip
+    assert f"Provenance:          {att} (unsigned (no signing key), 3 dependencies)" in (
+        describe_build(done, NOW)
+    )
+    failed = build(7, "Complete", provenance={"error": "registry said no"})
+    assert "Provenance:          none: registry said no" in describe_build(failed, NOW)

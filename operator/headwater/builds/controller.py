@@ -37,6 +37,7 @@ from lightkube import AsyncClient
 
 from headwater.builds import triggers
 from headwater.builds.attest import Attester
+from headwater.builds.attestations import Attestations
 from headwater.builds.buildconfigs import BuildConfigReconcile
 from headwater.builds.instantiate import REQUEST_PREFIX, RequestError, pending_requests
 from headwater.builds.job import JobSettings
@@ -79,6 +80,7 @@ class BuildController(BuildConfigReconcile, BuildRuns):
         self.imports = imports
         self.outputs = Outputs(kube, registry, config, settings, imports)
         self.attester = Attester(kube, registry, config, self.outputs)
+        self.attestations = Attestations(kube, registry, settings, self.outputs, self.attester)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.waiting: set[tuple[str, str]] = set()

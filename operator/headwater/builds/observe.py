@@ -23,6 +23,7 @@ from headwater.builds.model import (
     PENDING,
     RUNNING,
 )
+from headwater.builds.provenance import Reported, reported_images
 from headwater.builds.scripts import (
     EXIT_REASONS,
     KANIKO_POST_COMMIT_MARKER,
@@ -50,6 +51,10 @@ class Observation:
     revision: Mapping[str, Any] | None = None
     stages: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     log_snippet: str = ""
+    reported: Reported = field(default_factory=Reported)
+    """The images the pod reported it built from (provenance); Complete only."""
+    provenance: Mapping[str, Any] | None = None
+    """Where the build's provenance was attached (``status.provenance``); Complete only."""
 
 
 def _from_ms(value: object) -> str | None:
@@ -317,6 +322,7 @@ def observe(
             start=start,
             completion=str(build_done.get("finishedAt") or "") or None,
             digest=digest,
+            reported=reported_images(fetch_report, report),
             revision=revision,
             stages=stages
             + (

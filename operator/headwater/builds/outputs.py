@@ -10,6 +10,7 @@ ImageStreamTag moves to it at once (:meth:`Outputs.record`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -298,14 +299,7 @@ class Outputs:
                 revision=seen.revision,
                 stages=seen.stages,
             )
-        return Observation(
-            COMPLETE,
-            start=seen.start,
-            completion=seen.completion,
-            digest=resolved.digest,
-            revision=seen.revision,
-            stages=seen.stages,
-        )
+        return dataclasses.replace(seen, phase=COMPLETE, digest=resolved.digest)
 
     async def record(self, build: Mapping[str, Any], seen: Observation) -> Observation | None:
         """Move the output ImageStreamTag to the pushed digest now, not at the next import."""

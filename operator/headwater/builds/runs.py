@@ -25,6 +25,7 @@ from lightkube.types import CascadeType
 
 from headwater.builds import s2i, strategies
 from headwater.builds.attest import AttachError, Attester
+from headwater.builds.attestations import Attestations
 from headwater.builds.buildconfigs import may
 from headwater.builds.job import (
     PRIVILEGED_BUILDS_LABEL,
@@ -112,6 +113,7 @@ class BuildRuns:
     clock: Callable[[], datetime]
     outputs: Outputs
     attester: Attester
+    attestations: Attestations
     waiting: set[tuple[str, str]]
     phases: dict[tuple[str, str], str]
     kick: Callable[[str, str], None]
@@ -214,9 +216,10 @@ class BuildRuns:
         namespace, name = str(metadata["namespace"]), str(metadata["name"])
         attached: dict[str, Any] = {}
         if seen.phase == COMPLETE:
-            # Signed (and attested) before the tag moves, so a verified rollout sees it.
+            # Signed and attested before the tag moves, so a verified rollout sees both.
             try:
                 attached = await self.attester.attach(build, seen.digest)
+                seen = await self.attestations.attach(build, seen)
             except AttachError as exc:
                 # Still Running, saying why; the work queue retries with backoff.
                 await self._write_build_status(
@@ -292,6 +295,8 @@ class BuildRuns:
                 desired["logSnippet"] = observation.log_snippet
             if observation.digest and phase == COMPLETE:
                 desired["output"] = {"to": {"imageDigest": observation.digest}}
+            if observation.provenance and phase == COMPLETE:
+                desired["provenance"] = dict(observation.provenance)
         if phase in TERMINAL:
             completion = (observation.completion if observation else None) or format_time(now)
             desired["completionTimestamp"] = completion

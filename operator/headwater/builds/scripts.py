@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from headwater.builds.provenance import MAX_IMAGES, MAX_REFERENCE
+
 # Exit codes the scripts use, and the Build reason each one means.
 EXIT_FETCH_SOURCE = 10
 EXIT_CONTEXT_DIR = 11
@@ -98,8 +100,9 @@ _DOCKERFILE_SCAN = r"""function scan(   t) {
       }"""
 
 FETCH_SCRIPT = (
-    _COMMON
-    + r"""
+    (
+        _COMMON
+        + r"""
 W=/workspace; SRC=$W/source; SECRET=/var/run/secrets/headwater/source
 started=$(ms)
 mkdir -p "$SRC" "$HOME"
@@ -243,16 +246,51 @@ if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
     print "FROM " stage }' "$target" > /tmp/Dockerfile && cat /tmp/Dockerfile > "$target" \
     || fail 12 "could not add the post-commit hook to the Dockerfile"
 fi
-printf '{"commit":"%s","author":{"name":"%s","email":"%s"},"committer":{"name":"%s","email":"%s"},"message":"%s","ms":%s}' \
+# The images every stage of the final Dockerfile starts FROM (provenance), reported
+# here, before any step of the tenant's build runs, in this container's own message.
+# "last": the base of the image pushed (a stage name followed to its image).
+froms=""; from_capped=false; last_from=""
+final_df=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || final_df=$W/s2i/Dockerfile
+if [ -n "$final_df" ] && [ -f "$final_df" ]; then
+  awk '__DOCKERFILE_SCAN__
+    scan() == "start" && toupper($1) == "FROM" {
+      img = ""; alias = ""
+      for (j = 2; j <= NF; j++) {
+        if ($j ~ /^--/) continue
+        img = $j; if (toupper($(j + 1)) == "AS") alias = tolower($(j + 2)); break
+      }
+      if (img == "") next
+      known = (tolower(img) in stage); base = known ? stage[tolower(img)] : img
+      if (alias != "") stage[alias] = base
+      last = base
+      if (known || seen[img]++) next
+      if (length(img) > __MAX_REFERENCE__) print "C"; else print "F " img
+    }
+    END { if (length(last) <= __MAX_REFERENCE__) print "L " last }' "$final_df" > /tmp/froms || true
+  n=0
+  while IFS= read -r line; do
+    case "$line" in
+    "F "*) if [ "$n" -lt __MAX_IMAGES__ ]; then froms="$froms${froms:+,}\"$(json "${line#F }")\""; n=$((n + 1)); else from_capped=true; fi ;;
+    "L "*) last_from=${line#L } ;;
+    C) from_capped=true ;;
+    esac
+  done < /tmp/froms
+fi
+printf '{"commit":"%s","author":{"name":"%s","email":"%s"},"committer":{"name":"%s","email":"%s"},"message":"%s","ms":%s,"from":[%s],"fromCapped":%s,"lastFrom":"%s"}' \
   "$(json "$commit")" "$(json "$author_name")" "$(json "$author_email")" \
   "$(json "$committer_name")" "$(json "$committer_email")" "$(json "$subject")" \
-  "$(( $(ms) - started ))" > /dev/termination-log
+  "$(( $(ms) - started ))" "$froms" "$from_capped" "$(json "$last_from")" > /dev/termination-log
 """
-).replace("__DOCKERFILE_SCAN__", _DOCKERFILE_SCAN)
+    )
+    .replace("__DOCKERFILE_SCAN__", _DOCKERFILE_SCAN)
+    .replace("__MAX_IMAGES__", str(MAX_IMAGES))
+    .replace("__MAX_REFERENCE__", str(MAX_REFERENCE))
+)
 
 BUILDAH_SCRIPT = (
-    _COMMON
-    + r"""
+    (
+        _COMMON
+        + r"""
 # "$@": the buildah bud options. The post-commit command comes as
 # HW_POST_COMMIT_ARG_0 .. HW_POST_COMMIT_ARG_<HW_POST_COMMIT_ARGC - 1>.
 if [ -n "${HW_INSECURE_REGISTRIES:-}" ]; then
@@ -279,6 +317,17 @@ t_build=$(ms)
 echo "Building $HW_CONTEXT ..."
 buildah bud "$@" -t "$image" "$HW_CONTEXT" || fail 20 "the image build failed"
 d_build=$(( $(ms) - t_build ))
+# The images buildah pulled for the build (every stage's base), with the digests
+# it pulled, for provenance; RUN steps ran in their own namespaces and cannot
+# reach this container's termination message.
+pulled=""; pulled_capped=false; n=0
+buildah images --format '{{.Name}}:{{.Tag}}@{{.Digest}}' > /tmp/pulled 2>/dev/null || true
+while IFS= read -r line; do
+  case "$line" in "<none>"*|"$image@"*|*"@") continue ;; esac
+  line=$(printf '%s' "$line" | sed 's/:<none>@/@/')
+  if [ "${#line}" -gt __MAX_REFERENCE__ ] || [ "$n" -ge __MAX_IMAGES__ ]; then pulled_capped=true; continue; fi
+  pulled="$pulled${pulled:+,}\"$(json "$line")\""; n=$((n + 1))
+done < /tmp/pulled
 
 t_hook=$(ms); d_hook=0
 if [ "${HW_POST_COMMIT_ARGC:-0}" -gt 0 ]; then
@@ -302,7 +351,10 @@ if [ -n "${HW_OUTPUT:-}" ]; then
   d_push=$(( $(ms) - t_push ))
   echo "Pushed $HW_OUTPUT@$digest"
 fi
-printf '{"digest":"%s","stages":[{"name":"Build","start":%s,"ms":%s},{"name":"PostCommit","start":%s,"ms":%s},{"name":"PushImage","start":%s,"ms":%s}]}' \
-  "$digest" "$t_build" "$d_build" "$t_hook" "$d_hook" "$t_push" "$d_push" > /dev/termination-log
+printf '{"digest":"%s","stages":[{"name":"Build","start":%s,"ms":%s},{"name":"PostCommit","start":%s,"ms":%s},{"name":"PushImage","start":%s,"ms":%s}],"pulled":[%s],"pulledCapped":%s}' \
+  "$digest" "$t_build" "$d_build" "$t_hook" "$d_hook" "$t_push" "$d_push" "$pulled" "$pulled_capped" > /dev/termination-log
 """
+    )
+    .replace("__MAX_IMAGES__", str(MAX_IMAGES))
+    .replace("__MAX_REFERENCE__", str(MAX_REFERENCE))
 )

@@ -476,6 +476,14 @@ def describe_build(
     digest = ((status.get("output") or {}).get("to") or {}).get("imageDigest")
     if digest:
         output_pairs.append(("Output Digest", str(digest)))
+    attested = status.get("provenance") or {}
+    if attested.get("error"):
+        output_pairs.append(("Provenance", f"none: {attested['error']}"))
+    elif attested.get("reference"):
+        signed = "signed" if attested.get("signed") else "unsigned (no signing key)"
+        count = int(attested.get("dependencies") or 0)
+        detail = f"{signed}, {count} dependencies" + (" (capped)" if attested.get("capped") else "")
+        output_pairs.append(("Provenance", f"{attested['reference']} ({detail})"))
     strategy = _strategy_fields(spec, namespace)
     # The revision reads best right after the source it was taken from.
     anchors = [i + 1 for i, (k, _) in enumerate(strategy) if k in ("URL", "Ref")]

@@ -159,6 +159,11 @@ Reason = Literal[
     "NotAllowed",
 ]
 
+TRANSIENT_REASONS: Final[frozenset[Reason]] = frozenset(
+    {"Unreachable", "Timeout", "RateLimited", "ServerError"}
+)
+"""The RegistryError reasons worth retrying (:attr:`RegistryError.transient`)."""
+
 
 class BasicCredentials(Protocol):
     """A registry login; ``headwater.registry.credentials.Credentials`` is one.
@@ -203,6 +208,14 @@ class RegistryError(Exception):
 
     def __repr__(self) -> str:
         return f"RegistryError({self.reason!r}, {self.message!r}, status={self.status!r})"
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same call may succeed later (as :func:`headwater.kube.classify`
+        sorts API errors): no answer (a connection error, a timeout), 429 or 5xx.
+        Everything else is a refusal that repeating will not change (401, 403, 400, a
+        manifest the registry will not take, the import policy)."""
+        return self.reason in TRANSIENT_REASONS
 
 
 # --- platforms ----------------------------------------------------------------
@@ -869,6 +882,35 @@ class RegistryClient:
                 break
             query = link.raw_query_string
         return tags[:limit]
+
+    async def has_referrers_api(
+        self,
+        registry: str,
+        repository: str,
+        digest: str,
+        *,
+        credentials: BasicCredentials | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+    ) -> bool:
+        """Whether the registry serves the OCI referrers API: ``GET
+        /v2/<name>/referrers/<digest>`` answers 200 with an image index (a registry
+        without it answers 404, or 400/405 for an unknown route). A 429 or 5xx, or no
+        answer, raises RegistryError (transient): it says nothing either way."""
+        target = self._target(registry, repository, credentials, insecure, ca_file)
+        if not _DIGEST_RE.fullmatch(digest):
+            raise ValueError(f"{digest!r} is not a digest")
+        self._check_registry(target)
+        response = await self._call(
+            target, "GET", f"/v2/{repository}/referrers/{digest}", "",
+            kind="manifest", accept=OCI_INDEX, limit=self.max_manifest_bytes,
+        )  # fmt: skip
+        if response.status == 429 or response.status >= 500:
+            self._raise_for_status(response, f"{target.registry}: the referrers API")
+        if response.status != 200:
+            return False
+        media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+        return media_type == OCI_INDEX
 
     # --- raw manifests and blobs, and the write path (signatures) ----------------
 

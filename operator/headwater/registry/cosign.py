@@ -91,6 +91,7 @@ __all__ = [
     "SimpleSigning",
     "VerificationKey",
     "attach_attestation",
+    "attach_attestation_referrer",
     "attach_signature",
     "attestation_layer",
     "attestation_tag",
@@ -98,6 +99,7 @@ __all__ = [
     "decrypt_private_key",
     "docker_reference",
     "dsse_sign",
+    "dsse_unsigned",
     "encrypt_private_key",
     "fetch_attestations",
     "fetch_signatures",
@@ -107,6 +109,7 @@ __all__ = [
     "pae",
     "parse_envelope",
     "parse_simple_signing",
+    "referrer_manifest",
     "signature_layer",
     "signature_tag",
     "signing_key_from_secret",
@@ -460,6 +463,12 @@ def dsse_sign(payload: bytes, key: SigningKey, payload_type: str = IN_TOTO_PAYLO
             "signatures": [{"keyid": "", "sig": _b64(signature)}],
         }
     )
+
+
+def dsse_unsigned(payload: bytes, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> bytes:
+    """A DSSE envelope of ``payload`` with no signature (no signing key configured):
+    the statement is there to read, but nothing vouches for it."""
+    return _go_json({"payloadType": payload_type, "payload": _b64(payload), "signatures": []})
 
 
 def _b64decode_any(text: str) -> bytes:
@@ -910,7 +919,7 @@ async def attach_attestation(
     image_digest: str,
     statement: bytes,
     predicate_type: str,
-    key: SigningKey,
+    key: SigningKey | None,
     *,
     credentials: BasicCredentials | None = None,
     insecure: bool = False,
@@ -919,12 +928,23 @@ async def attach_attestation(
     """Sign an in-toto ``statement`` (its JSON bytes, whose subject names ``image_digest``)
     in a DSSE envelope as ``cosign attest --key`` does, and append it to the image's
     ``.att`` manifest. Idempotent like :func:`attach_signature` (same statement bytes,
-    same key: nothing added)."""
+    same key: nothing added). ``key`` None: the envelope has no signature (key_id "")."""
     tag = attestation_tag(image_digest)
     existing = await fetch_attestations(
         client, registry, repository, image_digest,
         credentials=credentials, insecure=insecure, ca_file=ca_file, push=True,
     )  # fmt: skip
+    if key is None:
+        envelope = dsse_unsigned(statement)
+        if existing is not None:
+            for found in existing.layers:
+                if found.data == envelope:
+                    return Attached(existing.reference, existing.digest, found.digest, "", False)
+        unsigned = attestation_layer(envelope, predicate_type)
+        return await _append(
+            client, registry, repository, tag, unsigned, existing, "",
+            credentials=credentials, insecure=insecure, ca_file=ca_file,
+        )  # fmt: skip
     public = key.public
     if existing is not None:
         for check in verify_layers(existing, image_digest, {"self": public}):
@@ -967,3 +987,71 @@ async def _append(
         registry, repository, tag, image.manifest, OCI_MANIFEST, **target
     )
     return Attached(f"{registry}/{repository}:{tag}", digest, layer.digest, key_id, True)
+
+
+# --- the OCI referrers API (registries that have it) -----------------------------------
+
+EMPTY_MEDIA_TYPE: Final = "application/vnd.oci.empty.v1+json"
+"""The config of an artifact manifest that has none (OCI image spec 1.1)."""
+EMPTY_BLOB: Final = b"{}"
+
+
+def referrer_manifest(layer: Layer, subject: Mapping[str, Any], artifact_type: str) -> bytes:
+    """An OCI 1.1 artifact manifest holding ``layer`` whose ``subject`` is the image
+    (``{"mediaType", "digest", "size"}``): what ``GET /v2/<name>/referrers/<digest>``
+    lists. Its ``artifactType`` is the layer's (``application/vnd.dsse.envelope.v1+json``)
+    unless given; the layer's annotations name the predicate type, as in ``.att``."""
+    layer_descriptor = _Descriptor(
+        layer.media_type, layer.digest, len(layer.data), layer.annotations
+    ).json()
+    return _go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {
+                "mediaType": EMPTY_MEDIA_TYPE,
+                "digest": "sha256:" + hashlib.sha256(EMPTY_BLOB).hexdigest(),
+                "size": len(EMPTY_BLOB),
+            },
+            "layers": [layer_descriptor],
+            "subject": {
+                "mediaType": str(subject["mediaType"]),
+                "digest": str(subject["digest"]),
+                "size": int(subject["size"]),
+            },
+        }
+    )
+
+
+async def attach_attestation_referrer(
+    client: RegistryClient,
+    registry: str,
+    repository: str,
+    image_digest: str,
+    statement: bytes,
+    predicate_type: str,
+    key: SigningKey | None,
+    *,
+    credentials: BasicCredentials | None = None,
+    insecure: bool = False,
+    ca_file: str | None = None,
+) -> Attached:
+    """Push the (signed, or unsigned when ``key`` is None) DSSE envelope of ``statement``
+    as an OCI referrer of ``repository@image_digest``, stored by its own digest."""
+    target: dict[str, Any] = {"credentials": credentials, "insecure": insecure, "ca_file": ca_file}
+    image = await client.get_manifest(registry, repository, image_digest, push=True, **target)
+    if image is None:
+        raise RegistryError("NotFound", f"{registry}/{repository}@{image_digest} is not there")
+    envelope = dsse_sign(statement, key) if key is not None else dsse_unsigned(statement)
+    layer = attestation_layer(envelope, predicate_type)
+    subject = {"mediaType": image.media_type, "digest": image.digest, "size": len(image.body)}
+    manifest = referrer_manifest(layer, subject, DSSE_MEDIA_TYPE)
+    await asyncio.gather(
+        client.push_blob(registry, repository, layer.data, **target),
+        client.push_blob(registry, repository, EMPTY_BLOB, **target),
+    )
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    await client.put_manifest(registry, repository, digest, manifest, OCI_MANIFEST, **target)
+    key_id = key.public.fingerprint if key is not None else ""
+    return Attached(f"{registry}/{repository}@{digest}", digest, layer.digest, key_id, True)
