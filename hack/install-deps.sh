@@ -15,6 +15,8 @@ packages=(
   git openssl gcc libc6-dev ca-certificates curl
   # python
   python3-venv
+  # the console's browser tests (Playwright drives Debian's Chromium; no browser download)
+  chromium
 )
 
 missing=()
@@ -41,6 +43,24 @@ if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# axe-core, the accessibility checker the console's browser tests run in the page:
+# from the npm registry into a cache outside the checkout (never vendored, never
+# served by the console). Node.js and npm come with the machine.
+axe_version=4.10.3
+axe_dir=${XDG_CACHE_HOME:-$HOME/.cache}/headwater/axe-core/$axe_version
+if [[ ! -f $axe_dir/axe.min.js ]]; then
+  if command -v npm >/dev/null; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "axe-core@$axe_version" >/dev/null)
+    tar -xzf "$tmp/axe-core-$axe_version.tgz" -C "$tmp"
+    mkdir -p "$axe_dir"
+    cp "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$axe_dir/"
+    rm -rf "$tmp"
+  else
+    echo "npm not found: the console's accessibility check (axe-core) will fail" >&2
+  fi
 fi
 
 bash hack/cluster/build-binaries.sh
