@@ -1,0 +1,303 @@
+"""`headwater console` in a real browser (Debian's Chromium, headless, driven by Playwright)
+against the real cluster and the real operator.
+
+The console runs as the user runs it (``headwater console --no-browser``, a
+subprocess with the test's kubeconfig); one Chromium serves the whole module.
+What a person would do and see: the namespace overview; a build started from
+the page whose log lines arrive while the page stays open (never reloaded); a
+Deployment's trace from the commit to the rollout; a tag promoted from the
+page; an action refused by RBAC explained in the page; one action done with
+the keyboard alone; and axe-core finding no serious or critical accessibility
+violation on any page. Each page's screenshot is kept in ``test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf.testing
+import pytest
+import yaml
+
+from tests.console_browser import Console, axe_script, launch_chromium
+
+from .conftest import REPO
+from .helpers import Cluster, GitServer, build_digest, builds_of, eventually, imagestream
+from .test_story import deployment, rolled_out
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = REPO / "test-artifacts" / "console"
+LOG_LINES = 6
+"""The build's Dockerfile prints ``console-line-1`` .. ``-6``, one a second."""
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield ARTIFACTS
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"console screenshots: {ARTIFACTS}")
+
+
+@pytest.fixture
+def console_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
+    started: list[Console] = []
+
+    def start(namespace: str, kubeconfig: Path | None = None) -> Console:
+        log = tmp_path / f"console-{len(started)}.log"
+        console = Console(kubeconfig or cluster.kubeconfig, namespace, log)
+        started.append(console)
+        console.wait_ready()
+        return console
+
+    yield start
+    for console in started:
+        console.stop()
+
+
+def new_page(browser: Any) -> Any:
+    """A page whose console errors (a CSP violation, a script failing) fail the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.errors = errors
+    return page
+
+
+def no_page_errors(page: Any) -> None:
+    # A closed event stream when the test ends a page is not an error of the page.
+    real = [e for e in page.errors if "EventSource" not in e and "ERR_ABORTED" not in e]
+    assert not real, real
+
+
+def accessible(page: Any, what: str) -> None:
+    """axe-core (from install-deps' cache) finds nothing serious or critical in the page."""
+    script = axe_script()
+    assert script.exists(), f"{script} is missing: run hack/install-deps.sh (npm axe-core)"
+    page.evaluate(script.read_text())
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+             .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                         nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"""
+    )
+    bad = [v for v in violations if v["impact"] in SERIOUS]
+    assert not bad, f"{what}: {json.dumps(bad, indent=1)}"
+
+
+def screenshot(page: Any, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def view_only_kubeconfig(cluster: Cluster, namespace: str, workdir: Path) -> Path:
+    """A kubeconfig of a service account bound to the built-in ``view`` role in ``namespace``."""
+    account = "console-viewer"
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster.kubectl(
+        "create", "rolebinding", "console-viewer", "-n", namespace, "--clusterrole=view",
+        f"--serviceaccount={namespace}:{account}",
+    )  # fmt: skip
+    token = cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [server],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": account,
+                "context": {"cluster": server["name"], "user": account, "namespace": namespace},
+            }
+        ],
+        "current-context": account,
+    }
+    path = workdir / "viewer.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def git_sha_short(sha: str) -> str:
+    return sha[:7]
+
+
+def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollout(
+    cluster: Cluster,
+    namespace: str,
+    git_server: GitServer,
+    operator_in_process: kopf.testing.KopfRunner,
+    browser: Any,
+    artifacts: Path,
+    console_factory: Any,
+) -> None:
+    busybox = cluster.image("busybox")
+    cluster.need_registry()
+    url, sha = git_server.repo(
+        {
+            "Dockerfile": (
+                f"FROM {busybox}\n"
+                # Lines a second apart, after a pause: the page is open before the first.
+                "RUN sleep 3; for i in $(seq 1 "
+                f"{LOG_LINES}); do echo console-line-$i; sleep 1; done\n"
+                'CMD ["sh", "-c", "echo up; exec sleep 3600"]\n'
+            ),
+        },
+        message="Console test commit",
+    )
+    cluster.apply([imagestream("web")], namespace)
+    cluster.apply(
+        {
+            "apiVersion": "build.headwater.dev/v1",
+            "kind": "BuildConfig",
+            "metadata": {"name": "web"},
+            "spec": {
+                "source": {"type": "Git", "git": {"uri": url, "ref": "main"}},
+                "strategy": {"type": "Docker", "dockerStrategy": {}},
+                "output": {"to": {"kind": "ImageStreamTag", "name": "web:latest"}},
+            },
+        },
+        namespace,
+    )
+    cluster.apply(deployment("web", "web:latest"), namespace)
+    console = console_factory(namespace)
+    assert console.printed_url() == console.url(f"/ns/{namespace}")
+
+    # The overview: the BuildConfig and the stream are there, no build yet.
+    page = new_page(browser)
+    page.goto(console.url(f"/ns/{namespace}"))
+    page.get_by_role("heading", name=re.compile(f"Namespace.*{namespace}")).wait_for()
+    page.locator("#bcs-section").get_by_role("link", name="web", exact=True).wait_for()
+    accessible(page, "overview")
+    screenshot(page, artifacts, "overview-empty")
+
+    # Start a build from the BuildConfig's page; the build's page follows its log live.
+    page.locator("#bcs-section").get_by_role("link", name="web", exact=True).click()
+    page.get_by_role("heading", name=re.compile("BuildConfig")).wait_for()
+    accessible(page, "buildconfig")
+    page.get_by_role("button", name=re.compile("^Start build")).click()
+    page.get_by_role("link", name="web-1").first.click()
+    page.get_by_role("heading", name=re.compile("Build.*web-1")).wait_for()
+    log = page.locator("#build-log")
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    # The page was opened before the build printed its lines: they arrive into it.
+    assert "console-line-1" not in log.inner_text()
+    log.get_by_text("console-line-1").wait_for(timeout=240_000)
+    early = log.inner_text()
+    log.get_by_text(f"console-line-{LOG_LINES}").wait_for(timeout=60_000)
+    assert f"console-line-{LOG_LINES}" not in early, "the log did not arrive line by line"
+    assert navigations == [], f"the page reloaded: {navigations}"
+    digest = build_digest(cluster, namespace, "web-1")
+    page.get_by_text("Complete").first.wait_for(timeout=60_000)
+    assert navigations == [], f"the page reloaded: {navigations}"
+    accessible(page, "build")
+    screenshot(page, artifacts, "build")
+
+    # The trace of the Deployment: commit -> build -> digest -> tag -> rollout, each step done.
+    rolled_out(cluster, namespace, "web", digest)
+    page.goto(console.url(f"/ns/{namespace}/trace/deployment/web"))
+    trace = page.locator("#trace")
+    for text in (git_sha_short(sha), "web-1", digest[:19], "web:latest", "Available"):
+        trace.get_by_text(text, exact=False).first.wait_for()
+    accessible(page, "trace")
+    screenshot(page, artifacts, "trace")
+
+    # Promote web:latest to web:prod from the stream's page; the tag follows the digest.
+    page.goto(console.url(f"/ns/{namespace}/imagestreams/web"))
+    page.get_by_role("heading", name=re.compile("ImageStream.*web")).wait_for()
+    accessible(page, "imagestream")
+    page.get_by_label("Promote latest to").fill("prod")
+    page.get_by_role("button", name=re.compile("Promote")).first.click()
+
+    def promoted() -> bool:
+        stream = cluster.get_json("is/web", "-n", namespace)
+        return any(
+            t.get("tag") == "prod" and (t.get("items") or [{}])[0].get("image") == digest
+            for t in (stream.get("status") or {}).get("tags") or []
+        )
+
+    eventually("web:prod at the build's digest", promoted, timeout=60)
+    page.get_by_text("prod").first.wait_for()
+    screenshot(page, artifacts, "imagestream")
+
+    # The overview again, with the build listed.
+    page.goto(console.url(f"/ns/{namespace}"))
+    page.locator("#builds-section").get_by_role("link", name="web-1").wait_for()
+    screenshot(page, artifacts, "overview")
+    assert [b["metadata"]["name"] for b in builds_of(cluster, namespace)] == ["web-1"]
+    no_page_errors(page)
+    page.context.close()
+
+
+def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
+    cluster: Cluster,
+    namespace: str,
+    browser: Any,
+    artifacts: Path,
+    console_factory: Any,
+    tmp_path: Path,
+) -> None:
+    cluster.apply(
+        {
+            **imagestream("base"),
+            "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage",
+                                                          "name": "127.0.0.1:9/none:1"}}]},
+        },
+        namespace,
+    )  # fmt: skip
+    viewer = view_only_kubeconfig(cluster, namespace, tmp_path)
+    # The viewer may read the stream and may not change it.
+    cant = cluster.kubectl(
+        "auth", "can-i", "patch", "imagestreams.image.headwater.dev", "-n", namespace,
+        "--kubeconfig", str(viewer), check=False,
+    )  # fmt: skip
+    assert cant.stdout.strip() == "no"
+    console = console_factory(namespace, viewer)
+    page = new_page(browser)
+    page.goto(console.url(f"/ns/{namespace}/imagestreams/base"))
+    page.get_by_role("heading", name=re.compile("ImageStream.*base")).wait_for()
+    # Keyboard only: Tab to "Import now" and press Enter.
+    button = page.get_by_role("button", name=re.compile("^Import now"))
+    button.wait_for()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if button.evaluate("b => b === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Import now is not reachable with Tab")
+    page.keyboard.press("Enter")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    text = alert.inner_text()
+    assert re.search(r"forbidden|not allowed|may not", text, re.I), text
+    assert "console-viewer" in text or "patch" in text, text
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body
+    assert "ApiError" not in body
+    accessible(page, "forbidden")
+    screenshot(page, artifacts, "forbidden")
+    page.context.close()
