@@ -861,6 +861,34 @@ def set_image_lookup(
         click.echo(f"imagestream.image.headwater.dev/{name} image lookup {state}")
 
 
+@cli.command("console")
+@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; keep it loopback: the console acts with your credentials.",
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@_cluster_options
+def console(
+    port: int, address: str, no_browser: bool,
+    namespace: str | None, context: str | None, kubeconfig: str | None,
+) -> None:  # fmt: skip
+    """Serve a web console of ImageStreams, BuildConfigs and Builds, live.
+
+    \b
+    Example:
+      headwater console -n shop-staging
+
+    It uses your kubeconfig and permissions, as `kubectl proxy` does, and opens
+    the namespace overview in your browser. Ctrl+C stops it.
+    """
+    from headwater.console.server import run as serve_console
+
+    serve_console(kubeconfig, context, namespace, address, port, not no_browser)
+
+
 for _command in (
     get,
     describe,

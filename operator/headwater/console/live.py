@@ -1,0 +1,191 @@
+"""Live updates: one watch per (kind, namespace) shown, fanned out to SSE streams.
+
+An :class:`Informer` lists a kind once, then watches it from the list's
+resourceVersion, keeping the objects by name and bumping a version on every
+change; it runs while at least one stream uses it and is stopped when the last
+one leaves. The :class:`Hub` bounds how many streams and watches run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from headwater.console.source import Kind, Problem, Source, is_problem, problem
+
+log = logging.getLogger("headwater.console")
+
+MAX_STREAMS = 64
+"""Open SSE streams at once (each browser tab holds one or two)."""
+MAX_WATCHES = 32
+"""Watches at once (kind x namespace), shared by the streams that show them."""
+RETRY_SECONDS = 2.0
+KEEPALIVE_SECONDS = 15.0
+
+
+def sse_frame(event: str, data: str) -> bytes:
+    """One server-sent event: each line of ``data`` a ``data:`` field (so a newline in the
+    data cannot end the event or start a field), the event name on one line."""
+    name = "".join(ch for ch in event if ch not in "\r\n")
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = "".join(f"data: {line}\n" for line in lines)
+    return f"event: {name}\n{body}\n".encode()
+
+
+def sse_comment(text: str = "") -> bytes:
+    return f": {text}\n\n".encode()
+
+
+class Busy(Exception):
+    """Too many streams or watches: the page says so and keeps its last state."""
+
+
+class Informer:
+    """The objects of one kind in one namespace, kept current by a watch."""
+
+    def __init__(self, source: Source, kind: Kind, namespace: str) -> None:
+        self.source = source
+        self.kind = kind
+        self.namespace = namespace
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        self.synced = False
+        self.problem: Problem | None = None
+        self.users = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"console-watch-{self.kind.key}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, since: int, wait_seconds: float) -> bool:
+        """Wait until the version passes ``since``; False on timeout."""
+        if self.version > since:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), wait_seconds)
+        return self.version > since
+
+    def values(self) -> list[dict[str, Any]]:
+        return list(self.objects.values())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                items, version = await self.source.list(self.kind, self.namespace)
+                self.objects = {_key(o): o for o in items}
+                self.synced, self.problem = True, None
+                self._bump()
+                async for event, obj in self.source.watch(self.kind, self.namespace, version):
+                    if event == "DELETED":
+                        self.objects.pop(_key(obj), None)
+                    elif event in ("ADDED", "MODIFIED"):
+                        self.objects[_key(obj)] = obj
+                    else:
+                        continue
+                    self._bump()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_problem(exc):
+                    log.exception("watch of %s in %s failed", self.kind.key, self.namespace)
+                    self.problem = Problem("Watch failed", f"{type(exc).__name__}: {exc}")
+                else:
+                    self.problem = problem(exc, f"watching {self.kind.label}")
+                self._bump()
+            # The watch ended (the server closes them every few minutes) or failed:
+            # list again after a pause, so a Forbidden does not spin.
+            await asyncio.sleep(RETRY_SECONDS if self.problem else 0)
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or meta.get("name") or "")
+
+
+class Hub:
+    """Shares informers between streams; bounds streams and watches."""
+
+    def __init__(
+        self, source: Source, max_streams: int = MAX_STREAMS, max_watches: int = MAX_WATCHES
+    ) -> None:
+        self.source = source
+        self.max_streams = max_streams
+        self.max_watches = max_watches
+        self.streams = 0
+        self.informers: dict[tuple[str, str], Informer] = {}
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, kinds: Iterable[Kind], namespace: str
+    ) -> AsyncIterator[list[Informer]]:
+        """The informers of ``kinds`` in ``namespace`` for one stream's lifetime."""
+        wanted = list(kinds)
+        if self.streams >= self.max_streams:
+            raise Busy(f"{self.streams} live streams already open")
+        new = [k for k in wanted if (k.key, namespace) not in self.informers]
+        if len(self.informers) + len(new) > self.max_watches:
+            raise Busy(f"{len(self.informers)} watches already running")
+        self.streams += 1
+        taken: list[Informer] = []
+        try:
+            for kind in wanted:
+                informer = self.informers.get((kind.key, namespace))
+                if informer is None:
+                    informer = Informer(self.source, kind, namespace)
+                    self.informers[(kind.key, namespace)] = informer
+                informer.users += 1
+                informer.start()
+                taken.append(informer)
+            yield taken
+        finally:
+            self.streams -= 1
+            for informer in taken:
+                informer.users -= 1
+                if informer.users == 0:
+                    self.informers.pop((informer.kind.key, namespace), None)
+                    await informer.stop()
+
+    async def close(self) -> None:
+        for informer in list(self.informers.values()):
+            await informer.stop()
+        self.informers.clear()
+
+
+async def wait_any(
+    informers: list[Informer], seen: dict[str, int], wait_seconds: float
+) -> set[str]:
+    """The keys of the informers that changed since ``seen`` (waiting up to ``wait_seconds``)."""
+    changed = {i.kind.key for i in informers if i.version > seen.get(i.kind.key, -1)}
+    if changed:
+        return changed
+    waits = [
+        asyncio.create_task(i.changed(seen.get(i.kind.key, -1), wait_seconds)) for i in informers
+    ]
+    try:
+        await asyncio.wait(waits, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    return {i.kind.key for i in informers if i.version > seen.get(i.kind.key, -1)}

@@ -1,0 +1,66 @@
+"""The guards of a local server that acts with the user's credentials (pure helpers).
+
+- Host header: only the bound address and loopback names, with the bound port,
+  so a page on another origin that rebinds its DNS name to 127.0.0.1 gets 421.
+- CSRF: a random token per process, required on every POST (form field or the
+  ``X-CSRF-Token`` header htmx sends); GET never changes anything.
+- Headers: a CSP without inline script or style, no framing, no referrer, no
+  sniffing; and no CORS headers at all (browsers then refuse cross-origin reads).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_ok(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
+
+
+def allowed_hosts(address: str, port: int) -> frozenset[str]:
+    """The Host header values a request may carry: ``name:port`` (and ``name`` on port 80).
+
+    Loopback names are always allowed; a non-loopback bind address (``--address``)
+    is allowed as itself. A wildcard bind (0.0.0.0, ::) allows only loopback names:
+    the user asked to be reachable but names no host, so name it with --address.
+    """
+    names = set(LOOPBACK_NAMES)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        names.add(address.lower())
+    else:
+        if not ip.is_unspecified:
+            names.add(f"[{address}]" if ip.version == 6 else address)
+    hosts = {f"{n}:{port}" for n in names}
+    if port == 80:
+        hosts |= names
+    return frozenset(hosts)
+
+
+def host_ok(host: str | None, allowed: frozenset[str]) -> bool:
+    return host is not None and host.lower() in allowed

@@ -1,0 +1,171 @@
+"""A :class:`headwater.console.source.Source` over plain dicts, for the console's unit tests.
+
+Objects are kept per (kind, namespace); a list can be made to fail (an ApiError of
+any code, or any exception); watches deliver what :meth:`FakeSource.emit` sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import Status
+
+from headwater.console.source import Kind
+
+
+def api_error(code: int, reason: str, message: str) -> ApiError:
+    return ApiError(status=Status(code=code, reason=reason, message=message))
+
+
+class FakeSource:
+    def __init__(self, namespace: str = "shop") -> None:
+        self.default_namespace = namespace
+        self.objects: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.failures: dict[str, BaseException] = {}
+        self.lists: list[tuple[str, str | None]] = []
+        self.gets: list[tuple[str, str]] = []
+        self.watching: dict[tuple[str, str], int] = defaultdict(int)
+        self.queues: dict[tuple[str, str], list[asyncio.Queue[tuple[str, dict[str, Any]]]]] = (
+            defaultdict(list)
+        )
+        self.client: Any = None
+
+    def add(self, kind: str, namespace: str, *objs: dict[str, Any]) -> None:
+        self.objects[(kind, namespace)].extend(objs)
+
+    async def list(
+        self, kind: Kind, namespace: str | None, labels: Mapping[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        self.lists.append((kind.key, namespace))
+        failure = self.failures.get(kind.key)
+        if failure is not None:
+            raise failure
+        found = list(self.objects[(kind.key, namespace or "")])
+        if labels:
+            found = [
+                o
+                for o in found
+                if all(
+                    ((o.get("metadata") or {}).get("labels") or {}).get(k) == v
+                    for k, v in labels.items()
+                )
+            ]
+        return found, "1"
+
+    async def get(self, kind: Kind, name: str, namespace: str | None) -> dict[str, Any]:
+        self.gets.append((kind.key, name))
+        failure = self.failures.get(kind.key)
+        if failure is not None:
+            raise failure
+        for obj in self.objects[(kind.key, namespace or "")]:
+            if obj["metadata"]["name"] == name:
+                return obj
+        raise api_error(404, "NotFound", f'{kind.key} "{name}" not found')
+
+    async def watch(
+        self, kind: Kind, namespace: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        key = (kind.key, namespace)
+        self.queues[key].append(queue)
+        self.watching[key] += 1
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.watching[key] -= 1
+            self.queues[key].remove(queue)
+
+    def emit(self, kind: str, namespace: str, event: str, obj: dict[str, Any]) -> None:
+        for queue in self.queues[(kind, namespace)]:
+            queue.put_nowait((event, obj))
+
+    def sync_client(self) -> Any:
+        return self.client
+
+
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stream(name: str, namespace: str = "shop", tags: int = 2) -> dict[str, Any]:
+    items = []
+    for n in range(tags):
+        items.append(
+            {
+                "tag": f"v{n}",
+                "items": [
+                    {
+                        "created": stamp(NOW - timedelta(minutes=n + 1)),
+                        "dockerImageReference": f"registry.example/{name}@sha256:{n:064x}",
+                        "image": f"sha256:{n:064x}",
+                        "generation": 1,
+                    }
+                ],
+            }
+        )
+    return {
+        "apiVersion": "image.headwater.dev/v1",
+        "kind": "ImageStream",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-is-{name}"},
+        "spec": {
+            "tags": [
+                {"name": f"v{n}", "from": {"kind": "DockerImage", "name": f"r/{name}:v{n}"}}
+                for n in range(tags)
+            ]
+        },
+        "status": {"dockerImageRepository": f"registry.local/{namespace}/{name}", "tags": items},
+    }
+
+
+def buildconfig(name: str, namespace: str = "shop", last: int = 0) -> dict[str, Any]:
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "BuildConfig",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-bc-{name}"},
+        "spec": {
+            "source": {"type": "Git", "git": {"uri": "https://git.example/x.git", "ref": "main"}},
+            "strategy": {"type": "Docker", "dockerStrategy": {}},
+            "output": {"to": {"kind": "ImageStreamTag", "name": f"{name}:latest"}},
+            "triggers": [{"type": "ImageChange", "imageChange": {}}],
+        },
+        "status": {"lastVersion": last},
+    }
+
+
+def build(
+    bc: str, number: int, phase: str = "Complete", namespace: str = "shop", minutes_ago: int = 10
+) -> dict[str, Any]:
+    start = NOW - timedelta(minutes=minutes_ago)
+    status: dict[str, Any] = {"phase": phase, "startTimestamp": stamp(start)}
+    if phase in ("Complete", "Failed", "Error", "Cancelled"):
+        status["completionTimestamp"] = stamp(start + timedelta(seconds=75))
+    if phase == "Failed":
+        status["reason"] = "DockerBuildFailed"
+        status["message"] = "Docker build strategy has failed."
+        status["logSnippet"] = "step 3/5: RUN make\nmake: *** [all] Error 2"
+    return {
+        "apiVersion": "build.headwater.dev/v1",
+        "kind": "Build",
+        "metadata": {
+            "name": f"{bc}-{number}",
+            "namespace": namespace,
+            "uid": f"uid-b-{bc}-{number}",
+            "creationTimestamp": stamp(start),
+            "labels": {"buildconfig": bc, "openshift.io/build-config.name": bc},
+            "annotations": {"openshift.io/build.number": str(number)},
+        },
+        "spec": {
+            "source": {"type": "Git", "git": {"uri": "https://git.example/x.git"}},
+            "strategy": {"type": "Docker"},
+        },
+        "status": status,
+    }

@@ -1,0 +1,337 @@
+"""The console's server: guards, pages, error rendering, SSE framing and live updates,
+and the render time of a large namespace (500 ImageStreams, 2,000 Builds)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer, unused_port
+
+from headwater.console import security, views
+from headwater.console.app import Settings, make_app
+from headwater.console.live import Hub, sse_frame
+from headwater.console.source import BUILDS, IMAGESTREAMS
+from tests.consolefake import NOW, FakeSource, api_error, build, buildconfig, stream
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    fake = FakeSource("shop")
+    fake.add("imagestreams", "shop", stream("web"), stream("api", tags=6))
+    fake.add("buildconfigs", "shop", buildconfig("web", last=3))
+    fake.add(
+        "builds",
+        "shop",
+        build("web", 1, "Complete", minutes_ago=30),
+        build("web", 2, "Failed", minutes_ago=20),
+        build("web", 3, "Running", minutes_ago=1),
+    )
+    return fake
+
+
+@pytest.fixture
+async def client(source: FakeSource) -> AsyncIterator[TestClient[Any, Any]]:
+    port = unused_port()
+    app = make_app(source, Settings(address="127.0.0.1", port=port, token=TOKEN))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as test_client:
+        yield test_client
+
+
+# --- guards ------------------------------------------------------------------------
+
+
+def test_allowed_hosts_are_loopback_and_the_bound_address() -> None:
+    allowed = security.allowed_hosts("127.0.0.1", 8090)
+    assert security.host_ok("127.0.0.1:8090", allowed)
+    assert security.host_ok("localhost:8090", allowed)
+    assert security.host_ok("[::1]:8090", allowed)
+    assert not security.host_ok("evil.example:8090", allowed)
+    assert not security.host_ok("localhost:8091", allowed)
+    assert not security.host_ok(None, allowed)
+    # A wildcard bind names no host: only loopback names pass.
+    assert not security.host_ok("0.0.0.0:8090", security.allowed_hosts("0.0.0.0", 8090))
+    assert security.host_ok("10.0.0.5:80", security.allowed_hosts("10.0.0.5", 80))
+    assert security.host_ok("10.0.0.5", security.allowed_hosts("10.0.0.5", 80))
+
+
+async def test_a_rebound_host_name_is_refused(client: TestClient[Any, Any]) -> None:
+    answer = await client.get("/ns/shop", headers={"Host": "attacker.example:8090"})
+    assert answer.status == 421
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+async def test_pages_carry_the_security_headers(client: TestClient[Any, Any]) -> None:
+    answer = await client.get("/ns/shop")
+    assert answer.status == 200
+    csp = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert "Access-Control-Allow-Origin" not in answer.headers
+    html = await answer.text()
+    # No inline script at all: every <script> has a src.
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+
+
+async def test_post_without_the_csrf_token_is_refused(client: TestClient[Any, Any]) -> None:
+    answer = await client.post("/ns/shop", data={"x": "1"})
+    assert answer.status == 403
+    answer = await client.post("/ns/shop", data={security.CSRF_FIELD: "wrong"})
+    assert answer.status == 403
+    answer = await client.post("/ns/shop", headers={security.CSRF_HEADER: TOKEN})
+    assert answer.status == 405  # past the guard: the overview takes no POST
+
+
+async def test_the_page_carries_the_token_for_htmx(client: TestClient[Any, Any]) -> None:
+    html = await (await client.get("/ns/shop")).text()
+    assert TOKEN in html
+
+
+async def test_other_methods_are_refused(client: TestClient[Any, Any]) -> None:
+    answer = await client.request("PUT", "/ns/shop")
+    assert answer.status == 405
+
+
+async def test_a_bad_namespace_name_is_not_found(client: TestClient[Any, Any]) -> None:
+    answer = await client.get("/ns/Not_A_Namespace")
+    assert answer.status == 404
+
+
+async def test_static_assets_are_served_from_the_package(client: TestClient[Any, Any]) -> None:
+    for name in ("htmx.min.js", "sse.min.js", "console.css", "console.js"):
+        answer = await client.get(f"/static/{name}")
+        assert answer.status == 200, name
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# --- the overview ------------------------------------------------------------------
+
+
+async def test_overview_lists_streams_buildconfigs_and_builds(
+    client: TestClient[Any, Any],
+) -> None:
+    html = await (await client.get("/ns/shop")).text()
+    assert 'href="/ns/shop/imagestreams/web"' in html
+    assert 'href="/ns/shop/buildconfigs/web"' in html
+    assert 'href="/ns/shop/builds/web-3"' in html
+    assert "Failed (DockerBuildFailed)" in html
+    assert "3 builds, 1 not finished" in html
+    assert "+ 2 more" in html  # api has six tags, four shown
+    assert 'sse-connect="/ns/shop/overview/events"' in html
+
+
+async def test_names_and_values_are_escaped(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    evil = stream("evil")
+    evil["status"]["tags"][0]["tag"] = "<script>alert(1)</script>"
+    source.add("imagestreams", "shop", evil)
+    html = await (await client.get("/ns/shop")).text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_forbidden_list_is_a_message_not_a_trace(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    source.failures["builds"] = api_error(
+        403, "Forbidden", 'builds.build.headwater.dev is forbidden: User "dev" cannot list'
+    )
+    answer = await client.get("/ns/shop")
+    assert answer.status == 200
+    html = await answer.text()
+    assert "Forbidden" in html
+    assert "you may not do this" in html
+    assert "User &#34;dev&#34; cannot list" in html
+    assert "Traceback" not in html
+    # The other sections still render.
+    assert 'href="/ns/shop/imagestreams/web"' in html
+
+
+async def test_unreachable_api_is_a_message(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    import httpx2
+
+    source.failures["imagestreams"] = httpx2.ConnectError("connection refused")
+    html = await (await client.get("/ns/shop")).text()
+    assert "Unreachable" in html
+    assert "cannot reach the Kubernetes API server" in html
+
+
+async def test_a_kind_the_server_does_not_serve_is_a_message(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    import httpx2
+
+    url = "https://10.244.0.1:6443/apis/build.headwater.dev/v1/namespaces/shop/builds"
+    request = httpx2.Request("GET", url)
+    response = httpx2.Response(404, text="404 page not found", request=request)
+    source.failures["builds"] = httpx2.HTTPStatusError("404", request=request, response=response)
+    answer = await client.get("/ns/shop")
+    assert answer.status == 200
+    html = await answer.text()
+    assert "are Headwater&#39;s CRDs installed?" in html
+    assert "Internal error" not in html
+
+
+async def test_each_kind_is_listed_once(source: FakeSource, client: TestClient[Any, Any]) -> None:
+    await client.get("/ns/shop")
+    assert sorted(source.lists) == [
+        ("buildconfigs", "shop"),
+        ("builds", "shop"),
+        ("imagestreams", "shop"),
+    ]
+    assert source.gets == []
+
+
+def test_recent_builds_are_bounded_per_buildconfig_and_counted() -> None:
+    builds = [build("web", n, minutes_ago=100 - n) for n in range(1, 11)]
+    view = views.overview("shop", [], [buildconfig("web", last=10)], builds, NOW)
+    (row,) = view.buildconfigs
+    assert row.build_count == 10
+    assert [b.number for b in row.recent] == [10, 9, 8]
+    assert view.recent_builds[0].name == "web-10"
+
+
+def test_durations_read_as_people_write_them() -> None:
+    assert views.seconds_text(0.25) == "250ms"
+    assert views.seconds_text(42) == "42s"
+    assert views.seconds_text(185) == "3m05s"
+    assert views.seconds_text(7440) == "2h04m"
+    assert views.seconds_text(None) == ""
+    running = build("web", 1, "Running", minutes_ago=2)
+    assert views.build_duration(running, NOW) == "2m00s"
+    assert views.build_duration(build("web", 2, "Complete"), NOW) == "1m15s"
+
+
+def _large_namespace() -> FakeSource:
+    fake = FakeSource("big")
+    fake.add("imagestreams", "big", *(stream(f"app-{n}", "big", tags=3) for n in range(500)))
+    fake.add("buildconfigs", "big", *(buildconfig(f"app-{n}", "big") for n in range(100)))
+    phases = ("Complete", "Complete", "Failed", "Running", "Cancelled")
+    fake.add(
+        "builds",
+        "big",
+        *(
+            build(f"app-{n % 100}", n // 100 + 1, phases[n % 5], "big", minutes_ago=n)
+            for n in range(2000)
+        ),
+    )
+    return fake
+
+
+async def test_overview_of_500_streams_and_2000_builds() -> None:
+    fake = _large_namespace()
+    port = unused_port()
+    app = make_app(fake, Settings(port=port, token=TOKEN))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as test_client:
+        started = time.perf_counter()
+        answer = await test_client.get("/ns/big")
+        html = await answer.text()
+        elapsed = time.perf_counter() - started
+    print(f"\noverview of 500 ImageStreams and 2,000 Builds: {elapsed * 1000:.0f} ms")
+    assert answer.status == 200
+    assert html.count('href="/ns/big/imagestreams/') == 500
+    assert "2000 builds" in html
+    assert "the newest 50 shown" in html
+    # Builds bounded: 50 recent + 3 per BuildConfig, not 2,000 rows.
+    assert html.count('href="/ns/big/builds/') == views.RECENT_BUILDS + 100 * 3
+    assert len(fake.lists) == 3
+
+
+# --- live --------------------------------------------------------------------------
+
+
+def test_sse_frame_puts_every_line_in_its_own_data_field() -> None:
+    frame = sse_frame("builds", "<p>a</p>\n<p>b</p>\r\nevent: evil")
+    assert frame == (b"event: builds\ndata: <p>a</p>\ndata: <p>b</p>\ndata: event: evil\n\n")
+    assert sse_frame("x\nevent: y", "z") == b"event: xevent: y\ndata: z\n\n"
+
+
+async def _read_event(response: Any, name: str, wait_seconds: float = 5) -> str:
+    """The data of the next event called ``name`` on an SSE response."""
+
+    async def read() -> str:
+        event, data = "", []
+        while True:
+            raw = await response.content.readline()
+            if not raw:
+                raise AssertionError("stream ended")
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "":
+                if event == name:
+                    return "\n".join(data)
+                event, data = "", []
+
+    return await asyncio.wait_for(read(), wait_seconds)
+
+
+async def test_overview_stream_sends_a_build_as_it_changes(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    response = await client.get("/ns/shop/overview/events")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    first = await _read_event(response, "builds")
+    assert "web-3" in first
+    await asyncio.sleep(0)
+    source.emit("builds", "shop", "ADDED", build("web", 4, "Running", minutes_ago=0))
+    update = await _read_event(response, "builds")
+    assert 'href="/ns/shop/builds/web-4"' in update
+    assert "4 builds, 2 not finished" in update
+    response.close()
+
+
+async def test_watches_stop_when_the_last_stream_leaves(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    first = await client.get("/ns/shop/overview/events")
+    second = await client.get("/ns/shop/overview/events")
+    await _read_event(first, "builds")
+    await _read_event(second, "builds")
+    assert source.watching[("builds", "shop")] == 1  # shared, not one per stream
+    first.close()
+    await asyncio.sleep(0.2)
+    assert source.watching[("builds", "shop")] == 1
+    second.close()
+    for _ in range(50):
+        if source.watching[("builds", "shop")] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert source.watching[("builds", "shop")] == 0
+
+
+async def test_streams_are_bounded() -> None:
+    fake = FakeSource("shop")
+    hub = Hub(fake, max_streams=1)
+    async with hub.subscribe([BUILDS], "shop"):
+        from headwater.console.live import Busy
+
+        with pytest.raises(Busy):
+            async with hub.subscribe([IMAGESTREAMS], "shop"):
+                pass
+    assert hub.informers == {}
+    await hub.close()
+
+
+async def test_a_forbidden_watch_is_said_in_the_stream(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    source.failures["imagestreams"] = api_error(403, "Forbidden", "cannot list imagestreams")
+    response = await client.get("/ns/shop/overview/events")
+    section = await _read_event(response, "imagestreams")
+    assert "Forbidden" in section
+    assert "cannot list imagestreams" in section
+    response.close()
