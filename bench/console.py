@@ -54,7 +54,15 @@ from lightkube.resources.core_v1 import Namespace  # noqa: E402
 from lightkube.types import PatchType  # noqa: E402
 
 from bench._common import Kubectl, bounded, cluster_env, parser, verdict  # noqa: E402
+from headwater.builds.model import (  # noqa: E402
+    ANNOTATION_BUILDCONFIG,
+    ANNOTATION_NUMBER,
+    LABEL_BUILDCONFIG,
+    OPENSHIFT_BUILDCONFIG_LABEL,
+)
+from headwater.kube import already_exists  # noqa: E402
 from headwater.resources import Build, BuildConfig, ImageStream  # noqa: E402
+from headwater.timefmt import format_time  # noqa: E402
 from tests.console_browser import Console, launch_chromium  # noqa: E402
 
 TARGET_MS = 1000.0
@@ -64,10 +72,6 @@ HISTORY_PER_TAG = 3
 LABEL = "headwater.dev/bench"
 START = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 """Builds and tag moves are spread over the weeks after this."""
-
-
-def _time(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _digest(*parts: object) -> str:
@@ -93,7 +97,7 @@ def stream_status(index: int, namespace: str, registry: str) -> dict[str, Any]:
             digest = _digest(index, tag, h)
             items.append(
                 {
-                    "created": _time(START + timedelta(hours=index + t, minutes=-h * 30)),
+                    "created": format_time(START + timedelta(hours=index + t, minutes=-h * 30)),
                     "dockerImageReference": f"{repo}@{digest}",
                     "image": digest,
                     "generation": 1,
@@ -123,11 +127,8 @@ def build_body(config: int, number: int) -> dict[str, Any]:
         "kind": "Build",
         "metadata": {
             "name": f"{bc}-{number}",
-            "labels": {"build.headwater.dev/buildconfig": bc, "openshift.io/build-config.name": bc},
-            "annotations": {
-                "build.headwater.dev/buildconfig": bc,
-                "build.headwater.dev/build-number": str(number),
-            },
+            "labels": {LABEL_BUILDCONFIG: bc, OPENSHIFT_BUILDCONFIG_LABEL: bc},
+            "annotations": {ANNOTATION_BUILDCONFIG: bc, ANNOTATION_NUMBER: str(number)},
         },
         "spec": {
             "source": {"type": "Git", "git": {"uri": f"git://127.0.0.1/{bc}.git"}},
@@ -143,8 +144,8 @@ def build_status(config: int, number: int) -> dict[str, Any]:
     took = timedelta(seconds=40 + (number * 7 + config) % 200)
     ended = started + took
     status: dict[str, Any] = {
-        "startTimestamp": _time(started),
-        "completionTimestamp": _time(ended),
+        "startTimestamp": format_time(started),
+        "completionTimestamp": format_time(ended),
         "duration": f"{int(took.total_seconds())}s",
         "config": {"kind": "BuildConfig", "name": f"app-{config:03d}"},
         "revision": {
@@ -172,7 +173,7 @@ def build_status(config: int, number: int) -> dict[str, Any]:
             phase="Complete",
             output={"to": {"imageDigest": _digest("out", config, number)}},
             stages=[
-                {"name": name, "startTime": _time(started), "durationMilliseconds": ms}
+                {"name": name, "startTime": format_time(started), "durationMilliseconds": ms}
                 for name, ms in (("FetchInputs", 900), ("Build", 30000), ("PushImage", 2500))
             ],
         )
@@ -185,7 +186,7 @@ async def _create(kube: AsyncClient, body: dict[str, Any], namespace: str) -> No
         body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
         await kube.create(from_dict(body))
     except ApiError as exc:
-        if exc.status.code != 409:
+        if not already_exists(exc):
             raise
 
 
