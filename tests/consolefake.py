@@ -15,6 +15,7 @@ from typing import Any
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import Status
 
+from headwater.builds.model import ANNOTATION_BUILDCONFIG, ANNOTATION_NUMBER, LABEL_BUILDCONFIG
 from headwater.console.source import Kind
 
 
@@ -160,8 +161,8 @@ def build(
             "namespace": namespace,
             "uid": f"uid-b-{bc}-{number}",
             "creationTimestamp": stamp(start),
-            "labels": {"buildconfig": bc, "openshift.io/build-config.name": bc},
-            "annotations": {"openshift.io/build.number": str(number)},
+            "labels": {LABEL_BUILDCONFIG: bc},
+            "annotations": {ANNOTATION_BUILDCONFIG: bc, ANNOTATION_NUMBER: str(number)},
         },
         "spec": {
             "source": {"type": "Git", "git": {"uri": "https://git.example/x.git"}},
@@ -169,3 +170,40 @@ def build(
         },
         "status": status,
     }
+
+
+class FakeSyncClient:
+    """The synchronous lightkube client the CLI functions use, over plain dicts: ``get``
+    answers from ``objects`` (by resource kind and name), ``apply`` and ``patch`` are
+    recorded (and refused with ``refuse``, an ApiError)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.applied: list[tuple[dict[str, Any], str]] = []
+        self.patched: list[tuple[str, str, dict[str, Any]]] = []
+        self.refuse: BaseException | None = None
+
+    def add(self, obj: dict[str, Any]) -> None:
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = obj
+
+    def get(self, resource: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        kind = resource._api_info.resource.kind
+        try:
+            return self.objects[(kind, name)]
+        except KeyError:
+            raise api_error(404, "NotFound", f'{kind} "{name}" not found') from None
+
+    def apply(self, obj: Any, namespace: str | None = None, field_manager: str = "",
+              force: bool = False) -> Any:  # fmt: skip
+        from types import SimpleNamespace
+
+        if self.refuse is not None:
+            raise self.refuse
+        self.applied.append((obj.to_dict(), field_manager))
+        return SimpleNamespace(metadata=SimpleNamespace(generation=2))
+
+    def patch(self, resource: Any, name: str, patch: dict[str, Any], **kwargs: Any) -> Any:
+        if self.refuse is not None:
+            raise self.refuse
+        self.patched.append((resource._api_info.resource.kind, name, patch))
+        return None

@@ -335,3 +335,229 @@ async def test_a_forbidden_watch_is_said_in_the_stream(
     assert "Forbidden" in section
     assert "cannot list imagestreams" in section
     response.close()
+
+
+# --- the other pages -----------------------------------------------------------------
+
+
+async def test_imagestream_page_shows_each_tag(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    answer = await client.get("/ns/shop/imagestreams/web")
+    assert answer.status == 200
+    html = await answer.text()
+    assert "web:v0" in html
+    assert "imported from r/web:v0" in html
+    assert "sha256:" + "0" * 64 in html
+    assert 'action="/ns/shop/imagestreams/web/import"' in html
+    assert 'sse-connect="/ns/shop/imagestreams/web/events"' in html
+
+
+async def test_a_missing_stream_is_a_not_found_page(client: TestClient[Any, Any]) -> None:
+    answer = await client.get("/ns/shop/imagestreams/nope")
+    assert answer.status == 404
+    html = await answer.text()
+    assert "Not found" in html
+    assert "Traceback" not in html
+
+
+def _deployment(name: str, namespace: str, follows: str, paused: bool = False) -> dict[str, Any]:
+    import json
+
+    trigger: dict[str, Any] = {
+        "from": {"kind": "ImageStreamTag", "name": follows, "namespace": "shop"},
+        "fieldPath": 'spec.template.spec.containers[?(@.name=="web")].image',
+    }
+    if paused:
+        trigger["paused"] = True
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-d-{name}",
+            "annotations": {"image.openshift.io/triggers": json.dumps([trigger])},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "x"}]}}},
+    }
+
+
+async def test_followers_across_namespaces_skip_the_forbidden_ones(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    source.add("namespaces", "", *({"metadata": {"name": n}} for n in ("shop", "prod", "secret")))
+    source.add("deployments", "shop", _deployment("web", "shop", "web:v0"))
+    source.add("deployments", "prod", _deployment("web-prod", "prod", "web:v0", paused=True))
+    source.add("deployments", "shop", _deployment("other", "shop", "web:v1"))
+    alias = stream("mirror")
+    alias["spec"]["tags"] = [
+        {"name": "stable", "from": {"kind": "ImageStreamTag", "name": "web:v0"}}
+    ]
+    source.add("imagestreams", "shop", alias)
+    real_list = source.list
+
+    async def forbidding(kind: Any, namespace: str | None, labels: Any = None) -> Any:
+        if namespace == "secret":
+            raise api_error(403, "Forbidden", "no")
+        return await real_list(kind, namespace, labels)
+
+    source.list = forbidding  # type: ignore[method-assign]
+    answer = await client.get(
+        "/ns/shop/imagestreams/web/followers?tag=v0", headers={"HX-Request": "true"}
+    )
+    html = await answer.text()
+    assert answer.status == 200
+    assert "<html" not in html  # a fragment for htmx
+    assert ">web<" in html
+    assert ">web-prod<" in html
+    assert ">other<" not in html
+    assert "mirror:stable" in html
+    assert "Skipped namespace secret: you may not list there." in html
+    # The paused trigger offers to resume, the active one to pause.
+    assert html.count('name="paused" value="0"') == 1
+    assert html.count('name="paused" value="1"') == 1
+    # The prod Deployment's trigger names the tag with its namespace.
+    assert 'name="image" value="shop/web:v0"' in html
+
+
+def test_followers_find_buildconfig_image_triggers() -> None:
+    bc = buildconfig("app")
+    bc["spec"]["triggers"] = [
+        {
+            "type": "ImageChange",
+            "imageChange": {"from": {"kind": "ImageStreamTag", "name": "web:v0"}},
+        }
+    ]
+    found = views.followers("shop", "web", "v0", {"buildconfigs": {"shop": [bc]}})
+    assert [(f.kind, f.name, f.paused) for f in found] == [("BuildConfig", "app", False)]
+    assert views.followers("shop", "web", "v1", {"buildconfigs": {"shop": [bc]}}) == []
+
+
+async def test_buildconfig_page_lists_its_builds(client: TestClient[Any, Any]) -> None:
+    html = await (await client.get("/ns/shop/buildconfigs/web")).text()
+    assert html.index("web-3") < html.index("web-2") < html.index("web-1")
+    assert 'action="/ns/shop/buildconfigs/web/start"' in html
+    assert 'name="commit"' in html
+
+
+async def test_build_page_shows_failure_and_snippet(client: TestClient[Any, Any]) -> None:
+    html = await (await client.get("/ns/shop/builds/web-2")).text()
+    assert "Failed (DockerBuildFailed)" in html
+    assert "make: *** [all] Error 2" in html
+    assert 'sse-connect="/ns/shop/builds/web-2/log"' in html
+    assert "1m15s" in html
+
+
+async def test_build_log_is_streamed_escaped_and_ends(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headwater.cli.builds as cli_builds
+
+    def fake_stream_logs(
+        client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any
+    ) -> None:
+        assert (namespace, name, follow) == ("shop", "web-3", True)
+        say("waiting for the build pod: Pending")
+        out.write("STEP 1: FROM <base>\n")
+        out.write("done & pushed\n")
+
+    monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
+    monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Complete"}})
+    response = await client.get("/ns/shop/builds/web-3/log")
+    assert (await _read_event(response, "waiting")) == "waiting for the build pod: Pending"
+    lines = await _read_event(response, "line")
+    while "pushed" not in lines:
+        lines += await _read_event(response, "line")
+    assert "STEP 1: FROM &lt;base&gt;" in lines
+    assert "done &amp; pushed" in lines
+    assert (await _read_event(response, "end")) == "The log ended: the build is Complete."
+
+
+# --- actions -------------------------------------------------------------------------
+
+
+async def test_an_action_needs_the_csrf_token(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    from tests.consolefake import FakeSyncClient
+
+    source.client = FakeSyncClient()
+    answer = await client.post("/ns/shop/builds/web-3/cancel", data={})
+    assert answer.status == 403
+    assert source.client.patched == []
+
+
+async def test_import_now_goes_through_the_cli_apply(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    from tests.consolefake import FakeSyncClient
+
+    sync = FakeSyncClient()
+    sync.add(stream("web"))
+    source.client = sync
+    answer = await client.post(
+        "/ns/shop/imagestreams/web/import",
+        data={"tag": "v1", security.CSRF_FIELD: TOKEN},
+        headers={"HX-Request": "true"},
+    )
+    html = await answer.text()
+    assert "Import of web:v1 from r/web:v1 requested." in html
+    ((body, manager),) = sync.applied
+    assert manager == "headwater-tag-v1"
+    assert body["metadata"]["annotations"] == {"image.headwater.dev/import-requested": "v1"}
+    assert body["spec"]["tags"][0]["from"] == {"kind": "DockerImage", "name": "r/web:v1"}
+
+
+async def test_promote_goes_through_the_cli_tag(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    from tests.consolefake import FakeSyncClient
+
+    sync = FakeSyncClient()
+    sync.add(stream("web"))
+    source.client = sync
+    answer = await client.post(
+        "/ns/shop/imagestreams/web/tag",
+        data={"source": "web:v0", "destination": "web:prod", security.CSRF_FIELD: TOKEN},
+        headers={"HX-Request": "true"},
+    )
+    assert "Tag shop/web:prod set to web:v0." in await answer.text()
+    ((body, _),) = sync.applied
+    (entry,) = body["spec"]["tags"]
+    assert entry["name"] == "prod"
+    # Pinned to v0's current image, as `headwater tag web:v0 web:prod` pins it.
+    assert entry["from"]["kind"] == "ImageStreamImage"
+
+
+async def test_a_forbidden_action_says_so(source: FakeSource, client: TestClient[Any, Any]) -> None:
+    from tests.consolefake import FakeSyncClient
+
+    sync = FakeSyncClient()
+    sync.add(stream("web"))
+    sync.refuse = api_error(
+        403, "Forbidden", 'imagestreams "web" is forbidden: User "dev" cannot patch'
+    )
+    source.client = sync
+    answer = await client.post(
+        "/ns/shop/imagestreams/web/import",
+        data={"tag": "v1", security.CSRF_FIELD: TOKEN},
+        headers={"HX-Request": "true"},
+    )
+    html = await answer.text()
+    assert 'role="alert"' in html
+    assert "you may not do this" in html
+    assert "cannot patch" in html
+    # Without htmx: a page with the same message and a way back.
+    answer = await client.post(
+        "/ns/shop/imagestreams/web/import", data={"tag": "v1", security.CSRF_FIELD: TOKEN}
+    )
+    assert answer.status == 403
+    assert 'href="/ns/shop/imagestreams/web"' in await answer.text()
+
+
+def test_env_overrides_parse_as_start_build_takes_them() -> None:
+    from headwater.console.actions import parse_env
+
+    assert parse_env("A=1\n\n B = two=2 \n") == (("A", "1"), ("B", " two=2"))
+    with pytest.raises(Exception, match="expected NAME=VALUE"):
+        parse_env("nonsense")

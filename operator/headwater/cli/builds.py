@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -70,11 +70,11 @@ def _resources() -> tuple[Any, Any]:
     return Build, BuildConfig
 
 
-def _spinner(what: str) -> Iterator[None]:
-    """Yields once per poll, drawing a spinner on a terminal."""
+def _spinner(what: str, show: bool = True) -> Iterator[None]:
+    """Yields once per poll, drawing a spinner on a terminal (unless not ``show``)."""
     turn = 0
     while True:
-        if sys.stderr.isatty():
+        if show and sys.stderr.isatty():
             click.echo(f"\r{what} {_SPIN[turn % 4]}", nl=False, err=True)
             turn += 1
         yield
@@ -97,10 +97,13 @@ def _refusal(client: Any, namespace: str, bc: str, request: str) -> str | None:
     return None
 
 
-def _wait_for_request(client: Any, namespace: str, bc: str, request: str, timeout: float) -> str:
+def _wait_for_request(
+    client: Any, namespace: str, bc: str, request: str, timeout: float, show: bool = True
+) -> str:
     build, _ = _resources()
     deadline = time.monotonic() + timeout
-    for polls, _ in enumerate(_spinner("waiting for the operator to create the build"), 1):
+    spinner = _spinner("waiting for the operator to create the build", show)
+    for polls, _ in enumerate(spinner, 1):
         found = list(client.list(build, namespace=namespace, labels={LABEL_REQUEST: request}))
         if found:
             _clear_spinner()
@@ -117,6 +120,53 @@ def _wait_for_request(client: Any, namespace: str, bc: str, request: str, timeou
             )
         time.sleep(0.25)
     raise AssertionError("unreachable")
+
+
+def request_build(
+    client: Any, namespace: str, bc_name: str, request: StartRequest, show: bool = True
+) -> str:
+    """Ask the operator for a build of ``bc_name`` (the start annotation) and wait for the
+    Build it makes: its name. Refused requests and a missing BuildConfig raise
+    ClickException; other API errors raise ApiError. ``start-build``, ``cancel-build
+    --restart`` and the console's start and rebuild actions all start builds here."""
+    from lightkube.core.exceptions import ApiError
+    from lightkube.types import PatchType
+
+    _, bc_resource = _resources()
+    try:
+        client.get(bc_resource, bc_name, namespace=namespace)
+    except ApiError as exc:
+        if is_gone(exc):
+            raise click.ClickException(
+                f'buildconfig "{bc_name}" not found in {namespace}'
+            ) from None
+        raise
+    client.patch(
+        bc_resource,
+        bc_name,
+        {"metadata": {"annotations": {f"{REQUEST_PREFIX}{request.id}": request_value(request)}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    return _wait_for_request(client, namespace, bc_name, request.id, 60, show)
+
+
+def new_request_id() -> str:
+    return f"cli-{uuid.uuid4().hex[:12]}"
+
+
+def request_cancel(client: Any, namespace: str, name: str) -> None:
+    """Ask the operator to cancel build ``name`` (the annotation ``cancel-build`` sets)."""
+    from lightkube.types import PatchType
+
+    build_resource, _ = _resources()
+    client.patch(
+        build_resource,
+        name,
+        {"metadata": {"annotations": {CANCEL_ANNOTATION: "true"}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
 
 
 def _build_pod(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
@@ -143,7 +193,7 @@ def _container_state(pod: dict[str, Any] | None, container: str) -> dict[str, An
     return {}
 
 
-def _get_build(client: Any, namespace: str, name: str) -> dict[str, Any]:
+def get_build(client: Any, namespace: str, name: str) -> dict[str, Any]:
     from lightkube.core.exceptions import ApiError
 
     build, _ = _resources()
@@ -167,7 +217,7 @@ def _wait_for_upload_slot(client: Any, namespace: str, name: str, timeout: float
         if _container_state(pod, FETCH_CONTAINER).get("running") and pod is not None:
             _clear_spinner()
             return str(pod["metadata"]["name"])
-        build = _get_build(client, namespace, name)
+        build = get_build(client, namespace, name)
         if _phase(build) in TERMINAL:
             _clear_spinner()
             raise click.ClickException(f"build {name} ended ({_phase(build)}) before the upload")
@@ -313,16 +363,21 @@ def ended_line(build: Mapping[str, Any]) -> str:
     return f"build {name} ended ({phase}) before its log began" + (f": {detail}" if detail else "")
 
 
-class _Waiting:
-    """Prints what ``logs -f`` waits for on stderr, again only when it changes."""
+def _to_stderr(line: str) -> None:
+    click.echo(line, err=True)
 
-    def __init__(self) -> None:
+
+class _Waiting:
+    """Says what ``logs -f`` waits for (on stderr), again only when it changes."""
+
+    def __init__(self, say: Callable[[str], None] = _to_stderr) -> None:
         self.last = ""
+        self._say = say
 
     def say(self, line: str) -> None:
         if line != self.last:
             self.last = line
-            click.echo(line, err=True)
+            self._say(line)
 
 
 def _steps(
@@ -335,7 +390,7 @@ def _steps(
             spec = pod.get("spec") or {}
             names = [c["name"] for c in [*spec.get("initContainers", []), *spec["containers"]]]
             return tuple(c for c in (FETCH_CONTAINER, BUILD_CONTAINER) if c in names)
-        build = _get_build(client, namespace, name)
+        build = get_build(client, namespace, name)
         if _phase(build) in TERMINAL:
             if (build.get("status") or {}).get("startTimestamp"):
                 raise click.ClickException(
@@ -348,13 +403,17 @@ def _steps(
         time.sleep(0.3)
 
 
-def stream_logs(client: Any, namespace: str, name: str, follow: bool, out: IO[str]) -> None:
+def stream_logs(
+    client: Any, namespace: str, name: str, follow: bool, out: IO[str],
+    say: Callable[[str], None] = _to_stderr,
+) -> None:  # fmt: skip
     """Print the build's log: the fetch step, then the build step, as each runs.
 
-    Following, it says on stderr what it waits for (when that changes), and a build
-    that ends before any log was printed is an error (exit 1), not a silent wait.
+    Following, it says what it waits for (``say``: on stderr) when that changes, and
+    a build that ends before any log was printed is an error (exit 1), not a silent
+    wait. ``logs`` and the console's live log both read the log here.
     """
-    waiting = _Waiting()
+    waiting = _Waiting(say)
     printed = False
     for container in _steps(client, namespace, name, follow, waiting):
         while True:
@@ -362,7 +421,7 @@ def stream_logs(client: Any, namespace: str, name: str, follow: bool, out: IO[st
             state = _container_state(pod, container)
             if state.get("running") or state.get("terminated"):
                 break
-            build = _get_build(client, namespace, name)
+            build = get_build(client, namespace, name)
             if _phase(build) in TERMINAL:
                 if not printed:
                     raise click.ClickException(
@@ -389,7 +448,7 @@ def _report(client: Any, namespace: str, name: str, timeout: float) -> int:
     """Wait for the build to end; 0 when Complete, else print why and return 1."""
     deadline = time.monotonic() + timeout
     for _ in _spinner(f"waiting for build {name}"):
-        build = _get_build(client, namespace, name)
+        build = get_build(client, namespace, name)
         phase = _phase(build)
         if phase in TERMINAL:
             _clear_spinner()
@@ -449,12 +508,10 @@ def start_build(
     completed), 1 when it failed (the reason and the last log lines are printed).
     """
     from lightkube.core.exceptions import ApiError
-    from lightkube.types import PatchType
 
     client, default_ns = connect(kubeconfig, context, namespace)
-    _, bc_resource = _resources()
     if from_build:
-        previous = _get_build(client, default_ns, from_build)
+        previous = get_build(client, default_ns, from_build)
         bc_name = buildconfig or buildconfig_of(previous)
         if not bc_name:
             raise click.UsageError(f"build {from_build} has no BuildConfig; name one")
@@ -463,17 +520,8 @@ def start_build(
     else:
         raise click.UsageError("name a BuildConfig, or use --from-build")
     binary = _binary_input(from_dir, from_file, from_archive, from_repo, commit)
-    try:
-        client.get(bc_resource, bc_name, namespace=default_ns)
-    except ApiError as exc:
-        if is_gone(exc):
-            raise click.ClickException(
-                f'buildconfig "{bc_name}" not found in {default_ns}'
-            ) from None
-        raise click.ClickException(str(exc.status.message)) from None
-    request_id = f"cli-{uuid.uuid4().hex[:12]}"
     request = StartRequest(
-        id=request_id,
+        id=new_request_id(),
         env=_pairs(env, "--env"),
         build_args=_pairs(build_args, "--build-arg"),
         commit=commit if not from_repo else None,
@@ -483,14 +531,10 @@ def start_build(
         from_build=from_build,
         causes=({"message": "Manually triggered"},),
     )
-    client.patch(
-        bc_resource,
-        bc_name,
-        {"metadata": {"annotations": {f"{REQUEST_PREFIX}{request_id}": request_value(request)}}},
-        namespace=default_ns,
-        patch_type=PatchType.MERGE,
-    )
-    name = _wait_for_request(client, default_ns, bc_name, request_id, 60)
+    try:
+        name = request_build(client, default_ns, bc_name, request)
+    except ApiError as exc:
+        raise click.ClickException(str(exc.status.message)) from None
     click.echo(f"build.build.headwater.dev/{name} started")
     if binary:
         command, stream, size, what, _ = binary
@@ -503,7 +547,7 @@ def start_build(
         sys.exit(_report(client, default_ns, name, timeout))
 
 
-def _builds_to_cancel(
+def builds_to_cancel(
     client: Any, namespace: str, targets: tuple[str, ...], states: set[str]
 ) -> list[str]:
     build_resource, _ = _resources()
@@ -524,7 +568,7 @@ def _builds_to_cancel(
             names += [str(b["metadata"]["name"]) for b in found if _phase(b) in states]
         else:
             name = rest if sep else target
-            build = _get_build(client, namespace, name)
+            build = get_build(client, namespace, name)
             if _phase(build) in TERMINAL:
                 click.echo(f"build {name} already ended ({_phase(build)})", err=True)
                 continue
@@ -559,55 +603,41 @@ def cancel_build(
     status.cancelled works too); the operator deletes the build pod and the
     build ends Cancelled.
     """
-    from lightkube.types import PatchType
-
     client, default_ns = connect(kubeconfig, context, namespace)
-    build_resource, _ = _resources()
     phases = {p.strip().capitalize() for p in state.split(",") if p.strip()}
     unknown = phases - {NEW, PENDING, RUNNING}
     if unknown:
         raise click.UsageError(f"--state: unknown phase(s) {', '.join(sorted(unknown))}")
-    names = _builds_to_cancel(client, default_ns, targets, phases)
+    names = builds_to_cancel(client, default_ns, targets, phases)
     for name in names:
         if dump_logs:
             try:
                 stream_logs(client, default_ns, name, False, sys.stdout)
             except click.ClickException as exc:
                 click.echo(f"{name}: {exc.message}", err=True)
-        client.patch(
-            build_resource,
-            name,
-            {"metadata": {"annotations": {CANCEL_ANNOTATION: "true"}}},
-            namespace=default_ns,
-            patch_type=PatchType.MERGE,
-        )
+        request_cancel(client, default_ns, name)
     deadline = time.monotonic() + timeout
     for name in names:
-        while _phase(_get_build(client, default_ns, name)) not in TERMINAL:
+        while _phase(get_build(client, default_ns, name)) not in TERMINAL:
             if time.monotonic() > deadline:
                 raise click.ClickException(f"build {name} not cancelled after {timeout:g}s")
             time.sleep(0.3)
-        phase = _phase(_get_build(client, default_ns, name))
+        phase = _phase(get_build(client, default_ns, name))
         verb = "cancelled" if phase == CANCELLED else f"ended {phase} before it was cancelled"
         click.echo(f"build.build.headwater.dev/{name} {verb}")
     if restart:
         from lightkube.core.exceptions import ApiError
 
         for name in names:
-            request_id = f"cli-{uuid.uuid4().hex[:12]}"
-            bc_name = buildconfig_of(_get_build(client, default_ns, name))
+            bc_name = buildconfig_of(get_build(client, default_ns, name))
             if not bc_name:
                 continue
-            value = request_value(StartRequest(id=request_id, from_build=name))
             try:
-                client.patch(
-                    _resources()[1], bc_name,
-                    {"metadata": {"annotations": {f"{REQUEST_PREFIX}{request_id}": value}}},
-                    namespace=default_ns, patch_type=PatchType.MERGE,
-                )  # fmt: skip
+                new = request_build(
+                    client, default_ns, bc_name, StartRequest(id=new_request_id(), from_build=name)
+                )
             except ApiError as exc:
                 raise click.ClickException(str(exc.status.message)) from None
-            new = _wait_for_request(client, default_ns, bc_name, request_id, 60)
             click.echo(f"build.build.headwater.dev/{new} started (restart of {name})")
 
 
@@ -647,5 +677,5 @@ def logs(
         name = rest
     else:
         raise click.UsageError(f"{target}: expected build/NAME or bc/NAME")
-    _get_build(client, default_ns, name)
+    get_build(client, default_ns, name)
     stream_logs(client, default_ns, name, follow, sys.stdout)

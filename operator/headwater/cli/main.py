@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import sys
@@ -30,6 +29,7 @@ from headwater.cli.doctor import doctor
 from headwater.cli.kube import cluster_options
 from headwater.cli.newapp import new_app
 from headwater.cli.settriggers import set_triggers
+from headwater.cli.tagging import apply_import, resolve_tag_source, set_tag
 from headwater.cli.views import describe, get
 from headwater.cli.webhooks import webhooks
 from headwater.config import ConfigError, load_config, unknown_env_vars
@@ -226,10 +226,6 @@ def _tag_policy_options(fn: Any) -> Any:
     )(fn)
 
 
-def _policy(value: str | None) -> str | None:
-    return value.capitalize() if value is not None else None
-
-
 IMAGESTREAM = ("image.headwater.dev", "v1", "ImageStream", "imagestreams")
 
 
@@ -286,32 +282,6 @@ def _wait_for_import(
         click.echo(f"error: import of {what} failed: {message}", err=True)
         sys.exit(EXIT_FAILED)
     return message
-
-
-def _apply_tag(
-    client: Any, resource: Any, target: Any, entry: dict[str, Any], annotate: bool
-) -> int:
-    """Server-side apply of one spec tag (the list is keyed by name); the new generation."""
-    from headwater.imports.plan import REQUEST_ANNOTATION
-
-    metadata: dict[str, Any] = {"name": target.stream, "namespace": target.namespace}
-    if annotate:
-        metadata["annotations"] = {REQUEST_ANNOTATION: target.tag}
-    body = {
-        "apiVersion": "image.headwater.dev/v1",
-        "kind": "ImageStream",
-        "metadata": metadata,
-        "spec": {"tags": [entry]},
-    }
-    # A field manager per tag: server-side apply removes what a manager applied
-    # before and left out now, so one manager for all tags would drop the others.
-    manager = f"headwater-tag-{target.tag}"
-    if len(manager) > 128:
-        manager = f"headwater-tag-{hashlib.sha256(target.tag.encode()).hexdigest()[:16]}"
-    obj = client.apply(
-        resource.from_dict(body), namespace=target.namespace, field_manager=manager, force=True
-    )
-    return int(obj.metadata.generation or 0)
 
 
 async def _registry_tags(source: str, insecure: bool, limit: int) -> tuple[str, list[str], int]:
@@ -426,13 +396,7 @@ def import_image(
     from lightkube.types import PatchType
 
     from headwater.cli.kube import connect
-    from headwater.cli.tags import (
-        StreamTag,
-        TagError,
-        docker_image_tag,
-        existing_tag,
-        parse_stream_tag,
-    )
+    from headwater.cli.tags import StreamTag, TagError, parse_stream_tag
     from headwater.imports.model import spec_tags
     from headwater.imports.plan import REQUEST_ANNOTATION
     from headwater.kube import is_gone, plain_dict
@@ -517,14 +481,11 @@ def import_image(
     reimport = all_tags and source is None
     generation = int(((existing or {}).get("metadata") or {}).get("generation") or 0)
     for tag_name, image in [] if reimport else pairs:
-        # Options not given keep the existing tag's settings (a re-run changes nothing else).
-        entry = docker_image_tag(
-            tag_name, image, existing=existing_tag(existing, tag_name), scheduled=scheduled,
-            insecure=insecure, reference=False, reference_policy=_policy(reference_policy),
-            import_mode=import_mode,
-        )  # fmt: skip
         one = StreamTag(target.namespace, target.stream, tag_name)
-        generation = _apply_tag(client, resource, one, entry, annotate=not all_tags)
+        generation = apply_import(
+            client, one, image, existing, scheduled=scheduled, insecure=insecure,
+            reference_policy=reference_policy, import_mode=import_mode, annotate=not all_tags,
+        )  # fmt: skip
     tags = [tag_name for tag_name, _ in pairs]
     if all_tags:
         # One request for all the tags, so unchanged ones are fetched again too.
@@ -675,13 +636,7 @@ def tag(
     from lightkube.generic_resource import create_namespaced_resource
 
     from headwater.cli.kube import connect
-    from headwater.cli.tags import (
-        TagError,
-        docker_image_tag,
-        existing_tag,
-        parse_stream_tag,
-        stream_tag_tag,
-    )
+    from headwater.cli.tags import TagError, parse_stream_tag
     from headwater.kube import is_gone, plain_dict
 
     if not delete and not destinations:
@@ -699,25 +654,9 @@ def tag(
         return
     try:
         targets = [parse_stream_tag(d, default_ns) for d in destinations]
-        source_tag, source_stream = None, None
-        if source_kind != "docker" and not reference:
-            # As oc does: an existing [ns/]stream:tag is a tag, anything else an image.
-            try:
-                source_tag = parse_stream_tag(source, default_ns)
-            except TagError:
-                if source_kind == "istag":
-                    raise
-            if source_tag is not None:
-                try:
-                    source_stream = plain_dict(
-                        client.get(resource, source_tag.stream, namespace=source_tag.namespace)
-                    )
-                except ApiError as exc:
-                    if not is_gone(exc) or source_kind == "istag":
-                        raise click.ClickException(
-                            f"{source_tag.namespace}/{source_tag}: {exc.status.message}"
-                        ) from None
-                    source_tag = None
+        source_tag, source_stream = resolve_tag_source(
+            client, source, default_ns, source_kind, reference
+        )
         streams: dict[tuple[str, str], dict[str, Any] | None] = {}
         for target in targets:
             key = (target.namespace, target.stream)
@@ -733,21 +672,11 @@ def tag(
                         ) from None
                     streams[key] = None
             # The destination keeps every setting not given on the command line.
-            current = existing_tag(streams[key], target.tag)
-            if source_tag is not None:
-                entry = stream_tag_tag(
-                    target.tag, source_tag, source_stream, alias=alias, existing=current
-                )
-            else:
-                # --import imports: unless --reference is given, the tag stops being one.
-                if reference is None and import_now:
-                    reference = False
-                entry = docker_image_tag(
-                    target.tag, source, existing=current, scheduled=scheduled,
-                    insecure=insecure, reference=reference,
-                    reference_policy=_policy(reference_policy),
-                )  # fmt: skip
-            generation = _apply_tag(client, resource, target, entry, annotate=import_now)
+            generation = set_tag(
+                client, target, source, source_tag, source_stream, streams[key], alias=alias,
+                reference=reference, scheduled=scheduled, insecure=insecure,
+                reference_policy=reference_policy, import_now=import_now,
+            )  # fmt: skip
             click.echo(f"Tag {target} set to {source}.")
             if import_now:
                 message = _wait_for_import(

@@ -172,6 +172,17 @@ def _edit_workload(
     raise click.ClickException(f"{label} keeps changing; try again")
 
 
+def apply_triggers(
+    client: Client, kind: Kind, name: str, namespace: str, opts: TriggerOptions
+) -> None:
+    """Edit one object's triggers as ``set triggers`` does (``set triggers`` and the
+    console's pause/resume action); what changed is echoed, a refusal raises."""
+    if kind is BUILDCONFIG:
+        _edit_buildconfig(client, name, namespace, opts)
+    else:
+        _edit_workload(client, kind, name, namespace, opts)
+
+
 def _missing_image(client: Client, ref: ImageRef, namespace: str) -> str | None:
     """What to say when --from-image names a stream or tag that does not exist."""
     from headwater.resources import ImageStream
@@ -266,10 +277,7 @@ def set_triggers(
         else None
     )
     for kind, name in parsed:
-        if kind is BUILDCONFIG:
-            _edit_buildconfig(client, name, default_ns, opts)
-        else:
-            _edit_workload(client, kind, name, default_ns, opts)
+        apply_triggers(client, kind, name, default_ns, opts)
     if missing:
         # Said once the triggers are written (a refused edit says only why).
         click.echo(f"warning: {missing}", err=True)

@@ -225,7 +225,7 @@ def strategy_from(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def _watched(trigger: Mapping[str, Any], spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def watched_image(trigger: Mapping[str, Any], spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
     change = trigger.get("imageChange") or {}
     if change.get("from"):
         explicit: Mapping[str, Any] = change["from"]
@@ -252,7 +252,7 @@ def buildconfig_rows(bc: Mapping[str, Any]) -> list[Row]:
         if trigger.get("type") != "ImageChange":
             continue
         change = trigger.get("imageChange") or {}
-        watched = _watched(trigger, spec)
+        watched = watched_image(trigger, spec)
         value = _show(watched, namespace) or "<strategy image is not an ImageStreamTag>"
         if not change.get("from"):
             watches_builder = True
@@ -297,7 +297,7 @@ def edit_buildconfig(
         return BuildConfigEdit(list(keep), secrets)
 
     def is_image(t: Mapping[str, Any], ref: ImageRef) -> bool:
-        return t.get("type") == "ImageChange" and ref.matches(_watched(t, spec), namespace)
+        return t.get("type") == "ImageChange" and ref.matches(watched_image(t, spec), namespace)
 
     if opts.remove_all:
         return removing([])

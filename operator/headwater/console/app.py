@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import jinja2
 from aiohttp import web
 
-from headwater.console import security, views
+from headwater.console import actions, security, views
 from headwater.console.live import (
     KEEPALIVE_SECONDS,
     Busy,
@@ -29,7 +29,14 @@ from headwater.console.live import (
 from headwater.console.source import (
     BUILDCONFIGS,
     BUILDS,
+    CRONJOBS,
+    DAEMONSETS,
+    DEPLOYMENTS,
     IMAGESTREAMS,
+    NAMESPACES,
+    PODS,
+    REPLICASETS,
+    STATEFULSETS,
     Kind,
     Problem,
     Source,
@@ -280,6 +287,465 @@ async def stream(
     return response
 
 
+# --- an ImageStream ----------------------------------------------------------------
+
+
+def _name_param(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not NAME.match(name):
+        raise web.HTTPNotFound(text="not an object name\n")
+    return name
+
+
+async def _get(request: web.Request, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return await request.app[SOURCE].get(kind, name, namespace)
+    except Exception as exc:
+        if not is_problem(exc):
+            raise
+        raise problem(exc, f"{kind.label[:-1]} {namespace}/{name}") from None
+
+
+async def imagestream_page(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    stream_obj = await _get(request, IMAGESTREAMS, namespace, name)
+    view = views.stream_view(stream_obj, now())
+    return render(
+        request, "imagestream.html", **_context(request, namespace, view=view, problem=None)
+    )
+
+
+async def imagestream_events(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+
+    async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
+        (informer,) = informers
+        found = next((o for o in informer.values() if _obj_name(o) == name), None)
+        gone: Problem | None
+        if found is None:
+            view = views.StreamView(namespace, name, "", False, [])
+            gone = informer.problem or Problem("Not found", f"ImageStream {name} is gone", 404)
+        else:
+            view, gone = views.stream_view(found, now()), informer.problem
+        context = _context(request, namespace, view=view, problem=gone)
+        await response.write(sse_frame("tags", fragment(request, "_stream_tags.html", **context)))
+
+    return await stream(request, (IMAGESTREAMS,), namespace, send)
+
+
+def _obj_name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+MAX_FOLLOWER_NAMESPACES = 30
+FOLLOWER_KINDS = (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, CRONJOBS, BUILDCONFIGS, IMAGESTREAMS)
+
+
+async def followers_fragment(request: web.Request) -> web.StreamResponse:
+    """Who follows a tag, across the namespaces the user may list (lazily, on demand)."""
+    namespace, name = _namespace(request), _name_param(request)
+    tag = request.query.get("tag", "latest")
+    source = request.app[SOURCE]
+    notes: list[str] = []
+    try:
+        listed, _ = await source.list(NAMESPACES, None)
+        names = sorted(_obj_name(n) for n in listed)
+    except Exception as exc:
+        if not is_problem(exc):
+            raise
+        names = [namespace]
+        notes.append(f"Only {namespace} was searched: {problem(exc, 'listing namespaces').message}")
+    if namespace in names:
+        names.remove(namespace)
+    names.insert(0, namespace)
+    if len(names) > MAX_FOLLOWER_NAMESPACES:
+        notes.append(
+            f"Only the first {MAX_FOLLOWER_NAMESPACES} of {len(names)} namespaces were searched."
+        )
+        names = names[:MAX_FOLLOWER_NAMESPACES]
+    limit = asyncio.Semaphore(8)
+
+    async def one(kind: Kind, ns: str) -> tuple[Kind, str, list[dict[str, Any]], Problem | None]:
+        async with limit:
+            items, found = await _listed(source, kind, ns)
+        return kind, ns, items, found
+
+    results = await asyncio.gather(*(one(k, ns) for ns in names for k in FOLLOWER_KINDS))
+    objects: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    skipped: dict[str, list[str]] = {}
+    for kind, ns, items, found in results:
+        if found is not None:
+            skipped.setdefault(ns, []).append(f"{kind.label} ({found.title})")
+            continue
+        objects.setdefault(kind.key, {})[ns] = items
+    for ns, what in skipped.items():
+        if len(what) == len(FOLLOWER_KINDS):
+            notes.append(f"Skipped namespace {ns}: you may not list there.")
+        else:
+            notes.append(f"In {ns}, skipped {', '.join(what)}.")
+    found_followers = views.followers(namespace, name, tag, objects)
+    context = _context(
+        request, namespace, stream=name, tag=tag, found=found_followers, notes=notes,
+        image=f"{name}:{tag}",
+    )  # fmt: skip
+    if request.headers.get("HX-Request"):
+        return render(request, "_followers.html", **context)
+    return render(request, "followers.html", **context)
+
+
+# --- a BuildConfig and a Build -------------------------------------------------------
+
+
+async def _builds_of(request: web.Request, namespace: str, bc: str) -> list[dict[str, Any]]:
+    from headwater.builds.model import LABEL_BUILDCONFIG, label_value
+
+    try:
+        items, _ = await request.app[SOURCE].list(
+            BUILDS, namespace, labels={LABEL_BUILDCONFIG: label_value(bc)}
+        )
+    except Exception as exc:
+        if not is_problem(exc):
+            raise
+        raise problem(exc, f"listing the builds of {bc}") from None
+    return items
+
+
+async def buildconfig_page(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    bc = await _get(request, BUILDCONFIGS, namespace, name)
+    builds = await _builds_of(request, namespace, name)
+    view = views.buildconfig_view(bc, builds, now())
+    return render(
+        request, "buildconfig.html", **_context(request, namespace, view=view, problem=None)
+    )
+
+
+async def buildconfig_events(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    bc = await _get(request, BUILDCONFIGS, namespace, name)
+
+    async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
+        (informer,) = informers
+        view = views.buildconfig_view(bc, informer.values(), now())
+        context = _context(request, namespace, view=view, problem=informer.problem)
+        await response.write(sse_frame("builds", fragment(request, "_bc_builds.html", **context)))
+
+    return await stream(request, (BUILDS,), namespace, send)
+
+
+async def build_page(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    build = await _get(request, BUILDS, namespace, name)
+    view = views.build_view(build, now())
+    return render(request, "build.html", **_context(request, namespace, view=view, problem=None))
+
+
+async def build_events(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    last: list[dict[str, Any] | None] = [None]
+
+    async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
+        (informer,) = informers
+        found = next((o for o in informer.values() if _obj_name(o) == name), None)
+        if found is None or found == last[0]:
+            return
+        last[0] = found
+        view = views.build_view(found, now())
+        context = _context(request, namespace, view=view, problem=informer.problem)
+        await response.write(sse_frame("build", fragment(request, "_build_facts.html", **context)))
+
+    return await stream(request, (BUILDS,), namespace, send)
+
+
+MAX_LOG_FOLLOWERS = 16
+LOG_BATCH = 200
+"""Log lines sent in one event when they arrive faster than the browser takes them."""
+LOGS = web.AppKey("log_followers", list)
+
+
+class _Closed(Exception):
+    """The browser left: the log reader stops at its next line."""
+
+
+async def build_log(request: web.Request) -> web.StreamResponse:
+    """The build's log as SSE, read by the same code as ``headwater logs -f``."""
+    import io
+    import threading
+
+    import click
+
+    from headwater.builds.model import NEW
+    from headwater.cli.builds import get_build, stream_logs
+
+    namespace, name = _namespace(request), _name_param(request)
+    followers = request.app[LOGS]
+    if len(followers) >= MAX_LOG_FOLLOWERS:
+        return _with_headers(
+            web.Response(
+                status=503, text="busy: too many logs followed\n", headers={"Retry-After": "5"}
+            )
+        )
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    closed = threading.Event()
+    client = request.app[SOURCE].sync_client()
+
+    def put(event: str, text: str) -> None:
+        if closed.is_set():
+            raise _Closed
+        loop.call_soon_threadsafe(queue.put_nowait, (event, text))
+
+    class Out(io.TextIOBase):
+        def write(self, text: str) -> int:
+            put("line", text)
+            return len(text)
+
+    def follow() -> None:
+        end = "The log ended."
+        try:
+            out = cast(IO[str], Out())
+            stream_logs(client, namespace, name, True, out, say=lambda line: put("waiting", line))
+            phase = str(
+                (get_build(client, namespace, name).get("status") or {}).get("phase") or NEW
+            )
+            end = f"The log ended: the build is {phase}."
+        except _Closed:
+            return
+        except click.ClickException as exc:
+            end = exc.format_message()
+        except Exception as exc:
+            if not is_problem(exc):
+                log.exception("following the log of %s/%s failed", namespace, name)
+                end = "Following the log failed; the console's log has the details."
+            else:
+                end = problem(exc, "reading the log").message
+        if not closed.is_set():
+            loop.call_soon_threadsafe(queue.put_nowait, ("end", end))
+
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
+    _with_headers(response)
+    followers.append(name)
+    reader = asyncio.ensure_future(asyncio.to_thread(follow))
+    try:
+        await response.prepare(request)
+        await response.write(sse_comment("connected"))
+        while True:
+            try:
+                event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(sse_comment("keepalive"))
+                continue
+            if event == "line":
+                lines = [text]
+                while len(lines) < LOG_BATCH and not queue.empty():
+                    more = queue.get_nowait()
+                    if more[0] != "line":
+                        queue.put_nowait(more)  # order kept: the rest follows next turn
+                        break
+                    lines.append(more[1])
+                await response.write(sse_frame("line", html.escape("".join(lines))))
+            else:
+                await response.write(sse_frame(event, html.escape(text)))
+                if event == "end":
+                    break
+    except ConnectionResetError:
+        pass
+    finally:
+        closed.set()
+        followers.remove(name)
+        reader.cancel()
+    return response
+
+
+# --- actions -------------------------------------------------------------------------
+
+
+async def _act(
+    request: web.Request, namespace: str, back: str, fn: Callable[..., str], *args: Any
+) -> web.StreamResponse:
+    """Run one action (a CLI function) in a thread with the user's client; its sentence,
+    or why it was refused, as a fragment (htmx) or a page."""
+    client = request.app[SOURCE].sync_client()
+    message, found = "", None
+    try:
+        message = await asyncio.to_thread(fn, client, namespace, *args)
+    except Exception as exc:
+        if not is_problem(exc):
+            raise
+        found = problem(exc)
+    if request.headers.get("HX-Request"):
+        if found is not None:
+            return render(request, "_problem.html", problem=found)
+        return render(request, "_notice.html", message=message)
+    return render(
+        request, "action.html", status=200 if found is None else found.status,
+        **_context(request, namespace, message=message, problem=found, back=back),
+    )  # fmt: skip
+
+
+def _field(form: Mapping[str, Any], key: str, required: bool = True) -> str:
+    value = form.get(key)
+    text = value if isinstance(value, str) else ""
+    if required and not text.strip():
+        raise Problem("Invalid", f"{key} is required", 422)
+    return text
+
+
+async def action_import(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    form = await request.post()
+    back = f"/ns/{namespace}/imagestreams/{name}"
+    return await _act(request, namespace, back, actions.import_now, name, _field(form, "tag"))
+
+
+async def action_tag(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    form = await request.post()
+    back = f"/ns/{namespace}/imagestreams/{name}"
+    return await _act(
+        request, namespace, back, actions.tag, _field(form, "source"),
+        _field(form, "destination"), bool(form.get("alias")),
+    )  # fmt: skip
+
+
+async def action_trigger(request: web.Request) -> web.StreamResponse:
+    namespace = _namespace(request)
+    form = await request.post()
+    kind, name = _field(form, "kind"), _field(form, "name")
+    back = f"/ns/{namespace}"
+    return await _act(
+        request, namespace, back, actions.set_trigger_paused, kind, name,
+        _field(form, "image"), _field(form, "paused") == "1",
+    )  # fmt: skip
+
+
+async def action_start(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    form = await request.post()
+    back = f"/ns/{namespace}/buildconfigs/{name}"
+    try:
+        env = actions.parse_env(_field(form, "env", required=False))
+    except Exception as exc:
+        raise problem(exc) from None
+    return await _act(
+        request, namespace, back, actions.start_build, name,
+        _field(form, "commit", required=False), env,
+    )  # fmt: skip
+
+
+async def action_cancel(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    back = f"/ns/{namespace}/builds/{name}"
+    return await _act(request, namespace, back, actions.cancel_build, name)
+
+
+async def action_rebuild(request: web.Request) -> web.StreamResponse:
+    namespace, name = _namespace(request), _name_param(request)
+    back = f"/ns/{namespace}/builds/{name}"
+    return await _act(request, namespace, back, actions.rebuild, name)
+
+
+# --- the trace -----------------------------------------------------------------------
+
+TRACE_KINDS = (IMAGESTREAMS, BUILDS, DEPLOYMENTS, REPLICASETS, PODS)
+
+
+def trace_of(
+    namespace: str, query: Mapping[str, str], found: Mapping[str, list[dict[str, Any]]]
+) -> tuple[str, views.Trace | None, Problem | None]:
+    """(subject, trace, why not) for ``?tag=stream:tag[&image=digest]`` or ``?deployment=``."""
+    from headwater.workloads.triggers import TriggerError, parse_triggers, trigger_annotation
+
+    streams = {_obj_name(s): s for s in found["imagestreams"]}
+    deployment_name = query.get("deployment", "")
+    if deployment_name:
+        subject = f"deployment/{deployment_name}"
+        deployment = next(
+            (d for d in found["deployments"] if _obj_name(d) == deployment_name), None
+        )
+        if deployment is None:
+            return subject, None, Problem("Not found", f"Deployment {deployment_name}", 404)
+        annotation = trigger_annotation(deployment)
+        try:
+            triggers = parse_triggers(annotation[1], "Deployment", namespace) if annotation else ()
+        except TriggerError as exc:
+            return subject, None, Problem("Invalid", f"its trigger annotation: {exc}", 422)
+        local = [t for t in triggers if t.namespace == namespace]
+        if not local:
+            return (
+                subject,
+                None,
+                Problem(
+                    "No trigger",
+                    f"{deployment_name} follows no ImageStream tag in {namespace}",
+                    404,
+                ),
+            )
+        trigger = local[0]
+        stream_obj = streams.get(trigger.stream)
+        if stream_obj is None:
+            return subject, None, Problem("Not found", f"ImageStream {trigger.stream}", 404)
+        container = trigger.name
+        digest = views.current_digest(deployment, found["replicasets"], container)
+        tag = trigger.tag
+    else:
+        stream_name, _, tag = query.get("tag", "").partition(":")
+        tag = tag or "latest"
+        subject = f"{stream_name}:{tag}"
+        stream_obj = streams.get(stream_name)
+        if stream_obj is None:
+            return subject, None, Problem("Not found", f"ImageStream {stream_name}", 404)
+        digest = query.get("image", "")
+        if not digest:
+            newest: Mapping[str, Any] = next(
+                (
+                    (e.get("items") or [{}])[0]
+                    for e in (stream_obj.get("status") or {}).get("tags") or []
+                    if e.get("tag") == tag
+                ),
+                {},
+            )
+            digest = str(newest.get("image") or "")
+    result = views.trace(
+        namespace, stream_obj, tag, digest, found["builds"], found["deployments"],
+        found["replicasets"], found["pods"], now(),
+    )  # fmt: skip
+    return subject, result, None
+
+
+async def trace_page(request: web.Request) -> web.StreamResponse:
+    namespace = _namespace(request)
+    source = request.app[SOURCE]
+    results = await asyncio.gather(*(_listed(source, k, namespace) for k in TRACE_KINDS))
+    for _, failed in results:
+        if failed is not None:
+            raise failed
+    found = {k.key: items for k, (items, _) in zip(TRACE_KINDS, results, strict=True)}
+    subject, result, why = trace_of(namespace, request.query, found)
+    return render(
+        request, "trace.html", **_context(
+            request, namespace, subject=subject, trace=result, problem=why,
+            request_path=request.path_qs,
+            events_path=f"/ns/{namespace}/trace/events?{request.query_string}",
+        ),
+    )  # fmt: skip
+
+
+async def trace_events(request: web.Request) -> web.StreamResponse:
+    namespace = _namespace(request)
+
+    async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
+        found = {i.kind.key: i.values() for i in informers}
+        failed = next((i.problem for i in informers if i.problem), None)
+        subject, result, why = trace_of(namespace, request.query, found)
+        context = _context(request, namespace, subject=subject, trace=result, problem=failed or why)
+        await response.write(sse_frame("trace", fragment(request, "_trace.html", **context)))
+
+    return await stream(request, TRACE_KINDS, namespace, send)
+
+
 # --- the application ---------------------------------------------------------------
 
 
@@ -294,10 +760,27 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app[HUB] = Hub(source)
     app[TEMPLATES] = templates()
     app[ALLOWED] = security.allowed_hosts(settings.address, settings.port)
+    app[LOGS] = []
     app.router.add_get("/", index)
     app.router.add_get("/go", go)
     app.router.add_get("/ns/{ns}", overview_page)
     app.router.add_get("/ns/{ns}/overview/events", overview_events)
+    app.router.add_get("/ns/{ns}/imagestreams/{name}", imagestream_page)
+    app.router.add_get("/ns/{ns}/imagestreams/{name}/events", imagestream_events)
+    app.router.add_get("/ns/{ns}/imagestreams/{name}/followers", followers_fragment)
+    app.router.add_post("/ns/{ns}/imagestreams/{name}/import", action_import)
+    app.router.add_post("/ns/{ns}/imagestreams/{name}/tag", action_tag)
+    app.router.add_post("/ns/{ns}/triggers", action_trigger)
+    app.router.add_get("/ns/{ns}/buildconfigs/{name}", buildconfig_page)
+    app.router.add_get("/ns/{ns}/buildconfigs/{name}/events", buildconfig_events)
+    app.router.add_post("/ns/{ns}/buildconfigs/{name}/start", action_start)
+    app.router.add_get("/ns/{ns}/builds/{name}", build_page)
+    app.router.add_get("/ns/{ns}/builds/{name}/events", build_events)
+    app.router.add_get("/ns/{ns}/builds/{name}/log", build_log)
+    app.router.add_post("/ns/{ns}/builds/{name}/cancel", action_cancel)
+    app.router.add_post("/ns/{ns}/builds/{name}/rebuild", action_rebuild)
+    app.router.add_get("/ns/{ns}/trace", trace_page)
+    app.router.add_get("/ns/{ns}/trace/events", trace_events)
     app.router.add_static("/static/", HERE / "static", append_version=False)
 
     async def closing(app: web.Application) -> None:
