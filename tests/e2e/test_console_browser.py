@@ -82,6 +82,10 @@ def new_page(browser: Any) -> Any:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on(
+        "response",
+        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
     page.errors = errors
     return page
 
@@ -107,7 +111,9 @@ def accessible(page: Any, what: str) -> None:
 
 
 def screenshot(page: Any, artifacts: Path, name: str) -> None:
+    """Keep the page's picture; the page so far had no script error nor failed request."""
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+    no_page_errors(page)
 
 
 def view_only_kubeconfig(cluster: Cluster, namespace: str, workdir: Path) -> Path:
