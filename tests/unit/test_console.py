@@ -561,3 +561,123 @@ def test_env_overrides_parse_as_start_build_takes_them() -> None:
     assert parse_env("A=1\n\n B = two=2 \n") == (("A", "1"), ("B", " two=2"))
     with pytest.raises(Exception, match="expected NAME=VALUE"):
         parse_env("nonsense")
+
+
+# --- the trace -----------------------------------------------------------------------
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def _traced_namespace() -> dict[str, list[dict[str, Any]]]:
+    """A build that pushed DIGEST, the tag move that recorded it, and a rollout of it."""
+    web = stream("web", tags=0)
+    web["status"]["tags"] = [
+        {
+            "tag": "latest",
+            "items": [
+                {
+                    "created": "2026-12-05T08:50:20Z",
+                    "image": DIGEST,
+                    "dockerImageReference": f"registry.local/shop/web@{DIGEST}",
+                }
+            ],
+        }
+    ]
+    done = build("web", 5, "Complete")
+    done["status"].update(
+        startTimestamp="2026-12-05T08:49:00Z",
+        completionTimestamp="2026-12-05T08:50:15Z",
+        output={"to": {"imageDigest": DIGEST}},
+        revision={"git": {"commit": "3f2c1ab9d8e7f6a5", "message": "Fix the cart\n\nbody"}},
+    )
+    deployment = _deployment("web", "shop", "web:latest")
+    deployment["metadata"]["annotations"]["image.openshift.io/triggers"] = deployment["metadata"][
+        "annotations"
+    ]["image.openshift.io/triggers"].replace('"web:latest", "namespace": "shop"', '"web:latest"')
+    rs = {
+        "metadata": {
+            "name": "web-7d9",
+            "uid": "uid-rs",
+            "creationTimestamp": "2026-12-05T08:50:21Z",
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+            "ownerReferences": [{"uid": "uid-d-web"}],
+        },
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "web", "image": f"registry.local/shop/web@{DIGEST}"}]
+                }
+            },
+        },
+    }
+    pods = [
+        {
+            "metadata": {"name": f"web-7d9-{n}", "ownerReferences": [{"uid": "uid-rs"}]},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "lastTransitionTime": f"2026-12-05T08:50:3{n}Z",
+                    }
+                ]
+            },
+        }
+        for n in range(2)
+    ]
+    return {
+        "imagestreams": [web],
+        "builds": [done],
+        "deployments": [deployment],
+        "replicasets": [rs],
+        "pods": pods,
+    }
+
+
+def test_trace_of_a_tag_has_every_step_with_its_time() -> None:
+    found = _traced_namespace()
+    result = views.trace(
+        "shop", found["imagestreams"][0], "latest", DIGEST, found["builds"],
+        found["deployments"], found["replicasets"], found["pods"], NOW,
+    )  # fmt: skip
+    labels = [(s.label, s.at, s.after) for s in result.steps]
+    assert labels == [
+        ("Commit", "", ""),
+        ("Build started", "2026-12-05T08:49:00Z", ""),
+        ("Image pushed", "2026-12-05T08:50:15Z", "+1m15s"),
+        ("Tag web:latest moved", "2026-12-05T08:50:20Z", "+5s"),
+        ("Deployment web: ReplicaSet created", "2026-12-05T08:50:21Z", "+1s"),
+        ("Deployment web: pods ready", "2026-12-05T08:50:31Z", "+10s"),
+    ]
+    assert result.steps[0].detail == "3f2c1ab9d8e7 Fix the cart"
+    assert result.complete
+    assert result.total == "1m31s"
+
+
+def test_trace_waits_for_pods_not_yet_ready() -> None:
+    found = _traced_namespace()
+    found["pods"] = found["pods"][:1]
+    result = views.trace(
+        "shop", found["imagestreams"][0], "latest", DIGEST, found["builds"],
+        found["deployments"], found["replicasets"], found["pods"], NOW,
+    )  # fmt: skip
+    assert result.steps[-1].detail == "1/2 ready"
+    assert not result.steps[-1].done
+    assert not result.complete
+
+
+async def test_trace_page_for_a_deployment(source: FakeSource) -> None:
+    for kind, items in _traced_namespace().items():
+        source.objects[(kind, "shop")] = items
+    port = unused_port()
+    app = make_app(source, Settings(port=port, token=TOKEN))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as test_client:
+        answer = await test_client.get("/ns/shop/trace?deployment=web")
+        html = await answer.text()
+        assert answer.status == 200
+        assert "Deployment web: pods ready" in html
+        assert "complete, 1m31s from first to last step" in html
+        assert 'sse-connect="/ns/shop/trace/events?deployment=web"' in html
+        missing = await test_client.get("/ns/shop/trace?deployment=nope")
+        assert "Not found" in await missing.text()

@@ -1,0 +1,166 @@
+"""``headwater console`` against the real cluster, without a browser (the browser tests
+drive the same pages): the overview and a stream's page as the user, a tag promoted
+through the page's form, the change arriving on the page's live stream, and the guards.
+
+The console runs as a process with ``--kubeconfig`` and ``-n``; the operator runs
+in-process and imports the tags.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import kopf.testing
+import pytest
+
+from tests.registry_servers import free_port
+
+from .helpers import Cluster, eventually, push_image
+from .test_imagestream_imports import docker_tag, newest_image
+
+pytestmark = pytest.mark.e2e
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
+
+
+@pytest.fixture
+def console(cluster: Cluster, namespace: str) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [HEADWATER, "console", "--no-browser", "--port", str(port),
+         "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = request(port, "GET", "/")
+                if status in (200, 302):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+        # A bug would have logged a trace; API refusals are messages, never traces.
+        assert "Traceback" not in output, output
+
+
+def request(
+    port: int, method: str, path: str, body: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], str]:  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    data = urllib.parse.urlencode(body) if body is not None else None
+    sent = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+    if data is not None:
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    connection.request(method, path, body=data, headers=sent)
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    return response.status, dict(response.getheaders()), text
+
+
+def token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+class Events:
+    """An SSE stream read line by line."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.request("GET", path, headers={"Host": f"127.0.0.1:{port}"})
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+        assert self.response.getheader("Content-Type") == "text/event-stream"
+
+    def until(self, name: str, wanted: str, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        event, data = "", []
+        while time.monotonic() < deadline:
+            line = self.response.readline().decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "":
+                text = "\n".join(data)
+                if event == name and wanted in text:
+                    return text
+                event, data = "", []
+        raise AssertionError(f"no {name} event with {wanted!r} after {timeout}s")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def test_console_overview_promote_and_live_update(
+    cluster: Cluster, namespace: str, operator_in_process: kopf.testing.KopfRunner, console: int
+) -> None:
+    registry = cluster.need_registry()
+    digest, _ = push_image(registry, f"{namespace}/web", "1.0", marker="console")
+    cluster.apply(
+        {
+            "apiVersion": "image.headwater.dev/v1",
+            "kind": "ImageStream",
+            "metadata": {"name": "web"},
+            "spec": {"tags": [docker_tag("1.0", f"{registry}/{namespace}/web:1.0")]},
+        },
+        namespace,
+    )
+    eventually("the import", lambda: newest_image(cluster, namespace, "web", "1.0") == digest)
+
+    status, headers, html = request(console, "GET", f"/ns/{namespace}")
+    assert status == 200
+    assert f'href="/ns/{namespace}/imagestreams/web"' in html
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+
+    # The guards, on the real server.
+    status, _, _ = request(console, "GET", f"/ns/{namespace}", headers={"Host": "evil.test:80"})
+    assert status == 421
+    status, _, _ = request(
+        console, "POST", f"/ns/{namespace}/imagestreams/web/tag",
+        {"source": "web:1.0", "destination": "web:prod"},
+    )  # fmt: skip
+    assert status == 403
+
+    status, _, page = request(console, "GET", f"/ns/{namespace}/imagestreams/web")
+    assert status == 200
+    assert digest in page
+    events = Events(console, f"/ns/{namespace}/imagestreams/web/events")
+    try:
+        events.until("tags", "web:1.0")
+        status, _, answer = request(
+            console, "POST", f"/ns/{namespace}/imagestreams/web/tag",
+            {"source": "web:1.0", "destination": "web:prod", "csrf_token": token(page)},
+            headers={"HX-Request": "true"},
+        )  # fmt: skip
+        assert status == 200
+        assert f"Tag {namespace}/web:prod set to web:1.0." in answer
+        # The operator records the new tag; the page's stream shows it without a reload.
+        section = events.until("tags", "web:prod")
+        assert digest in section
+    finally:
+        events.close()
+    spec = cluster.get_json("imagestream/web", "-n", namespace)["spec"]["tags"]
+    assert any(t["name"] == "prod" for t in spec)
+
+    # An object that is not there: a message, not a trace.
+    status, _, missing = request(console, "GET", f"/ns/{namespace}/builds/nope-1")
+    assert status == 404
+    assert "Not found" in missing
