@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,17 @@ import yaml
 from tests.console_browser import Console, axe_script, launch_chromium
 
 from .conftest import REPO
-from .helpers import Cluster, GitServer, build_digest, builds_of, eventually, imagestream
+from .helpers import (
+    BUILD_TIMEOUT,
+    TERMINAL,
+    Cluster,
+    GitServer,
+    build_digest,
+    build_json,
+    builds_of,
+    eventually,
+    imagestream,
+)
 from .test_story import deployment, rolled_out
 
 pytestmark = pytest.mark.e2e
@@ -114,6 +125,26 @@ def screenshot(page: Any, artifacts: Path, name: str) -> None:
     """Keep the page's picture; the page so far had no script error nor failed request."""
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
     no_page_errors(page)
+
+
+def build_phase(cluster: Cluster, namespace: str, name: str) -> str:
+    return str((build_json(cluster, namespace, name).get("status") or {}).get("phase") or "")
+
+
+def arrives(page: Any, log: Any, text: str, phase: Callable[[], str], grace: float = 10) -> None:
+    """Until ``text`` is in the page's log; fail soon (not at a long timeout) when the
+    build has ended ``grace`` seconds ago and the line still has not arrived."""
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    ended: float | None = None
+    while text not in log.inner_text():
+        now = time.monotonic()
+        if ended is None and phase() in TERMINAL:
+            ended = now
+        if ended is not None and now - ended > grace:
+            raise AssertionError(f"the build ended and {text!r} never arrived in the open page")
+        if now > deadline:
+            raise AssertionError(f"{text!r} did not arrive in {BUILD_TIMEOUT}s")
+        page.wait_for_timeout(300)
 
 
 def view_only_kubeconfig(cluster: Cluster, namespace: str, workdir: Path) -> Path:
@@ -210,7 +241,7 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     # The page was opened before the build printed its lines: they arrive into it.
     assert "console-line-1" not in log.inner_text()
-    log.get_by_text("console-line-1").wait_for(timeout=240_000)
+    arrives(page, log, "console-line-1", lambda: build_phase(cluster, namespace, "web-1"))
     early = log.inner_text()
     log.get_by_text(f"console-line-{LOG_LINES}").wait_for(timeout=60_000)
     assert f"console-line-{LOG_LINES}" not in early, "the log did not arrive line by line"
