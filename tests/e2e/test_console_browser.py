@@ -86,9 +86,14 @@ def console_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
 
 
 def new_page(browser: Any) -> Any:
-    """A page whose console errors (a CSP violation, a script failing) fail the test."""
+    """A page in a context of its own (see :func:`watched`)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
+    return watched(context.new_page())
+
+
+def watched(page: Any) -> Any:
+    """The page, its console errors (a CSP violation, a script failing) and failed
+    requests recorded in ``page.errors`` (:func:`no_page_errors` fails on them)."""
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -99,6 +104,11 @@ def new_page(browser: Any) -> Any:
     )
     page.errors = errors
     return page
+
+
+def live(page: Any) -> None:
+    """Until the overview says its event stream is connected."""
+    page.locator("#live-state").get_by_text("live", exact=True).wait_for()
 
 
 def no_page_errors(page: Any) -> None:
@@ -219,15 +229,22 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     console = console_factory(namespace)
     assert console.printed_url() == console.url(f"/ns/{namespace}")
 
-    # The overview: the BuildConfig and the stream are there, no build yet.
-    page = new_page(browser)
-    page.goto(console.url(f"/ns/{namespace}"))
-    page.get_by_role("heading", name=re.compile(f"Namespace.*{namespace}")).wait_for()
-    page.locator("#bcs-section").get_by_role("link", name="web", exact=True).wait_for()
-    accessible(page, "overview")
-    screenshot(page, artifacts, "overview-empty")
+    # The overview: the BuildConfig and the stream are there, no build yet. It stays
+    # open in its own tab through what follows, never reloaded.
+    overview = new_page(browser)
+    overview.goto(console.url(f"/ns/{namespace}"))
+    overview.get_by_role("heading", name=re.compile(f"Namespace.*{namespace}")).wait_for()
+    overview.locator("#bcs-section").get_by_role("link", name="web", exact=True).wait_for()
+    live(overview)
+    assert "0 builds" in overview.locator("#builds-section").inner_text()
+    accessible(overview, "overview")
+    screenshot(overview, artifacts, "overview-empty")
+    overview_navigations: list[str] = []
+    overview.on("framenavigated", lambda frame: overview_navigations.append(frame.url))
 
     # Start a build from the BuildConfig's page; the build's page follows its log live.
+    page = watched(overview.context.new_page())
+    page.goto(console.url(f"/ns/{namespace}"))
     page.locator("#bcs-section").get_by_role("link", name="web", exact=True).click()
     page.get_by_role("heading", name=re.compile("BuildConfig web")).wait_for()
     accessible(page, "buildconfig")
@@ -286,10 +303,13 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     page.get_by_role("heading", name="web:prod").wait_for()
     screenshot(page, artifacts, "imagestream")
 
-    # The overview again, with the build listed.
-    page.goto(console.url(f"/ns/{namespace}"))
-    page.locator("#builds-section").get_by_role("link", name="web-1").wait_for()
-    screenshot(page, artifacts, "overview")
+    # The overview tab, never reloaded, lists the build as Complete and the new tag.
+    overview.bring_to_front()
+    row = overview.locator("#builds-section tr", has_text="web-1")
+    row.get_by_text("Complete").wait_for()
+    overview.locator("#streams-section").get_by_text("prod").wait_for()
+    assert overview_navigations == [], f"the overview reloaded: {overview_navigations}"
+    screenshot(overview, artifacts, "overview")
     assert [b["metadata"]["name"] for b in builds_of(cluster, namespace)] == ["web-1"]
     no_page_errors(page)
     page.context.close()
