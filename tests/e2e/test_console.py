@@ -22,7 +22,15 @@ import pytest
 
 from tests.registry_servers import free_port
 
-from .helpers import Cluster, eventually, push_image
+from .helpers import (
+    Cluster,
+    GitServer,
+    build_json,
+    docker_bc,
+    eventually,
+    imagestream,
+    push_image,
+)
 from .test_imagestream_imports import docker_tag, newest_image
 
 pytestmark = pytest.mark.e2e
@@ -164,3 +172,46 @@ def test_console_overview_promote_and_live_update(
     status, _, missing = request(console, "GET", f"/ns/{namespace}/builds/nope-1")
     assert status == 404
     assert "Not found" in missing
+
+
+def test_console_starts_a_build_follows_its_log_and_traces_it(
+    cluster: Cluster, namespace: str, git_server: GitServer,
+    operator_in_process: kopf.testing.KopfRunner, console: int,
+) -> None:  # fmt: skip
+    cluster.need_registry()
+    busybox = cluster.image("busybox")
+    url, sha = git_server.repo(
+        {"Dockerfile": f"FROM {busybox}\nRUN echo console-log-marker\n"}, message="from the console"
+    )
+    cluster.apply(imagestream("web"), namespace)
+    cluster.apply(docker_bc("web", {"type": "Git", "git": {"uri": url}}, "web:latest"), namespace)
+
+    status, _, page = request(console, "GET", f"/ns/{namespace}/buildconfigs/web")
+    assert status == 200
+    status, _, answer = request(
+        console, "POST", f"/ns/{namespace}/buildconfigs/web/start",
+        {"commit": "", "env": "GREETING=hello", "csrf_token": token(page)},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+    assert status == 200
+    assert "Build web-1 started." in answer, answer
+
+    # The log, read by the code of `headwater logs -f`, arrives line by line.
+    log = Events(console, f"/ns/{namespace}/builds/web-1/log")
+    try:
+        log.until("line", f"Commit: {sha}", timeout=240)
+        log.until("line", "console-log-marker", timeout=240)
+        ended = log.until("end", "The log ended", timeout=240)
+        assert "Complete" in ended
+    finally:
+        log.close()
+    build = build_json(cluster, namespace, "web-1")
+    assert {"name": "GREETING", "value": "hello"} in build["spec"]["strategy"]["dockerStrategy"][
+        "env"
+    ]
+
+    status, _, traced = request(console, "GET", f"/ns/{namespace}/trace?tag=web:latest")
+    assert status == 200
+    assert f"{sha[:12]} from the console" in traced
+    assert "Image pushed" in traced
+    assert "Tag web:latest moved" in traced
