@@ -306,7 +306,13 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     # The overview tab, never reloaded, lists the build as Complete and the new tag.
     overview.bring_to_front()
     row = overview.locator("#builds-section tr", has_text="web-1")
-    row.get_by_text("Complete").wait_for()
+    try:
+        row.get_by_text("Complete").wait_for()
+    except Exception:
+        screenshot(overview, artifacts, "overview-not-updated")
+        raise AssertionError(
+            f"the open overview did not update: {overview.locator('main').inner_text()}"
+        ) from None
     overview.locator("#streams-section").get_by_text("prod").wait_for()
     assert overview_navigations == [], f"the overview reloaded: {overview_navigations}"
     screenshot(overview, artifacts, "overview")
