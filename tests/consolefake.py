@@ -31,9 +31,7 @@ class FakeSource:
         self.lists: list[tuple[str, str | None]] = []
         self.gets: list[tuple[str, str]] = []
         self.watching: dict[tuple[str, str], int] = defaultdict(int)
-        self.queues: dict[tuple[str, str], list[asyncio.Queue[tuple[str, dict[str, Any]]]]] = (
-            defaultdict(list)
-        )
+        self.queues: dict[tuple[str, str], list[asyncio.Queue[Any]]] = defaultdict(list)
         self.client: Any = None
 
     def add(self, kind: str, namespace: str, *objs: dict[str, Any]) -> None:
@@ -71,13 +69,16 @@ class FakeSource:
     async def watch(
         self, kind: Kind, namespace: str, resource_version: str
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
         key = (kind.key, namespace)
         self.queues[key].append(queue)
         self.watching[key] += 1
         try:
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
             self.watching[key] -= 1
             self.queues[key].remove(queue)
@@ -85,6 +86,10 @@ class FakeSource:
     def emit(self, kind: str, namespace: str, event: str, obj: dict[str, Any]) -> None:
         for queue in self.queues[(kind, namespace)]:
             queue.put_nowait((event, obj))
+
+    def fail_watch(self, kind: str, namespace: str, error: BaseException) -> None:
+        for queue in self.queues[(kind, namespace)]:
+            queue.put_nowait(error)
 
     def sync_client(self) -> Any:
         return self.client

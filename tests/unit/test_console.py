@@ -446,6 +446,10 @@ async def test_build_page_shows_failure_and_snippet(client: TestClient[Any, Any]
     assert "make: *** [all] Error 2" in html
     assert 'sse-connect="/ns/shop/builds/web-2/log"' in html
     assert "1m15s" in html
+    assert "Cancel build" not in html  # it ended
+    assert 'action="/ns/shop/builds/web-2/rebuild"' in html
+    running = await (await client.get("/ns/shop/builds/web-3")).text()
+    assert 'action="/ns/shop/builds/web-3/cancel"' in running
 
 
 async def test_build_log_is_streamed_escaped_and_ends(
@@ -464,6 +468,7 @@ async def test_build_log_is_streamed_escaped_and_ends(
     monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
     monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Complete"}})
     response = await client.get("/ns/shop/builds/web-3/log")
+    assert (await response.content.readline()) == b"event: reset\n"
     assert (await _read_event(response, "waiting")) == "waiting for the build pod: Pending"
     lines = await _read_event(response, "line")
     while "pushed" not in lines:
@@ -681,3 +686,44 @@ async def test_trace_page_for_a_deployment(source: FakeSource) -> None:
         assert 'sse-connect="/ns/shop/trace/events?deployment=web"' in html
         missing = await test_client.get("/ns/shop/trace?deployment=nope")
         assert "Not found" in await missing.text()
+
+
+async def test_an_expired_watch_lists_again_without_a_message(source: FakeSource) -> None:
+    from headwater.console.live import Informer
+
+    informer = Informer(source, BUILDS, "shop")
+    informer.start()
+    try:
+        assert await informer.changed(0, 5)
+        for _ in range(100):
+            if source.queues[("builds", "shop")]:
+                break
+            await asyncio.sleep(0.01)
+        lists = len(source.lists)
+        source.add("builds", "shop", build("web", 9, "Running"))
+        source.fail_watch("builds", "shop", api_error(410, "Expired", "too old resource version"))
+        for _ in range(100):
+            if len(source.lists) > lists and len(informer.objects) == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert len(informer.objects) == 4  # relisted: the build added meanwhile is there
+        assert informer.problem is None
+    finally:
+        await informer.stop()
+
+
+def test_a_busy_port_is_one_line_not_a_trace() -> None:
+    import socket
+
+    import click
+
+    from headwater.console.server import serve
+    from headwater.console.source import KubeSource
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(address="127.0.0.1", port=port, token=TOKEN)
+        with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}"):
+            asyncio.run(serve(KubeSource(None, "shop"), settings, open_browser=False))

@@ -188,6 +188,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/ns/{request.app[SOURCE].default_namespace}")
 
 
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    """No icon (and no 404 in the browser's console on every page)."""
+    return web.Response(status=204)
+
+
 async def go(request: web.Request) -> web.StreamResponse:
     namespace = request.query.get("ns", "").strip()
     if not NAMESPACE.match(namespace):
@@ -531,10 +536,14 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     )
     _with_headers(response)
     followers.append(name)
-    reader = asyncio.ensure_future(asyncio.to_thread(follow))
+    # A thread of its own, a daemon: a log that prints nothing more must not hold up
+    # the console's exit (the default executor is joined at exit); the reader ends at
+    # its next line once ``closed`` is set.
+    threading.Thread(target=follow, name=f"console-log-{name}", daemon=True).start()
     try:
         await response.prepare(request)
-        await response.write(sse_comment("connected"))
+        # The log starts again from its first line: a reconnected page clears what it has.
+        await response.write(sse_frame("reset", ""))
         while True:
             try:
                 event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
@@ -559,7 +568,6 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     finally:
         closed.set()
         followers.remove(name)
-        reader.cancel()
     return response
 
 
@@ -767,6 +775,7 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app[LOGS] = []
     app.router.add_get("/", index)
     app.router.add_get("/go", go)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/ns/{ns}", overview_page)
     app.router.add_get("/ns/{ns}/overview/events", overview_events)
     app.router.add_get("/ns/{ns}/imagestreams/{name}", imagestream_page)

@@ -23,6 +23,7 @@ MAX_STREAMS = 64
 MAX_WATCHES = 32
 """Watches at once (kind x namespace), shared by the streams that show them."""
 RETRY_SECONDS = 2.0
+MAX_RETRY_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -90,12 +91,17 @@ class Informer:
         return list(self.objects.values())
 
     async def _run(self) -> None:
+        from headwater.kube import Failure, classify
+
+        failures = 0
         while True:
+            watching = False
             try:
                 items, version = await self.source.list(self.kind, self.namespace)
                 self.objects = {_key(o): o for o in items}
-                self.synced, self.problem = True, None
+                self.synced, self.problem, failures = True, None, 0
                 self._bump()
+                watching = True
                 async for event, obj in self.source.watch(self.kind, self.namespace, version):
                     if event == "DELETED":
                         self.objects.pop(_key(obj), None)
@@ -107,15 +113,19 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if watching and classify(exc) is Failure.GONE:
+                    continue  # 410: the watch's version expired; list again at once
+                failures += 1
                 if not is_problem(exc):
                     log.exception("watch of %s in %s failed", self.kind.key, self.namespace)
                     self.problem = Problem("Watch failed", f"{type(exc).__name__}: {exc}")
                 else:
                     self.problem = problem(exc, f"watching {self.kind.label}")
                 self._bump()
-            # The watch ended (the server closes them every few minutes) or failed:
-            # list again after a pause, so a Forbidden does not spin.
-            await asyncio.sleep(RETRY_SECONDS if self.problem else 0)
+            # The watch ended or failed: list again, after a pause growing with the
+            # failures (a Forbidden or a missing kind does not spin).
+            if failures:
+                await asyncio.sleep(min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
 
 
 def _key(obj: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import webbrowser
 
+import click
 from aiohttp import web
 
 from headwater.console import security
@@ -25,7 +26,14 @@ async def serve(source: KubeSource, settings: Settings, open_browser: bool) -> N
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.address, settings.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise click.ClickException(
+            f"cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}"
+            " (another console? try --port)"
+        ) from None
     url = f"http://{url_host(settings.address)}:{settings.port}/ns/{source.default_namespace}"
     print(f"Headwater console on {url} (Ctrl+C stops it)", flush=True)
     if open_browser:

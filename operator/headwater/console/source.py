@@ -87,15 +87,17 @@ def problem(exc: BaseException, doing: str = "") -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, ApiError):
-        code = int(exc.status.code or 500)
+        from headwater.kube import Failure, classify
+
         message = str(exc.status.message or exc.status.reason or "error")
-        if code == 403:
+        failure = classify(exc)
+        if failure is Failure.FORBIDDEN:
             return Problem("Forbidden", f"{prefix}you may not do this: {message}", 403)
-        if code == 404:
+        if failure is Failure.GONE:
             return Problem("Not found", prefix + message, 404)
-        if code == 409:
+        if failure is Failure.CONFLICT:
             return Problem("Conflict", prefix + message + "; try again", 409)
-        if code in (400, 422):
+        if failure is Failure.INVALID:
             return Problem("Invalid", prefix + message, 422)
         return Problem(str(exc.status.reason or "API error"), prefix + message, 502)
     if isinstance(exc, httpx2.HTTPStatusError):
