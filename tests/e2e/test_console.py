@@ -8,6 +8,7 @@ in-process and imports the tags.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import subprocess
@@ -38,12 +39,13 @@ pytestmark = pytest.mark.e2e
 HEADWATER = str(Path(sys.executable).parent / "headwater")
 
 
-@pytest.fixture
-def console(cluster: Cluster, namespace: str) -> Iterator[int]:
+@contextlib.contextmanager
+def running_console(kubeconfig: Path, namespace: str) -> Iterator[int]:
+    """``headwater console`` as a process on a free port; its port once it answers."""
     port = free_port()
     process = subprocess.Popen(
         [HEADWATER, "console", "--no-browser", "--port", str(port),
-         "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+         "--kubeconfig", str(kubeconfig), "-n", namespace],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -63,6 +65,47 @@ def console(cluster: Cluster, namespace: str) -> Iterator[int]:
         output, _ = process.communicate(timeout=30)
         # A bug would have logged a trace; API refusals are messages, never traces.
         assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def console(cluster: Cluster, namespace: str) -> Iterator[int]:
+    with running_console(cluster.kubeconfig, namespace) as port:
+        yield port
+
+
+def viewer_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
+    """A kubeconfig for a ServiceAccount bound to ``view`` in ``namespace`` only."""
+    import yaml
+
+    cluster.kubectl("create", "serviceaccount", "viewer", "-n", namespace)
+    cluster.kubectl(
+        "create", "rolebinding", "viewer", "-n", namespace, "--clusterrole=view",
+        f"--serviceaccount={namespace}:viewer",
+    )  # fmt: skip
+    token = cluster.kubectl("create", "token", "viewer", "-n", namespace).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [server],
+                "users": [{"name": "viewer", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "viewer",
+                        "context": {
+                            "cluster": server["name"], "user": "viewer", "namespace": namespace,
+                        },
+                    }
+                ],
+                "current-context": "viewer",
+            }
+        )
+    )  # fmt: skip
+    return path
 
 
 def request(
@@ -215,3 +258,37 @@ def test_console_starts_a_build_follows_its_log_and_traces_it(
     assert f"{sha[:12]} from the console" in traced
     assert "Image pushed" in traced
     assert "Tag web:latest moved" in traced
+
+
+def test_console_says_what_a_viewer_may_not_do(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster.apply(
+        {
+            "apiVersion": "image.headwater.dev/v1",
+            "kind": "ImageStream",
+            "metadata": {"name": "web"},
+            "spec": {"tags": [docker_tag("1.0", "registry.invalid/web:1.0")]},
+        },
+        namespace,
+    )
+    kubeconfig = viewer_kubeconfig(cluster, namespace, tmp_path / "viewer.kubeconfig")
+    with running_console(kubeconfig, namespace) as port:
+        status, _, page = request(port, "GET", f"/ns/{namespace}/imagestreams/web")
+        assert status == 200  # view may read
+        status, _, answer = request(
+            port, "POST", f"/ns/{namespace}/imagestreams/web/tag",
+            {"source": "registry.invalid/web:2.0", "destination": "web:prod",
+             "csrf_token": token(page)},
+            headers={"HX-Request": "true"},
+        )  # fmt: skip
+        assert status == 200
+        assert 'role="alert"' in answer
+        assert "Forbidden" in answer
+        assert "you may not do this" in answer
+        # Another namespace: the overview says so per section, and nothing breaks.
+        status, _, other = request(port, "GET", "/ns/kube-system")
+        assert status == 200
+        assert "Forbidden" in other
+    tags = cluster.get_json("imagestream/web", "-n", namespace)["spec"]["tags"]
+    assert [t["name"] for t in tags] == ["1.0"]

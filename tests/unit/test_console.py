@@ -89,6 +89,22 @@ async def test_post_without_the_csrf_token_is_refused(client: TestClient[Any, An
     assert answer.status == 405  # past the guard: the overview takes no POST
 
 
+async def test_a_post_from_another_origin_is_refused_even_with_the_token(
+    client: TestClient[Any, Any],
+) -> None:
+    port = client.server.port
+    assert port is not None
+    answer = await client.post(
+        "/ns/shop/builds/web-3/cancel",
+        data={security.CSRF_FIELD: TOKEN},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert answer.status == 403
+    assert "cross-origin" in await answer.text()
+    assert security.origin_ok(f"http://127.0.0.1:{port}", security.allowed_hosts("127.0.0.1", port))
+    assert not security.origin_ok("null", security.allowed_hosts("127.0.0.1", port))
+
+
 async def test_the_page_carries_the_token_for_htmx(client: TestClient[Any, Any]) -> None:
     html = await (await client.get("/ns/shop")).text()
     assert TOKEN in html
@@ -727,3 +743,60 @@ def test_a_busy_port_is_one_line_not_a_trace() -> None:
         settings = Settings(address="127.0.0.1", port=port, token=TOKEN)
         with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}"):
             asyncio.run(serve(KubeSource(None, "shop"), settings, open_browser=False))
+
+
+def test_every_template_and_asset_is_package_data() -> None:
+    """A file the console serves but the wheel leaves out would work here and 404 installed."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import headwater.console
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["headwater"]
+    package = Path(headwater.console.__file__).parent
+    served = [
+        p.relative_to(package.parent).as_posix()
+        for folder in ("templates", "static")
+        for p in (package / folder).iterdir()
+    ]
+    assert served
+    missing = [f for f in served if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert missing == []
+
+
+async def test_streams_of_one_namespace_share_one_render(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = views.overview
+
+    def counting(*args: Any) -> views.Overview:
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(views, "overview", counting)
+    first = await client.get("/ns/shop/overview/events")
+    await _read_event(first, "builds")
+    second = await client.get("/ns/shop/overview/events")
+    await _read_event(second, "builds")
+    assert calls == ["shop"]
+    first.close()
+    second.close()
+
+
+async def test_sections_are_sent_again_as_their_ages_move_on(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headwater.console.app as console_app
+
+    monkeypatch.setattr(console_app, "KEEPALIVE_SECONDS", 0.1)
+    monkeypatch.setattr(console_app, "REFRESH_SECONDS", 0.3)
+    response = await client.get("/ns/shop/overview/events")
+    await _read_event(response, "builds")
+    # No change in the cluster, and yet the section comes again (ages, running durations).
+    await _read_event(response, "builds", wait_seconds=3)
+    response.close()

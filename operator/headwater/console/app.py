@@ -7,6 +7,7 @@ import html
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from aiohttp import web
 from headwater.console import actions, security, views
 from headwater.console.live import (
     KEEPALIVE_SECONDS,
+    MAX_WATCHES,
     Busy,
     Hub,
     Informer,
@@ -50,6 +52,8 @@ NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 DEBOUNCE_SECONDS = 0.25
 """Changes arriving within this time are sent as one update."""
+REFRESH_SECONDS = 60.0
+"""A live section is sent again after this long without changes: its ages move on."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -98,6 +102,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD", "POST"):
         return _with_headers(web.Response(status=405, text="method not allowed\n"))
     if request.method == "POST":
+        # A browser names the page that sent a POST: it must be one of ours.
+        origin = request.headers.get("Origin")
+        if origin is not None and not security.origin_ok(origin, allowed):
+            return _with_headers(web.Response(status=403, text="refused: cross-origin request\n"))
         token = request.app[SETTINGS].token
         given = request.headers.get(security.CSRF_HEADER)
         if given is None:
@@ -240,13 +248,29 @@ SECTIONS = {
 async def overview_events(request: web.Request) -> web.StreamResponse:
     namespace = _namespace(request)
 
+    cache = request.app[RENDERED]
+
     async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
-        by_key = {i.kind.key: i for i in informers}
-        found = {k: (i.values(), i.problem) for k, i in by_key.items()}
-        context = _context(request, namespace, **overview_context(namespace, found))
-        for section, (template, kinds) in SECTIONS.items():
+        # Every tab on this namespace shows the same sections: render once per change
+        # (and per refresh of the ages), not once per stream.
+        versions = (tuple(i.version for i in informers), int(time.monotonic() // REFRESH_SECONDS))
+        cached = cache.get(namespace)
+        if cached is None or cached[0] != versions:
+            by_key = {i.kind.key: i for i in informers}
+            found = {k: (i.values(), i.problem) for k, i in by_key.items()}
+            context = _context(request, namespace, **overview_context(namespace, found))
+            sections = {
+                section: fragment(request, template, **context)
+                for section, (template, _) in SECTIONS.items()
+            }
+            cached = (versions, sections)
+            cache.pop(namespace, None)
+            cache[namespace] = cached
+            while len(cache) > MAX_WATCHES:  # the oldest namespace shown goes first
+                cache.pop(next(iter(cache)))
+        for section, (_, kinds) in SECTIONS.items():
             if keys & set(kinds):
-                await response.write(sse_frame(section, fragment(request, template, **context)))
+                await response.write(sse_frame(section, cached[1][section]))
         state = "; ".join(i.problem.message for i in informers if i.problem) or "live"
         await response.write(sse_frame("state", html.escape(state)))
 
@@ -270,11 +294,16 @@ async def stream(
             await response.prepare(request)
             await response.write(sse_comment("connected"))
             seen: dict[str, int] = {}
+            refreshed = time.monotonic()
             while True:
                 changed = await wait_any(informers, seen, KEEPALIVE_SECONDS)
+                if not changed and time.monotonic() - refreshed >= REFRESH_SECONDS:
+                    # Nothing moved, but ages ("5m ago") and running durations did.
+                    changed = {i.kind.key for i in informers if i.synced}
                 if not changed:
                     await response.write(sse_comment("keepalive"))
                     continue
+                refreshed = time.monotonic()
                 await asyncio.sleep(DEBOUNCE_SECONDS)
                 for informer in informers:
                     if not informer.synced and informer.problem is None:
@@ -470,6 +499,8 @@ MAX_LOG_FOLLOWERS = 16
 LOG_BATCH = 200
 """Log lines sent in one event when they arrive faster than the browser takes them."""
 LOGS = web.AppKey("log_followers", list)
+RENDERED = web.AppKey("rendered_overviews", dict)
+"""namespace -> ((informer versions, refresh period), section -> HTML), shared by streams."""
 
 
 class _Closed(Exception):
@@ -773,6 +804,7 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app[TEMPLATES] = templates()
     app[ALLOWED] = security.allowed_hosts(settings.address, settings.port)
     app[LOGS] = []
+    app[RENDERED] = {}
     app.router.add_get("/", index)
     app.router.add_get("/go", go)
     app.router.add_get("/favicon.ico", no_icon)

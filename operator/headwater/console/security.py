@@ -3,7 +3,8 @@
 - Host header: only the bound address and loopback names, with the bound port,
   so a page on another origin that rebinds its DNS name to 127.0.0.1 gets 421.
 - CSRF: a random token per process, required on every POST (form field or the
-  ``X-CSRF-Token`` header htmx sends); GET never changes anything.
+  ``X-CSRF-Token`` header htmx sends), and a POST's ``Origin``, when the browser
+  sends one, must be the console's own; GET never changes anything.
 - Headers: a CSP without inline script or style, no framing, no referrer, no
   sniffing; and no CORS headers at all (browsers then refuse cross-origin reads).
 """
@@ -64,3 +65,9 @@ def allowed_hosts(address: str, port: int) -> frozenset[str]:
 
 def host_ok(host: str | None, allowed: frozenset[str]) -> bool:
     return host is not None and host.lower() in allowed
+
+
+def origin_ok(origin: str, allowed: frozenset[str]) -> bool:
+    """An ``Origin`` header of one of the console's own pages (``http://<allowed host>``)."""
+    scheme, sep, host = origin.partition("://")
+    return bool(sep) and scheme == "http" and host_ok(host, allowed)
