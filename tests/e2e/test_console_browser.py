@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,11 +63,15 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's pictures
+    ARTIFACTS.mkdir(parents=True)
     yield ARTIFACTS
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"console screenshots: {ARTIFACTS}")
+    # Printed past pytest's output capture, so a plain run shows where they are.
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nconsole screenshots: {ARTIFACTS}")
 
 
 @pytest.fixture
