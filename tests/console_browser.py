@@ -17,7 +17,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from playwright.sync_api import Browser, Playwright
 
 from tests.registry_servers import free_port
 
@@ -39,8 +41,8 @@ def chromium_args() -> list[str]:
     return ["--no-sandbox"] if os.geteuid() == 0 else []
 
 
-def launch_chromium(playwright: Any) -> Any:
-    """Headless Chromium from Debian's package, through Playwright (a sync ``Playwright``)."""
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Headless Chromium from Debian's package, through Playwright's sync API."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run hack/install-deps.sh (Debian's chromium)")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=chromium_args())

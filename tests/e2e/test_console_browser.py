@@ -19,11 +19,11 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import kopf.testing
 import pytest
 import yaml
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from tests.console_browser import Console, axe_script, launch_chromium
 
@@ -47,12 +47,14 @@ ARTIFACTS = REPO / "test-artifacts" / "console"
 LOG_LINES = 6
 """The build's Dockerfile prints ``console-line-1`` .. ``-6``, one a second."""
 SERIOUS = ("serious", "critical")
+ERRORS: dict[Page, list[str]] = {}
+"""Per page: its script errors, console errors and failed requests (see :func:`watched`)."""
+StartConsole = Callable[..., Console]
+"""``start(namespace, kubeconfig=None)``: a running console (stopped after the test)."""
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
+def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         try:
@@ -75,7 +77,7 @@ def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 @pytest.fixture
-def console_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
+def console_factory(cluster: Cluster, tmp_path: Path) -> Iterator[StartConsole]:
     started: list[Console] = []
 
     def start(namespace: str, kubeconfig: Path | None = None) -> Console:
@@ -90,15 +92,15 @@ def console_factory(cluster: Cluster, tmp_path: Path) -> Iterator[Any]:
         console.stop()
 
 
-def new_page(browser: Any) -> Any:
+def new_page(browser: Browser) -> Page:
     """A page in a context of its own (see :func:`watched`)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     return watched(context.new_page())
 
 
-def watched(page: Any) -> Any:
+def watched(page: Page) -> Page:
     """The page, its console errors (a CSP violation, a script failing) and failed
-    requests recorded in ``page.errors`` (:func:`no_page_errors` fails on them)."""
+    requests recorded in :data:`ERRORS` (:func:`no_page_errors` fails on them)."""
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -107,22 +109,22 @@ def watched(page: Any) -> Any:
         "response",
         lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
     )
-    page.errors = errors
+    ERRORS[page] = errors
     return page
 
 
-def live(page: Any) -> None:
+def live(page: Page) -> None:
     """Until the overview says its event stream is connected."""
     page.locator("#live-state").get_by_text("live", exact=True).wait_for()
 
 
-def no_page_errors(page: Any) -> None:
+def no_page_errors(page: Page) -> None:
     # A closed event stream when the test ends a page is not an error of the page.
-    real = [e for e in page.errors if "EventSource" not in e and "ERR_ABORTED" not in e]
+    real = [e for e in ERRORS[page] if "EventSource" not in e and "ERR_ABORTED" not in e]
     assert not real, real
 
 
-def accessible(page: Any, what: str) -> None:
+def accessible(page: Page, what: str) -> None:
     """axe-core (from install-deps' cache) finds nothing serious or critical in the page."""
     script = axe_script()
     assert script.exists(), f"{script} is missing: run hack/install-deps.sh (npm axe-core)"
@@ -136,7 +138,7 @@ def accessible(page: Any, what: str) -> None:
     assert not bad, f"{what}: {json.dumps(bad, indent=1)}"
 
 
-def screenshot(page: Any, artifacts: Path, name: str) -> None:
+def screenshot(page: Page, artifacts: Path, name: str) -> None:
     """Keep the page's picture; the page so far had no script error nor failed request."""
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
     no_page_errors(page)
@@ -146,7 +148,9 @@ def build_phase(cluster: Cluster, namespace: str, name: str) -> str:
     return str((build_json(cluster, namespace, name).get("status") or {}).get("phase") or "")
 
 
-def arrives(page: Any, log: Any, text: str, phase: Callable[[], str], grace: float = 10) -> None:
+def arrives(
+    page: Page, log: Locator, text: str, phase: Callable[[], str], grace: float = 10
+) -> None:
     """Until ``text`` is in the page's log; fail soon (not at a long timeout) when the
     build has ended ``grace`` seconds ago and the line still has not arrived."""
     deadline = time.monotonic() + BUILD_TIMEOUT
@@ -198,9 +202,9 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     namespace: str,
     git_server: GitServer,
     operator_in_process: kopf.testing.KopfRunner,
-    browser: Any,
+    browser: Browser,
     artifacts: Path,
-    console_factory: Any,
+    console_factory: StartConsole,
 ) -> None:
     busybox = cluster.image("busybox")
     cluster.need_registry()
@@ -329,9 +333,9 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
 def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
     cluster: Cluster,
     namespace: str,
-    browser: Any,
+    browser: Browser,
     artifacts: Path,
-    console_factory: Any,
+    console_factory: StartConsole,
     tmp_path: Path,
 ) -> None:
     cluster.apply(
