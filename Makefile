@@ -67,3 +67,7 @@ manifests: ## regenerate crds/, deploy/install.yaml and deploy/namespaced/
 .PHONY: bench-scale
 bench-scale: install-deps ## the operator at N ImageStreams on the local cluster (SCALE=N, default 10000; QUICK=1: 1000)
 	HEADWATER_KEEP_CLUSTER=1 flock /tmp/hw-e2e.lock $(BIN)/python bench/scale.py $(BENCH_ARGS)
+
+.PHONY: bench-console
+bench-console: install-deps ## the console's overview at 500 ImageStreams / 2,000 Builds in Chromium (needs make cluster-up): bench/console.py
+	HEADWATER_KEEP_CLUSTER=1 flock /tmp/hw-e2e.lock $(BIN)/python bench/console.py $(BENCH_ARGS)

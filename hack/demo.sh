@@ -174,4 +174,7 @@ Try next:
   .venv/bin/headwater tag web:1.2.0 web:latest -n shop-staging     # the Deployment follows
   $KUBECTL get is,bc,builds -n shop-staging
 \`make cluster-down\` stops everything.
+
+The web console (builds and their logs live, tag histories, the trace from commit to rollout):
+  .venv/bin/headwater console -n shop-staging
 MSG

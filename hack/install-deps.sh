@@ -15,6 +15,8 @@ packages=(
   git openssl gcc libc6-dev ca-certificates curl
   # python
   python3-venv
+  # the console's browser tests (Playwright drives Debian's Chromium; no browser download)
+  chromium
 )
 
 missing=()
@@ -41,6 +43,26 @@ if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# axe-core, the accessibility checker the console's browser tests run in the page:
+# from the npm registry into a cache outside the checkout (never vendored, never
+# served by the console). Node.js and npm come with the machine.
+axe_version=4.10.3
+axe_dir=${XDG_CACHE_HOME:-$HOME/.cache}/headwater/axe-core/$axe_version
+if [[ ! -f $axe_dir/axe.min.js ]]; then
+  # Not fatal here: without it only the console's browser tests fail, saying why.
+  tmp=$(mktemp -d)
+  if command -v npm >/dev/null &&
+    (cd "$tmp" && npm pack --silent "axe-core@$axe_version" >/dev/null) &&
+    tar -xzf "$tmp/axe-core-$axe_version.tgz" -C "$tmp"; then
+    mkdir -p "$axe_dir"
+    cp "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$axe_dir/"
+  else
+    echo "axe-core $axe_version not fetched (npm pack failed or no npm):" \
+      "the console's accessibility checks will fail" >&2
+  fi
+  rm -rf "$tmp"
 fi
 
 bash hack/cluster/build-binaries.sh

@@ -36,6 +36,10 @@ def test_the_demo_walks_the_seed_story_and_can_run_again(cluster: Cluster) -> No
             assert "imagestream.image.headwater.dev/web imported" in out
             assert "Image Reference:" in out
             assert "Done." in out
+            # It ends one command away from the console, and says nothing after it.
+            assert out.rstrip().splitlines()[-1].strip() == (
+                ".venv/bin/headwater console -n shop-staging"
+            )
     finally:
         # Other tests run their own operator: the demo's in-cluster one must stop.
         stop_installed_operator(cluster, timeout=120)

@@ -309,6 +309,10 @@ async def stream(
                     if not informer.synced and informer.problem is None:
                         changed.discard(informer.kind.key)
                         continue
+                    # What changed during the debounce is sent too: marking it seen
+                    # without sending it would drop it until its next change.
+                    if informer.version > seen.get(informer.kind.key, -1):
+                        changed.add(informer.kind.key)
                     seen[informer.kind.key] = informer.version
                 if changed:
                     await send(response, informers, changed)
