@@ -1002,6 +1002,9 @@ if conf:
 with open(os.environ["FAKE_BUILDAH_LOG"], "a") as fh:
     fh.write(json.dumps(record) + "\\n")
 rc = int(os.environ.get("FAKE_" + args[0].upper() + "_RC", "0"))
+if args[0] == "bud" and "--cache-to" in args and os.environ.get("FAKE_CACHE_PUSH_FAILS"):
+    print("Error: failed pushing cache to {{{reg x-cache}}}: unauthorized", file=sys.stderr)
+    sys.exit(125)
 if rc == 0 and args[0] == "from":
     print("ctr-1")
 if rc == 0 and args[0] == "push":
@@ -1177,13 +1180,79 @@ def test_buildah_registry_credentials(sandbox: Sandbox) -> None:
     resolved = Resolved(
         privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
     )
-    result, calls = run_buildah(sandbox, docker_spec(), resolved)
+    no_cache = docker_spec(strategy={"type": "Docker", "dockerStrategy": {"noCache": True}})
+    result, calls = run_buildah(sandbox, no_cache, resolved)
     assert result.returncode == 0, result.stderr
     bud, push_call = calls
     assert bud["argv"][1] == "--authfile"
     assert json.loads(bud["authfile"]) == {"auths": legacy}
     assert push_call["argv"][1:3] == ["--authfile", str(push / ".dockerconfigjson")]
     assert json.loads(push_call["authfile"]) == config
+
+
+def test_buildah_cache_writes_with_the_push_secret_and_pulls_with_both(sandbox: Sandbox) -> None:
+    """bud writes the layer cache (the output's registry) with the push secret: one
+    auth file, the push secret's entries first, then the pull secret's for other hosts."""
+    pull = sandbox.secrets / "pull"
+    pull.mkdir()
+    pulls = {
+        "registry.local:5000": {"auth": "cHVsbDpwdWxs"},
+        "docker.io": {"auth": "aHViOmh1Yg=="},
+    }
+    (pull / ".dockerconfigjson").write_text(json.dumps({"auths": pulls}))
+    push = sandbox.secrets / "push"
+    push.mkdir()
+    pushes = {"registry.local:5000": {"auth": "cHVzaDpwdXNo"}}
+    (push / ".dockerconfigjson").write_text(json.dumps({"auths": pushes}))
+    resolved = Resolved(
+        privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
+    )
+    result, calls = run_buildah(sandbox, docker_spec(), resolved)
+    assert result.returncode == 0, result.stderr
+    bud, push_call = calls
+    assert "--cache-to" in bud["argv"]
+    assert json.loads(bud["authfile"]) == {
+        "auths": {
+            "registry.local:5000": pushes["registry.local:5000"],
+            "docker.io": pulls["docker.io"],
+        }
+    }
+    assert json.loads(push_call["authfile"]) == {"auths": pushes}
+    # Only the push secret: it serves the cache too.
+    (pull / ".dockerconfigjson").unlink()
+    result, calls = run_buildah(
+        sandbox,
+        docker_spec(),
+        Resolved(privileged_builds=True, output_image=OUTPUT, push_secret="push"),
+    )
+    assert result.returncode == 0, result.stderr
+    bud = calls[-2]  # the log goes on from the first run
+    assert bud["argv"][1:3] == ["--authfile", str(push / ".dockerconfigjson")]
+
+
+def test_buildah_unwritable_cache_does_not_fail_the_build(sandbox: Sandbox) -> None:
+    resolved = Resolved(privileged_builds=True, output_image=OUTPUT)
+    result, calls = run_buildah(
+        sandbox, docker_spec(), resolved, fake={"FAKE_CACHE_PUSH_FAILS": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    first, second, push_call = calls
+    assert "--cache-to" in first["argv"]
+    # Again without writing the cache, still reading it, every other option kept.
+    assert "--cache-to" not in second["argv"]
+    cache_at = first["argv"].index("--cache-to")
+    assert second["argv"] == first["argv"][:cache_at] + first["argv"][cache_at + 2 :]
+    assert "--cache-from" in second["argv"]
+    assert push_call["argv"][0] == "push"
+    assert "could not write the layer cache" in result.stdout
+    assert json.loads(sandbox.termination_log.read_text())["digest"] == DIGEST
+
+
+def test_buildah_failing_build_with_cache_is_not_retried(sandbox: Sandbox) -> None:
+    resolved = Resolved(privileged_builds=True, output_image=OUTPUT)
+    result, calls = run_buildah(sandbox, docker_spec(), resolved, fake={"FAKE_BUD_RC": "1"})
+    assert result.returncode == EXIT_BUILD
+    assert [c["argv"][0] for c in calls] == ["bud"]
 
 
 def test_buildah_insecure_registries(sandbox: Sandbox) -> None:

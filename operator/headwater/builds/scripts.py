@@ -270,14 +270,45 @@ authfile() {
 pull_auth=$(authfile /var/run/secrets/headwater/pull pull)
 push_auth=$(authfile /var/run/secrets/headwater/push push)
 image=${HW_OUTPUT:-localhost/headwater-build:latest}
-[ -n "$pull_auth" ] && set -- --authfile "$pull_auth" "$@"
+bud_auth=$pull_auth
+if [ -n "${HW_CACHE:-}" ] && [ -n "$push_auth" ]; then
+  # The layer cache is in the output's registry: buildah bud pushes to it with the
+  # push secret. bud takes one auth file: the push secret's entries, then the pull
+  # secret's for registries the push secret does not name.
+  if [ -n "$pull_auth" ]; then
+    perl -MJSON::PP -e 'my %all; for my $f (@ARGV) { open my $h, "<", $f or die "$f: $!"; local $/;
+      my $auths = (decode_json(<$h>) || {})->{auths} || {}; $all{$_} //= $auths->{$_} for keys %$auths }
+      print encode_json({auths => \%all})' "$push_auth" "$pull_auth" > /tmp/bud-auth.json \
+      || fail 20 "could not read the push and pull secrets"
+    bud_auth=/tmp/bud-auth.json
+  else
+    bud_auth=$push_auth
+  fi
+fi
+[ -n "$bud_auth" ] && set -- --authfile "$bud_auth" "$@"
 while IFS= read -r label; do
   [ -n "$label" ] && set -- "$@" --label "$label"
 done < /workspace/labels
 
 t_build=$(ms)
 echo "Building $HW_CONTEXT ..."
-buildah bud "$@" -t "$image" "$HW_CONTEXT" || fail 20 "the image build failed"
+{ rc=0; buildah bud "$@" -t "$image" "$HW_CONTEXT" 2>&1 || rc=$?; echo "$rc" > /tmp/bud.rc; } | tee /tmp/bud.log
+rc=$(cat /tmp/bud.rc)
+if [ "$rc" -ne 0 ] && [ -n "${HW_CACHE:-}" ] && grep -q 'failed pushing cache to' /tmp/bud.log; then
+  # A cache that cannot be written never fails a build: again without --cache-to
+  # (the steps built so far are in local storage: --layers reuses them).
+  echo "warning: could not write the layer cache $HW_CACHE; building without writing it"
+  n=$#; skip=0
+  for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0
+    elif [ "$arg" = --cache-to ]; then skip=1
+    else set -- "$@" "$arg"
+    fi
+  done
+  shift "$n"
+  rc=0; buildah bud "$@" -t "$image" "$HW_CONTEXT" || rc=$?
+fi
+[ "$rc" -eq 0 ] || fail 20 "the image build failed"
 d_build=$(( $(ms) - t_build ))
 
 t_hook=$(ms); d_hook=0
