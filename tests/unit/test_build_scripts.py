@@ -245,6 +245,16 @@ def dockerfile_pair(line: str, instruction: str) -> tuple[str, str]:
     return name, value
 
 
+def kaniko_label_pair(line: str, resolutions: int) -> tuple[str, str]:
+    """A LABEL line as kaniko reads it: with the layer cache it unescapes the value twice."""
+    name, value = dockerfile_pair(line, "LABEL")
+    for _ in range(resolutions - 1):
+        quoted = value
+        value, end = dockerfile_string(quoted, 0)
+        assert end == len(quoted), quoted
+    return name, value
+
+
 # --- _COMMON: json() and fail() ----------------------------------------------------------
 
 
@@ -931,8 +941,12 @@ def test_fetch_bad_s2i_environment_fails_with_code_12(sandbox: Sandbox) -> None:
 
 
 @needs_git
-def test_fetch_for_kaniko_appends_env_and_labels(repo: Repo, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(("no_cache", "resolutions"), [(False, 2), (True, 1)])
+def test_fetch_for_kaniko_appends_env_and_labels(
+    repo: Repo, sandbox: Sandbox, no_cache: bool, resolutions: int
+) -> None:
     spec = git_spec(repo.uri)
+    spec["strategy"]["dockerStrategy"]["noCache"] = no_cache
     spec["strategy"]["dockerStrategy"]["env"] = [
         {"name": "GREETING", "value": 'say "hi" \\ there'},
         {"name": "EMPTY", "value": ""},
@@ -955,18 +969,26 @@ def test_fetch_for_kaniko_appends_env_and_labels(repo: Repo, sandbox: Sandbox) -
     labels = dict(
         line.split("=", 1) for line in (sandbox.workspace / "labels").read_text().splitlines()
     )
-    assert dict(dockerfile_pair(line, "LABEL") for line in label_lines) == labels
+    assert dict(kaniko_label_pair(line, resolutions) for line in label_lines) == labels
     assert labels["io.openshift.build.commit.message"] == HEAD_SUBJECT
 
 
 @needs_git
-def test_fetch_for_kaniko_labels_keep_dollar_signs(tmp_path: Path, sandbox: Sandbox) -> None:
-    dollar = make_repo(tmp_path / "dollar", subject="Use $HOME and ${PATH} in $0")
-    result = run_fetch(sandbox, git_spec(dollar.uri), settings_=KANIKO_SETTINGS)
+@pytest.mark.parametrize(("no_cache", "resolutions"), [(False, 2), (True, 1)])
+def test_fetch_for_kaniko_labels_keep_dollar_signs(
+    tmp_path: Path, sandbox: Sandbox, no_cache: bool, resolutions: int
+) -> None:
+    subject = 'Use $HOME, ${PATH} in $0, "quotes" and a \\ backslash'
+    dollar = make_repo(tmp_path / "dollar", subject=subject)
+    spec = git_spec(dollar.uri)
+    spec["strategy"]["dockerStrategy"]["noCache"] = no_cache
+    result = run_fetch(sandbox, spec, settings_=KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     lines = (sandbox.source / "web" / "Dockerfile").read_text().splitlines()
-    labels = dict(dockerfile_pair(line, "LABEL") for line in lines if line.startswith("LABEL "))
-    assert labels["io.openshift.build.commit.message"] == "Use $HOME and ${PATH} in $0"
+    labels = dict(
+        kaniko_label_pair(line, resolutions) for line in lines if line.startswith("LABEL ")
+    )
+    assert labels["io.openshift.build.commit.message"] == subject
 
 
 @needs_git
@@ -983,7 +1005,8 @@ def test_kaniko_source_build_gets_commit_labels(repo: Repo, sandbox: Sandbox) ->
     result = run_fetch(sandbox, spec, resolved, KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     dockerfile = (sandbox.workspace / "s2i" / "Dockerfile").read_text()
-    assert f'LABEL "io.openshift.build.commit.id"="{repo.head}"' in dockerfile
+    # Quoted twice: the layer cache is on (see kaniko_label_pair).
+    assert f'LABEL "io.openshift.build.commit.id"="\\"{repo.head}\\""' in dockerfile
 
 
 # --- the buildah program, with a fake buildah ------------------------------------------------

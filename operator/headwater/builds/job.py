@@ -383,6 +383,12 @@ def _fetch_container(
         # No --label or --env on kaniko's side for what only the pod knows (the
         # commit): the fetch step appends LABEL lines to the Dockerfile.
         env.append(_env("HW_APPEND_LABELS", "1"))
+        if cache_of(spec, resolved, settings):
+            # With --cache=true kaniko executes each LABEL twice (its cache pass, then the
+            # build) and LabelCommand rewrites its own value with the resolved text, so a
+            # value is unescaped twice (chainguard-dev/kaniko v1.25.6, pkg/commands/label.go).
+            # tests/e2e/test_kaniko.py's commit labels test checks the image's labels.
+            env.append(_env("HW_LABEL_RESOLUTIONS", "2"))
         hook = _post_commit_argv(spec)
         if hook:
             # The hook as an exec-form RUN (JSON: no shell text is made from it).

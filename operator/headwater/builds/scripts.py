@@ -219,8 +219,11 @@ if [ -n "$commit" ]; then
 fi
 if [ -n "${HW_APPEND_LABELS:-}" ] && [ -s "$W/labels" ]; then
   target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
-  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' \
-    -e 's/^\([^=]*\)=\(.*\)$/LABEL "\1"="\2"/' "$W/labels" >> "$target"
+  # Each value as a double-quoted Dockerfile word (\, " and $ escaped), once per
+  # time kaniko resolves it (HW_LABEL_RESOLUTIONS, see job.py).
+  quote() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' -e 's/^\([^=]*\)=\(.*\)$/\1="\2"/'; }
+  if [ "${HW_LABEL_RESOLUTIONS:-1}" = 2 ]; then quote < "$W/labels" | quote; else quote < "$W/labels"; fi \
+    | sed -e 's/^\([^=]*\)=/LABEL "\1"=/' >> "$target"
 fi
 if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
   # kaniko (no second container to run the image in): the hook is a RUN step of a
