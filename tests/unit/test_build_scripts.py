@@ -1358,14 +1358,21 @@ def test_kaniko_post_commit_hook_runs_in_a_stage_on_the_built_image(
         named or last_from,
         "RUN echo 42 > /answer",
     ]
-    assert lines[-4:] == [
+    assert lines[-5:] == [
         f"FROM {stage} AS headwater-post-commit",
         "LABEL io.headwater.post-commit=running",
+        lines[-3],
         "RUN " + json.dumps(["/bin/sh", "-ic", script, "sh", "a b"]),
         f"FROM {stage}",  # the image pushed: the last stage as it was
     ]
     run = lines[-2].removeprefix("RUN ")
     assert json.loads(run)[2] == script  # exec form: no shell made from the hook
+    # A value new to each build in the hook's stage: kaniko's layer cache key of the
+    # hook step changes with it, so the hook runs on every build.
+    assert re.fullmatch(r"ARG HEADWATER_POST_COMMIT_ID=[0-9a-f-]{36}", lines[-3]), lines[-3]
+    again = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
+    assert again.returncode == 0, again.stderr
+    assert lines[-3] not in (sandbox.source / "Dockerfile").read_text()
 
 
 def test_kaniko_post_commit_hook_on_a_source_build(sandbox: Sandbox) -> None:
@@ -1386,11 +1393,9 @@ def test_kaniko_post_commit_hook_on_a_source_build(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     lines = (sandbox.workspace / "s2i" / "Dockerfile").read_text().splitlines()
     assert lines[0] == "FROM builder AS headwater-built"
-    assert lines[-3:] == [
-        "LABEL io.headwater.post-commit=running",
-        'RUN ["bundle", "exec", "rake"]',
-        "FROM headwater-built",
-    ]
+    assert lines[-4] == "LABEL io.headwater.post-commit=running"
+    assert lines[-3].startswith("ARG HEADWATER_POST_COMMIT_ID=")
+    assert lines[-2:] == ['RUN ["bundle", "exec", "rake"]', "FROM headwater-built"]
 
 
 def test_no_post_commit_hook_leaves_the_dockerfile_alone_for_kaniko(sandbox: Sandbox) -> None:

@@ -229,6 +229,10 @@ if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
   # kaniko (no second container to run the image in): the hook is a RUN step of a
   # stage on top of the last one, then the last stage again is the image pushed.
   # kaniko builds every stage in order, so a failing hook fails the build first.
+  # A value new to each build, declared in the hook's stage: it is part of the
+  # hook step's layer cache key, so a cached layer never stands in for the hook.
+  HW_POST_COMMIT_ID=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(ms)-$$")
+  export HW_POST_COMMIT_ID
   target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
   awk '__DOCKERFILE_SCAN__
     { line[NR] = $0 }
@@ -242,6 +246,7 @@ if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
     print ""
     print "FROM " stage " AS headwater-post-commit"
     print "LABEL io.headwater.post-commit=running"
+    print "ARG HEADWATER_POST_COMMIT_ID=" ENVIRON["HW_POST_COMMIT_ID"]
     print "RUN " ENVIRON["HW_POST_COMMIT_RUN"]
     print "FROM " stage }' "$target" > /tmp/Dockerfile && cat /tmp/Dockerfile > "$target" \
     || fail 12 "could not add the post-commit hook to the Dockerfile"
