@@ -16,12 +16,23 @@ Needs the local cluster (``make cluster-up``); starts the operator itself
    already on them; the time from the create call returning to the build's
    Job being seen (target: p50 <= 200 ms). The Jobs are deleted at once so
    nothing queues behind them.
+3. Rebuild (``--case rebuild``; ``all`` runs it too): a Dockerfile with a slow
+   dependency step (hashing ``--slow-mb`` MiB of /dev/urandom: real CPU work)
+   before ``COPY`` of the source. A Binary BuildConfig builds it cold (``headwater
+   start-build --from-dir --wait``: upload, pod, build, push, tag), then again
+   after a one-line source change, with the registry layer cache (``--executor``
+   kaniko, the default, or buildah in a namespace opted in to privileged builds).
+   Beside it raw buildah on this machine, ``buildah bud --layers`` twice with
+   its local storage kept (a warm local cache), each followed by a push. Prints
+   cold, rebuild and their ratio for both (target: rebuild <= 25% of cold) and
+   the load average, since the machine is shared.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +52,8 @@ from bench._common import (  # noqa: E402
     verdict,
 )
 from tests.e2e.helpers import buildah_build_and_push  # noqa: E402
+
+HEADWATER = str(Path(sys.executable).parent / "headwater")
 
 NAMESPACE = f"hw-bench-builds-{os.getpid()}"
 
@@ -149,17 +162,140 @@ def start_latency(kubectl: Kubectl, env: dict[str, str], starts: int) -> list[fl
     return latencies
 
 
+def rebuild_dockerfile(busybox: str, slow_mb: int) -> str:
+    # The slow step prints its digest: a cached step prints nothing.
+    return (
+        f"FROM {busybox}\n"
+        f"RUN head -c {slow_mb}m /dev/urandom | sha256sum | tee /deps.sha256\n"
+        "COPY app.txt /app/app.txt\n"
+    )
+
+
+def _write_source(folder: Path, dockerfile: str, line: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Dockerfile").write_text(dockerfile)
+    (folder / "app.txt").write_text(f"print('hello')\n{line}\n")
+
+
+def raw_buildah_rebuild(env: dict[str, str], dockerfile: str) -> tuple[float, float]:
+    """Cold and warm ``buildah bud --layers`` (+ push) with one local storage."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="hw-bench-rebuild-") as tmp:
+        work = Path(tmp)
+        base = [
+            "buildah", "--root", str(work / "storage"), "--runroot", str(work / "run"),
+            "--storage-driver", "vfs",
+        ]  # fmt: skip
+        for run, line in enumerate(("version = 1", "version = 2")):
+            _write_source(work / "ctx", dockerfile, line)
+            target = f"{env['REGISTRY']}/bench/rebuild-raw:{run}"
+            started = time.perf_counter()
+            for args in (
+                ["bud", "--isolation", "chroot", "--tls-verify=false", "--layers",
+                 "-t", target, str(work / "ctx")],
+                ["push", "--tls-verify=false", target],
+            ):  # fmt: skip
+                subprocess.run([*base, *args], check=True, capture_output=True, timeout=1800)
+            times.append(time.perf_counter() - started)
+    return times[0], times[1]
+
+
+def headwater_rebuild(
+    kubectl: Kubectl, env: dict[str, str], dockerfile: str, executor: str
+) -> tuple[float, float, str]:
+    """Cold and cached Headwater builds of a Binary BuildConfig; the rebuild's log."""
+    kubectl.apply(
+        {"apiVersion": "image.headwater.dev/v1", "kind": "ImageStream",
+         "metadata": {"name": "rebuild"}}
+    )  # fmt: skip
+    kubectl.apply(
+        {
+            "apiVersion": "build.headwater.dev/v1",
+            "kind": "BuildConfig",
+            "metadata": {
+                "name": "rebuild",
+                "annotations": {"build.headwater.dev/executor": executor},
+            },
+            "spec": {
+                "source": {"type": "Binary", "binary": {}},
+                "strategy": {"type": "Docker", "dockerStrategy": {}},
+                "output": {"to": {"kind": "ImageStreamTag", "name": "rebuild:latest"}},
+            },
+        }
+    )
+    times = []
+    log = ""
+    with tempfile.TemporaryDirectory(prefix="hw-bench-rebuild-src-") as tmp:
+        for line in ("version = 1", "version = 2"):
+            _write_source(Path(tmp), dockerfile, line)
+            started = time.perf_counter()
+            result = subprocess.run(
+                [HEADWATER, "start-build", "rebuild", "--from-dir", tmp, "--wait",
+                 "-n", NAMESPACE, "--kubeconfig", env["KUBECONFIG"]],
+                capture_output=True, text=True, timeout=1800,
+            )  # fmt: skip
+            times.append(time.perf_counter() - started)
+            if result.returncode != 0:
+                sys.exit(f"bench: rebuild build failed: {result.stdout}{result.stderr}")
+        log = kubectl("logs", "-n", NAMESPACE, "job/rebuild-2-build", "-c", "build")
+    for build in ("rebuild-1", "rebuild-2"):
+        status = kubectl.json("get", "build", build, "-n", NAMESPACE).get("status") or {}
+        stages = ", ".join(
+            f"{stage.get('name')} {int(stage.get('durationMilliseconds') or 0) / 1000:.1f}"
+            for stage in status.get("stages") or []
+        )
+        print(f"  {build}: {stages} (s)")
+    return times[0], times[1], log
+
+
+def rebuild_case(kubectl: Kubectl, env: dict[str, str], slow_mb: int, executor: str) -> None:
+    dockerfile = rebuild_dockerfile(env["HEADWATER_BUSYBOX_IMAGE"], slow_mb)
+    load_before = os.getloadavg()
+    print(f"rebuild: raw buildah bud --layers twice (slow step: {slow_mb} MiB hashed) ...",
+          flush=True)  # fmt: skip
+    raw_cold, raw_warm = raw_buildah_rebuild(env, dockerfile)
+    print(f"rebuild: headwater ({executor}) cold, then after a one-line change ...", flush=True)
+    cold, warm, log = headwater_rebuild(kubectl, env, dockerfile, executor)
+    load_after = os.getloadavg()
+    reused = "Using caching version of cmd: RUN head" in log or "Using cache" in log
+    print()
+    print(f"  {'rebuild after a one-line change':<40} {'headwater':>10} {'raw buildah':>12}")
+    print(f"  {'cold build + push (s)':<40} {cold:>10.2f} {raw_cold:>12.2f}")
+    print(f"  {'rebuild + push (s)':<40} {warm:>10.2f} {raw_warm:>12.2f}")
+    ratio, raw_ratio = warm / cold, raw_warm / raw_cold
+    print(f"  {'rebuild / cold':<40} {ratio:>10.0%} {raw_ratio:>12.0%}")
+    print(f"  {'target rebuild <= 25% of cold':<40} {verdict(ratio <= 0.25)} target")
+    print(f"  {'slow step taken from the cache':<40} {'yes' if reused else 'NO'}")
+    print(f"  {'load average 1/5/15 min, before':<40} {' '.join(f'{v:.2f}' for v in load_before)}")
+    print(f"  {'load average 1/5/15 min, after':<40} {' '.join(f'{v:.2f}' for v in load_after)}")
+    print(f"  {'CPUs':<40} {os.cpu_count()}")
+
+
 def main() -> int:
     options = parser(__doc__)
     options.add_argument("--runs", type=int, default=5, help="builds per side for the overhead")
     options.add_argument("--starts", type=int, default=20, help="BuildConfigs for start latency")
+    options.add_argument(
+        "--case", choices=("all", "overhead", "rebuild"), default="all",
+        help="overhead: 1 and 2; rebuild: 3",
+    )  # fmt: skip
+    options.add_argument("--slow-mb", type=int, default=1200, help="MiB the slow step hashes")
+    options.add_argument("--executor", choices=("kaniko", "buildah"), default="kaniko")
     args = options.parse_args()
     env = cluster_env()
     kubectl = Kubectl(env, NAMESPACE)
     kubectl("create", "namespace", NAMESPACE)
+    if args.executor == "buildah":
+        kubectl(
+            "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=privileged",
+            "build.headwater.dev/privileged-builds=true",
+        )  # fmt: skip
     log = Path(tempfile.gettempdir()) / f"{NAMESPACE}-operator.log"
     operator = start_operator(env, NAMESPACE, log)
     try:
+        if args.case == "rebuild":
+            rebuild_case(kubectl, env, args.slow_mb, args.executor)
+            return 0
         print(f"raw buildah: {args.runs} builds + pushes on this machine ...", flush=True)
         raw = raw_buildah(env, args.runs)
         print(
@@ -169,6 +305,8 @@ def main() -> int:
         print(f"start latency: {args.starts} BuildConfigs created with a start request ...",
               flush=True)  # fmt: skip
         latencies = start_latency(kubectl, env, args.starts)
+        if args.case == "all":
+            rebuild_case(kubectl, env, args.slow_mb, args.executor)
     finally:
         stop_operator(operator)
         kubectl("delete", "namespace", NAMESPACE, "--wait=false")

@@ -577,6 +577,7 @@ def build_strategy() -> Schema:
                     "env": env_list("Environment for assemble and the output image."),
                     "scripts": string("URL of the S2I scripts; default: the image's.", 2048),
                     "incremental": boolean("Reuse artifacts of the previous image."),
+                    "noCache": boolean("Build without the layer cache (a Headwater addition)."),
                     "forcePull": boolean("Always pull the builder image."),
                     "volumes": build_volumes(),
                 },

@@ -109,6 +109,10 @@ class BuildSettings:
 class BuildDefaults(BuildSettings):
     """Values a build gets when its BuildConfig does not set them (OpenShift's BuildDefaults)."""
 
+    no_cache: bool = False
+    """Builds whose strategy leaves ``noCache`` unset build without the registry layer
+    cache (a strategy's own ``noCache: false`` still uses it)."""
+
 
 @dataclass(frozen=True)
 class BuildOverrides(BuildSettings):
@@ -144,6 +148,24 @@ class VerificationKey:
     config_map: str | None = None
     key: str = "cosign.pub"
     """The data key in the Secret or ConfigMap (``cosign generate-key-pair``'s name)."""
+
+
+CACHE_REPOSITORY_PLACEHOLDER = "{repository}"
+_CACHE_AFFIX_RE = re.compile(r"^[a-z0-9._-]*$")
+_CACHE_PREFIX_RE = re.compile(r"^([a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*/)*$")
+
+
+@dataclass(frozen=True)
+class BuildCache:
+    """The registry layer cache of Docker and S2I builds (kaniko ``--cache-repo``,
+    buildah ``--cache-to``/``--cache-from``)."""
+
+    enabled: bool = True
+    """Builds with a registry output read and write a layer cache; off: none does."""
+    repository: str = "{repository}-cache"
+    """Where a build's cache lives, in its output's registry: ``{repository}`` is the
+    output's repository path (without registry host or tag), with an optional prefix
+    of path components before it and a suffix (no ``/``) after it."""
 
 
 # Kubernetes' own defaults (kubeadm's service range, the pod range of flannel,
@@ -230,6 +252,8 @@ class Config:
     """Applied to builds that leave the value unset."""
     build_overrides: BuildOverrides = field(default_factory=BuildOverrides)
     """Applied to every build, replacing what it sets."""
+    build_cache: BuildCache = field(default_factory=BuildCache)
+    """The registry layer cache of builds."""
     namespaces: tuple[str, ...] = ()
     """The namespaces watched (the namespaced install mode); empty watches all namespaces."""
     log_format: LogFormat = "text"
@@ -608,7 +632,43 @@ def _build_settings_kwargs(value: object, where: str) -> dict[str, Any]:
 
 
 def parse_build_defaults(value: object, where: str = "buildDefaults") -> BuildDefaults:
-    return BuildDefaults(**_build_settings_kwargs(value, where))
+    entry = dict(_as_mapping(value, where))
+    no_cache = parse_bool(entry.pop("noCache", False), f"{where}.noCache")
+    return BuildDefaults(**_build_settings_kwargs(entry, where), no_cache=no_cache)
+
+
+def parse_cache_repository(value: object, where: str) -> str:
+    """A cache repository template: ``[prefix/]{repository}[suffix]``, differing from
+    ``{repository}`` alone (the cache must not overwrite the output)."""
+    text = _parse_str(value, where)
+    prefix, found, suffix = text.partition(CACHE_REPOSITORY_PLACEHOLDER)
+    if (
+        not found
+        or CACHE_REPOSITORY_PLACEHOLDER in suffix
+        or not _CACHE_PREFIX_RE.match(prefix)
+        or not _CACHE_AFFIX_RE.match(suffix)
+        or text == CACHE_REPOSITORY_PLACEHOLDER
+        # It is always in the output's registry: a prefix that looks like a host is refused.
+        or "." in prefix.split("/", 1)[0]
+    ):
+        raise _fail(
+            where,
+            "[prefix/]{repository}[suffix] with lowercase path components before and "
+            "no '/' after {repository}, not {repository} alone (e.g. {repository}-cache)",
+            value,
+        )
+    return text
+
+
+def parse_build_cache(value: object, where: str = "buildCache") -> BuildCache:
+    entry = _as_mapping(value, where)
+    _check_keys(entry, ("enabled", "repository"), where)
+    kwargs: dict[str, Any] = {}
+    if "enabled" in entry:
+        kwargs["enabled"] = parse_bool(entry["enabled"], f"{where}.enabled")
+    if "repository" in entry:
+        kwargs["repository"] = parse_cache_repository(entry["repository"], f"{where}.repository")
+    return BuildCache(**kwargs)
 
 
 def parse_build_overrides(value: object, where: str = "buildOverrides") -> BuildOverrides:
@@ -772,6 +832,7 @@ _TOP_LEVEL: dict[str, tuple[str, _FileParser]] = {
     "buildHostNetwork": ("build_host_network", parse_bool),
     "buildDefaults": ("build_defaults", parse_build_defaults),
     "buildOverrides": ("build_overrides", parse_build_overrides),
+    "buildCache": ("build_cache", parse_build_cache),
     "namespaces": ("namespaces", parse_namespaces),
     "namespace": ("namespaces", _parse_one_namespace),
     "logFormat": ("log_format", parse_log_format),

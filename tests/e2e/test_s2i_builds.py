@@ -112,6 +112,12 @@ def test_s2i_build_with_environment_file_and_an_incremental_rebuild(
     image = f"{registry}/{namespace}/app@{build_digest(cluster, namespace, second)}"
     # The second build restored the first one's artifacts through save-artifacts.
     assert run_image(cluster, namespace, image, "second").startswith("hello from s2i build=2")
+    # Both ran with the registry layer cache (on by default; the Dockerfile is generated),
+    # and it served nothing stale: the artifacts step and assemble ran again above.
+    jobs = cluster.get_json("jobs", "-n", namespace, "-l", f"build.headwater.dev/build={second}")
+    (container,) = jobs["items"][0]["spec"]["template"]["spec"]["containers"]
+    assert f"--cache-repo={registry}/{namespace}/app-cache" in container["args"]
+    assert "restored artifacts: 1" in build_log(cluster, namespace, second)
 
 
 def test_s2i_source_overrides_the_builder_run_script(

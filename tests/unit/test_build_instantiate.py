@@ -530,12 +530,20 @@ def test_no_cache_false_overrides_true() -> None:
     assert spec["strategy"]["dockerStrategy"]["noCache"] is False
 
 
-@pytest.mark.parametrize("kind", ["Source", "Custom"])
-def test_build_args_and_no_cache_ignored_for_other_strategies(kind: str) -> None:
-    source = bc_spec(STRATEGIES[kind])
+def test_build_args_and_no_cache_ignored_for_custom() -> None:
+    source = bc_spec(STRATEGIES["Custom"])
     request = StartRequest(id="r", build_args=(("V", "2"),), no_cache=True)
-    block = build_spec(source, request)["strategy"][BLOCKS[kind]]
-    assert block == STRATEGIES[kind][BLOCKS[kind]]
+    block = build_spec(source, request)["strategy"][BLOCKS["Custom"]]
+    assert block == STRATEGIES["Custom"][BLOCKS["Custom"]]
+
+
+def test_no_cache_applies_to_source_but_build_args_do_not() -> None:
+    """S2I builds have a layer cache too (their Dockerfile is generated):
+    ``start-build --no-cache`` turns it off for the one build."""
+    source = bc_spec(STRATEGIES["Source"])
+    request = StartRequest(id="r", build_args=(("V", "2"),), no_cache=True)
+    block = build_spec(source, request)["strategy"]["sourceStrategy"]
+    assert block == {**STRATEGIES["Source"]["sourceStrategy"], "noCache": True}
 
 
 def test_incremental_applies_to_source_only() -> None:

@@ -518,7 +518,12 @@ def test_dockerfile_path_must_stay_in_the_context(path: str) -> None:
 def test_buildah_default_arguments() -> None:
     args = buildah_arguments(docker_spec(), RESOLVED, SETTINGS, SOURCE_DIR)
     assert args == [
-        "--layers=false",
+        # The registry layer cache is on by default: <output repository>-cache.
+        "--layers",
+        "--cache-from",
+        "registry.example.com:5000/shop/web-cache",
+        "--cache-to",
+        "registry.example.com:5000/shop/web-cache",
         "--format",
         "docker",
         "--network",

@@ -21,6 +21,7 @@ from headwater.builds.observe import (
     SNIPPET_BYTES,
     SNIPPET_LINES,
     Observation,
+    log_needed,
     observe,
     snippet,
 )
@@ -697,4 +698,34 @@ def test_kaniko_failures_are_told_apart_by_its_log(lines: tuple[str, ...], reaso
     tail = log_tail(*lines)
     seen = observe(job(), pod(fetched(), terminated(1, T_BUILD, T_BUILD_END, message=tail)))
     assert (seen.phase, seen.reason) == (FAILED, reason)
+    assert seen.log_snippet == tail.rstrip("\n")
+
+
+def test_kaniko_failure_after_a_cache_push_is_read_from_the_log() -> None:
+    """kaniko writes each layer cache push's digest to --digest-file (the termination
+    log): a later failure leaves that digest there and the kubelet shows no log."""
+    tail = log_tail(
+        "INFO[0001] LABEL io.headwater.post-commit=running",
+        'INFO[0001] RUN ["/bin/sh","-c","exit 4"]',
+        "error building image: error building stage: failed to execute command: "
+        "waiting for process to exit: exit status 4",
+    )
+    failed = pod(fetched(), terminated(1, T_BUILD, T_BUILD_END, message=DIGEST))
+    assert log_needed(failed)
+    seen = observe(job(), failed, build_log=tail)
+    assert (seen.phase, seen.reason) == (FAILED, "PostCommitHookFailed")
+    assert seen.log_snippet == tail.rstrip("\n")
+    # Without the log it is a build failure with the digest as its "log".
+    assert observe(job(), failed).reason == "DockerBuildFailed"
+
+
+def test_log_needed_only_for_a_failed_build_whose_message_is_a_digest() -> None:
+    assert not log_needed(None)
+    assert not log_needed(pod(fetched(), terminated(0, T_BUILD, T_BUILD_END, message=DIGEST)))
+    assert not log_needed(pod(fetched(), terminated(1, T_BUILD, T_BUILD_END, message="boom")))
+    assert not log_needed(pod(fetched(), terminated(1, T_BUILD, T_BUILD_END, message="")))
+    # A real log is kept even when a log tail is given.
+    tail = log_tail("INFO[0001] RUN make", "error building image: exit status 2")
+    state = terminated(1, T_BUILD, T_BUILD_END, message=tail)
+    seen = observe(job(), pod(fetched(), state), build_log="other text")
     assert seen.log_snippet == tail.rstrip("\n")

@@ -246,6 +246,16 @@ def dockerfile_pair(line: str, instruction: str) -> tuple[str, str]:
     return name, value
 
 
+def kaniko_label_pair(line: str, resolutions: int) -> tuple[str, str]:
+    """A LABEL line as kaniko reads it: with the layer cache it unescapes the value twice."""
+    name, value = dockerfile_pair(line, "LABEL")
+    for _ in range(resolutions - 1):
+        quoted = value
+        value, end = dockerfile_string(quoted, 0)
+        assert end == len(quoted), quoted
+    return name, value
+
+
 # --- _COMMON: json() and fail() ----------------------------------------------------------
 
 
@@ -932,8 +942,12 @@ def test_fetch_bad_s2i_environment_fails_with_code_12(sandbox: Sandbox) -> None:
 
 
 @needs_git
-def test_fetch_for_kaniko_appends_env_and_labels(repo: Repo, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(("no_cache", "resolutions"), [(False, 2), (True, 1)])
+def test_fetch_for_kaniko_appends_env_and_labels(
+    repo: Repo, sandbox: Sandbox, no_cache: bool, resolutions: int
+) -> None:
     spec = git_spec(repo.uri)
+    spec["strategy"]["dockerStrategy"]["noCache"] = no_cache
     spec["strategy"]["dockerStrategy"]["env"] = [
         {"name": "GREETING", "value": 'say "hi" \\ there'},
         {"name": "EMPTY", "value": ""},
@@ -956,18 +970,26 @@ def test_fetch_for_kaniko_appends_env_and_labels(repo: Repo, sandbox: Sandbox) -
     labels = dict(
         line.split("=", 1) for line in (sandbox.workspace / "labels").read_text().splitlines()
     )
-    assert dict(dockerfile_pair(line, "LABEL") for line in label_lines) == labels
+    assert dict(kaniko_label_pair(line, resolutions) for line in label_lines) == labels
     assert labels["io.openshift.build.commit.message"] == HEAD_SUBJECT
 
 
 @needs_git
-def test_fetch_for_kaniko_labels_keep_dollar_signs(tmp_path: Path, sandbox: Sandbox) -> None:
-    dollar = make_repo(tmp_path / "dollar", subject="Use $HOME and ${PATH} in $0")
-    result = run_fetch(sandbox, git_spec(dollar.uri), settings_=KANIKO_SETTINGS)
+@pytest.mark.parametrize(("no_cache", "resolutions"), [(False, 2), (True, 1)])
+def test_fetch_for_kaniko_labels_keep_dollar_signs(
+    tmp_path: Path, sandbox: Sandbox, no_cache: bool, resolutions: int
+) -> None:
+    subject = 'Use $HOME, ${PATH} in $0, "quotes" and a \\ backslash'
+    dollar = make_repo(tmp_path / "dollar", subject=subject)
+    spec = git_spec(dollar.uri)
+    spec["strategy"]["dockerStrategy"]["noCache"] = no_cache
+    result = run_fetch(sandbox, spec, settings_=KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     lines = (sandbox.source / "web" / "Dockerfile").read_text().splitlines()
-    labels = dict(dockerfile_pair(line, "LABEL") for line in lines if line.startswith("LABEL "))
-    assert labels["io.openshift.build.commit.message"] == "Use $HOME and ${PATH} in $0"
+    labels = dict(
+        kaniko_label_pair(line, resolutions) for line in lines if line.startswith("LABEL ")
+    )
+    assert labels["io.openshift.build.commit.message"] == subject
 
 
 @needs_git
@@ -984,7 +1006,8 @@ def test_kaniko_source_build_gets_commit_labels(repo: Repo, sandbox: Sandbox) ->
     result = run_fetch(sandbox, spec, resolved, KANIKO_SETTINGS)
     assert result.returncode == 0, result.stderr
     dockerfile = (sandbox.workspace / "s2i" / "Dockerfile").read_text()
-    assert f'LABEL "io.openshift.build.commit.id"="{repo.head}"' in dockerfile
+    # Quoted twice: the layer cache is on (see kaniko_label_pair).
+    assert f'LABEL "io.openshift.build.commit.id"="\\"{repo.head}\\""' in dockerfile
 
 
 # --- the buildah program, with a fake buildah ------------------------------------------------
@@ -1003,6 +1026,9 @@ if conf:
 with open(os.environ["FAKE_BUILDAH_LOG"], "a") as fh:
     fh.write(json.dumps(record) + "\\n")
 rc = int(os.environ.get("FAKE_" + args[0].upper() + "_RC", "0"))
+if args[0] == "bud" and "--cache-to" in args and os.environ.get("FAKE_CACHE_PUSH_FAILS"):
+    print("Error: failed pushing cache to {{{reg x-cache}}}: unauthorized", file=sys.stderr)
+    sys.exit(125)
 if rc == 0 and args[0] == "from":
     print("ctr-1")
 if rc == 0 and args[0] == "images":
@@ -1181,13 +1207,79 @@ def test_buildah_registry_credentials(sandbox: Sandbox) -> None:
     resolved = Resolved(
         privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
     )
-    result, calls = run_buildah(sandbox, docker_spec(), resolved)
+    no_cache = docker_spec(strategy={"type": "Docker", "dockerStrategy": {"noCache": True}})
+    result, calls = run_buildah(sandbox, no_cache, resolved)
     assert result.returncode == 0, result.stderr
     bud, push_call = calls
     assert bud["argv"][1] == "--authfile"
     assert json.loads(bud["authfile"]) == {"auths": legacy}
     assert push_call["argv"][1:3] == ["--authfile", str(push / ".dockerconfigjson")]
     assert json.loads(push_call["authfile"]) == config
+
+
+def test_buildah_cache_writes_with_the_push_secret_and_pulls_with_both(sandbox: Sandbox) -> None:
+    """bud writes the layer cache (the output's registry) with the push secret: one
+    auth file, the push secret's entries first, then the pull secret's for other hosts."""
+    pull = sandbox.secrets / "pull"
+    pull.mkdir()
+    pulls = {
+        "registry.local:5000": {"auth": "cHVsbDpwdWxs"},
+        "docker.io": {"auth": "aHViOmh1Yg=="},
+    }
+    (pull / ".dockerconfigjson").write_text(json.dumps({"auths": pulls}))
+    push = sandbox.secrets / "push"
+    push.mkdir()
+    pushes = {"registry.local:5000": {"auth": "cHVzaDpwdXNo"}}
+    (push / ".dockerconfigjson").write_text(json.dumps({"auths": pushes}))
+    resolved = Resolved(
+        privileged_builds=True, output_image=OUTPUT, push_secret="push", pull_secret="pull"
+    )
+    result, calls = run_buildah(sandbox, docker_spec(), resolved)
+    assert result.returncode == 0, result.stderr
+    bud, push_call = calls
+    assert "--cache-to" in bud["argv"]
+    assert json.loads(bud["authfile"]) == {
+        "auths": {
+            "registry.local:5000": pushes["registry.local:5000"],
+            "docker.io": pulls["docker.io"],
+        }
+    }
+    assert json.loads(push_call["authfile"]) == {"auths": pushes}
+    # Only the push secret: it serves the cache too.
+    (pull / ".dockerconfigjson").unlink()
+    result, calls = run_buildah(
+        sandbox,
+        docker_spec(),
+        Resolved(privileged_builds=True, output_image=OUTPUT, push_secret="push"),
+    )
+    assert result.returncode == 0, result.stderr
+    bud = calls[-2]  # the log goes on from the first run
+    assert bud["argv"][1:3] == ["--authfile", str(push / ".dockerconfigjson")]
+
+
+def test_buildah_unwritable_cache_does_not_fail_the_build(sandbox: Sandbox) -> None:
+    resolved = Resolved(privileged_builds=True, output_image=OUTPUT)
+    result, calls = run_buildah(
+        sandbox, docker_spec(), resolved, fake={"FAKE_CACHE_PUSH_FAILS": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    first, second, push_call = calls
+    assert "--cache-to" in first["argv"]
+    # Again without writing the cache, still reading it, every other option kept.
+    assert "--cache-to" not in second["argv"]
+    cache_at = first["argv"].index("--cache-to")
+    assert second["argv"] == first["argv"][:cache_at] + first["argv"][cache_at + 2 :]
+    assert "--cache-from" in second["argv"]
+    assert push_call["argv"][0] == "push"
+    assert "could not write the layer cache" in result.stdout
+    assert json.loads(sandbox.termination_log.read_text())["digest"] == DIGEST
+
+
+def test_buildah_failing_build_with_cache_is_not_retried(sandbox: Sandbox) -> None:
+    resolved = Resolved(privileged_builds=True, output_image=OUTPUT)
+    result, calls = run_buildah(sandbox, docker_spec(), resolved, fake={"FAKE_BUD_RC": "1"})
+    assert result.returncode == EXIT_BUILD
+    assert [c["argv"][0] for c in calls] == ["bud"]
 
 
 def test_buildah_insecure_registries(sandbox: Sandbox) -> None:
@@ -1270,14 +1362,21 @@ def test_kaniko_post_commit_hook_runs_in_a_stage_on_the_built_image(
         named or last_from,
         "RUN echo 42 > /answer",
     ]
-    assert lines[-4:] == [
+    assert lines[-5:] == [
         f"FROM {stage} AS headwater-post-commit",
         "LABEL io.headwater.post-commit=running",
+        lines[-3],
         "RUN " + json.dumps(["/bin/sh", "-ic", script, "sh", "a b"]),
         f"FROM {stage}",  # the image pushed: the last stage as it was
     ]
     run = lines[-2].removeprefix("RUN ")
     assert json.loads(run)[2] == script  # exec form: no shell made from the hook
+    # A value new to each build in the hook's stage: kaniko's layer cache key of the
+    # hook step changes with it, so the hook runs on every build.
+    assert re.fullmatch(r"ARG HEADWATER_POST_COMMIT_ID=[0-9a-f-]{36}", lines[-3]), lines[-3]
+    again = run_fetch(sandbox, spec, Resolved(output_image=OUTPUT), KANIKO_SETTINGS)
+    assert again.returncode == 0, again.stderr
+    assert lines[-3] not in (sandbox.source / "Dockerfile").read_text()
 
 
 def test_kaniko_post_commit_hook_on_a_source_build(sandbox: Sandbox) -> None:
@@ -1298,11 +1397,9 @@ def test_kaniko_post_commit_hook_on_a_source_build(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     lines = (sandbox.workspace / "s2i" / "Dockerfile").read_text().splitlines()
     assert lines[0] == "FROM builder AS headwater-built"
-    assert lines[-3:] == [
-        "LABEL io.headwater.post-commit=running",
-        'RUN ["bundle", "exec", "rake"]',
-        "FROM headwater-built",
-    ]
+    assert lines[-4] == "LABEL io.headwater.post-commit=running"
+    assert lines[-3].startswith("ARG HEADWATER_POST_COMMIT_ID=")
+    assert lines[-2:] == ['RUN ["bundle", "exec", "rake"]', "FROM headwater-built"]
 
 
 def test_no_post_commit_hook_leaves_the_dockerfile_alone_for_kaniko(sandbox: Sandbox) -> None:

@@ -259,7 +259,7 @@ def build_spec(source_spec: Mapping[str, Any], request: StartRequest) -> dict[st
             block["env"] = _merge_env(block.get("env"), request.env)
         if request.build_args and key == "dockerStrategy":
             block["buildArgs"] = _merge_env(block.get("buildArgs"), request.build_args)
-        if request.no_cache is not None and key == "dockerStrategy":
+        if request.no_cache is not None and key in ("dockerStrategy", "sourceStrategy"):
             block["noCache"] = request.no_cache
         if request.incremental is not None and key == "sourceStrategy":
             block["incremental"] = request.incremental

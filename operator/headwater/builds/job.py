@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from headwater.builds.cache import build_cache_repository
 from headwater.builds.model import (
     ANNOTATION_BUILD,
     ANNOTATION_BUILDCONFIG,
@@ -54,7 +55,7 @@ from headwater.builds.scripts import (
     SOURCE_SECRET_DIR,
     WORKSPACE,
 )
-from headwater.config import BuildDefaults, BuildOverrides, Config, Toleration
+from headwater.config import BuildCache, BuildDefaults, BuildOverrides, Config, Toleration
 
 Executor = Literal["buildah", "kaniko"]
 EXECUTOR_ANNOTATION = "build.headwater.dev/executor"
@@ -104,6 +105,8 @@ class JobSettings:
     overrides: BuildOverrides = field(default_factory=BuildOverrides)
     host_network: bool = False
     upload_timeout_seconds: int = 900
+    cache: BuildCache = field(default_factory=BuildCache)
+    """The registry layer cache (``buildCache``)."""
 
 
 @dataclass(frozen=True)
@@ -217,14 +220,22 @@ def _image_labels(spec: Mapping[str, Any], settings: JobSettings) -> list[tuple[
     return list(merged.items())
 
 
+def cache_of(spec: Mapping[str, Any], resolved: Resolved, settings: JobSettings) -> str | None:
+    """The registry layer cache repository the build reads and writes (None: no cache)."""
+    return build_cache_repository(spec, resolved.output_image, settings.defaults, settings.cache)
+
+
 def buildah_arguments(
     spec: Mapping[str, Any], resolved: Resolved, settings: JobSettings, context: str
 ) -> list[str]:
     """``buildah bud`` options for a Docker (or generated S2I) build."""
     kind, block = _strategy_block(spec)
+    cache = cache_of(spec, resolved, settings)
     # RUN steps get runc containers of their own (OCI isolation) but share the
     # pod's network namespace ("host" from inside the pod): no CNI inside the pod.
-    args = ["--layers=false", "--format", "docker", "--network", "host"]
+    # With a cache, each step's layer is looked up in, and pushed to, the cache repository.
+    args = ["--layers", "--cache-from", cache, "--cache-to", cache] if cache else ["--layers=false"]
+    args += ["--format", "docker", "--network", "host"]
     if kind == "Source":
         args += ["-f", f"{S2I_DIR}/Dockerfile"]
     else:
@@ -254,7 +265,12 @@ def kaniko_arguments(
         args += [f"--destination={resolved.output_image}", "--digest-file=/dev/termination-log"]
     else:
         args.append("--no-push")
-    if block.get("noCache"):
+    cache = cache_of(spec, resolved, settings)
+    if cache:
+        # Cached RUN and COPY layers are pulled from, and new ones pushed to, the cache
+        # repository; kaniko only warns when it cannot read or write it.
+        args += ["--cache=true", f"--cache-repo={cache}"]
+    elif block.get("noCache"):
         args.append("--cache=false")
     # forcePull needs nothing: kaniko pulls the base image from its registry on every build.
     for name, value in _pairs(block.get("buildArgs")):
@@ -367,6 +383,12 @@ def _fetch_container(
         # No --label or --env on kaniko's side for what only the pod knows (the
         # commit): the fetch step appends LABEL lines to the Dockerfile.
         env.append(_env("HW_APPEND_LABELS", "1"))
+        if cache_of(spec, resolved, settings):
+            # With --cache=true kaniko executes each LABEL twice (its cache pass, then the
+            # build) and LabelCommand rewrites its own value with the resolved text, so a
+            # value is unescaped twice (chainguard-dev/kaniko v1.25.6, pkg/commands/label.go).
+            # tests/e2e/test_kaniko.py's commit labels test checks the image's labels.
+            env.append(_env("HW_LABEL_RESOLUTIONS", "2"))
         hook = _post_commit_argv(spec)
         if hook:
             # The hook as an exec-form RUN (JSON: no shell text is made from it).
@@ -462,6 +484,9 @@ def _build_container(
     ]
     if resolved.output_image:
         env.append(_env("HW_OUTPUT", resolved.output_image))
+    cache = cache_of(spec, resolved, settings)
+    if cache:
+        env.append(_env("HW_CACHE", cache))
     if hook:
         env.append(_env("HW_POST_COMMIT_ARGC", str(len(hook))))
         env += [_env(f"HW_POST_COMMIT_ARG_{i}", arg) for i, arg in enumerate(hook)]
@@ -685,4 +710,5 @@ def settings_from_config(config: Config) -> JobSettings:
         defaults=config.build_defaults,
         overrides=config.build_overrides,
         host_network=config.build_host_network,
+        cache=config.build_cache,
     )

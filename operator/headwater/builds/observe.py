@@ -9,6 +9,7 @@ into the Build status fields, without any API call.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -196,12 +197,29 @@ def _kaniko_reason(tail: str) -> str:
     return "DockerBuildFailed"
 
 
+_DIGEST_ONLY = re.compile(r"sha256:[0-9a-f]{64}\s*")
+
+
+def log_needed(pod: Mapping[str, Any] | None) -> bool:
+    """The build container failed and its termination message holds a digest, not its
+    log: kaniko writes each layer cache push's digest to ``--digest-file`` too, and
+    the kubelet falls back to the log only for an empty message. The caller then
+    reads the log's tail and passes it to :func:`observe` as ``build_log``."""
+    build = _statuses(pod or {}, "containerStatuses").get(BUILD_CONTAINER) or {}
+    terminated = (build.get("state") or {}).get("terminated") or {}
+    message = str(terminated.get("message") or "")
+    return int(terminated.get("exitCode") or 0) != 0 and bool(_DIGEST_ONLY.fullmatch(message))
+
+
 def _failed_container(
-    name: str, terminated: Mapping[str, Any], custom: bool
+    name: str, terminated: Mapping[str, Any], custom: bool, log: str | None = None
 ) -> tuple[str, str, str]:
     """(reason, message, log snippet) of a container that exited non-zero."""
     code = int(terminated.get("exitCode") or 0)
-    tail = snippet(str(terminated.get("message") or ""))
+    message = str(terminated.get("message") or "")
+    if log is not None and _DIGEST_ONLY.fullmatch(message):
+        message = log
+    tail = snippet(message)
     if terminated.get("reason") == "OOMKilled":
         return "OutOfMemoryKilled", f"the {name} container ran out of memory", tail
     if custom:
@@ -219,8 +237,12 @@ def observe(
     pod: Mapping[str, Any] | None,
     *,
     custom: bool = False,
+    build_log: str | None = None,
 ) -> Observation:
-    """The status a build has given its Job and pod (either may be missing)."""
+    """The status a build has given its Job and pod (either may be missing).
+
+    ``build_log``: the build container's log tail, read when :func:`log_needed`.
+    """
     if job is None:
         return Observation(
             ERROR, "BuildPodDeleted", "the build's Job was deleted before the build finished"
@@ -285,7 +307,8 @@ def observe(
     for name, container in ((FETCH_CONTAINER, fetch), (BUILD_CONTAINER, build)):
         terminated = (container.get("state") or {}).get("terminated")
         if terminated and int(terminated.get("exitCode") or 0) != 0:
-            reason, message, tail = _failed_container(name, terminated, custom)
+            log = build_log if name == BUILD_CONTAINER else None
+            reason, message, tail = _failed_container(name, terminated, custom, log)
             return Observation(
                 FAILED,
                 reason,

@@ -38,6 +38,7 @@ from headwater.builds.job import (
 from headwater.builds.model import (
     ANNOTATION_RUN_POLICY,
     API_VERSION,
+    BUILD_CONTAINER,
     CANCELLED,
     COMPLETE,
     ERROR,
@@ -56,7 +57,7 @@ from headwater.builds.model import (
     phase_rank,
     summarize,
 )
-from headwater.builds.observe import Observation, observe
+from headwater.builds.observe import SNIPPET_LINES, Observation, log_needed, observe
 from headwater.builds.outputs import Outputs, Waiting
 from headwater.builds.policy import plan_runs
 from headwater.builds.prune import builds_of, prune
@@ -196,7 +197,8 @@ class BuildRuns:
             return
         pod = await self._pod_of(namespace, name, job) if job is not None else None
         strategy = str(((build.get("spec") or {}).get("strategy") or {}).get("type") or "Docker")
-        seen = observe(job, pod, custom=strategy == "Custom")
+        build_log = await self._log_tail(namespace, pod) if log_needed(pod) else None
+        seen = observe(job, pod, custom=strategy == "Custom", build_log=build_log)
         if seen.phase == COMPLETE:
             seen = await self.outputs.verify(build, seen)
         if seen.phase in TERMINAL:
@@ -438,6 +440,21 @@ class BuildRuns:
             push_secret=push_secret,
             pull_secret=resolved.pull_secret,
         )
+
+    async def _log_tail(self, namespace: str, pod: Mapping[str, Any] | None) -> str | None:
+        """The last lines of the build container's log (None when it cannot be read)."""
+        name = str(((pod or {}).get("metadata") or {}).get("name") or "")
+        if not name:
+            return None
+        lines: list[str] = []
+        try:
+            async for line in self.kube.log(
+                name, namespace=namespace, container=BUILD_CONTAINER, tail_lines=SNIPPET_LINES
+            ):
+                lines.append(line)
+        except ApiError:
+            return None
+        return "".join(lines)
 
     async def _privileged_builds_allowed(self, namespace: str) -> bool:
         """An admin labelled the namespace for the privileged (buildah) executor."""

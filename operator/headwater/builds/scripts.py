@@ -222,13 +222,20 @@ if [ -n "$commit" ]; then
 fi
 if [ -n "${HW_APPEND_LABELS:-}" ] && [ -s "$W/labels" ]; then
   target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
-  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' \
-    -e 's/^\([^=]*\)=\(.*\)$/LABEL "\1"="\2"/' "$W/labels" >> "$target"
+  # Each value as a double-quoted Dockerfile word (\, " and $ escaped), once per
+  # time kaniko resolves it (HW_LABEL_RESOLUTIONS, see job.py).
+  quote() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\$/\\$/g' -e 's/^\([^=]*\)=\(.*\)$/\1="\2"/'; }
+  if [ "${HW_LABEL_RESOLUTIONS:-1}" = 2 ]; then quote < "$W/labels" | quote; else quote < "$W/labels"; fi \
+    | sed -e 's/^\([^=]*\)=/LABEL "\1"=/' >> "$target"
 fi
 if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
   # kaniko (no second container to run the image in): the hook is a RUN step of a
   # stage on top of the last one, then the last stage again is the image pushed.
   # kaniko builds every stage in order, so a failing hook fails the build first.
+  # A value new to each build, declared in the hook's stage: it is part of the
+  # hook step's layer cache key, so a cached layer never stands in for the hook.
+  HW_POST_COMMIT_ID=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(ms)-$$")
+  export HW_POST_COMMIT_ID
   target=${DF:-}; [ -z "${HW_S2I_DOCKERFILE:-}" ] || target=$W/s2i/Dockerfile
   awk '__DOCKERFILE_SCAN__
     { line[NR] = $0 }
@@ -242,6 +249,7 @@ if [ -n "${HW_POST_COMMIT_RUN:-}" ]; then
     print ""
     print "FROM " stage " AS headwater-post-commit"
     print "LABEL io.headwater.post-commit=running"
+    print "ARG HEADWATER_POST_COMMIT_ID=" ENVIRON["HW_POST_COMMIT_ID"]
     print "RUN " ENVIRON["HW_POST_COMMIT_RUN"]
     print "FROM " stage }' "$target" > /tmp/Dockerfile && cat /tmp/Dockerfile > "$target" \
     || fail 12 "could not add the post-commit hook to the Dockerfile"
@@ -308,14 +316,45 @@ authfile() {
 pull_auth=$(authfile /var/run/secrets/headwater/pull pull)
 push_auth=$(authfile /var/run/secrets/headwater/push push)
 image=${HW_OUTPUT:-localhost/headwater-build:latest}
-[ -n "$pull_auth" ] && set -- --authfile "$pull_auth" "$@"
+bud_auth=$pull_auth
+if [ -n "${HW_CACHE:-}" ] && [ -n "$push_auth" ]; then
+  # The layer cache is in the output's registry: buildah bud pushes to it with the
+  # push secret. bud takes one auth file: the push secret's entries, then the pull
+  # secret's for registries the push secret does not name.
+  if [ -n "$pull_auth" ]; then
+    perl -MJSON::PP -e 'my %all; for my $f (@ARGV) { open my $h, "<", $f or die "$f: $!"; local $/;
+      my $auths = (decode_json(<$h>) || {})->{auths} || {}; $all{$_} //= $auths->{$_} for keys %$auths }
+      print encode_json({auths => \%all})' "$push_auth" "$pull_auth" > /tmp/bud-auth.json \
+      || fail 20 "could not read the push and pull secrets"
+    bud_auth=/tmp/bud-auth.json
+  else
+    bud_auth=$push_auth
+  fi
+fi
+[ -n "$bud_auth" ] && set -- --authfile "$bud_auth" "$@"
 while IFS= read -r label; do
   [ -n "$label" ] && set -- "$@" --label "$label"
 done < /workspace/labels
 
 t_build=$(ms)
 echo "Building $HW_CONTEXT ..."
-buildah bud "$@" -t "$image" "$HW_CONTEXT" || fail 20 "the image build failed"
+{ rc=0; buildah bud "$@" -t "$image" "$HW_CONTEXT" 2>&1 || rc=$?; echo "$rc" > /tmp/bud.rc; } | tee /tmp/bud.log
+rc=$(cat /tmp/bud.rc)
+if [ "$rc" -ne 0 ] && [ -n "${HW_CACHE:-}" ] && grep -q 'failed pushing cache to' /tmp/bud.log; then
+  # A cache that cannot be written never fails a build: again without --cache-to
+  # (the steps built so far are in local storage: --layers reuses them).
+  echo "warning: could not write the layer cache $HW_CACHE; building without writing it"
+  n=$#; skip=0
+  for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0
+    elif [ "$arg" = --cache-to ]; then skip=1
+    else set -- "$@" "$arg"
+    fi
+  done
+  shift "$n"
+  rc=0; buildah bud "$@" -t "$image" "$HW_CONTEXT" || rc=$?
+fi
+[ "$rc" -eq 0 ] || fail 20 "the image build failed"
 d_build=$(( $(ms) - t_build ))
 # The images buildah pulled for the build (every stage's base), with the digests
 # it pulled, for provenance; RUN steps ran in their own namespaces and cannot

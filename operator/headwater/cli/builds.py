@@ -478,7 +478,7 @@ def _report(client: Any, namespace: str, name: str, timeout: float) -> int:
 @click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help=_ENV_HELP)
 @click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE", help=_ENV_HELP)
 @click.option("--commit", metavar="SHA", help="Build this commit of the Git source.")
-@click.option("--no-cache", "no_cache", is_flag=True, default=None, help="Build without cache.")
+@click.option("--no-cache", "no_cache", is_flag=True, default=None, help="No layer cache.")
 @click.option("--incremental", is_flag=True, default=None, help="S2I: reuse artifacts.")
 @click.option("--from-dir", metavar="DIR", help="Upload this folder (honours .gitignore).")
 @click.option("--from-file", metavar="FILE", help="Upload this one file.")
