@@ -1,5 +1,5 @@
 """What a Complete build attaches to its image before its output tag moves: a cosign
-signature (and, from the provenance slice, a signed SLSA attestation).
+signature, and its SLSA provenance (:mod:`headwater.builds.attestations`).
 
 The seam is :meth:`Attester.attach`, called once by ``BuildRuns._finish`` after
 the pushed digest was verified (``Outputs.verify``) and before the output tag is
