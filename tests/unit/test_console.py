@@ -310,9 +310,14 @@ async def test_overview_stream_sends_a_build_as_it_changes(
     response.close()
 
 
-async def test_watches_stop_when_the_last_stream_leaves(
-    source: FakeSource, client: TestClient[Any, Any]
-) -> None:
+async def test_watches_stop_when_the_last_stream_leaves(source: FakeSource) -> None:
+    port = unused_port()
+    app = make_app(source, Settings(port=port, token=TOKEN, linger_seconds=0.3))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+        await _streams_share_and_stop(source, client)
+
+
+async def _streams_share_and_stop(source: FakeSource, client: TestClient[Any, Any]) -> None:
     first = await client.get("/ns/shop/overview/events")
     second = await client.get("/ns/shop/overview/events")
     await _read_event(first, "builds")
@@ -331,7 +336,7 @@ async def test_watches_stop_when_the_last_stream_leaves(
 
 async def test_streams_are_bounded() -> None:
     fake = FakeSource("shop")
-    hub = Hub(fake, max_streams=1)
+    hub = Hub(fake, max_streams=1, linger_seconds=0)
     async with hub.subscribe([BUILDS], "shop"):
         from headwater.console.live import Busy
 
