@@ -526,6 +526,7 @@ async def build_page(request: web.Request) -> web.StreamResponse:
 async def build_events(request: web.Request) -> web.StreamResponse:
     namespace, name = _namespace(request), _name_param(request)
     last: list[dict[str, Any] | None] = [None]
+    cancellable: list[bool | None] = [None]
 
     async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
         (informer,) = informers
@@ -536,6 +537,12 @@ async def build_events(request: web.Request) -> web.StreamResponse:
         view = views.build_view(found, now())
         context = _context(request, namespace, view=view, problem=informer.problem)
         await response.write(sse_frame("build", fragment(request, "_build_facts.html", **context)))
+        if view.cancellable != cancellable[0]:
+            # Only when it changes: the buttons are not replaced under the reader's focus.
+            cancellable[0] = view.cancellable
+            await response.write(
+                sse_frame("actions", fragment(request, "_build_actions.html", **context))
+            )
 
     return await stream(request, (BUILDS,), namespace, send)
 
@@ -620,22 +627,38 @@ async def build_log(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         # The log starts again from its first line: a reconnected page clears what it has.
         await response.write(sse_frame("reset", ""))
+        # The page shows "Following the log…" (or what the reader waits for) until the
+        # first line, and again when the next step waits: each line or the end clears it.
+        waiting = True
+        pending: tuple[str, str] | None = None
         while True:
-            try:
-                event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(sse_comment("keepalive"))
-                continue
+            if pending is not None:
+                (event, text), pending = pending, None
+            else:
+                try:
+                    event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(sse_comment("keepalive"))
+                    continue
             if event == "line":
                 lines = [text]
                 while len(lines) < LOG_BATCH and not queue.empty():
                     more = queue.get_nowait()
                     if more[0] != "line":
-                        queue.put_nowait(more)  # order kept: the rest follows next turn
+                        # Next, before anything queued after it: put back at the queue's
+                        # end, a "waiting" came after the next step's lines and stayed.
+                        pending = more
                         break
                     lines.append(more[1])
-                await response.write(sse_frame("line", html.escape("".join(lines))))
+                if waiting:
+                    await response.write(sse_frame("waiting", ""))
+                    waiting = False
+                text = views.strip_ansi("".join(lines))
+                await response.write(sse_frame("line", html.escape(text)))
             else:
+                if event == "end" and waiting:
+                    await response.write(sse_frame("waiting", ""))
+                waiting = event == "waiting" or waiting
                 await response.write(sse_frame(event, html.escape(text)))
                 if event == "end":
                     break
