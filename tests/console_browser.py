@@ -70,14 +70,15 @@ class Console:
         )  # fmt: skip
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Until the console answers on its port (it exited: raise with its output)."""
+    def wait_ready(self, timeout: float = 30, path: str = "/") -> None:
+        """Until the console answers ``path`` on its port (it exited: raise with its
+        output). ``/`` redirects to the overview, which it then renders once."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"headwater console exited:\n{self.output()[-4000:]}")
             try:
-                with urllib.request.urlopen(self.base + "/", timeout=5):  # noqa: S310 - loopback
+                with urllib.request.urlopen(self.base + path, timeout=5):  # noqa: S310 - loopback
                     return
             except urllib.error.HTTPError:
                 return  # it answers (a redirect target may refuse; that is still an answer)

@@ -267,12 +267,22 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     # The page was opened before the build printed its lines: they arrive into it.
     assert "console-line-1" not in log.inner_text()
+    cancel = page.get_by_role("button", name="Cancel build")
+    assert cancel.count() == 1, "a running build is not offered Cancel"
     arrives(page, log, "console-line-1", lambda: build_phase(cluster, namespace, "web-1"))
     early = log.inner_text()
     log.get_by_text(f"console-line-{LOG_LINES}").wait_for(timeout=60_000)
     assert f"console-line-{LOG_LINES}" not in early, "the log did not arrive line by line"
     digest = build_digest(cluster, namespace, "web-1")
     page.get_by_text("Complete").first.wait_for(timeout=60_000)
+    # Ended: Cancel is withdrawn by itself; no "waiting for the build step" is left over,
+    # and kaniko's colours are not shown as "[36mINFO[0m".
+    cancel.wait_for(state="detached", timeout=10_000)
+    waiting = page.locator('p[sse-swap="waiting"]').inner_text()
+    assert "waiting" not in waiting.lower(), f"a stale wait is shown: {waiting!r}"
+    text = log.inner_text()
+    assert "\x1b" not in text
+    assert "[0m" not in text, "terminal colour codes in the log"
     assert navigations == [], f"the page reloaded: {navigations}"
     accessible(page, "build")
     screenshot(page, artifacts, "build")

@@ -310,9 +310,14 @@ async def test_overview_stream_sends_a_build_as_it_changes(
     response.close()
 
 
-async def test_watches_stop_when_the_last_stream_leaves(
-    source: FakeSource, client: TestClient[Any, Any]
-) -> None:
+async def test_watches_stop_when_the_last_stream_leaves(source: FakeSource) -> None:
+    port = unused_port()
+    app = make_app(source, Settings(port=port, token=TOKEN, linger_seconds=0.3))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+        await _streams_share_and_stop(source, client)
+
+
+async def _streams_share_and_stop(source: FakeSource, client: TestClient[Any, Any]) -> None:
     first = await client.get("/ns/shop/overview/events")
     second = await client.get("/ns/shop/overview/events")
     await _read_event(first, "builds")
@@ -331,7 +336,7 @@ async def test_watches_stop_when_the_last_stream_leaves(
 
 async def test_streams_are_bounded() -> None:
     fake = FakeSource("shop")
-    hub = Hub(fake, max_streams=1)
+    hub = Hub(fake, max_streams=1, linger_seconds=0)
     async with hub.subscribe([BUILDS], "shop"):
         from headwater.console.live import Busy
 
@@ -800,3 +805,115 @@ async def test_sections_are_sent_again_as_their_ages_move_on(
     # No change in the cluster, and yet the section comes again (ages, running durations).
     await _read_event(response, "builds", wait_seconds=3)
     response.close()
+
+
+# --- the build page: a clean log, no stale "waiting", no Cancel on an ended build ---
+
+
+def test_ansi_escapes_are_stripped() -> None:
+    kaniko = "\x1b[36mINFO\x1b[0m[0000] Retrieving image manifest golang:1.22"
+    assert views.strip_ansi(kaniko) == "INFO[0000] Retrieving image manifest golang:1.22"
+    assert views.strip_ansi("\x1b[1;31merror\x1b[m: \x1b[2Kdone\x1b[1A") == "error: done"
+    assert views.strip_ansi("\x1b]0;title\x07a \x1b]8;;http://x\x1b\\link") == "a link"
+    assert views.strip_ansi("cut short \x1b") == "cut short "
+    assert views.strip_ansi("[36m plain brackets stay\ttabs too") == (
+        "[36m plain brackets stay\ttabs too"
+    )
+
+
+async def _all_events(response: Any, last: str, wait_seconds: float = 5) -> list[tuple[str, str]]:
+    """Every (event, data) in order, until the event ``last``."""
+    seen: list[tuple[str, str]] = []
+
+    async def read() -> list[tuple[str, str]]:
+        event, data = "", []
+        while True:
+            raw = await response.content.readline()
+            if not raw:
+                return seen
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "":
+                if event:
+                    seen.append((event, "\n".join(data)))
+                    if event == last:
+                        return seen
+                event, data = "", []
+
+    return await asyncio.wait_for(read(), wait_seconds)
+
+
+async def test_build_log_is_shown_without_colour_codes_and_waiting_clears(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headwater.cli.builds as cli_builds
+
+    def fake_stream_logs(
+        client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any
+    ) -> None:
+        say("waiting for the fetch step: PodInitializing")
+        out.write("cloned\n")
+        say("waiting for the build step of web-3-build: PodInitializing")
+        out.write("\x1b[36mINFO\x1b[0m[0000] Retrieving image manifest <base>\n")
+
+    monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
+    monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Complete"}})
+    response = await client.get("/ns/shop/builds/web-3/log")
+    events = await _all_events(response, "end")
+    log = "".join(data for event, data in events if event == "line")
+    assert "INFO[0000] Retrieving image manifest &lt;base&gt;" in log
+    assert "\x1b" not in log
+    assert "[36m" not in log
+    # In the order said: each wait, then cleared before the next line, none left over.
+    assert [(event, "INFO" if "INFO" in data else data) for event, data in events] == [
+        ("reset", ""),
+        ("waiting", "waiting for the fetch step: PodInitializing"),
+        ("waiting", ""),
+        ("line", "cloned\n"),
+        ("waiting", "waiting for the build step of web-3-build: PodInitializing"),
+        ("waiting", ""),
+        ("line", "INFO"),
+        ("end", "The log ended: the build is Complete."),
+    ]
+    assert events[-1] == ("end", "The log ended: the build is Complete.")
+
+
+async def test_a_log_that_ends_while_waiting_clears_the_wait(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import click
+
+    import headwater.cli.builds as cli_builds
+
+    def fake_stream_logs(
+        client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any
+    ) -> None:
+        say("waiting for the build step of web-3-build: PodInitializing")
+        raise click.ClickException("build web-3 was cancelled")
+
+    monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
+    response = await client.get("/ns/shop/builds/web-3/log")
+    events = await _all_events(response, "end")
+    assert [e for e in events if e[0] == "waiting"][-1] == ("waiting", "")
+    assert events[-1] == ("end", "build web-3 was cancelled")
+
+
+async def test_cancel_is_withdrawn_when_the_build_ends(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    page = await (await client.get("/ns/shop/builds/web-3")).text()
+    assert 'action="/ns/shop/builds/web-3/cancel"' in page
+    response = await client.get("/ns/shop/builds/web-3/events")
+    first = await _read_event(response, "actions")
+    assert "Cancel build" in first
+    await asyncio.sleep(0)
+    source.emit("builds", "shop", "MODIFIED", build("web", 3, "Complete", minutes_ago=1))
+    actions = await _read_event(response, "actions")
+    assert "Cancel build" not in actions
+    assert 'action="/ns/shop/builds/web-3/rebuild"' in actions
+    response.close()
+    for phase in ("Complete", "Failed", "Cancelled", "Error"):
+        assert not views.build_view(build("web", 9, phase), NOW).cancellable

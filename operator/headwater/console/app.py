@@ -20,6 +20,7 @@ from aiohttp import web
 from headwater.console import actions, security, views
 from headwater.console.live import (
     KEEPALIVE_SECONDS,
+    LINGER_SECONDS,
     MAX_WATCHES,
     Busy,
     Hub,
@@ -64,6 +65,8 @@ class Settings:
     port: int = 8090
     context_name: str = ""
     token: str = ""
+    linger_seconds: float = LINGER_SECONDS
+    """How long the watches of a namespace no page shows any more are kept."""
 
 
 SOURCE = web.AppKey("source", Source)
@@ -225,16 +228,58 @@ def overview_context(
     return {"view": view, "problems": problems}
 
 
+SYNC_WAIT_SECONDS = 10.0
+"""How long a page waits for a starting watch's first list before listing itself."""
+
+
+async def current_or_listed(
+    request: web.Request, kinds: tuple[Kind, ...], namespace: str
+) -> tuple[dict[str, tuple[list[dict[str, Any]], Problem | None]], str]:
+    """The objects of ``kinds`` in ``namespace``, each with why it could not be listed, and
+    where they came from (for the Server-Timing header).
+
+    From the namespace's shared watches when they are current (:meth:`Hub.current`):
+    started here if need be, so a first page waits for their first list instead of
+    listing once for itself and once more for its stream. A kind whose watch is not
+    synced or failed (Forbidden, ...) is listed, so the page says why as it always did.
+    """
+    hub = request.app[HUB]
+    try:
+        informers = hub.keep(kinds, namespace)
+    except Busy:
+        informers = []
+    await asyncio.gather(*(i.ready(SYNC_WAIT_SECONDS) for i in informers))
+    found: dict[str, tuple[list[dict[str, Any]], Problem | None]] = {}
+    missing = []
+    for kind in kinds:
+        items = hub.current(kind, namespace)
+        if items is None:
+            missing.append(kind)
+        else:
+            found[kind.key] = (items, None)
+    source = request.app[SOURCE]
+    results = await asyncio.gather(*(_listed(source, k, namespace) for k in missing))
+    found.update({k.key: r for k, r in zip(missing, results, strict=True)})
+    origin = "watch" if not missing else "list" if len(missing) == len(kinds) else "watch+list"
+    return found, origin
+
+
 async def overview_page(request: web.Request) -> web.StreamResponse:
     namespace = _namespace(request)
-    source = request.app[SOURCE]
-    results = await asyncio.gather(*(_listed(source, k, namespace) for k in OVERVIEW_KINDS))
-    found = {k.key: r for k, r in zip(OVERVIEW_KINDS, results, strict=True)}
-    return render(
+    started = time.perf_counter()
+    found, origin = await current_or_listed(request, OVERVIEW_KINDS, namespace)
+    read = time.perf_counter()
+    response = render(
         request,
         "overview.html",
         **_context(request, namespace, **overview_context(namespace, found)),
     )
+    done = time.perf_counter()
+    response.headers["Server-Timing"] = (
+        f'read;desc="{origin}";dur={(read - started) * 1000:.1f},'
+        f" render;dur={(done - read) * 1000:.1f}"
+    )
+    return response
 
 
 SECTIONS = {
@@ -481,6 +526,7 @@ async def build_page(request: web.Request) -> web.StreamResponse:
 async def build_events(request: web.Request) -> web.StreamResponse:
     namespace, name = _namespace(request), _name_param(request)
     last: list[dict[str, Any] | None] = [None]
+    cancellable: list[bool | None] = [None]
 
     async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
         (informer,) = informers
@@ -491,6 +537,12 @@ async def build_events(request: web.Request) -> web.StreamResponse:
         view = views.build_view(found, now())
         context = _context(request, namespace, view=view, problem=informer.problem)
         await response.write(sse_frame("build", fragment(request, "_build_facts.html", **context)))
+        if view.cancellable != cancellable[0]:
+            # Only when it changes: the buttons are not replaced under the reader's focus.
+            cancellable[0] = view.cancellable
+            await response.write(
+                sse_frame("actions", fragment(request, "_build_actions.html", **context))
+            )
 
     return await stream(request, (BUILDS,), namespace, send)
 
@@ -575,22 +627,38 @@ async def build_log(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         # The log starts again from its first line: a reconnected page clears what it has.
         await response.write(sse_frame("reset", ""))
+        # The page shows "Following the log…" (or what the reader waits for) until the
+        # first line, and again when the next step waits: each line or the end clears it.
+        waiting = True
+        pending: tuple[str, str] | None = None
         while True:
-            try:
-                event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(sse_comment("keepalive"))
-                continue
+            if pending is not None:
+                (event, text), pending = pending, None
+            else:
+                try:
+                    event, text = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(sse_comment("keepalive"))
+                    continue
             if event == "line":
                 lines = [text]
                 while len(lines) < LOG_BATCH and not queue.empty():
                     more = queue.get_nowait()
                     if more[0] != "line":
-                        queue.put_nowait(more)  # order kept: the rest follows next turn
+                        # Next, before anything queued after it: put back at the queue's
+                        # end, a "waiting" came after the next step's lines and stayed.
+                        pending = more
                         break
                     lines.append(more[1])
-                await response.write(sse_frame("line", html.escape("".join(lines))))
+                if waiting:
+                    await response.write(sse_frame("waiting", ""))
+                    waiting = False
+                text = views.strip_ansi("".join(lines))
+                await response.write(sse_frame("line", html.escape(text)))
             else:
+                if event == "end" and waiting:
+                    await response.write(sse_frame("waiting", ""))
+                waiting = event == "waiting" or waiting
                 await response.write(sse_frame(event, html.escape(text)))
                 if event == "end":
                     break
@@ -800,7 +868,7 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=256 * 1024)
     app[SOURCE] = source
     app[SETTINGS] = settings
-    app[HUB] = Hub(source)
+    app[HUB] = Hub(source, linger_seconds=settings.linger_seconds)
     app[TEMPLATES] = templates()
     app[ALLOWED] = security.allowed_hosts(settings.address, settings.port)
     app[LOGS] = []

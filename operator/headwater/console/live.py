@@ -2,8 +2,12 @@
 
 An :class:`Informer` lists a kind once, then watches it from the list's
 resourceVersion, keeping the objects by name and bumping a version on every
-change; it runs while at least one stream uses it and is stopped when the last
-one leaves. The :class:`Hub` bounds how many streams and watches run at once.
+change; it runs while at least one stream uses it, and for
+:data:`LINGER_SECONDS` after the last one leaves (or after a page was rendered
+from it), so the next page of that namespace is rendered from memory. The
+:class:`Hub` bounds how many streams and watches run at once, and says when an
+informer's objects may be served (:meth:`Hub.current`): only while it is synced
+(listed, and its watch running since) and has no problem.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ MAX_WATCHES = 32
 RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
+LINGER_SECONDS = 300.0
+"""An informer no stream uses is kept this long (the console is one user's process:
+the watches of the namespace being looked at are worth keeping between pages)."""
 
 
 def sse_frame(event: str, data: str) -> bytes:
@@ -54,16 +61,23 @@ class Informer:
         self.objects: dict[str, dict[str, Any]] = {}
         self.version = 0
         self.synced = False
+        """Listed, and watching since: ``objects`` are current. False from the moment the
+        watch ends or fails until the next list has replaced them."""
         self.problem: Problem | None = None
         self.users = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"console-watch-{self.kind.key}")
 
     async def stop(self) -> None:
+        if self._expiry is not None and self._expiry is not asyncio.current_task():
+            self._expiry.cancel()
+        self._expiry = None
+        self.synced = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,6 +100,22 @@ class Informer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), wait_seconds)
         return self.version > since
+
+    async def ready(self, wait_seconds: float) -> bool:
+        """Wait (up to ``wait_seconds``) until the first list is in or has failed; True
+        when the objects may be served (synced, no problem)."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not self.synced and self.problem is None and self.running:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await self.changed(self.version, left)
+        return self.usable
+
+    @property
+    def usable(self) -> bool:
+        """Its objects are current: running, listed and watching since, no problem."""
+        return self.running and self.synced and self.problem is None
 
     def values(self) -> list[dict[str, Any]]:
         return list(self.objects.values())
@@ -110,9 +140,11 @@ class Informer:
                     else:
                         continue
                     self._bump()
+                self.synced = False  # the watch ended: nothing says what changed since
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.synced = False
                 if watching and classify(exc) is Failure.GONE:
                     continue  # 410: the watch's version expired; list again at once
                 failures += 1
@@ -137,13 +169,80 @@ class Hub:
     """Shares informers between streams; bounds streams and watches."""
 
     def __init__(
-        self, source: Source, max_streams: int = MAX_STREAMS, max_watches: int = MAX_WATCHES
+        self,
+        source: Source,
+        max_streams: int = MAX_STREAMS,
+        max_watches: int = MAX_WATCHES,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self.source = source
         self.max_streams = max_streams
         self.max_watches = max_watches
+        self.linger_seconds = linger_seconds
         self.streams = 0
         self.informers: dict[tuple[str, str], Informer] = {}
+
+    def _room(self, kinds: list[Kind], namespace: str) -> None:
+        """Make room for the informers of ``kinds`` not running yet: idle ones (no stream)
+        are stopped first, oldest first; Busy when that is not enough."""
+        new = [k for k in kinds if (k.key, namespace) not in self.informers]
+        idle = [
+            key
+            for key, i in self.informers.items()
+            if i.users == 0 and key[1] != namespace  # dict order: the oldest first
+        ]
+        while len(self.informers) + len(new) > self.max_watches and idle:
+            informer = self.informers.pop(idle.pop(0))
+            self._stop_later(informer, 0)
+        if len(self.informers) + len(new) > self.max_watches:
+            raise Busy(f"{len(self.informers)} watches already running")
+
+    def _take(self, kind: Kind, namespace: str) -> Informer:
+        informer = self.informers.get((kind.key, namespace))
+        if informer is None:
+            informer = Informer(self.source, kind, namespace)
+            self.informers[(kind.key, namespace)] = informer
+        if informer._expiry is not None:
+            informer._expiry.cancel()
+            informer._expiry = None
+        informer.start()
+        return informer
+
+    def _stop_later(self, informer: Informer, seconds: float) -> None:
+        """Stop ``informer`` after ``seconds`` unless a stream or a page took it again."""
+
+        async def expire() -> None:
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            key = (informer.kind.key, informer.namespace)
+            if informer.users == 0:
+                if self.informers.get(key) is informer:
+                    self.informers.pop(key)
+                await informer.stop()
+
+        if informer._expiry is not None:
+            informer._expiry.cancel()
+        informer._expiry = asyncio.create_task(expire(), name="console-watch-expiry")
+
+    def keep(self, kinds: Iterable[Kind], namespace: str) -> list[Informer]:
+        """The informers of ``kinds`` in ``namespace``, started if need be and kept for
+        :attr:`linger_seconds` more (a page rendered from them is followed by its stream,
+        and often by another page). Busy when there is no room."""
+        wanted = list(kinds)
+        self._room(wanted, namespace)
+        taken = [self._take(kind, namespace) for kind in wanted]
+        for informer in taken:
+            if informer.users == 0:
+                self._stop_later(informer, self.linger_seconds)
+        return taken
+
+    def current(self, kind: Kind, namespace: str) -> list[dict[str, Any]] | None:
+        """The objects of ``kind`` in ``namespace`` from a running watch, when they are
+        current (:attr:`Informer.usable`); None otherwise: the caller lists."""
+        informer = self.informers.get((kind.key, namespace))
+        if informer is None or not informer.usable:
+            return None
+        return informer.values()
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -153,19 +252,13 @@ class Hub:
         wanted = list(kinds)
         if self.streams >= self.max_streams:
             raise Busy(f"{self.streams} live streams already open")
-        new = [k for k in wanted if (k.key, namespace) not in self.informers]
-        if len(self.informers) + len(new) > self.max_watches:
-            raise Busy(f"{len(self.informers)} watches already running")
+        self._room(wanted, namespace)
         self.streams += 1
         taken: list[Informer] = []
         try:
             for kind in wanted:
-                informer = self.informers.get((kind.key, namespace))
-                if informer is None:
-                    informer = Informer(self.source, kind, namespace)
-                    self.informers[(kind.key, namespace)] = informer
+                informer = self._take(kind, namespace)
                 informer.users += 1
-                informer.start()
                 taken.append(informer)
             yield taken
         finally:
@@ -173,11 +266,15 @@ class Hub:
             for informer in taken:
                 informer.users -= 1
                 if informer.users == 0:
-                    self.informers.pop((informer.kind.key, namespace), None)
-                    await informer.stop()
+                    if self.linger_seconds > 0:
+                        self._stop_later(informer, self.linger_seconds)
+                    else:
+                        self.informers.pop((informer.kind.key, namespace), None)
+                        await informer.stop()
 
     async def close(self) -> None:
         for informer in list(self.informers.values()):
+            informer.users = 0
             await informer.stop()
         self.informers.clear()
 

@@ -10,7 +10,8 @@ import click
 from aiohttp import web
 
 from headwater.console import security
-from headwater.console.app import Settings, make_app
+from headwater.console.app import HUB, OVERVIEW_KINDS, Settings, make_app
+from headwater.console.live import Busy
 from headwater.console.source import KubeSource
 
 
@@ -34,6 +35,10 @@ async def serve(source: KubeSource, settings: Settings, open_browser: bool) -> N
             f"cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}"
             " (another console? try --port)"
         ) from None
+    # The overview of the namespace opened first is rendered from its watches: start
+    # them now, while the browser starts.
+    with contextlib.suppress(Busy):
+        app[HUB].keep(OVERVIEW_KINDS, source.default_namespace)
     url = f"http://{url_host(settings.address)}:{settings.port}/ns/{source.default_namespace}"
     print(f"Headwater console on {url} (Ctrl+C stops it)", flush=True)
     if open_browser:

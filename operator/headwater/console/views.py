@@ -7,6 +7,7 @@ where unit tests reach it.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,20 @@ RECENT_PER_BUILDCONFIG = 3
 RECENT_BUILDS = 50
 """The overview's list of recent builds across the namespace, newest first."""
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+ANSI_ESCAPE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours (ESC[36m), cursor moves, erases
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, hyperlinks (to BEL or ST)
+    r"|\x1b[@-Z\\-_]"  # any other two-byte escape
+    r"|\x1b"  # a lone ESC (a sequence cut short)
+)
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences: kaniko colours its log
+    (``ESC[36mINFO ESC[0m``), which a page would show as ``[36mINFO[0m``."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -582,7 +597,7 @@ def build_view(build: Mapping[str, Any], now: datetime) -> BuildView:
         finished=row.phase in TERMINAL,
         reason=str(status.get("reason") or ""),
         message=str(status.get("message") or ""),
-        log_snippet=str(status.get("logSnippet") or ""),
+        log_snippet=strip_ansi(str(status.get("logSnippet") or "")),
         commit=str(git.get("commit") or ""),
         commit_message=str(git.get("message") or ""),
         author=str((git.get("author") or {}).get("name") or ""),
