@@ -467,6 +467,27 @@ async def test_attach_attestation_round_trip(registry: Registry) -> None:
     assert checks[0].verified_by == ("k",)
 
 
+async def test_attach_unsigned_attestation_is_idempotent(registry: Registry) -> None:
+    statement = b'{"_type":"https://in-toto.io/Statement/v1"}'
+    async with RegistryClient() as client:
+        first = await cosign.attach_attestation(
+            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None,
+            insecure=True,
+        )  # fmt: skip
+        again = await cosign.attach_attestation(
+            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None,
+            insecure=True,
+        )  # fmt: skip
+        fetched = await cosign.fetch_attestations(
+            client, registry.host, "team/app", DIGEST, insecure=True
+        )
+    assert (first.appended, again.appended) == (True, False)
+    assert first.key_id == again.key_id == ""
+    assert again.layer_digest == first.layer_digest
+    assert fetched is not None
+    assert len(fetched.layers) == 1
+
+
 async def test_no_signatures_is_none(registry: Registry) -> None:
     async with RegistryClient() as client:
         assert (

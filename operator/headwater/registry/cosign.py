@@ -934,34 +934,48 @@ async def attach_attestation(
         client, registry, repository, image_digest,
         credentials=credentials, insecure=insecure, ca_file=ca_file, push=True,
     )  # fmt: skip
+    key_id = _key_id(key)
+    found = _attested(existing, image_digest, statement, key)
+    if existing is not None and found is not None:
+        return Attached(existing.reference, existing.digest, found.digest, key_id, False)
+    return await _append(
+        client, registry, repository, tag, _attestation(statement, predicate_type, key),
+        existing, key_id, credentials=credentials, insecure=insecure, ca_file=ca_file,
+    )  # fmt: skip
+
+
+def _key_id(key: SigningKey | None) -> str:
+    """The fingerprint an attachment names: "" for an unsigned envelope."""
+    return key.public.fingerprint if key is not None else ""
+
+
+def _attestation(statement: bytes, predicate_type: str, key: SigningKey | None) -> Layer:
+    """The attestation layer: ``statement``'s DSSE envelope, signed by ``key`` (unsigned
+    when None), annotated with ``predicate_type``."""
+    envelope = dsse_sign(statement, key) if key is not None else dsse_unsigned(statement)
+    return attestation_layer(envelope, predicate_type)
+
+
+def _attested(
+    existing: FetchedManifest | None, image_digest: str, statement: bytes, key: SigningKey | None
+) -> FetchedLayer | None:
+    """The layer of ``existing`` that already holds ``statement`` from ``key`` (an earlier
+    attempt), or None. Unsigned: the same envelope bytes; signed: a layer ``key`` verifies
+    whose payload is ``statement``."""
+    if existing is None:
+        return None
     if key is None:
         envelope = dsse_unsigned(statement)
-        if existing is not None:
-            for found in existing.layers:
-                if found.data == envelope:
-                    return Attached(existing.reference, existing.digest, found.digest, "", False)
-        unsigned = attestation_layer(envelope, predicate_type)
-        return await _append(
-            client, registry, repository, tag, unsigned, existing, "",
-            credentials=credentials, insecure=insecure, ca_file=ca_file,
-        )  # fmt: skip
-    public = key.public
-    if existing is not None:
-        for check in verify_layers(existing, image_digest, {"self": public}):
-            found = existing.layers[check.index]
-            if (
-                check.verified_by
-                and found.data is not None
-                and parse_envelope(found.data).payload == statement
-            ):
-                return Attached(
-                    existing.reference, existing.digest, found.digest, public.fingerprint, False
-                )
-    layer = attestation_layer(dsse_sign(statement, key), predicate_type)
-    return await _append(
-        client, registry, repository, tag, layer, existing, public.fingerprint,
-        credentials=credentials, insecure=insecure, ca_file=ca_file,
-    )  # fmt: skip
+        return next((found for found in existing.layers if found.data == envelope), None)
+    for check in verify_layers(existing, image_digest, {"self": key.public}):
+        found = existing.layers[check.index]
+        if (
+            check.verified_by
+            and found.data is not None
+            and parse_envelope(found.data).payload == statement
+        ):
+            return found
+    return None
 
 
 async def _append(
@@ -1043,8 +1057,7 @@ async def attach_attestation_referrer(
     image = await client.get_manifest(registry, repository, image_digest, push=True, **target)
     if image is None:
         raise RegistryError("NotFound", f"{registry}/{repository}@{image_digest} is not there")
-    envelope = dsse_sign(statement, key) if key is not None else dsse_unsigned(statement)
-    layer = attestation_layer(envelope, predicate_type)
+    layer = _attestation(statement, predicate_type, key)
     subject = {"mediaType": image.media_type, "digest": image.digest, "size": len(image.body)}
     manifest = referrer_manifest(layer, subject, DSSE_MEDIA_TYPE)
     await asyncio.gather(
@@ -1053,5 +1066,4 @@ async def attach_attestation_referrer(
     )
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     await client.put_manifest(registry, repository, digest, manifest, OCI_MANIFEST, **target)
-    key_id = key.public.fingerprint if key is not None else ""
-    return Attached(f"{registry}/{repository}@{digest}", digest, layer.digest, key_id, True)
+    return Attached(f"{registry}/{repository}@{digest}", digest, layer.digest, _key_id(key), True)
