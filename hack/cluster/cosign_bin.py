@@ -14,14 +14,13 @@ Only the Python standard library is used: this runs before any venv exists.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gobin import go_binary
+from gobin import build_command, go_binary
 
 CACHE = Path(os.environ.get("HEADWATER_CACHE", Path.home() / ".cache" / "headwater"))
 
@@ -38,11 +37,7 @@ def build(cache: Path = CACHE) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] != ["build"]:
-        print(__doc__, file=sys.stderr)
-        return 2
-    print(json.dumps(build()))
-    return 0
+    return build_command(argv, __doc__, build)
 
 
 if __name__ == "__main__":

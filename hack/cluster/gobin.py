@@ -25,7 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+
+def build_command(
+    argv: list[str], usage: str | None, build: Callable[[], Mapping[str, object]]
+) -> int:
+    """A script's ``main``: ``<script> build`` prints what ``build`` returns as JSON;
+    anything else prints ``usage`` (the script's docstring) and exits 2."""
+    if argv[1:] != ["build"]:
+        print(usage, file=sys.stderr)
+        return 2
+    print(json.dumps(build()))
+    return 0
 
 
 def log(message: str) -> None:
