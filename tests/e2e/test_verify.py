@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from headwater.registry import cosign
-from headwater.registry.client import RegistryClient
+from headwater.registry.client import RegistryClient, Repository
 
 from .helpers import (
     Cluster,
@@ -100,9 +100,8 @@ def verification_keys(
 def sign(cluster: Cluster, repository: str, digest: str, key: cosign.SigningKey) -> None:
     async def attach() -> None:
         async with RegistryClient() as client:
-            await cosign.attach_signature(
-                client, cluster.need_registry(), repository, digest, key, insecure=True
-            )
+            repo = Repository(cluster.need_registry(), repository, insecure=True)
+            await cosign.attach_signature(client, repo, digest, key)
 
     asyncio.run(attach())
 

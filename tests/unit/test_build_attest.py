@@ -22,7 +22,7 @@ from headwater.builds.observe import Observation
 from headwater.builds.outputs import Outputs
 from headwater.config import Config
 from headwater.registry import cosign
-from headwater.registry.client import RegistryClient
+from headwater.registry.client import RegistryClient, Repository
 from headwater.resources import Build
 from tests.fakekube import FakeKube
 from tests.unit.test_cosign import DIGEST, Registry, serve_registry
@@ -82,9 +82,8 @@ async def test_with_a_key_the_image_is_signed_where_status_says(registry: Regist
         assert signature["signed"] is True
         assert signature["keyId"] == key.public.fingerprint
         assert signature["reference"] == f"{registry.host}/shop/web:{cosign.signature_tag(DIGEST)}"
-        fetched = await cosign.fetch_signatures(
-            client, registry.host, "shop/web", DIGEST, insecure=True
-        )
+        web = Repository(registry.host, "shop/web", insecure=True)
+        fetched = await cosign.fetch_signatures(client, web, DIGEST)
         assert fetched is not None
         assert fetched.digest == signature["digest"]
         checks = cosign.verify_layers(fetched, DIGEST, {"cluster": key.public})

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from headwater.registry import cosign
-from headwater.registry.client import OCI_MANIFEST, RegistryClient, RegistryError
+from headwater.registry.client import OCI_MANIFEST, RegistryClient, RegistryError, Repository
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cosign"
 DIGEST = (DATA / "image-digest").read_text().strip()
@@ -302,6 +302,11 @@ class Registry:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def repo(self) -> Repository:
+        """``team/app`` on it, over plain HTTP."""
+        return Repository(self.host, "team/app", insecure=True)
+
 
 @pytest.fixture
 async def registry() -> AsyncIterator[Registry]:
@@ -394,17 +399,13 @@ async def serve_registry() -> AsyncIterator[Registry]:
 async def test_attach_signature_pushes_with_push_scope_and_verifies(registry: Registry) -> None:
     key = cosign.generate_key()
     async with RegistryClient() as client:
-        attached = await cosign.attach_signature(
-            client, registry.host, "team/app", DIGEST, key, insecure=True
-        )
+        attached = await cosign.attach_signature(client, registry.repo, DIGEST, key)
         assert attached.appended
         assert attached.reference == f"{registry.host}/team/app:{cosign.signature_tag(DIGEST)}"
         assert attached.key_id == key.public.fingerprint
         assert registry.scopes
         assert set(registry.scopes) == {"repository:team/app:pull,push"}
-        fetched = await cosign.fetch_signatures(
-            client, registry.host, "team/app", DIGEST, insecure=True
-        )
+        fetched = await cosign.fetch_signatures(client, registry.repo, DIGEST)
     assert fetched is not None
     assert fetched.digest == attached.manifest_digest
     checks = cosign.verify_layers(fetched, DIGEST, {"mine": key.public})
@@ -414,18 +415,10 @@ async def test_attach_signature_pushes_with_push_scope_and_verifies(registry: Re
 async def test_attach_appends_to_anothers_signature_and_is_idempotent(registry: Registry) -> None:
     theirs, mine = cosign.generate_key(), cosign.generate_key()
     async with RegistryClient() as client:
-        await cosign.attach_signature(
-            client, registry.host, "team/app", DIGEST, theirs, insecure=True
-        )
-        first = await cosign.attach_signature(
-            client, registry.host, "team/app", DIGEST, mine, insecure=True
-        )
-        again = await cosign.attach_signature(
-            client, registry.host, "team/app", DIGEST, mine, insecure=True
-        )
-        fetched = await cosign.fetch_signatures(
-            client, registry.host, "team/app", DIGEST, insecure=True
-        )
+        await cosign.attach_signature(client, registry.repo, DIGEST, theirs)
+        first = await cosign.attach_signature(client, registry.repo, DIGEST, mine)
+        again = await cosign.attach_signature(client, registry.repo, DIGEST, mine)
+        fetched = await cosign.fetch_signatures(client, registry.repo, DIGEST)
     assert first.appended
     assert not again.appended
     assert again.manifest_digest == first.manifest_digest
@@ -447,16 +440,12 @@ async def test_attach_attestation_round_trip(registry: Registry) -> None:
     ).encode()
     async with RegistryClient() as client:
         first = await cosign.attach_attestation(
-            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, key,
-            insecure=True,
-        )  # fmt: skip
-        again = await cosign.attach_attestation(
-            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, key,
-            insecure=True,
-        )  # fmt: skip
-        fetched = await cosign.fetch_attestations(
-            client, registry.host, "team/app", DIGEST, insecure=True
+            client, registry.repo, DIGEST, statement, cosign.SLSA_PROVENANCE_V1, key
         )
+        again = await cosign.attach_attestation(
+            client, registry.repo, DIGEST, statement, cosign.SLSA_PROVENANCE_V1, key
+        )
+        fetched = await cosign.fetch_attestations(client, registry.repo, DIGEST)
     assert first.appended
     assert not again.appended
     assert first.reference.endswith(".att")
@@ -471,16 +460,12 @@ async def test_attach_unsigned_attestation_is_idempotent(registry: Registry) -> 
     statement = b'{"_type":"https://in-toto.io/Statement/v1"}'
     async with RegistryClient() as client:
         first = await cosign.attach_attestation(
-            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None,
-            insecure=True,
-        )  # fmt: skip
-        again = await cosign.attach_attestation(
-            client, registry.host, "team/app", DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None,
-            insecure=True,
-        )  # fmt: skip
-        fetched = await cosign.fetch_attestations(
-            client, registry.host, "team/app", DIGEST, insecure=True
+            client, registry.repo, DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None
         )
+        again = await cosign.attach_attestation(
+            client, registry.repo, DIGEST, statement, cosign.SLSA_PROVENANCE_V1, None
+        )
+        fetched = await cosign.fetch_attestations(client, registry.repo, DIGEST)
     assert (first.appended, again.appended) == (True, False)
     assert first.key_id == again.key_id == ""
     assert again.layer_digest == first.layer_digest
@@ -490,10 +475,7 @@ async def test_attach_unsigned_attestation_is_idempotent(registry: Registry) -> 
 
 async def test_no_signatures_is_none(registry: Registry) -> None:
     async with RegistryClient() as client:
-        assert (
-            await cosign.fetch_signatures(client, registry.host, "team/app", DIGEST, insecure=True)
-            is None
-        )
+        assert await cosign.fetch_signatures(client, registry.repo, DIGEST) is None
 
 
 async def test_registry_failure_raises_and_records_nothing(registry: Registry) -> None:
@@ -501,14 +483,10 @@ async def test_registry_failure_raises_and_records_nothing(registry: Registry) -
     key = cosign.generate_key()
     async with RegistryClient() as client:
         with pytest.raises(RegistryError) as caught:
-            await cosign.attach_signature(
-                client, registry.host, "team/app", DIGEST, key, insecure=True
-            )
+            await cosign.attach_signature(client, registry.repo, DIGEST, key)
         assert caught.value.reason == "ServerError"
         assert cosign.signature_tag(DIGEST) not in registry.manifests
-        retried = await cosign.attach_signature(
-            client, registry.host, "team/app", DIGEST, key, insecure=True
-        )
+        retried = await cosign.attach_signature(client, registry.repo, DIGEST, key)
     assert retried.appended
 
 
@@ -516,7 +494,7 @@ async def test_upload_location_on_another_host_is_refused(registry: Registry) ->
     registry.upload_location = "http://127.0.0.2:1/v2/team/app/blobs/uploads/u1"
     async with RegistryClient() as client:
         with pytest.raises(RegistryError, match="upload location"):
-            await client.push_blob(registry.host, "team/app", b"data", insecure=True)
+            await client.push_blob(registry.repo, b"data")
     assert not registry.blobs
 
 
@@ -528,18 +506,16 @@ async def test_the_access_policy_guards_the_write_path(registry: Registry) -> No
     refused = AccessPolicy([AllowedRegistry("registry.example", insecure=True)])
     key = cosign.generate_key()
     async with RegistryClient(policy=allowed) as client:
-        await cosign.attach_signature(client, registry.host, "team/app", DIGEST, key, insecure=True)
+        await cosign.attach_signature(client, registry.repo, DIGEST, key)
     assert registry.manifests
     registry.manifests.clear()
     registry.blobs.clear()
     async with RegistryClient(policy=refused) as client:
         with pytest.raises(RegistryError) as caught:
-            await cosign.attach_signature(
-                client, registry.host, "team/app", DIGEST, key, insecure=True
-            )
+            await cosign.attach_signature(client, registry.repo, DIGEST, key)
         assert caught.value.reason == "NotAllowed"
         with pytest.raises(RegistryError) as blob:
-            await client.push_blob(registry.host, "team/app", b"x", insecure=True)
+            await client.push_blob(registry.repo, b"x")
         assert blob.value.reason == "NotAllowed"
     assert not registry.manifests
     assert not registry.blobs

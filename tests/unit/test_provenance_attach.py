@@ -29,7 +29,7 @@ from headwater.builds.outputs import Outputs
 from headwater.builds.provenance import Reported
 from headwater.config import Config
 from headwater.registry import cosign
-from headwater.registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from headwater.registry.client import OCI_INDEX, OCI_MANIFEST, RegistryClient, Repository
 from headwater.resources import Build
 from tests.fakekube import FakeKube
 
@@ -213,7 +213,9 @@ async def test_with_the_referrers_api_the_statement_is_a_referrer_with_subject()
     kube.add(_secret(key))
     async with serve(Registry(referrers=True)) as registry, RegistryClient() as client:
         digest = _image(registry)
-        assert await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
+        assert await client.has_referrers_api(
+            Repository(registry.host, "shop/web", insecure=True), digest
+        )
         seen = await _attestations(kube, client, registry.host).attach(
             _build(registry.host), _seen(digest)
         )
@@ -245,7 +247,9 @@ async def test_without_the_referrers_api_the_statement_is_in_the_att_tag() -> No
     kube = FakeKube()
     async with serve(Registry(referrers=False)) as registry, RegistryClient() as client:
         digest = _image(registry)
-        assert not await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
+        assert not await client.has_referrers_api(
+            Repository(registry.host, "shop/web", insecure=True), digest
+        )
         seen = await _attestations(kube, client, registry.host).attach(
             _build(registry.host), _seen(digest)
         )
@@ -271,9 +275,13 @@ async def test_an_answer_that_is_not_an_index_is_no_referrers_api() -> None:
     fake = Registry(referrers=True, referrers_content_type="text/html")
     async with serve(fake) as registry, RegistryClient() as client:
         digest = _image(registry)
-        assert not await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
+        assert not await client.has_referrers_api(
+            Repository(registry.host, "shop/web", insecure=True), digest
+        )
         registry.referrers_content_type = f"{OCI_INDEX}; charset=utf-8"
-        assert await client.has_referrers_api(registry.host, "shop/web", digest, insecure=True)
+        assert await client.has_referrers_api(
+            Repository(registry.host, "shop/web", insecure=True), digest
+        )
 
 
 async def test_a_failing_referrers_probe_is_retried_not_taken_for_no_api() -> None:

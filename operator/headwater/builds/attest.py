@@ -37,8 +37,7 @@ from headwater.builds.outputs import Outputs, Waiting
 from headwater.config import Config
 from headwater.kube import Failure, classify, is_gone
 from headwater.registry import cosign
-from headwater.registry.client import RegistryClient, RegistryError
-from headwater.registry.credentials import Credentials
+from headwater.registry.client import RegistryClient, RegistryError, Repository
 from headwater.registry.reference import ReferenceError, parse_reference
 
 log = logging.getLogger(__name__)
@@ -64,14 +63,10 @@ class AttachError(Exception):
 class Target:
     """Where a build's image lives and how to write beside it: what each attachment needs."""
 
-    registry: str
-    """The registry's API host (``host[:port]``)."""
-    repository: str
+    repo: Repository
+    """The output's repository, with the build's push secret's login for that registry."""
     digest: str
     """The verified digest the build pushed."""
-    credentials: Credentials | None
-    """The build's push secret's login for that registry."""
-    insecure: bool
 
 
 @dataclass(frozen=True)
@@ -162,13 +157,9 @@ class Attester:
         except Waiting:
             secret = None
         credentials = await self.outputs.credentials(namespace, secret, output)
-        return Target(
-            registry=image.api_host,
-            repository=image.path,
-            digest=digest,
-            credentials=credentials,
-            insecure=image.domain in self.outputs.settings.insecure_registries,
-        )
+        insecure = image.domain in self.outputs.settings.insecure_registries
+        repo = Repository(image.api_host, image.path, credentials=credentials, insecure=insecure)
+        return Target(repo, digest)
 
     async def attach(self, build: Mapping[str, Any], digest: str | None) -> dict[str, Any]:
         """Sign the verified ``digest`` a build pushed; the Build status fields to write.
@@ -191,17 +182,14 @@ class Attester:
     async def _sign(self, target: Target, key: cosign.SigningKey) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            attached = await cosign.attach_signature(
-                self.registry, target.registry, target.repository, target.digest, key,
-                credentials=target.credentials, insecure=target.insecure,
-            )  # fmt: skip
+            attached = await cosign.attach_signature(self.registry, target.repo, target.digest, key)
         except RegistryError as exc:
             raise AttachError("SigningFailed", f"pushing the signature failed: {exc}") from None
         except ValueError as exc:
             raise AttachError("SigningFailed", f"cannot sign: {exc}") from None
         log.info(
             "signed %s/%s@%s in %.0f ms (%s)",
-            target.registry, target.repository, target.digest,
+            target.repo.registry, target.repo.repository, target.digest,
             (time.perf_counter() - started) * 1000, attached.reference,
         )  # fmt: skip
         return {

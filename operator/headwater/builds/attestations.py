@@ -33,7 +33,7 @@ from headwater.builds.outputs import Outputs, Waiting
 from headwater.events import post_event
 from headwater.kube import API_ERRORS, Failure, classify
 from headwater.registry import cosign
-from headwater.registry.client import RegistryClient, RegistryError
+from headwater.registry.client import RegistryClient, RegistryError, Repository
 from headwater.registry.credentials import Credentials
 from headwater.registry.reference import Reference, parse_reference
 
@@ -107,9 +107,9 @@ class Attestations:
                 credentials=credentials, insecure=insecure,
             )  # fmt: skip
             raw = await self.registry.get_manifest(
-                image.api_host, image.path, resolved.digest,
-                credentials=credentials, insecure=insecure,
-            )  # fmt: skip
+                Repository(image.api_host, image.path, credentials=credentials, insecure=insecure),
+                resolved.digest,
+            )
         except (RegistryError, ValueError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:
                 raise  # retried: a registry that did not answer says nothing about the image
@@ -172,9 +172,14 @@ class Attestations:
                 str(output),
             )
             raw = await self.registry.get_manifest(
-                output.api_host, output.path, seen.digest,
-                credentials=credentials, insecure=self._insecure(output),
-            )  # fmt: skip
+                Repository(
+                    output.api_host,
+                    output.path,
+                    credentials=credentials,
+                    insecure=self._insecure(output),
+                ),
+                seen.digest,
+            )
             built_layers = _manifest_layers(raw.body) if raw is not None else ()
         except (RegistryError, ValueError, Waiting, ApiError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:
@@ -270,15 +275,11 @@ class Attestations:
         payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
         key, _ = await self.attester.signing_key()
         target = await self.attester.target(build, seen.digest)
-        where: dict[str, Any] = {"credentials": target.credentials, "insecure": target.insecure}
-        referrers = await self.registry.has_referrers_api(
-            target.registry, target.repository, seen.digest, **where
-        )
+        referrers = await self.registry.has_referrers_api(target.repo, seen.digest)
         attach = cosign.attach_attestation_referrer if referrers else cosign.attach_attestation
         attached = await attach(
-            self.registry, target.registry, target.repository, seen.digest, payload,
-            provenance.PREDICATE_TYPE, key, **where,
-        )  # fmt: skip
+            self.registry, target.repo, seen.digest, payload, provenance.PREDICATE_TYPE, key
+        )
         record: dict[str, Any] = {
             "reference": attached.reference,
             "scheme": "referrers" if referrers else "tag",

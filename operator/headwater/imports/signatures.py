@@ -22,7 +22,7 @@ from headwater.imports.credentials import Keyring
 from headwater.imports.keys import KeyStore, PublicKey
 from headwater.imports.runner import ImportRunner
 from headwater.imports.verifier import Fetch, FetchFailed, Signatures, Verifier
-from headwater.registry.client import RegistryClient, RegistryError
+from headwater.registry.client import RegistryClient, RegistryError, Repository
 from headwater.registry.cosign import (
     FetchedManifest,
     fetch_signatures,
@@ -63,15 +63,14 @@ def cosign_fetch(
         error: RegistryError | None = None
         for login in candidates:
             try:
-                found = await fetch_signatures(
-                    registry,
+                repo = Repository(
                     image.api_host,
                     image.path,
-                    digest,
                     credentials=login,
                     insecure=is_insecure(image.domain),
                     ca_file=credentials.ca_file(config.registry_certs_dir, image.domain),
                 )
+                found = await fetch_signatures(registry, repo, digest)
             except RegistryError as exc:
                 error = exc
                 if exc.reason in ("Unauthorized", "Forbidden"):

@@ -90,6 +90,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "RegistryStats",
+    "Repository",
     "Resolved",
     "choose_platform",
     "parse_retry_after",
@@ -648,14 +649,23 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
 
 
 @dataclass(frozen=True)
-class _Target:
-    """Where and as whom one client call talks."""
+class Repository:
+    """A repository on a registry and how to reach it: where and as whom a call talks."""
 
     registry: str
+    """The registry's API host (``host[:port]``)."""
     repository: str
-    credentials: BasicCredentials | None
-    insecure: bool
-    ca_file: str | None
+    credentials: BasicCredentials | None = None
+    insecure: bool = False
+    """Plain HTTP (or TLS unchecked) allowed."""
+    ca_file: str | None = None
+    """A CA bundle that signs the registry's certificate."""
+
+
+@dataclass(frozen=True)
+class _Target(Repository):
+    """A :class:`Repository` checked, with the scope one client call asks for."""
+
     push: bool = False
     """Ask for ``pull,push`` scope (signatures written to the repository)."""
 
@@ -763,7 +773,7 @@ class RegistryClient:
         is an image (or an index kept whole). Legacy (``preserve_original=False``)
         resolves an index to the ``platform`` image; PreserveOriginal keeps the index.
         """
-        target = self._target(registry, repository, credentials, insecure, ca_file)
+        target = self._target(Repository(registry, repository, credentials, insecure, ca_file))
         is_digest = _check_reference(reference)
         where = f"{registry}/{repository}{'@' if is_digest else ':'}{reference}"
         self._check_registry(target)
@@ -845,7 +855,7 @@ class RegistryClient:
         """The repository's tags, following ``Link: <…>; rel="next"`` pages, at most ``limit``."""
         if page_size < 1 or limit < 1:
             raise ValueError("page_size and limit must be positive")
-        target = self._target(registry, repository, credentials, insecure, ca_file)
+        target = self._target(Repository(registry, repository, credentials, insecure, ca_file))
         where = f"{registry}/{repository}"
         self._check_registry(target)
         path = f"/v2/{repository}/tags/list"
@@ -883,26 +893,17 @@ class RegistryClient:
             query = link.raw_query_string
         return tags[:limit]
 
-    async def has_referrers_api(
-        self,
-        registry: str,
-        repository: str,
-        digest: str,
-        *,
-        credentials: BasicCredentials | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
-    ) -> bool:
+    async def has_referrers_api(self, repo: Repository, digest: str) -> bool:
         """Whether the registry serves the OCI referrers API: ``GET
         /v2/<name>/referrers/<digest>`` answers 200 with an image index (a registry
         without it answers 404, or 400/405 for an unknown route). A 429 or 5xx, or no
         answer, raises RegistryError (transient): it says nothing either way."""
-        target = self._target(registry, repository, credentials, insecure, ca_file)
+        target = self._target(repo)
         if not _DIGEST_RE.fullmatch(digest):
             raise ValueError(f"{digest!r} is not a digest")
         self._check_registry(target)
         response = await self._call(
-            target, "GET", f"/v2/{repository}/referrers/{digest}", "",
+            target, "GET", f"/v2/{target.repository}/referrers/{digest}", "",
             kind="manifest", accept=OCI_INDEX, limit=self.max_manifest_bytes,
         )  # fmt: skip
         if response.status == 429 or response.status >= 500:
@@ -915,22 +916,14 @@ class RegistryClient:
     # --- raw manifests and blobs, and the write path (signatures) ----------------
 
     async def get_manifest(
-        self,
-        registry: str,
-        repository: str,
-        reference: str,
-        *,
-        credentials: BasicCredentials | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
-        push: bool = False,
+        self, repo: Repository, reference: str, *, push: bool = False
     ) -> RawManifest | None:
         """The manifest ``reference`` names as stored (checked against its digest), or None
         when the registry has none (404). ``push`` authenticates with push scope, so a
         read before a write costs no second token."""
-        target = self._target(registry, repository, credentials, insecure, ca_file, push)
+        target = self._target(repo, push=push)
         is_digest = _check_reference(reference)
-        where = f"{registry}/{repository}{'@' if is_digest else ':'}{reference}"
+        where = f"{repo.registry}/{repo.repository}{'@' if is_digest else ':'}{reference}"
         self._check_registry(target)
         try:
             manifest = await self._get_manifest(
@@ -943,34 +936,18 @@ class RegistryClient:
         return RawManifest(manifest.digest, manifest.media_type, manifest.raw)
 
     async def get_blob(
-        self,
-        registry: str,
-        repository: str,
-        digest: str,
-        *,
-        limit: int,
-        credentials: BasicCredentials | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
-        push: bool = False,
+        self, repo: Repository, digest: str, *, limit: int, push: bool = False
     ) -> bytes:
         """A blob, at most ``limit`` bytes, checked against ``digest``."""
-        target = self._target(registry, repository, credentials, insecure, ca_file, push)
+        target = self._target(repo, push=push)
         if not _DIGEST_RE.fullmatch(digest):
             raise ValueError(f"{digest!r} is not a digest")
         self._check_registry(target)
-        return await self._get_blob(target, digest, f"{registry}/{repository}", limit=limit)
+        return await self._get_blob(
+            target, digest, f"{repo.registry}/{repo.repository}", limit=limit
+        )
 
-    async def push_blob(
-        self,
-        registry: str,
-        repository: str,
-        data: bytes,
-        *,
-        credentials: BasicCredentials | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
-    ) -> str:
+    async def push_blob(self, repo: Repository, data: bytes) -> str:
         """Upload ``data`` as a blob (skipped when the registry has it); its digest.
 
         A monolithic upload: ``POST /blobs/uploads/`` then ``PUT <Location>?digest=``.
@@ -979,10 +956,11 @@ class RegistryClient:
         """
         if len(data) > self.max_push_bytes:
             raise ValueError(f"a blob of {len(data)} bytes is over {self.max_push_bytes}")
-        target = self._target(registry, repository, credentials, insecure, ca_file, push=True)
+        target = self._target(repo, push=True)
         self._check_registry(target)
+        repository = repo.repository
         digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        where = f"{registry}/{repository}: blob {digest}"
+        where = f"{repo.registry}/{repository}: blob {digest}"
         head = await self._call(
             target, "HEAD", f"/v2/{repository}/blobs/{digest}", "", kind="blob", limit=0
         )
@@ -1023,21 +1001,13 @@ class RegistryClient:
         return digest
 
     async def put_manifest(
-        self,
-        registry: str,
-        repository: str,
-        reference: str,
-        body: bytes,
-        media_type: str,
-        *,
-        credentials: BasicCredentials | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
+        self, repo: Repository, reference: str, body: bytes, media_type: str
     ) -> str:
         """Store a manifest under ``reference`` (a tag or its digest); its digest."""
         if len(body) > self.max_manifest_bytes:
             raise ValueError(f"a manifest of {len(body)} bytes is over {self.max_manifest_bytes}")
-        target = self._target(registry, repository, credentials, insecure, ca_file, push=True)
+        target = self._target(repo, push=True)
+        registry, repository = repo.registry, repo.repository
         _check_reference(reference)
         self._check_registry(target)
         digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
@@ -1178,20 +1148,13 @@ class RegistryClient:
         except NotAllowed as exc:
             raise RegistryError("NotAllowed", exc.message) from None
 
-    def _target(
-        self,
-        registry: str,
-        repository: str,
-        credentials: BasicCredentials | None,
-        insecure: bool,
-        ca_file: str | None,
-        push: bool = False,
-    ) -> _Target:
+    def _target(self, repo: Repository, *, push: bool = False) -> _Target:
+        registry, repository = repo.registry, repo.repository
         if not _REGISTRY_RE.fullmatch(registry):
             raise ValueError(f"registry {registry!r} is not host[:port]")
         if len(repository) > 255 or not _REPOSITORY_RE.fullmatch(repository):
             raise ValueError(f"repository {repository!r} is not a valid repository path")
-        return _Target(registry, repository, credentials, insecure, ca_file, push)
+        return _Target(registry, repository, repo.credentials, repo.insecure, repo.ca_file, push)
 
     async def _call(
         self,

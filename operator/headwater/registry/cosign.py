@@ -59,9 +59,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from headwater.registry.client import (
     OCI_MANIFEST,
-    BasicCredentials,
     RegistryClient,
     RegistryError,
+    Repository,
 )
 
 __all__ = [
@@ -782,59 +782,26 @@ class Attached:
 
 
 async def fetch_signatures(
-    client: RegistryClient,
-    registry: str,
-    repository: str,
-    image_digest: str,
-    *,
-    credentials: BasicCredentials | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
-    push: bool = False,
+    client: RegistryClient, repo: Repository, image_digest: str, *, push: bool = False
 ) -> FetchedManifest | None:
     """The ``sha256-<hex>.sig`` manifest of ``image_digest`` with its layers' blobs,
     or None when the image has no signatures. RegistryError on other failures.
     ``push`` asks for a push-scoped token (when about to append)."""
-    return await _fetch(
-        client, registry, repository, signature_tag(image_digest),
-        credentials=credentials, insecure=insecure, ca_file=ca_file, push=push,
-    )  # fmt: skip
+    return await _fetch(client, repo, signature_tag(image_digest), push=push)
 
 
 async def fetch_attestations(
-    client: RegistryClient,
-    registry: str,
-    repository: str,
-    image_digest: str,
-    *,
-    credentials: BasicCredentials | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
-    push: bool = False,
+    client: RegistryClient, repo: Repository, image_digest: str, *, push: bool = False
 ) -> FetchedManifest | None:
     """The ``sha256-<hex>.att`` manifest of ``image_digest`` with its layers' blobs, or None."""
-    return await _fetch(
-        client, registry, repository, attestation_tag(image_digest),
-        credentials=credentials, insecure=insecure, ca_file=ca_file, push=push,
-    )  # fmt: skip
+    return await _fetch(client, repo, attestation_tag(image_digest), push=push)
 
 
 async def _fetch(
-    client: RegistryClient,
-    registry: str,
-    repository: str,
-    tag: str,
-    *,
-    credentials: BasicCredentials | None,
-    insecure: bool,
-    ca_file: str | None,
-    push: bool,
+    client: RegistryClient, repo: Repository, tag: str, *, push: bool
 ) -> FetchedManifest | None:
-    where = f"{registry}/{repository}:{tag}"
-    raw = await client.get_manifest(
-        registry, repository, tag,
-        credentials=credentials, insecure=insecure, ca_file=ca_file, push=push,
-    )  # fmt: skip
+    where = f"{repo.registry}/{repo.repository}:{tag}"
+    raw = await client.get_manifest(repo, tag, push=push)
     if raw is None:
         return None
     try:
@@ -856,10 +823,7 @@ async def _fetch(
             SIMPLE_SIGNING_MEDIA_TYPE,
             DSSE_MEDIA_TYPE,
         ):
-            data = await client.get_blob(
-                registry, repository, descriptor.digest, limit=MAX_LAYER_BYTES,
-                credentials=credentials, insecure=insecure, ca_file=ca_file, push=push,
-            )  # fmt: skip
+            data = await client.get_blob(repo, descriptor.digest, limit=MAX_LAYER_BYTES, push=push)
         layers.append(
             FetchedLayer(descriptor.digest, descriptor.media_type, descriptor.annotations, data)
         )
@@ -873,29 +837,22 @@ async def _fetch(
 
 async def attach_signature(
     client: RegistryClient,
-    registry: str,
-    repository: str,
+    repo: Repository,
     image_digest: str,
     key: SigningKey,
     *,
-    credentials: BasicCredentials | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
     optional: Mapping[str, Any] | None = None,
 ) -> Attached:
-    """Sign ``repository@image_digest`` as ``cosign sign --key`` does and append the
+    """Sign ``repo``'s ``image_digest`` as ``cosign sign --key`` does and append the
     signature to its ``.sig`` manifest (made when missing), with push-scoped auth.
 
     Idempotent: when the manifest already holds this payload signed by ``key`` (an
     earlier attempt that pushed before failing), nothing is added. RegistryError
     when the registry refuses; the caller retries.
     """
-    payload = simple_signing_payload(docker_reference(registry, repository), image_digest, optional)
-    tag = signature_tag(image_digest)
-    existing = await fetch_signatures(
-        client, registry, repository, image_digest,
-        credentials=credentials, insecure=insecure, ca_file=ca_file, push=True,
-    )  # fmt: skip
+    reference = docker_reference(repo.registry, repo.repository)
+    payload = simple_signing_payload(reference, image_digest, optional)
+    existing = await fetch_signatures(client, repo, image_digest, push=True)
     public = key.public
     if existing is not None:
         for check in verify_layers(existing, image_digest, {"self": public}):
@@ -907,41 +864,29 @@ async def attach_signature(
     # Signing is a fast operation (ECDSA, under a millisecond): no thread needed.
     layer = signature_layer(payload, key.sign(payload))
     return await _append(
-        client, registry, repository, tag, layer, existing, public.fingerprint,
-        credentials=credentials, insecure=insecure, ca_file=ca_file,
-    )  # fmt: skip
+        client, repo, signature_tag(image_digest), layer, existing, public.fingerprint
+    )
 
 
 async def attach_attestation(
     client: RegistryClient,
-    registry: str,
-    repository: str,
+    repo: Repository,
     image_digest: str,
     statement: bytes,
     predicate_type: str,
     key: SigningKey | None,
-    *,
-    credentials: BasicCredentials | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
 ) -> Attached:
     """Sign an in-toto ``statement`` (its JSON bytes, whose subject names ``image_digest``)
     in a DSSE envelope as ``cosign attest --key`` does, and append it to the image's
     ``.att`` manifest. Idempotent like :func:`attach_signature` (same statement bytes,
     same key: nothing added). ``key`` None: the envelope has no signature (key_id "")."""
-    tag = attestation_tag(image_digest)
-    existing = await fetch_attestations(
-        client, registry, repository, image_digest,
-        credentials=credentials, insecure=insecure, ca_file=ca_file, push=True,
-    )  # fmt: skip
+    existing = await fetch_attestations(client, repo, image_digest, push=True)
     key_id = _key_id(key)
     found = _attested(existing, image_digest, statement, key)
     if existing is not None and found is not None:
         return Attached(existing.reference, existing.digest, found.digest, key_id, False)
-    return await _append(
-        client, registry, repository, tag, _attestation(statement, predicate_type, key),
-        existing, key_id, credentials=credentials, insecure=insecure, ca_file=ca_file,
-    )  # fmt: skip
+    layer = _attestation(statement, predicate_type, key)
+    return await _append(client, repo, attestation_tag(image_digest), layer, existing, key_id)
 
 
 def _key_id(key: SigningKey | None) -> str:
@@ -980,27 +925,28 @@ def _attested(
 
 async def _append(
     client: RegistryClient,
-    registry: str,
-    repository: str,
+    repo: Repository,
     tag: str,
     layer: Layer,
     existing: FetchedManifest | None,
     key_id: str,
-    *,
-    credentials: BasicCredentials | None,
-    insecure: bool,
-    ca_file: str | None,
 ) -> Attached:
     image = build_image([layer], keep=existing.descriptors if existing is not None else ())
-    target: dict[str, Any] = {"credentials": credentials, "insecure": insecure, "ca_file": ca_file}
-    await asyncio.gather(
-        client.push_blob(registry, repository, layer.data, **target),
-        client.push_blob(registry, repository, image.config, **target),
-    )
-    digest = await client.put_manifest(
-        registry, repository, tag, image.manifest, OCI_MANIFEST, **target
-    )
-    return Attached(f"{registry}/{repository}:{tag}", digest, layer.digest, key_id, True)
+    digest = await _push(client, repo, tag, layer, image.config, image.manifest)
+    return Attached(f"{repo.registry}/{repo.repository}:{tag}", digest, layer.digest, key_id, True)
+
+
+async def _push(
+    client: RegistryClient,
+    repo: Repository,
+    reference: str,
+    layer: Layer,
+    config: bytes,
+    manifest: bytes,
+) -> str:
+    """Push ``layer`` and ``config`` (together), then ``manifest`` as ``reference``: its digest."""
+    await asyncio.gather(client.push_blob(repo, layer.data), client.push_blob(repo, config))
+    return await client.put_manifest(repo, reference, manifest, OCI_MANIFEST)
 
 
 # --- the OCI referrers API (registries that have it) -----------------------------------
@@ -1040,30 +986,21 @@ def referrer_manifest(layer: Layer, subject: Mapping[str, Any], artifact_type: s
 
 async def attach_attestation_referrer(
     client: RegistryClient,
-    registry: str,
-    repository: str,
+    repo: Repository,
     image_digest: str,
     statement: bytes,
     predicate_type: str,
     key: SigningKey | None,
-    *,
-    credentials: BasicCredentials | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
 ) -> Attached:
     """Push the (signed, or unsigned when ``key`` is None) DSSE envelope of ``statement``
-    as an OCI referrer of ``repository@image_digest``, stored by its own digest."""
-    target: dict[str, Any] = {"credentials": credentials, "insecure": insecure, "ca_file": ca_file}
-    image = await client.get_manifest(registry, repository, image_digest, push=True, **target)
+    as an OCI referrer of ``repo``'s ``image_digest``, stored by its own digest."""
+    where = f"{repo.registry}/{repo.repository}"
+    image = await client.get_manifest(repo, image_digest, push=True)
     if image is None:
-        raise RegistryError("NotFound", f"{registry}/{repository}@{image_digest} is not there")
+        raise RegistryError("NotFound", f"{where}@{image_digest} is not there")
     layer = _attestation(statement, predicate_type, key)
     subject = {"mediaType": image.media_type, "digest": image.digest, "size": len(image.body)}
     manifest = referrer_manifest(layer, subject, DSSE_MEDIA_TYPE)
-    await asyncio.gather(
-        client.push_blob(registry, repository, layer.data, **target),
-        client.push_blob(registry, repository, EMPTY_BLOB, **target),
-    )
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    await client.put_manifest(registry, repository, digest, manifest, OCI_MANIFEST, **target)
-    return Attached(f"{registry}/{repository}@{digest}", digest, layer.digest, _key_id(key), True)
+    await _push(client, repo, digest, layer, EMPTY_BLOB, manifest)
+    return Attached(f"{where}@{digest}", digest, layer.digest, _key_id(key), True)
