@@ -118,7 +118,11 @@ def test_the_in_cluster_operator_imports_and_reports_status(
     seed = manifest("imagestream-web.yaml")
     seed["spec"]["tags"][0]["from"]["name"] = f"{registry}/{namespace}/web:1.2.0"
     seed["spec"]["tags"][0]["importPolicy"]["insecure"] = True
-    cluster.apply([seed, manifest("buildconfig-web.yaml"), manifest("build-web-1.yaml")], namespace)
+    # The Build first: the BuildConfig's ConfigChange trigger makes a build at once, and
+    # had it come first, the operator's web-1 could be created between kubectl's read and
+    # its create of this one (AlreadyExists); this way the operator's build is web-2.
+    cluster.apply([manifest("build-web-1.yaml")], namespace)
+    cluster.apply([seed, manifest("buildconfig-web.yaml")], namespace)
 
     def imported() -> bool:
         obj = cluster.get_json("imagestream/web", "-n", namespace)
