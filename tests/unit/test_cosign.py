@@ -412,6 +412,32 @@ async def test_attach_signature_pushes_with_push_scope_and_verifies(registry: Re
     assert cosign.verified_keys(checks) == {"mine"}
 
 
+async def test_a_tenants_huge_signature_manifest_is_read_within_one_budget(
+    registry: Registry,
+) -> None:
+    # Whoever may push to the repository writes its .sig manifest: 8 layers of 3 MiB
+    # (each under the per-layer limit) must not all be held by the operator.
+    size = 3 << 20
+    descriptors = []
+    for index in range(8):
+        data = bytes([index]) * size
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        registry.blobs[digest] = data
+        descriptors.append(
+            {"mediaType": cosign.SIMPLE_SIGNING_MEDIA_TYPE, "digest": digest, "size": size}
+        )
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": DIGEST, "size": 2}
+    manifest = {"schemaVersion": 2, "config": config, "layers": descriptors}
+    registry.manifests[cosign.signature_tag(DIGEST)] = json.dumps(manifest).encode()
+    async with RegistryClient() as client:
+        fetched = await cosign.fetch_signatures(client, registry.repo, DIGEST)
+    assert fetched is not None
+    assert len(fetched.layers) == 8
+    read = [layer.data for layer in fetched.layers if layer.data is not None]
+    assert sum(map(len, read)) <= cosign.MAX_FETCH_BYTES
+    assert len(read) == cosign.MAX_FETCH_BYTES // size
+
+
 async def test_attach_appends_to_anothers_signature_and_is_idempotent(registry: Registry) -> None:
     theirs, mine = cosign.generate_key(), cosign.generate_key()
     async with RegistryClient() as client:

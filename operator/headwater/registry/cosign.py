@@ -153,6 +153,10 @@ _SALT_BYTES: Final = 32
 MAX_LAYER_BYTES: Final = 4 << 20
 MAX_LAYERS: Final = 256
 """Layers read from one .sig/.att manifest (cosign appends one per signing)."""
+MAX_FETCH_BYTES: Final = 16 << 20
+"""Blob bytes read for one .sig/.att manifest in all: the manifest is written by
+whoever may push to the repository (a tenant), and 256 layers of 4 MiB each
+would hold 1 GiB in the operator. Layers past it are listed, not fetched."""
 
 
 class KeyFileError(ValueError):
@@ -817,13 +821,16 @@ async def _fetch(
             "TooLarge", f"{where}: {len(parsed)} layers, over the limit of {MAX_LAYERS}"
         )
     layers = []
+    budget = MAX_FETCH_BYTES
     for descriptor in parsed:
         data: bytes | None = None
-        if descriptor.size <= MAX_LAYER_BYTES and descriptor.media_type in (
+        limit = min(MAX_LAYER_BYTES, budget)
+        if descriptor.size <= limit and descriptor.media_type in (
             SIMPLE_SIGNING_MEDIA_TYPE,
             DSSE_MEDIA_TYPE,
         ):
-            data = await client.get_blob(repo, descriptor.digest, limit=MAX_LAYER_BYTES, push=push)
+            data = await client.get_blob(repo, descriptor.digest, limit=limit, push=push)
+            budget -= len(data)
         layers.append(
             FetchedLayer(descriptor.digest, descriptor.media_type, descriptor.annotations, data)
         )
