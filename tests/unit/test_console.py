@@ -901,6 +901,54 @@ async def test_a_log_that_ends_while_waiting_clears_the_wait(
     assert events[-1] == ("end", "build web-3 was cancelled")
 
 
+async def test_a_log_that_ends_before_the_build_waits_for_its_phase(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build step's log ends before the operator records Complete: the end says Complete."""
+    import headwater.cli.builds as cli_builds
+    from headwater.console import app as console_app
+
+    phases = iter(["Running", "Running", "Complete"])
+
+    def fake_stream_logs(
+        client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any
+    ) -> None:
+        out.write("pushed\n")
+
+    monkeypatch.setattr(console_app, "FINISH_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
+    monkeypatch.setattr(
+        cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": next(phases)}}
+    )
+    response = await client.get("/ns/shop/builds/web-3/log")
+    events = await _all_events(response, "end")
+    assert events[-3:] == [
+        ("waiting", "the log ended; waiting for build web-3 to finish"),
+        ("waiting", ""),
+        ("end", "The log ended: the build is Complete."),
+    ]
+
+
+async def test_a_log_whose_build_never_ends_says_its_phase(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import headwater.cli.builds as cli_builds
+    from headwater.console import app as console_app
+
+    def fake_stream_logs(
+        client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any
+    ) -> None:
+        out.write("pushed\n")
+
+    monkeypatch.setattr(console_app, "FINISH_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(console_app, "FINISH_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(cli_builds, "stream_logs", fake_stream_logs)
+    monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Running"}})
+    response = await client.get("/ns/shop/builds/web-3/log")
+    events = await _all_events(response, "end")
+    assert events[-1] == ("end", "The log ended: the build is Running.")
+
+
 async def test_cancel_is_withdrawn_when_the_build_ends(
     source: FakeSource, client: TestClient[Any, Any]
 ) -> None:

@@ -55,6 +55,9 @@ DEBOUNCE_SECONDS = 0.25
 """Changes arriving within this time are sent as one update."""
 REFRESH_SECONDS = 60.0
 """A live section is sent again after this long without changes: its ages move on."""
+FINISH_WAIT_SECONDS = 300.0
+"""How long a followed log, once ended, waits for its build to record how it ended."""
+FINISH_POLL_SECONDS = 1.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -566,7 +569,7 @@ async def build_log(request: web.Request) -> web.StreamResponse:
 
     import click
 
-    from headwater.builds.model import NEW
+    from headwater.builds.model import NEW, TERMINAL
     from headwater.cli.builds import get_build, stream_logs
 
     namespace, name = _namespace(request), _name_param(request)
@@ -597,9 +600,20 @@ async def build_log(request: web.Request) -> web.StreamResponse:
         try:
             out = cast(IO[str], Out())
             stream_logs(client, namespace, name, True, out, say=lambda line: put("waiting", line))
-            phase = str(
-                (get_build(client, namespace, name).get("status") or {}).get("phase") or NEW
-            )
+            # The build step's log ends before the operator has recorded the end (it
+            # signs, records the image and moves the tag first): wait for the phase
+            # the build ends in, saying so, rather than report "Running".
+            deadline, waited = time.monotonic() + FINISH_WAIT_SECONDS, False
+            while True:
+                phase = str(
+                    (get_build(client, namespace, name).get("status") or {}).get("phase") or NEW
+                )
+                if phase in TERMINAL or time.monotonic() >= deadline:
+                    break
+                if not waited:  # the end clears it
+                    put("waiting", f"the log ended; waiting for build {name} to finish")
+                    waited = True
+                time.sleep(FINISH_POLL_SECONDS)
             end = f"The log ended: the build is {phase}."
         except _Closed:
             return
@@ -658,7 +672,8 @@ async def build_log(request: web.Request) -> web.StreamResponse:
             else:
                 if event == "end" and waiting:
                     await response.write(sse_frame("waiting", ""))
-                waiting = event == "waiting" or waiting
+                if event == "waiting":
+                    waiting = bool(text)
                 await response.write(sse_frame(event, html.escape(text)))
                 if event == "end":
                     break
