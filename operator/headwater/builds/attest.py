@@ -33,7 +33,7 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Secret
 
-from headwater.builds.outputs import Outputs, Waiting
+from headwater.builds.outputs import Outputs
 from headwater.config import Config
 from headwater.kube import Failure, classify, is_gone
 from headwater.registry import cosign
@@ -145,21 +145,12 @@ class Attester:
 
     async def target(self, build: Mapping[str, Any], digest: str) -> Target:
         """Where the build pushed ``digest``, with its push secret's login."""
-        status = build.get("status") or {}
-        output = str(status.get("outputDockerImageReference") or "")
-        namespace = str(build["metadata"]["namespace"])
+        output = str((build.get("status") or {}).get("outputDockerImageReference") or "")
         try:
-            image = parse_reference(output)
+            parse_reference(output)
         except ReferenceError as exc:
             raise AttachError("InvalidOutputReference", f"output {output!r}: {exc}") from None
-        try:
-            secret = await self.outputs.push_secret(namespace, build.get("spec") or {}, output)
-        except Waiting:
-            secret = None
-        credentials = await self.outputs.credentials(namespace, secret, output)
-        insecure = image.domain in self.outputs.settings.insecure_registries
-        repo = Repository(image.api_host, image.path, credentials=credentials, insecure=insecure)
-        return Target(repo, digest)
+        return Target(await self.outputs.output_repository(build, output), digest)
 
     async def attach(self, build: Mapping[str, Any], digest: str | None) -> dict[str, Any]:
         """Sign the verified ``digest`` a build pushed; the Build status fields to write.

@@ -26,14 +26,14 @@ from lightkube.resources.core_v1 import Namespace
 
 from headwater import __version__
 from headwater.builds import provenance
-from headwater.builds.attest import AttachError, Attester
+from headwater.builds.attest import AttachError, Attester, Target
 from headwater.builds.job import EXECUTOR_ANNOTATION, JobSettings
 from headwater.builds.observe import Observation
-from headwater.builds.outputs import Outputs, Waiting
+from headwater.builds.outputs import Outputs
 from headwater.events import post_event
 from headwater.kube import API_ERRORS, Failure, classify
 from headwater.registry import cosign
-from headwater.registry.client import RegistryClient, RegistryError, Repository
+from headwater.registry.client import RegistryClient, RegistryError
 from headwater.registry.credentials import Credentials
 from headwater.registry.reference import Reference, parse_reference
 
@@ -88,9 +88,6 @@ class Attestations:
                 return "unknown"
         return self._cluster_id or "unknown"
 
-    def _insecure(self, image: Reference) -> bool:
-        return image.domain in self.settings.insecure_registries
-
     async def _image(
         self,
         text: str,
@@ -100,16 +97,13 @@ class Attestations:
         credentials: Credentials | None,
     ) -> tuple[provenance.ImageDependency | None, tuple[str, ...]]:
         """The dependency with its digest checked in the registry, and its layers."""
-        insecure = self._insecure(image)
+        repo = self.outputs.repository(image, credentials)
         try:
             resolved = await self.registry.resolve(
-                image.api_host, image.path, digest or image.tag or "latest",
-                credentials=credentials, insecure=insecure,
+                repo.registry, repo.repository, digest or image.tag or "latest",
+                credentials=repo.credentials, insecure=repo.insecure,
             )  # fmt: skip
-            raw = await self.registry.get_manifest(
-                Repository(image.api_host, image.path, credentials=credentials, insecure=insecure),
-                resolved.digest,
-            )
+            raw = await self.registry.get_manifest(repo, resolved.digest)
         except (RegistryError, ValueError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:
                 raise  # retried: a registry that did not answer says nothing about the image
@@ -125,8 +119,11 @@ class Attestations:
         layers = _manifest_layers(raw.body) if raw is not None else ()
         return provenance.ImageDependency(text, image.name, found, source, checks), layers
 
-    async def facts(self, build: Mapping[str, Any], seen: Observation) -> provenance.Provenance:
-        """Everything the Statement needs, with the operator's own checks."""
+    async def facts(
+        self, build: Mapping[str, Any], seen: Observation, target: Target
+    ) -> provenance.Provenance:
+        """Everything the Statement needs, with the operator's own checks; ``target`` is
+        where the signer writes (the built image, with the build's push login)."""
         metadata, spec = build["metadata"], build.get("spec") or {}
         namespace = str(metadata["namespace"])
         output = parse_reference(str((build.get("status") or {})["outputDockerImageReference"]))
@@ -166,25 +163,10 @@ class Attestations:
         # The last stage's base: the built image's layers must start with its layers.
         built_layers: tuple[str, ...] = ()
         try:
-            credentials = await self.outputs.credentials(
-                namespace,
-                await self.outputs.push_secret(namespace, spec, str(output)),
-                str(output),
-            )
-            raw = await self.registry.get_manifest(
-                Repository(
-                    output.api_host,
-                    output.path,
-                    credentials=credentials,
-                    insecure=self._insecure(output),
-                ),
-                seen.digest,
-            )
+            raw = await self.registry.get_manifest(target.repo, seen.digest)
             built_layers = _manifest_layers(raw.body) if raw is not None else ()
-        except (RegistryError, ValueError, Waiting, ApiError) as exc:
+        except (RegistryError, ValueError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:
-                raise
-            if isinstance(exc, ApiError) and classify(exc) is Failure.TRANSIENT:
                 raise
             # no layer list: the check is recorded as failed
         if last_layers:
@@ -264,7 +246,8 @@ class Attestations:
 
     async def _attach(self, build: Mapping[str, Any], seen: Observation) -> dict[str, Any]:
         assert seen.digest is not None
-        facts = await self.facts(build, seen)
+        target = await self.attester.target(build, seen.digest)
+        facts = await self.facts(build, seen, target)
         with_revision = dict(build)
         if seen.revision:
             with_revision["status"] = {
@@ -274,7 +257,6 @@ class Attestations:
         statement = provenance.statement(with_revision, facts)
         payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
         key, _ = await self.attester.signing_key()
-        target = await self.attester.target(build, seen.digest)
         referrers = await self.registry.has_referrers_api(target.repo, seen.digest)
         attach = cosign.attach_attestation_referrer if referrers else cosign.attach_attestation
         attached = await attach(

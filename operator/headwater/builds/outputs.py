@@ -28,7 +28,13 @@ from headwater.config import Config
 from headwater.imports.model import StreamRef, newest_item, split_stream_tag
 from headwater.imports.runner import ImportRunner
 from headwater.kube import get_or_none, is_gone
-from headwater.registry.client import ImageConfig, RegistryClient, RegistryError, Resolved
+from headwater.registry.client import (
+    ImageConfig,
+    RegistryClient,
+    RegistryError,
+    Repository,
+    Resolved,
+)
 from headwater.registry.credentials import (
     PULL_SECRET_TYPES,
     Credentials,
@@ -196,6 +202,27 @@ class Outputs:
         found = credentials_for(parse_reference(image_ref), [keyring])
         return found[0] if found else None
 
+    def repository(self, image: Reference, credentials: Credentials | None) -> Repository:
+        """``image``'s repository as builds reach it: plain HTTP where the registry is
+        one of ``insecureRegistries``."""
+        return Repository(
+            image.api_host,
+            image.path,
+            credentials=credentials,
+            insecure=image.domain in self.settings.insecure_registries,
+        )
+
+    async def output_repository(self, build: Mapping[str, Any], output: str) -> Repository:
+        """The build's output repository with the login the build pushes with
+        (output.pushSecret or its service account's), anonymous when it has none."""
+        namespace = str(build["metadata"]["namespace"])
+        try:
+            push_secret = await self.push_secret(namespace, build.get("spec") or {}, output)
+        except Waiting:
+            push_secret = None
+        credentials = await self.credentials(namespace, push_secret, output)
+        return self.repository(parse_reference(output), credentials)
+
     async def image_config(
         self, namespace: str, image_ref: str, pull_secret: object
     ) -> ImageConfig:
@@ -226,12 +253,21 @@ class Outputs:
         preserve_original: bool = False,
     ) -> Resolved:
         """``image`` at ``reference`` (a digest), else at its tag, else ``latest``."""
-        return await self.registry.resolve(
-            image.api_host,
-            image.path,
+        return await self._resolve(
+            self.repository(image, credentials),
             reference or image.tag or "latest",
-            credentials=credentials,
-            insecure=image.domain in self.settings.insecure_registries,
+            preserve_original=preserve_original,
+        )
+
+    async def _resolve(
+        self, repo: Repository, reference: str, *, preserve_original: bool = False
+    ) -> Resolved:
+        return await self.registry.resolve(
+            repo.registry,
+            repo.repository,
+            reference,
+            credentials=repo.credentials,
+            insecure=repo.insecure,
             preserve_original=preserve_original,
         )
 
@@ -240,14 +276,9 @@ class Outputs:
     ) -> Resolved:
         """The build's output image (at ``reference``, else its tag) as the registry has it,
         read with the secret the build pushes with: output.pushSecret or the service account's."""
-        namespace = str(build["metadata"]["namespace"])
-        image = parse_reference(output)
-        try:
-            push_secret = await self.push_secret(namespace, build.get("spec") or {}, output)
-        except Waiting:
-            push_secret = None
-        credentials = await self.credentials(namespace, push_secret, output)
-        return await self._resolve_image(image, reference, credentials, preserve_original=True)
+        repo = await self.output_repository(build, output)
+        tag = parse_reference(output).tag
+        return await self._resolve(repo, reference or tag or "latest", preserve_original=True)
 
     async def remember_before(self, build: Mapping[str, Any], output: str) -> None:
         """Note the output tag's digest before a Custom build runs ("" when it has none)."""
