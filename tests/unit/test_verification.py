@@ -323,9 +323,13 @@ class Registry:
         self.signed: dict[str, list[str]] = {}
         self.fail: FetchFailed | None = None
         self.fetches = 0
+        self.insecure: list[bool] = []
 
-    async def fetch(self, reference: str, digest: str, namespace: str) -> Signatures | FetchFailed:
+    async def fetch(
+        self, reference: str, digest: str, namespace: str, insecure: bool
+    ) -> Signatures | FetchFailed:
         self.fetches += 1
+        self.insecure.append(insecure)
         if self.fail is not None:
             return self.fail
         return Signatures(tuple(self.signed.get(digest, [])))
@@ -454,9 +458,11 @@ async def test_concurrent_callers_share_one_fetch() -> None:
     gate = asyncio.Event()
     plain = registry.fetch
 
-    async def slow(reference: str, digest: str, namespace: str) -> Signatures | FetchFailed:
+    async def slow(
+        reference: str, digest: str, namespace: str, insecure: bool
+    ) -> Signatures | FetchFailed:
         await gate.wait()
-        return await plain(reference, digest, namespace)
+        return await plain(reference, digest, namespace, insecure)
 
     verifier = verifier_for(registry, clock)
     verifier.fetch = slow
@@ -664,6 +670,62 @@ async def test_stream_tag_with_unknown_key_says_so() -> None:
     assert (condition["status"], condition["reason"]) == ("False", "KeyNotFound")
     assert "nobody" in condition["message"]
     assert registry.fetches == 0
+
+
+async def test_signatures_of_an_insecure_tag_are_read_over_plain_http() -> None:
+    """A tag imported with importPolicy.insecure has its signatures read the same way."""
+    from headwater.config import Config
+    from headwater.imports.runner import ImportRunner
+    from headwater.registry.client import RegistryClient
+    from tests.fakekube import FakeKube as StreamKube
+    from tests.fakekube import converged, running
+
+    stream = verified_stream({"keys": ["release"]})
+    stream["spec"]["tags"].append(
+        {"name": "plain", "importPolicy": {"insecure": True}, "verification": {"keys": ["release"]}}
+    )
+    stream["status"]["tags"].append({**stream["status"]["tags"][0], "tag": "plain"})
+    stream["status"]["tags"][1]["items"] = [
+        {**stream["status"]["tags"][0]["items"][0], "image": "sha256:" + "e" * 64}
+    ]
+    kube = StreamKube()
+    body = kube.add(stream)
+    registry, clock = Registry(), Clock()
+    imports = ImportRunner(kube.client, RegistryClient(), Config())
+    imports.verifier = verifier_for(registry, clock)
+    async with running(imports.scheduler), running(imports.urgent):
+        await imports.observe(body)
+        await converged(imports.scheduler, imports.urgent)
+    assert sorted(registry.insecure) == [False, True]
+
+
+async def test_cosign_fetch_asks_for_plain_http_only_where_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from headwater.config import Config
+    from headwater.imports import signatures
+    from headwater.registry.client import RegistryClient, Repository
+
+    seen: list[Repository] = []
+
+    async def fake_fetch_signatures(registry: Any, repo: Repository, digest: str) -> None:
+        seen.append(repo)
+
+    monkeypatch.setattr(signatures, "fetch_signatures", fake_fetch_signatures)
+    import time
+
+    config = Config(insecure_registries=("plain.example:5000",))
+    logins: dict[str, tuple[float, list[Any]]] = {
+        "shop": (time.monotonic(), [])
+    }  # the namespace's pull secrets: none
+    fetch = signatures.cosign_fetch(object(), RegistryClient(), config, logins)  # type: ignore[arg-type]
+    for reference, insecure in [
+        ("secure.example/a/b@" + DIGEST, False),
+        ("secure.example/a/b@" + DIGEST, True),
+        ("plain.example:5000/a/b@" + DIGEST, False),
+    ]:
+        assert await fetch(reference, DIGEST, "shop", insecure) == Signatures(())
+    assert [r.insecure for r in seen] == [False, True, True]
 
 
 # --- describe -------------------------------------------------------------------------------

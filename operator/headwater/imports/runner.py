@@ -657,6 +657,7 @@ class ImportRunner:
         ``headwater import-image`` (``asked``) looks again at once.
         """
         policies = tag_policies(body.get("spec"))
+        insecure = {tag.name: tag.insecure for tag in spec_tags(body.get("spec"))}
         self._unverify(ref)
         entries = desired.get("tags") or []
         if not policies and not any(tag_condition(e, VERIFIED) for e in entries):
@@ -681,8 +682,9 @@ class ImportRunner:
                     old = tag_condition(entry, VERIFIED)
                     lane: Lane = "scheduled" if old is not None else "now"
                     verdict = await self.verifier.verify(
-                        reference, digest, policy.keys, namespace=ref.namespace, lane=lane
-                    )
+                        reference, digest, policy.keys, namespace=ref.namespace, lane=lane,
+                        insecure=insecure.get(name, False),
+                    )  # fmt: skip
                     self._verifying.setdefault(digest, set()).add(ref)
                     self._digests_of.setdefault(ref, set()).add(digest)
                     if not verdict.verified:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 
 from lightkube import AsyncClient
 
@@ -40,17 +39,18 @@ def cosign_fetch(
     registry: RegistryClient,
     config: Config,
     keyrings: dict[str, tuple[float, Keyring]],
-    insecure: Callable[[str], bool] | None = None,
 ) -> Fetch:
     """The verifier's fetch: each signature layer as a one-layer manifest (so the verifier
-    counts signatures, and checks each on its own)."""
+    counts signatures, and checks each on its own).
 
-    def is_insecure(host: str) -> bool:
-        if host in config.insecure_hosts:
-            return True
-        return insecure is not None and insecure(host)
+    Plain HTTP where the tag imports with ``importPolicy.insecure`` (``insecure``) or
+    the registry is one of the configured insecure hosts; the registry policy still
+    refuses plain HTTP to a registry the admin did not allow it for.
+    """
 
-    async def fetch(reference: str, digest: str, namespace: str) -> Signatures | FetchFailed:
+    async def fetch(
+        reference: str, digest: str, namespace: str, insecure: bool
+    ) -> Signatures | FetchFailed:
         try:
             image = parse_reference(reference)
         except ReferenceError as exc:
@@ -67,12 +67,14 @@ def cosign_fetch(
                     image.api_host,
                     image.path,
                     credentials=login,
-                    insecure=is_insecure(image.domain),
+                    insecure=insecure or image.domain in config.insecure_hosts,
                     ca_file=credentials.ca_file(config.registry_certs_dir, image.domain),
                 )
                 found = await fetch_signatures(registry, repo, digest)
             except RegistryError as exc:
                 error = exc
+                if exc.reason == "NotAllowed":
+                    break  # the admin's policy, not the registry: no other login helps
                 if exc.reason in ("Unauthorized", "Forbidden"):
                     continue
                 break

@@ -65,8 +65,9 @@ class FetchFailed:
     retry_after: float | None = None
 
 
-Fetch = Callable[[str, str, str], Awaitable[Signatures | FetchFailed]]
-"""(image reference pinned by digest, digest, namespace) -> the signatures of that digest."""
+Fetch = Callable[[str, str, str, bool], Awaitable[Signatures | FetchFailed]]
+"""(image reference pinned by digest, digest, namespace, plain HTTP allowed) -> the signatures
+of that digest."""
 Check = Callable[[object, PublicKey, str], bool]
 """(one signature, a key, the digest) -> whether that key made it over that digest."""
 Listener = Callable[[str], Awaitable[None]]
@@ -124,6 +125,7 @@ class Verifier:
         *,
         namespace: str = "",
         lane: Lane = "scheduled",
+        insecure: bool = False,
     ) -> Verdict:
         """Whether ``digest`` (pulled as ``reference``) is signed by one of ``keys``.
 
@@ -145,7 +147,7 @@ class Verifier:
             if (entry := self._cached(digest, key)) is None or entry.due <= now
         ]
         if stale and not any(self._known_good(digest, usable[n]) for n in usable):
-            result = await self._signatures(reference, digest, namespace, lane)
+            result = await self._signatures(reference, digest, namespace, lane, insecure)
             changed = False
             for name in stale:
                 changed |= self._record(digest, usable[name], name, reference, result)
@@ -243,7 +245,7 @@ class Verifier:
             return False
 
     async def _signatures(
-        self, reference: str, digest: str, namespace: str, lane: Lane
+        self, reference: str, digest: str, namespace: str, lane: Lane, insecure: bool
     ) -> Signatures | FetchFailed:
         """One fetch per digest at a time; callers meanwhile share its answer."""
         running = self._inflight.get(digest)
@@ -254,7 +256,7 @@ class Verifier:
         )
         self._inflight[digest] = future
         try:
-            result = await self._fetch(reference, digest, namespace, lane)
+            result = await self._fetch(reference, digest, namespace, lane, insecure)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -265,7 +267,7 @@ class Verifier:
             del self._inflight[digest]
 
     async def _fetch(
-        self, reference: str, digest: str, namespace: str, lane: Lane
+        self, reference: str, digest: str, namespace: str, lane: Lane, insecure: bool
     ) -> Signatures | FetchFailed:
         try:
             host = parse_reference(reference).api_host
@@ -280,7 +282,7 @@ class Verifier:
         if self.buckets is not None:
             await self.buckets.acquire(host, namespace, lane)
         self.fetches += 1
-        result = await self.fetch(reference, digest, namespace)
+        result = await self.fetch(reference, digest, namespace, insecure)
         if self.backoff is not None:
             if isinstance(result, FetchFailed):
                 self.backoff.failed(host, result.reason, result.retry_after)
