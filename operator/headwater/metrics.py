@@ -57,6 +57,13 @@ IMPORTS = Counter(
     ["registry", "result"],
     registry=REGISTRY,
 )
+SIGNATURE_FETCHES = Counter(
+    "headwater_signature_fetches_total",
+    "Reads of an image's cosign signatures for verification, by registry host and result"
+    " (signed: signatures found, unsigned: none, failed: the registry did not answer).",
+    ["registry", "result"],
+    registry=REGISTRY,
+)
 IMPORT_SCHEDULED_TAGS = Gauge(
     "headwater_import_scheduled_tags",
     "Tags with a scheduled import, by registry host.",

@@ -452,6 +452,25 @@ async def test_fetches_take_a_token_of_the_hosts_bucket() -> None:
     assert buckets.bucket("registry.local", "now").tokens == pytest.approx(before - 1, abs=0.1)
 
 
+async def test_signature_fetches_are_counted_by_host_and_result() -> None:
+    from headwater.metrics import REGISTRY, registry_label
+
+    def count(result: str) -> float:
+        labels = {"registry": registry_label("registry.local"), "result": result}
+        return REGISTRY.get_sample_value("headwater_signature_fetches_total", labels) or 0.0
+
+    before = {r: count(r) for r in ("signed", "unsigned", "failed")}
+    registry, clock = Registry(), Clock()
+    verifier = verifier_for(registry, clock)
+    await verifier.verify(REF, DIGEST, ["release"])  # unsigned
+    registry.signed[DIGEST] = ["release"]
+    verifier.recheck(DIGEST)
+    await verifier.verify(REF, DIGEST, ["release"])  # signed
+    registry.fail = FetchFailed("no answer", reason="Unreachable")
+    await verifier.verify(REF, "sha256:" + "f" * 64, ["release"])  # failed
+    assert {r: count(r) - before[r] for r in before} == {"signed": 1, "unsigned": 1, "failed": 1}
+
+
 async def test_concurrent_callers_share_one_fetch() -> None:
     registry, clock = Registry(), Clock()
     registry.signed[DIGEST] = ["release"]

@@ -40,6 +40,7 @@ from headwater.imports.verification import (
     combine,
     retry_delay,
 )
+from headwater.metrics import SIGNATURE_FETCHES, registry_label
 from headwater.registry.reference import ReferenceError, parse_reference
 
 logger = logging.getLogger(__name__)
@@ -270,9 +271,10 @@ class Verifier:
         self, reference: str, digest: str, namespace: str, lane: Lane, insecure: bool
     ) -> Signatures | FetchFailed:
         try:
-            host = parse_reference(reference).api_host
+            image = parse_reference(reference)
         except ReferenceError as exc:
             return FetchFailed(str(exc), reason="InvalidImageReference")
+        host = image.api_host
         if self.backoff is not None:
             waiting = self.backoff.remaining(host)
             if waiting > 0:
@@ -283,6 +285,12 @@ class Verifier:
             await self.buckets.acquire(host, namespace, lane)
         self.fetches += 1
         result = await self.fetch(reference, digest, namespace, insecure)
+        outcome = (
+            "failed"
+            if isinstance(result, FetchFailed)
+            else ("signed" if result.items else "unsigned")
+        )
+        SIGNATURE_FETCHES.labels(registry=registry_label(image.domain), result=outcome).inc()
         if self.backoff is not None:
             if isinstance(result, FetchFailed):
                 self.backoff.failed(host, result.reason, result.retry_after)
