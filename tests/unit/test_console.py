@@ -223,6 +223,11 @@ def test_durations_read_as_people_write_them() -> None:
     assert views.seconds_text(185) == "3m05s"
     assert views.seconds_text(7440) == "2h04m"
     assert views.seconds_text(None) == ""
+    # Stages timed by a container's start and end (to the second): 0 is under a second.
+    assert views.stage_duration(0) == "<1s"
+    assert views.stage_duration(1500) == "1s"
+    assert views.stage_duration(None) == ""
+    assert views.stage_duration("12") == ""
     running = build("web", 1, "Running", minutes_ago=2)
     assert views.build_duration(running, NOW) == "2m00s"
     assert views.build_duration(build("web", 2, "Complete"), NOW) == "1m15s"

@@ -70,6 +70,14 @@ def seconds_text(seconds: float | None) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
+def stage_duration(milliseconds: object) -> str:
+    """A stage's ``durationMilliseconds``; 0 is a stage timed by its container's
+    start and end, which the kubelet gives to the second: under a second."""
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, int) or milliseconds < 0:
+        return ""
+    return seconds_text(milliseconds / 1000) if milliseconds else "<1s"
+
+
 def build_duration(build: Mapping[str, Any], now: datetime) -> str:
     """From start to completion; a running build's so far."""
     status = _status(build)
@@ -580,11 +588,7 @@ def build_view(build: Mapping[str, Any], now: datetime) -> BuildView:
         Stage(
             name=str(s.get("name") or ""),
             started=ago(s.get("startTime"), now),
-            duration=seconds_text(
-                int(s.get("durationMilliseconds") or 0) / 1000
-                if s.get("durationMilliseconds")
-                else None
-            ),
+            duration=stage_duration(s.get("durationMilliseconds")),
         )
         for s in status.get("stages") or []
     ]
