@@ -24,13 +24,14 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .conftest import PRIVILEGED_BUILDS
+from .conftest import AUTH_REGISTRY_PORT, LOCAL_NODE_IP, PRIVILEGED_BUILDS
 from .helpers import (
     OPERATOR_NAMESPACE,
     Cluster,
     GitServer,
     build_of_request,
     docker_bc,
+    eventually,
     imagestream,
     registry_digest,
     registry_request,
@@ -46,6 +47,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 PASSWORD = "provenance-e2e-" + uuid.uuid4().hex[:8]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DSSE = "application/vnd.dsse.envelope.v1+json"
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +258,114 @@ def test_the_attestation_is_where_the_registry_has_it(cluster: Cluster) -> None:
     registry = cluster.need_registry()
     with pytest.raises(urllib.error.HTTPError):
         _attestation(registry, "headwater/busybox", "sha256:" + "0" * 64)
+
+
+@pytest.fixture
+def referrers_registry(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """go-containerregistry's registry with the OCI referrers API (built from the Go
+    module proxy by hack/cluster/referrers_registry.py), where build pods reach it
+    (the node address; that port is a declared insecure registry). Its address."""
+    if not cluster.is_local:
+        pytest.skip("needs a registry on the local cluster's node address")
+    built = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "cluster" / "referrers_registry.py"), "build"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    address = f"{LOCAL_NODE_IP}:{AUTH_REGISTRY_PORT}"
+    with open(tmp_path / "referrers-registry.log", "wb") as log:
+        server = subprocess.Popen(
+            [json.loads(built.stdout)["registry"], "-address", address],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+
+            def serving() -> bool:
+                assert server.poll() is None, (tmp_path / "referrers-registry.log").read_text()
+                try:
+                    with registry_request(f"http://{address}/v2/"):
+                        return True
+                except OSError:
+                    return False
+
+            eventually("the referrers registry answers", serving, timeout=30)
+            yield address
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_provenance_is_an_oci_referrer_where_the_registry_serves_the_api(
+    cluster: Cluster,
+    namespace: str,
+    signing_key: tuple[str, Path],
+    referrers_registry: str,
+    operator_in_process: kopf.testing.KopfRunner,
+    tmp_path: Path,
+) -> None:
+    """On a registry with the referrers API the statement is pushed as a referrer of the
+    image (no ``.att`` tag); read back by hand, the real cosign accepts its envelope as
+    signed by the cluster key over that image's digest, and refuses another key."""
+    cosign, keys = signing_key
+    busybox = cluster.image("busybox")
+    repository = f"{namespace}/app"
+    output = f"{referrers_registry}/{repository}"
+    bc = docker_bc(
+        "app",
+        {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN echo referrer > /r\n"},
+        None,
+    )
+    bc["spec"]["output"] = {"to": {"kind": "DockerImage", "name": f"{output}:v1"}}
+    cluster.apply(bc, namespace)
+    name = build_of_request(cluster, namespace, start_build(cluster, namespace, "app"))
+    build = wait_for_phase(cluster, namespace, name)
+    status = build["status"]
+    assert status["phase"] == "Complete", status
+    digest = str(status["output"]["to"]["imageDigest"])
+    record = status["provenance"]
+    assert record["scheme"] == "referrers", record
+    assert record["signed"] is True
+    assert "error" not in record
+
+    base = f"http://{referrers_registry}/v2/{repository}"
+    referrer = str(record["reference"]).removeprefix(f"{output}@")
+    # The registry lists it among the image's referrers (go-containerregistry's registry
+    # reports a config media type as artifactType; the manifest itself is read below).
+    index = json.loads(_get(f"{base}/referrers/{digest}", accept=OCI_INDEX))
+    assert referrer in [m["digest"] for m in index["manifests"]], index
+    manifest = json.loads(_get(f"{base}/manifests/{referrer}"))
+    assert manifest["artifactType"] == DSSE
+    assert manifest["subject"]["digest"] == digest
+    [layer] = manifest["layers"]
+    assert layer["mediaType"] == DSSE
+    envelope = _get(f"{base}/blobs/{layer['digest']}", accept="*/*")
+    statement = json.loads(base64.b64decode(json.loads(envelope)["payload"]))
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert (
+        statement["predicate"]["runDetails"]["metadata"]["invocationId"]
+        == (build["metadata"]["uid"])
+    )
+    # The tag scheme is not used beside it.
+    with pytest.raises(urllib.error.HTTPError):
+        _get(f"{base}/manifests/{digest.replace(':', '-')}.att")
+
+    # The real cosign: the envelope is signed by the cluster key, over this image's digest.
+    (tmp_path / "envelope.json").write_bytes(envelope)
+
+    def verify(public_key: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                cosign, "verify-blob-attestation", "--key", str(public_key),
+                "--signature", str(tmp_path / "envelope.json"),
+                "--type", "slsaprovenance1", "--insecure-ignore-tlog=true",
+                "--digest", digest.removeprefix("sha256:"), "--digestAlg", "sha256",
+            ],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    accepted = verify(keys / "cosign.pub")
+    assert accepted.returncode == 0, accepted.stderr
+    other = tmp_path / "other"
+    _generate_key_pair(cosign, other)
+    refused = verify(other / "cosign.pub")
+    assert refused.returncode != 0, refused.stdout
