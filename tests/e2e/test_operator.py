@@ -289,9 +289,16 @@ def test_an_inline_webhook_secret_is_warned_about(
 
     eventually("the InlineWebhookSecret condition", lambda: condition() is not None)
     assert (condition() or {})["status"] == "True"
-    events = cluster.get_json(
-        "events", "-n", namespace, "--field-selector", "reason=InlineWebhookSecret"
-    )["items"]
+    events: list[dict[str, Any]] = []
+
+    def posted() -> bool:
+        # The operator posts the Event after it has written the condition.
+        events[:] = cluster.get_json(
+            "events", "-n", namespace, "--field-selector", "reason=InlineWebhookSecret"
+        )["items"]
+        return bool(events)
+
+    eventually("the InlineWebhookSecret Event", posted)
     assert [e["involvedObject"]["name"] for e in events] == ["inline"]
     assert events[0]["type"] == "Warning"
     assert secret not in json.dumps(events)
