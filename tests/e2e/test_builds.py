@@ -157,10 +157,15 @@ def test_inline_dockerfile_build_and_a_failing_step_gives_a_log_snippet(
     succeeded = next(c for c in failed["conditions"] if c["type"] == "Succeeded")
     assert succeeded["status"] == "False"
     assert succeeded["reason"] == "DockerBuildFailed"
-    events = cluster.get_json(
-        "events", "-n", namespace, "--field-selector", f"involvedObject.name={bad}"
-    )
-    assert "BuildFailed" in {e["reason"] for e in events["items"]}
+    # The operator posts the Event after it has written the phase.
+    eventually(
+        "the BuildFailed Event",
+        lambda: "BuildFailed" in {
+            e["reason"] for e in cluster.get_json(
+                "events", "-n", namespace, "--field-selector", f"involvedObject.name={bad}"
+            )["items"]
+        },
+    )  # fmt: skip
 
 
 def test_wrong_git_url_fails_fetching_the_source(
