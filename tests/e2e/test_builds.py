@@ -337,13 +337,17 @@ def test_serial_latest_only_cancels_the_older_queued_builds(
     cluster.apply(
         docker_bc(
             "latest",
-            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN sleep 4\n"},
+            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nARG HOLD=4\nRUN sleep $HOLD\n"},
             None,
             runPolicy="SerialLatestOnly",
         ),
         namespace,
     )
-    first = build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
+    # The first build runs long enough for the three requests below to be made one by one
+    # while it runs: with 4 s, had it ended between two of them, the next would have
+    # started rather than queued (kubectl and the operator share 2 loaded cores in CI).
+    hold = json.dumps({"buildArgs": [{"name": "HOLD", "value": "20"}]})
+    first = build_of_request(cluster, namespace, start_build(cluster, namespace, "latest", hold))
     wait_for_phase(cluster, namespace, first, ("Pending", "Running"), timeout=60)
     queued = [
         build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
