@@ -322,6 +322,14 @@ def test_the_installed_operator_refuses_imports_aimed_inside_the_cluster(
         "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={tenant}",
         "-n", namespace,
     )  # fmt: skip
+    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
+    eventually(
+        "the tenant's edit role",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "create", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--as", tenant, check=False,
+        ).stdout.strip() == "yes",
+    )  # fmt: skip
     probe = {
         "apiVersion": "image.headwater.dev/v1",
         "kind": "ImageStream",
