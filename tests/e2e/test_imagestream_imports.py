@@ -368,4 +368,13 @@ def test_admission_refuses_a_reference_the_requester_may_not_read(
         "--clusterrole=headwater-view",
         f"--user={developer}",
     )
+    # The webhook asks the API server (a SubjectAccessReview), whose authorizer sees a new
+    # RoleBinding through its informer: not at once.
+    eventually(
+        "the developer's read access to the source namespace",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--as", developer, check=False,
+        ).stdout.strip() == "yes",
+    )  # fmt: skip
     cluster.kubectl(*as_developer, input=json.dumps(promoted))
