@@ -12,6 +12,7 @@ import pytest
 
 from .helpers import (
     Cluster,
+    build_of_request,
     buildah_build_and_push,
     builds_of,
     docker_bc,
@@ -184,6 +185,8 @@ def test_a_build_output_moving_a_tag_triggers_the_next_build_in_the_chain(
         namespace,
     )
     cluster.kubectl("annotate", "bc/first", "-n", namespace, "start.build.headwater.dev/go=")
+    # The operator creates the build after the annotation: wait for it, then for its end.
+    assert build_of_request(cluster, namespace, "go") == "first-1"
     first = wait_for_phase(cluster, namespace, "first-1")["status"]
     assert first["phase"] == "Complete"
     [chained] = settled_builds(cluster, namespace, "second", 1)

@@ -157,10 +157,15 @@ def test_inline_dockerfile_build_and_a_failing_step_gives_a_log_snippet(
     succeeded = next(c for c in failed["conditions"] if c["type"] == "Succeeded")
     assert succeeded["status"] == "False"
     assert succeeded["reason"] == "DockerBuildFailed"
-    events = cluster.get_json(
-        "events", "-n", namespace, "--field-selector", f"involvedObject.name={bad}"
-    )
-    assert "BuildFailed" in {e["reason"] for e in events["items"]}
+    # The operator posts the Event after it has written the phase.
+    eventually(
+        "the BuildFailed Event",
+        lambda: "BuildFailed" in {
+            e["reason"] for e in cluster.get_json(
+                "events", "-n", namespace, "--field-selector", f"involvedObject.name={bad}"
+            )["items"]
+        },
+    )  # fmt: skip
 
 
 def test_wrong_git_url_fails_fetching_the_source(
@@ -332,13 +337,17 @@ def test_serial_latest_only_cancels_the_older_queued_builds(
     cluster.apply(
         docker_bc(
             "latest",
-            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nRUN sleep 4\n"},
+            {"type": "Dockerfile", "dockerfile": f"FROM {busybox}\nARG HOLD=4\nRUN sleep $HOLD\n"},
             None,
             runPolicy="SerialLatestOnly",
         ),
         namespace,
     )
-    first = build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
+    # The first build runs long enough for the three requests below to be made one by one
+    # while it runs: with 4 s, had it ended between two of them, the next would have
+    # started rather than queued (kubectl and the operator share 2 loaded cores in CI).
+    hold = json.dumps({"buildArgs": [{"name": "HOLD", "value": "20"}]})
+    first = build_of_request(cluster, namespace, start_build(cluster, namespace, "latest", hold))
     wait_for_phase(cluster, namespace, first, ("Pending", "Running"), timeout=60)
     queued = [
         build_of_request(cluster, namespace, start_build(cluster, namespace, "latest"))
@@ -438,17 +447,23 @@ def test_deadline_and_deleted_pod_end_builds_with_their_reasons(
     status = wait_for_phase(cluster, namespace, late, timeout=120)["status"]
     assert status["phase"] == "Failed", status
     assert status["reason"] == "ExceededDeadline"
-    # The operator's metrics counted both endings (the operator runs in this process).
+    # The operator's metrics counted both endings (the operator runs in this process; it
+    # counts an ending once the API server has answered the write of the phase).
     from headwater.metrics import REGISTRY
 
-    finished = {
-        (s.labels["phase"], s.labels["reason"])
-        for metric in REGISTRY.collect()
-        if metric.name == "headwater_builds_finished"
-        for s in metric.samples
-        if s.name == "headwater_builds_finished_total"
-    }
-    assert {("Error", "BuildPodDeleted"), ("Failed", "ExceededDeadline")} <= finished
+    def finished() -> set[tuple[str, str]]:
+        return {
+            (s.labels["phase"], s.labels["reason"])
+            for metric in REGISTRY.collect()
+            if metric.name == "headwater_builds_finished"
+            for s in metric.samples
+            if s.name == "headwater_builds_finished_total"
+        }
+
+    eventually(
+        "both endings counted",
+        lambda: {("Error", "BuildPodDeleted"), ("Failed", "ExceededDeadline")} <= finished(),
+    )
 
 
 def test_private_git_source_with_basic_auth_and_configmaps_and_secrets_in_the_context(

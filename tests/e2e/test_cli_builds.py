@@ -141,10 +141,15 @@ def test_cancel_build_mid_build(
         ),
         timeout=60,
     )
-    events = cluster.get_json(
-        "events", "-n", namespace, "--field-selector", "involvedObject.name=slow-1"
-    )
-    assert "BuildCancelled" in {e["reason"] for e in events["items"]}
+    # The operator posts the Event after it has written the phase.
+    eventually(
+        "the BuildCancelled Event",
+        lambda: "BuildCancelled" in {
+            e["reason"] for e in cluster.get_json(
+                "events", "-n", namespace, "--field-selector", "involvedObject.name=slow-1"
+            )["items"]
+        },
+    )  # fmt: skip
 
 
 def test_logs_follow_of_a_build_that_cannot_start_says_why_and_ends_when_cancelled(

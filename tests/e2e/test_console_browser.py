@@ -278,6 +278,10 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     # Ended: Cancel is withdrawn by itself; no "waiting for the build step" is left over,
     # and kaniko's colours are not shown as "[36mINFO[0m".
     cancel.wait_for(state="detached", timeout=10_000)
+    # The log's stream ends once its reader sees the phase (it polls for it after the
+    # build step's log ended, saying it waits): the facts may say Complete a moment before.
+    ended = page.locator('p[sse-swap="end"]', has_text="The log ended: the build is Complete.")
+    ended.wait_for(timeout=60_000)
     waiting = page.locator('p[sse-swap="waiting"]').inner_text()
     assert "waiting" not in waiting.lower(), f"a stale wait is shown: {waiting!r}"
     text = log.inner_text()

@@ -154,6 +154,14 @@ def as_tenant(cluster: Cluster, namespace: str, obj: dict[str, Any]) -> None:
         "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={TENANT}",
         "-n", namespace, check=False,
     )  # fmt: skip
+    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
+    eventually(
+        "the tenant's edit role",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "create", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--as", TENANT, check=False,
+        ).stdout.strip() == "yes",
+    )  # fmt: skip
     cluster.kubectl("--as", TENANT, "apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
 
 

@@ -289,9 +289,16 @@ def test_an_inline_webhook_secret_is_warned_about(
 
     eventually("the InlineWebhookSecret condition", lambda: condition() is not None)
     assert (condition() or {})["status"] == "True"
-    events = cluster.get_json(
-        "events", "-n", namespace, "--field-selector", "reason=InlineWebhookSecret"
-    )["items"]
+    events: list[dict[str, Any]] = []
+
+    def posted() -> bool:
+        # The operator posts the Event after it has written the condition.
+        events[:] = cluster.get_json(
+            "events", "-n", namespace, "--field-selector", "reason=InlineWebhookSecret"
+        )["items"]
+        return bool(events)
+
+    eventually("the InlineWebhookSecret Event", posted)
     assert [e["involvedObject"]["name"] for e in events] == ["inline"]
     assert events[0]["type"] == "Warning"
     assert secret not in json.dumps(events)
@@ -314,6 +321,14 @@ def test_the_installed_operator_refuses_imports_aimed_inside_the_cluster(
     cluster.kubectl(
         "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={tenant}",
         "-n", namespace,
+    )  # fmt: skip
+    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
+    eventually(
+        "the tenant's edit role",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "create", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--as", tenant, check=False,
+        ).stdout.strip() == "yes",
     )  # fmt: skip
     probe = {
         "apiVersion": "image.headwater.dev/v1",

@@ -94,11 +94,16 @@ def test_headwater_operator_run_process_serves_probes_and_stops_on_sigterm(
             "the BuildConfig's status",
             lambda: status_current(cluster, namespace, "buildconfig/web", "Ready"),
         )
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
-            assert (
-                'headwater_reconcile_duration_seconds_count{kind="BuildConfig"}'
-                in r.read().decode()
-            )
+
+        def measured() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                return (
+                    'headwater_reconcile_duration_seconds_count{kind="BuildConfig"}'
+                    in r.read().decode()
+                )
+
+        # A reconcile is timed when it ends, after its status write (and what follows it).
+        eventually("the BuildConfig reconcile's duration in /metrics", measured)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

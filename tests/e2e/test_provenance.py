@@ -220,7 +220,10 @@ def _build_and_check(
     refused = _verify(cosign, other / "cosign.pub", image)
     assert refused.returncode != 0, refused.stdout
     elapsed = time.monotonic() - started
-    assert elapsed < 60, f"the build and checks took {elapsed:.0f}s"
+    # 7 s on a quiet machine; a build alone takes 30 s and more when CI's 2 cores run the
+    # whole suite: the bound is for a build that hangs, not for a slow machine.
+    print(f"the {executor} build and checks took {elapsed:.0f}s", file=sys.__stderr__)
+    assert elapsed < 240, f"the build and checks took {elapsed:.0f}s"
 
 
 def test_kaniko_build_provenance_matches_git_and_the_registry_and_cosign_verifies_it(

@@ -27,6 +27,7 @@ from .helpers import (
     Cluster,
     GitServer,
     build_digest,
+    build_of_request,
     buildah_build_and_push,
     builds_of,
     eventually,
@@ -200,6 +201,8 @@ def test_git_push_to_image_to_rollout_then_promotion(
     cluster.apply(deployment("web", "web:latest"), namespace)
 
     # Created: one build (ConfigChange and ImageChange together make one), one rollout.
+    # The operator creates it once it has seen the BuildConfig and base:latest's image.
+    eventually("the ConfigChange build web-1", lambda: "web-1" in builds(cluster, namespace))
     first = build_digest(cluster, namespace, "web-1")
     assert rolled_out(cluster, namespace, "web", first).split() == ["v1", "base-1"]
     time.sleep(2)
@@ -277,6 +280,7 @@ def test_git_push_to_image_to_rollout_then_promotion(
     set_trigger(paused=True)
     commit(bare, tmp_path, {"version.txt": "v3\n"}, "Version 3")
     cluster.kubectl("annotate", "bc/web", "-n", namespace, "start.build.headwater.dev/by-hand=")
+    assert build_of_request(cluster, namespace, "by-hand") == "web-4"
     fourth = build_digest(cluster, namespace, "web-4")
     time.sleep(3)
     assert deployed_image(cluster, namespace, "web").endswith(third)
