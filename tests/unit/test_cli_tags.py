@@ -168,3 +168,30 @@ def test_dry_run_lines_list_an_index_platforms() -> None:
         "  linux/amd64\tsha256:a",
         "  linux/arm64\tsha256:b",
     ]
+
+
+class _Stream:
+    """A client whose stream shows the tag's image from the ``after``-th read on."""
+
+    def __init__(self, after: int, image: str) -> None:
+        self.reads, self.after, self.image = 0, after, image
+
+    def get(self, resource: Any, name: str, namespace: str) -> dict[str, Any]:
+        self.reads += 1
+        items = [{"image": self.image}] if self.reads >= self.after else []
+        return {"status": {"tags": [{"tag": "prod", "items": items}]}}
+
+
+def test_tag_from_another_tag_waits_until_the_operator_records_its_image(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from headwater.cli.main import _wait_for_tag
+
+    client = _Stream(after=3, image=DIGEST)
+    _wait_for_tag(client, None, StreamTag("ns", "web", "prod"), DIGEST, settle=5)
+    assert client.reads == 3
+    assert capsys.readouterr().err == ""
+    # Not recorded in time: a warning, not a failure (the spec is written).
+    late = _Stream(after=10**6, image=DIGEST)
+    _wait_for_tag(late, None, StreamTag("ns", "web", "prod"), DIGEST, settle=0.3)
+    assert "has not recorded" in capsys.readouterr().err

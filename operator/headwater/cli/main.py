@@ -584,6 +584,35 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
     )
 
 
+def _wait_for_tag(
+    client: Any, resource: Any, target: Any, digest: str, settle: float = 15
+) -> None:
+    """Wait (at most ``settle`` seconds) until the operator has pointed ``target``'s
+    history at ``digest``: as ``oc tag`` from another tag, whose image the API server
+    records at once, the tag is there for the next command (``get istag``)."""
+    from lightkube.core.exceptions import ApiError
+
+    from headwater.imports.model import newest_item
+    from headwater.kube import plain_dict
+
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            obj = plain_dict(client.get(resource, target.stream, namespace=target.namespace))
+        except ApiError:
+            obj = {}
+        if (newest_item(obj.get("status"), target.tag) or {}).get("image") == digest:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    click.echo(
+        f"warning: {target.namespace}/{target}: the operator has not recorded {digest}"
+        " for the tag yet (is it running?); it will when it next sees the stream",
+        err=True,
+    )
+
+
 @cli.command("tag")
 @click.argument("source")
 @click.argument("destinations", nargs=-1)
@@ -638,6 +667,7 @@ def tag(
 
     from headwater.cli.kube import connect
     from headwater.cli.tags import TagError, parse_stream_tag
+    from headwater.imports.model import newest_item
     from headwater.kube import is_gone, plain_dict
 
     if not delete and not destinations:
@@ -679,6 +709,10 @@ def tag(
                 reference_policy=reference_policy, import_now=import_now,
             )  # fmt: skip
             click.echo(f"Tag {target} set to {source}.")
+            if source_tag is not None:
+                current = newest_item((source_stream or {}).get("status"), source_tag.tag)
+                if current and current.get("image"):
+                    _wait_for_tag(client, resource, target, str(current["image"]))
             if import_now:
                 message = _wait_for_import(
                     client, resource, target, generation, timeout, str(target)
