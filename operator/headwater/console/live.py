@@ -181,6 +181,8 @@ class Hub:
         self.linger_seconds = linger_seconds
         self.streams = 0
         self.informers: dict[tuple[str, str], Informer] = {}
+        self.closed = False
+        """Closed (its user was dropped, or the console stops): streams end."""
 
     def _room(self, kinds: list[Kind], namespace: str) -> None:
         """Make room for the informers of ``kinds`` not running yet: idle ones (no stream)
@@ -273,6 +275,7 @@ class Hub:
                         await informer.stop()
 
     async def close(self) -> None:
+        self.closed = True
         for informer in list(self.informers.values()):
             informer.users = 0
             await informer.stop()
