@@ -12,6 +12,7 @@ import contextlib
 import html
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -321,3 +322,44 @@ async def test_an_action_refused_with_401_drops_the_users_state(
     )
     assert "your token was refused" in await answer.text()
     assert security.token_key(ALICE) not in users.viewers
+
+
+class Connecting(FakeSource):
+    """A source whose clients are made by ``connect`` (as KubeSource's are), or fail to be."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__("shop")
+        self.fail = fail
+        self.threads: list[int] = []
+
+    def connect(self) -> None:
+        self.threads.append(threading.get_ident())
+        if self.fail:
+            raise OSError("no CA file")
+
+
+async def test_a_new_users_clients_are_made_once_off_the_event_loop() -> None:
+    made: list[Connecting] = []
+
+    def make_source(token: str) -> Source:
+        made.append(Connecting())
+        return made[-1]
+
+    users = Users(make_source)
+    viewer = users.admit(ALICE)
+    await asyncio.gather(users.ready(viewer), users.ready(users.admit(ALICE)))
+    (source,) = made
+    assert len(source.threads) == 1
+    assert source.threads[0] != threading.get_ident()
+    await users.close()
+
+
+async def test_clients_that_cannot_be_made_answer_502_and_keep_nothing() -> None:
+    users = Users(lambda token: Connecting(fail=True))
+    port = unused_port()
+    app = make_users_app(users, Settings(port=port, token_auth=True))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+        answer = await client.get("/ns/shop", headers=bearer(ALICE))
+        assert answer.status == 502
+        assert "no CA file" not in await answer.text()
+        assert not users.viewers

@@ -149,6 +149,16 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[VIEWER] = viewer
     viewer.active += 1
     try:
+        try:
+            await users.ready(viewer)
+        except Exception:
+            log.exception("cannot make a client of the cluster for a user")
+            users.drop(viewer.key)
+            return _with_headers(
+                web.Response(
+                    status=502, text="cannot reach the cluster; the console's log has details\n"
+                )
+            )
         return await _guarded(request, handler)
     finally:
         users.left(viewer)

@@ -197,6 +197,12 @@ class KubeSource:
             )
         return self._sync
 
+    def connect(self) -> None:
+        """Make both clients now (reading the CA, building the TLS context): token mode
+        calls this in a thread for each new user, not on the event loop."""
+        self._client()
+        self.sync_client()
+
     async def list(
         self, kind: Kind, namespace: str | None, labels: Mapping[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], str]:

@@ -51,6 +51,7 @@ class Viewer:
     """Requests (pages, streams, actions) of this user under way."""
     dropped: bool = False
     closed: bool = False
+    connected: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 class Refusing:
@@ -93,6 +94,11 @@ class Refusing:
 
     def sync_client(self) -> Any:
         return self.inner.sync_client()
+
+    def connect(self) -> None:
+        connect = getattr(self.inner, "connect", None)
+        if connect is not None:
+            connect()
 
     async def close(self) -> None:
         close = getattr(self.inner, "close", None)
@@ -141,6 +147,14 @@ class Users:
         self.viewers[key] = viewer
         viewer.seen = time.monotonic()
         return viewer
+
+    async def ready(self, viewer: Viewer) -> None:
+        """``viewer``'s clients made, once, in a thread (they read the CA file and build a
+        TLS context: not on the event loop)."""
+        if viewer.connected is None:
+            connect: Callable[[], None] = getattr(viewer.source, "connect", lambda: None)
+            viewer.connected = asyncio.ensure_future(asyncio.to_thread(connect))
+        await asyncio.shield(viewer.connected)
 
     def _new(self, key: str, token: str) -> Viewer:
         def on_refused() -> None:
