@@ -363,3 +363,15 @@ async def test_clients_that_cannot_be_made_answer_502_and_keep_nothing() -> None
         assert answer.status == 502
         assert "no CA file" not in await answer.text()
         assert not users.viewers
+
+
+def test_a_401_reads_as_a_refused_token_and_a_403_as_forbidden() -> None:
+    from headwater.console.source import problem, refused
+
+    found = problem(api_error(401, "Unauthorized", "Unauthorized"), "listing Builds")
+    assert (found.title, found.status) == ("Unauthorized", 401)
+    assert "your token was refused" in found.message
+    assert refused(api_error(401, "Unauthorized", "Unauthorized"))
+    assert not refused(api_error(403, "Forbidden", "no"))
+    assert not refused(RuntimeError("a bug"))
+    assert problem(api_error(403, "Forbidden", "no")).title == "Forbidden"

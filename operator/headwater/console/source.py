@@ -92,10 +92,10 @@ def problem(exc: BaseException, doing: str = "") -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, ApiError):
-        from headwater.kube import Failure, classify
+        from headwater.kube import Failure, classify, is_unauthorized
 
         message = str(exc.status.message or exc.status.reason or "error")
-        if exc.status.code == UNAUTHORIZED:
+        if is_unauthorized(exc):
             return Problem("Unauthorized", prefix + REFUSED_MESSAGE, UNAUTHORIZED)
         failure = classify(exc)
         if failure is Failure.FORBIDDEN:
