@@ -375,3 +375,61 @@ def test_a_401_reads_as_a_refused_token_and_a_403_as_forbidden() -> None:
     assert not refused(api_error(403, "Forbidden", "no"))
     assert not refused(RuntimeError("a bug"))
     assert problem(api_error(403, "Forbidden", "no")).title == "Forbidden"
+
+
+# --- where the cluster comes from ----------------------------------------------------
+
+
+def test_in_cluster_takes_the_pods_api_server_and_ca_but_no_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from headwater.console.source import SERVICE_ACCOUNT_CA, in_cluster, with_token
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    cluster = in_cluster("shop")
+    assert cluster.cluster.server == "https://10.96.0.1:443"
+    assert cluster.cluster.certificate_auth == SERVICE_ACCOUNT_CA
+    assert cluster.user is None  # the service account's token is never read
+    assert cluster.namespace == "shop"
+    mine = with_token(cluster, ALICE)
+    assert mine.user.token == ALICE
+    assert mine.user.token_file is None
+    assert mine.cluster == cluster.cluster
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    assert in_cluster("shop").cluster.server == "https://[fd00::1]:443"
+
+
+def test_outside_a_pod_token_mode_needs_a_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from headwater.console.source import in_cluster
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(click.ClickException, match="--kubeconfig"):
+        in_cluster("shop")
+
+
+def test_a_kubeconfigs_user_is_replaced_by_the_token(tmp_path: Any) -> None:
+    import yaml
+
+    from headwater.cli.kube import load_config
+    from headwater.console.source import with_token
+
+    path = tmp_path / "config"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1", "kind": "Config", "current-context": "admin",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "admin", "user": {"client-certificate": "admin.crt",
+                                                     "client-key": "admin.key"}}],
+                "contexts": [{"name": "admin", "context": {"cluster": "c", "user": "admin"}}],
+            }
+        )
+    )  # fmt: skip
+    mine = with_token(load_config(str(path), None), ALICE)
+    assert mine.cluster.server == "https://127.0.0.1:6443"
+    assert mine.user.token == ALICE
+    assert mine.user.client_cert is None
+    assert mine.user.client_key is None
