@@ -433,3 +433,22 @@ def test_a_kubeconfigs_user_is_replaced_by_the_token(tmp_path: Any) -> None:
     assert mine.user.token == ALICE
     assert mine.user.client_cert is None
     assert mine.user.client_key is None
+
+
+async def test_the_watches_of_all_users_together_are_bounded(cluster: Cluster) -> None:
+    users = Users(cluster.make_source, max_watches=4)
+    port = unused_port()
+    app = make_users_app(users, Settings(port=port, token_auth=True))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+        assert (await client.get("/ns/shop", headers=bearer(ALICE))).status == 200
+        # Bob's overview needs 3 more watches than the 4 shared: it is listed instead ...
+        answer = await client.get("/ns/shop", headers=bearer(BOB))
+        assert answer.status == 200
+        assert "only-bob-" in await answer.text()
+        assert 'desc="list"' in answer.headers["Server-Timing"]
+        (bob_source,) = cluster.sources(BOB)
+        assert bob_source.watching[("imagestreams", "shop")] == 0
+        # ... and his live stream waits.
+        answer = await client.get("/ns/shop/overview/events", headers=bearer(BOB))
+        assert answer.status == 503
+        assert users.budget.used() == 3

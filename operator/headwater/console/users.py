@@ -5,7 +5,8 @@ the process. In token mode (``--token-auth``, a console in the cluster behind a
 proxy that passes each user's own bearer token) :class:`Users` keeps a Viewer
 per token, known by the token's sha256: a Source acting with that token, a watch
 Hub, the overview's rendered sections and a CSRF token of its own. Nothing is
-shared between users. At most :data:`MAX_USERS` are held; one idle for
+shared between users, but a bound on the watches of all of them together
+(:data:`MAX_WATCHES`). At most :data:`MAX_USERS` are held; one idle for
 :data:`IDLE_SECONDS` is dropped (its watches stopped, its clients closed, its
 token forgotten), and so is one whose token the API server refuses (401).
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.console import security
-from headwater.console.live import LINGER_SECONDS, Busy, Hub
+from headwater.console.live import LINGER_SECONDS, Budget, Busy, Hub
 from headwater.console.source import Kind, Source, refused
 
 MAX_USERS = 64
@@ -32,6 +33,8 @@ USER_MAX_STREAMS = 16
 """Live streams of one user at once, in token mode (a tab holds one or two)."""
 USER_MAX_WATCHES = 16
 """Watches of one user at once, in token mode (an overview holds 3, a trace 5)."""
+MAX_WATCHES = 256
+"""Watches of all users together: beyond, pages are listed and live streams wait."""
 
 
 @dataclass(eq=False)
@@ -121,8 +124,10 @@ class Users:
         idle_seconds: float = IDLE_SECONDS,
         linger_seconds: float = LINGER_SECONDS,
         secret: bytes | None = None,
+        max_watches: int = MAX_WATCHES,
     ) -> None:
         self._make_source = make_source
+        self.budget = Budget(max_watches, lambda: (v.hub for v in self.viewers.values()))
         self.max_users = max_users
         self.idle_seconds = idle_seconds
         self.linger_seconds = linger_seconds
@@ -167,6 +172,7 @@ class Users:
             max_streams=USER_MAX_STREAMS,
             max_watches=USER_MAX_WATCHES,
             linger_seconds=self.linger_seconds,
+            budget=self.budget,
         )
         viewer = Viewer(key, source, hub, security.user_csrf(self._secret, key))
         return viewer
