@@ -77,6 +77,12 @@ def is_gone(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and classify(exc) is Failure.GONE
 
 
+def is_unauthorized(exc: BaseException) -> bool:
+    """The API server refused the credentials themselves (401): not a missing permission
+    (403, also :attr:`Failure.FORBIDDEN`), the token is expired, revoked or unknown."""
+    return status_code(exc) == 401
+
+
 def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and classify(exc) is Failure.CONFLICT
 

@@ -834,9 +834,24 @@ def set_image_lookup(
     help="Address to listen on; keep it loopback: the console acts with your credentials.",
 )
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option(
+    "--token-auth",
+    is_flag=True,
+    help="Serve many users behind a proxy: every request must carry the user's own token"
+    " (Authorization: Bearer) and acts with it alone. The cluster is the pod's (in-cluster"
+    " address and CA), or --kubeconfig/--context's cluster entry (its user is ignored).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A Host header to accept besides loopback and --address, as the proxy sends it"
+    " (e.g. console.example.com); repeatable.",
+)
 @_cluster_options
 def console(
-    port: int, address: str, no_browser: bool,
+    port: int, address: str, no_browser: bool, token_auth: bool, allowed_hosts: tuple[str, ...],
     namespace: str | None, context: str | None, kubeconfig: str | None,
 ) -> None:  # fmt: skip
     """Serve a web console of ImageStreams, BuildConfigs and Builds, live.
@@ -847,10 +862,17 @@ def console(
 
     It uses your kubeconfig and permissions, as `kubectl proxy` does, and opens
     the namespace overview in your browser. Ctrl+C stops it.
+
+    \b
+    In a pod, behind a proxy that signs users in and passes their token:
+      headwater console --token-auth --address 0.0.0.0 --allowed-host console.example.com
     """
     from headwater.console.server import run as serve_console
 
-    serve_console(kubeconfig, context, namespace, address, port, not no_browser)
+    serve_console(
+        kubeconfig, context, namespace, address, port, not no_browser and not token_auth,
+        token_auth=token_auth, allowed_hosts=allowed_hosts,
+    )  # fmt: skip
 
 
 for _command in (

@@ -40,12 +40,14 @@ from headwater.console.source import (
     PODS,
     REPLICASETS,
     STATEFULSETS,
+    UNAUTHORIZED,
     Kind,
     Problem,
     Source,
     is_problem,
     problem,
 )
+from headwater.console.users import Users, Viewer
 
 HERE = Path(__file__).parent
 log = logging.getLogger("headwater.console")
@@ -70,6 +72,10 @@ class Settings:
     token: str = ""
     linger_seconds: float = LINGER_SECONDS
     """How long the watches of a namespace no page shows any more are kept."""
+    token_auth: bool = False
+    """Token mode: every request carries its user's own bearer token and acts with it."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values allowed besides the bound address and loopback (the proxy's)."""
 
 
 SOURCE = web.AppKey("source", Source)
@@ -77,6 +83,12 @@ SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 ALLOWED = web.AppKey("allowed_hosts", frozenset)
+LOCAL = web.AppKey("local_viewer", Viewer)
+"""The one user of a local console (its SOURCE, HUB and RENDERED are this one's)."""
+USERS = web.AppKey("users", Users)
+"""The users of a token-mode console."""
+VIEWER = web.RequestKey("viewer", Viewer)
+"""Who this request is for: their source, hub, cache and CSRF token."""
 
 
 def templates() -> jinja2.Environment:
@@ -97,9 +109,17 @@ def now() -> datetime:
 # --- guards ------------------------------------------------------------------------
 
 
+UNAUTHENTICATED_TEXT = (
+    "401 Unauthorized: this console acts with your own Kubernetes token, and this request "
+    "carried none. It is meant to be reached through the proxy that signs you in and "
+    "passes your token (Authorization: Bearer).\n"
+)
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Host check (DNS rebinding), CSRF on POST, security headers on every answer."""
+    """Host check (DNS rebinding), who the request is for (token mode: its bearer token,
+    else 401), CSRF on POST, security headers on every answer."""
     allowed = request.app[ALLOWED]
     if not security.host_ok(request.headers.get("Host"), allowed):
         return _with_headers(
@@ -107,12 +127,54 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     if request.method not in ("GET", "HEAD", "POST"):
         return _with_headers(web.Response(status=405, text="method not allowed\n"))
+    users = request.app.get(USERS)
+    if users is None:
+        request[VIEWER] = request.app[LOCAL]
+        return await _guarded(request, handler)
+    token = security.bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        return _with_headers(
+            web.Response(
+                status=401, text=UNAUTHENTICATED_TEXT,
+                headers={"WWW-Authenticate": 'Bearer realm="headwater-console"'},
+            )
+        )  # fmt: skip
+    try:
+        viewer = users.admit(token)
+    except Busy as exc:
+        return _with_headers(
+            web.Response(status=503, text=f"busy: {exc}\n", headers={"Retry-After": "30"})
+        )
+    del token
+    request[VIEWER] = viewer
+    viewer.active += 1
+    try:
+        try:
+            await users.ready(viewer)
+        except Exception:
+            log.exception("cannot make a client of the cluster for a user")
+            users.drop(viewer.key)
+            return _with_headers(
+                web.Response(
+                    status=502, text="cannot reach the cluster; the console's log has details\n"
+                )
+            )
+        return await _guarded(request, handler)
+    finally:
+        users.left(viewer)
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CSRF on POST (the viewer's token), the handler, its problems as pages."""
+    allowed = request.app[ALLOWED]
     if request.method == "POST":
         # A browser names the page that sent a POST: it must be one of ours.
         origin = request.headers.get("Origin")
-        if origin is not None and not security.origin_ok(origin, allowed):
+        # Behind a proxy that ends TLS, the console's pages are https:// ones.
+        schemes = ("http", "https") if request.app[SETTINGS].token_auth else ("http",)
+        if origin is not None and not security.origin_ok(origin, allowed, schemes):
             return _with_headers(web.Response(status=403, text="refused: cross-origin request\n"))
-        token = request.app[SETTINGS].token
+        token = request[VIEWER].csrf
         given = request.headers.get(security.CSRF_HEADER)
         if given is None:
             form = await request.post()
@@ -128,14 +190,33 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         _with_headers(exc)
         raise
     except Problem as exc:
-        response = error_page(request, request.match_info.get("ns", ""), exc)
+        response = error_page(request, request.match_info.get("ns", ""), noted(request, exc))
     except Exception as exc:
         if not is_problem(exc):
             # A bug: logged here with its trace, the page says only that it happened.
             log.exception("%s %s failed", request.method, request.path)
             exc = Problem("Internal error", "the console failed; its log has the details", 500)
-        response = error_page(request, request.match_info.get("ns", ""), problem(exc))
+        response = error_page(
+            request, request.match_info.get("ns", ""), noted(request, problem(exc))
+        )
     return _with_headers(response)
+
+
+def noted(request: web.Request, found: Problem) -> Problem:
+    """``found``, after forgetting a token-mode user whose token the API server refused
+    (401) in a call the Source did not see (the CLI functions' synchronous client)."""
+    users = request.app.get(USERS)
+    if users is not None and found.status == UNAUTHORIZED:
+        users.refused(request[VIEWER])
+    return found
+
+
+def _source(request: web.Request) -> Source:
+    return request[VIEWER].source
+
+
+def _hub(request: web.Request) -> Hub:
+    return request[VIEWER].hub
 
 
 def _with_headers(response: web.StreamResponse) -> web.StreamResponse:
@@ -150,11 +231,13 @@ def _with_headers(response: web.StreamResponse) -> web.StreamResponse:
 
 def _context(request: web.Request, namespace: str, **more: Any) -> dict[str, Any]:
     settings = request.app[SETTINGS]
+    csrf = request[VIEWER].csrf
     return {
         "namespace": namespace,
         "context_name": settings.context_name,
-        "csrf_token": settings.token,
-        "csrf_headers": json.dumps({security.CSRF_HEADER: settings.token}),
+        "token_auth": settings.token_auth,
+        "csrf_token": csrf,
+        "csrf_headers": json.dumps({security.CSRF_HEADER: csrf}),
         **more,
     }
 
@@ -199,7 +282,7 @@ async def _listed(
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound(f"/ns/{request.app[SOURCE].default_namespace}")
+    raise web.HTTPFound(f"/ns/{_source(request).default_namespace}")
 
 
 async def no_icon(request: web.Request) -> web.StreamResponse:
@@ -210,7 +293,7 @@ async def no_icon(request: web.Request) -> web.StreamResponse:
 async def go(request: web.Request) -> web.StreamResponse:
     namespace = request.query.get("ns", "").strip()
     if not NAMESPACE.match(namespace):
-        raise web.HTTPFound(f"/ns/{request.app[SOURCE].default_namespace}")
+        raise web.HTTPFound(f"/ns/{_source(request).default_namespace}")
     raise web.HTTPFound(f"/ns/{namespace}")
 
 
@@ -246,7 +329,7 @@ async def current_or_listed(
     listing once for itself and once more for its stream. A kind whose watch is not
     synced or failed (Forbidden, ...) is listed, so the page says why as it always did.
     """
-    hub = request.app[HUB]
+    hub = _hub(request)
     try:
         informers = hub.keep(kinds, namespace)
     except Busy:
@@ -260,7 +343,7 @@ async def current_or_listed(
             missing.append(kind)
         else:
             found[kind.key] = (items, None)
-    source = request.app[SOURCE]
+    source = _source(request)
     results = await asyncio.gather(*(_listed(source, k, namespace) for k in missing))
     found.update({k.key: r for k, r in zip(missing, results, strict=True)})
     origin = "watch" if not missing else "list" if len(missing) == len(kinds) else "watch+list"
@@ -271,6 +354,9 @@ async def overview_page(request: web.Request) -> web.StreamResponse:
     namespace = _namespace(request)
     started = time.perf_counter()
     found, origin = await current_or_listed(request, OVERVIEW_KINDS, namespace)
+    refused = next((p for _, p in found.values() if p and p.status == UNAUTHORIZED), None)
+    if refused is not None:
+        raise refused  # not a section's message: the whole page is refused
     read = time.perf_counter()
     response = render(
         request,
@@ -296,7 +382,7 @@ SECTIONS = {
 async def overview_events(request: web.Request) -> web.StreamResponse:
     namespace = _namespace(request)
 
-    cache = request.app[RENDERED]
+    cache = request[VIEWER].rendered
 
     async def send(response: web.StreamResponse, informers: list[Informer], keys: set[str]) -> None:
         # Every tab on this namespace shows the same sections: render once per change
@@ -332,7 +418,7 @@ async def stream(
     send: Callable[[web.StreamResponse, list[Informer], set[str]], Awaitable[None]],
 ) -> web.StreamResponse:
     """An SSE stream that calls ``send`` with the kinds that changed, debounced."""
-    hub = request.app[HUB]
+    hub = _hub(request)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
@@ -343,7 +429,7 @@ async def stream(
             await response.write(sse_comment("connected"))
             seen: dict[str, int] = {}
             refreshed = time.monotonic()
-            while True:
+            while not hub.closed:
                 changed = await wait_any(informers, seen, KEEPALIVE_SECONDS)
                 if not changed and time.monotonic() - refreshed >= REFRESH_SECONDS:
                     # Nothing moved, but ages ("5m ago") and running durations did.
@@ -385,7 +471,7 @@ def _name_param(request: web.Request) -> str:
 
 async def _get(request: web.Request, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
     try:
-        return await request.app[SOURCE].get(kind, name, namespace)
+        return await _source(request).get(kind, name, namespace)
     except Exception as exc:
         if not is_problem(exc):
             raise
@@ -431,7 +517,7 @@ async def followers_fragment(request: web.Request) -> web.StreamResponse:
     """Who follows a tag, across the namespaces the user may list (lazily, on demand)."""
     namespace, name = _namespace(request), _name_param(request)
     tag = request.query.get("tag", "latest")
-    source = request.app[SOURCE]
+    source = _source(request)
     notes: list[str] = []
     try:
         listed, _ = await source.list(NAMESPACES, None)
@@ -486,7 +572,7 @@ async def _builds_of(request: web.Request, namespace: str, bc: str) -> list[dict
     from headwater.builds.model import LABEL_BUILDCONFIG, label_value
 
     try:
-        items, _ = await request.app[SOURCE].list(
+        items, _ = await _source(request).list(
             BUILDS, namespace, labels={LABEL_BUILDCONFIG: label_value(bc)}
         )
     except Exception as exc:
@@ -583,7 +669,7 @@ async def build_log(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     closed = threading.Event()
-    client = request.app[SOURCE].sync_client()
+    client = _source(request).sync_client()
 
     def put(event: str, text: str) -> None:
         if closed.is_set():
@@ -624,7 +710,9 @@ async def build_log(request: web.Request) -> web.StreamResponse:
                 log.exception("following the log of %s/%s failed", namespace, name)
                 end = "Following the log failed; the console's log has the details."
             else:
-                end = problem(exc, "reading the log").message
+                found = problem(exc, "reading the log")
+                loop.call_soon_threadsafe(noted, request, found)
+                end = found.message
         if not closed.is_set():
             loop.call_soon_threadsafe(queue.put_nowait, ("end", end))
 
@@ -693,14 +781,14 @@ async def _act(
 ) -> web.StreamResponse:
     """Run one action (a CLI function) in a thread with the user's client; its sentence,
     or why it was refused, as a fragment (htmx) or a page."""
-    client = request.app[SOURCE].sync_client()
+    client = _source(request).sync_client()
     message, found = "", None
     try:
         message = await asyncio.to_thread(fn, client, namespace, *args)
     except Exception as exc:
         if not is_problem(exc):
             raise
-        found = problem(exc)
+        found = noted(request, problem(exc))
     if request.headers.get("HX-Request"):
         if found is not None:
             return render(request, "_problem.html", problem=found)
@@ -843,7 +931,7 @@ def trace_of(
 
 async def trace_page(request: web.Request) -> web.StreamResponse:
     namespace = _namespace(request)
-    source = request.app[SOURCE]
+    source = _source(request)
     results = await asyncio.gather(*(_listed(source, k, namespace) for k in TRACE_KINDS))
     for _, failed in results:
         if failed is not None:
@@ -876,18 +964,62 @@ async def trace_events(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(source: Source, settings: Settings) -> web.Application:
+    """The console of one user, the owner of ``source``'s credentials (local mode)."""
     if not settings.token:
         from dataclasses import replace
 
         settings = replace(settings, token=security.new_token())
-    app = web.Application(middlewares=[guard], client_max_size=256 * 1024)
+    app = _application(settings)
+    viewer = Viewer("", source, Hub(source, linger_seconds=settings.linger_seconds), settings.token)
+    app[LOCAL] = viewer
     app[SOURCE] = source
+    app[HUB] = viewer.hub
+    app[RENDERED] = viewer.rendered
+
+    async def closing(app: web.Application) -> None:
+        await app[HUB].close()
+        close = getattr(app[SOURCE], "close", None)
+        if close is not None:
+            await close()
+
+    app.on_cleanup.append(closing)
+    return app
+
+
+def make_token_app(make_source: Callable[[str], Source], settings: Settings) -> web.Application:
+    """The console of many users behind a proxy (token mode): each request acts with its
+    own bearer token, through ``make_source(token)``, and with nothing of anyone else's."""
+    from dataclasses import replace
+
+    settings = replace(settings, token_auth=True, token="")
+    users = Users(make_source, linger_seconds=settings.linger_seconds)
+    return make_users_app(users, settings)
+
+
+def make_users_app(users: Users, settings: Settings) -> web.Application:
+    """:func:`make_token_app` with ``users`` made by the caller (tests bound them)."""
+    app = _application(settings)
+    app[USERS] = users
+
+    async def starting(app: web.Application) -> None:
+        app[USERS].start()
+
+    async def closing(app: web.Application) -> None:
+        await app[USERS].close()
+
+    app.on_startup.append(starting)
+    app.on_cleanup.append(closing)
+    return app
+
+
+def _application(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=256 * 1024)
     app[SETTINGS] = settings
-    app[HUB] = Hub(source, linger_seconds=settings.linger_seconds)
     app[TEMPLATES] = templates()
-    app[ALLOWED] = security.allowed_hosts(settings.address, settings.port)
+    app[ALLOWED] = security.with_hosts(
+        security.allowed_hosts(settings.address, settings.port), settings.allowed_hosts
+    )
     app[LOGS] = []
-    app[RENDERED] = {}
     app.router.add_get("/", index)
     app.router.add_get("/go", go)
     app.router.add_get("/favicon.ico", no_icon)
@@ -910,12 +1042,4 @@ def make_app(source: Source, settings: Settings) -> web.Application:
     app.router.add_get("/ns/{ns}/trace", trace_page)
     app.router.add_get("/ns/{ns}/trace/events", trace_events)
     app.router.add_static("/static/", HERE / "static", append_version=False)
-
-    async def closing(app: web.Application) -> None:
-        await app[HUB].close()
-        close = getattr(app[SOURCE], "close", None)
-        if close is not None:
-            await close()
-
-    app.on_cleanup.append(closing)
     return app

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from headwater.console.source import Kind, Problem, Source, is_problem, problem
@@ -165,6 +166,17 @@ def _key(obj: dict[str, Any]) -> str:
     return str(meta.get("uid") or meta.get("name") or "")
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Watches shared by several hubs (token mode: every user's together)."""
+
+    limit: int
+    hubs: Callable[[], Iterable[Hub]]
+
+    def used(self) -> int:
+        return sum(len(hub.informers) for hub in self.hubs())
+
+
 class Hub:
     """Shares informers between streams; bounds streams and watches."""
 
@@ -174,13 +186,18 @@ class Hub:
         max_streams: int = MAX_STREAMS,
         max_watches: int = MAX_WATCHES,
         linger_seconds: float = LINGER_SECONDS,
+        budget: Budget | None = None,
     ) -> None:
         self.source = source
+        self.budget = budget
+        """Watches this hub shares with others, if any (besides its own ``max_watches``)."""
         self.max_streams = max_streams
         self.max_watches = max_watches
         self.linger_seconds = linger_seconds
         self.streams = 0
         self.informers: dict[tuple[str, str], Informer] = {}
+        self.closed = False
+        """Closed (its user was dropped, or the console stops): streams end."""
 
     def _room(self, kinds: list[Kind], namespace: str) -> None:
         """Make room for the informers of ``kinds`` not running yet: idle ones (no stream)
@@ -191,11 +208,17 @@ class Hub:
             for key, i in self.informers.items()
             if i.users == 0 and key[1] != namespace  # dict order: the oldest first
         ]
-        while len(self.informers) + len(new) > self.max_watches and idle:
+
+        def shared_over() -> bool:
+            return self.budget is not None and self.budget.used() + len(new) > self.budget.limit
+
+        while (len(self.informers) + len(new) > self.max_watches or shared_over()) and idle:
             informer = self.informers.pop(idle.pop(0))
             self._stop_later(informer, 0)
         if len(self.informers) + len(new) > self.max_watches:
             raise Busy(f"{len(self.informers)} watches already running")
+        if shared_over():
+            raise Busy("the console's watches for all its users are running")
 
     def _take(self, kind: Kind, namespace: str) -> Informer:
         informer = self.informers.get((kind.key, namespace))
@@ -273,6 +296,7 @@ class Hub:
                         await informer.stop()
 
     async def close(self) -> None:
+        self.closed = True
         for informer in list(self.informers.values()):
             informer.users = 0
             await informer.stop()

@@ -5,14 +5,19 @@
 - CSRF: a random token per process, required on every POST (form field or the
   ``X-CSRF-Token`` header htmx sends), and a POST's ``Origin``, when the browser
   sends one, must be the console's own; GET never changes anything.
+- Token mode (``--token-auth``, a shared console behind a proxy): every request
+  carries the user's own bearer token; the CSRF token is then per user, an HMAC
+  of a per-process secret and the token's sha256, so no user can learn another's.
 - Headers: a CSP without inline script or style, no framing, no referrer, no
   sniffing; and no CORS headers at all (browsers then refuse cross-origin reads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 
 CSRF_FIELD = "csrf_token"
@@ -42,6 +47,36 @@ def token_ok(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
 
 
+def new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *$")
+"""``Authorization: Bearer <token68>`` (RFC 6750)."""
+MAX_TOKEN_BYTES = 16 * 1024
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None when there is none (or it is
+    malformed or absurdly long)."""
+    if not header or len(header) > MAX_TOKEN_BYTES:
+        return None
+    found = BEARER.match(header)
+    return found.group(1) if found else None
+
+
+def token_key(token: str) -> str:
+    """What a user's token is known by in memory: its sha256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def user_csrf(secret: bytes, key: str) -> str:
+    """The CSRF token of one user (token mode): HMAC-SHA256 of the process's secret and the
+    user's :func:`token_key`. Another user's page never holds it; the token can't be
+    recovered from it."""
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
 def allowed_hosts(address: str, port: int) -> frozenset[str]:
     """The Host header values a request may carry: ``name:port`` (and ``name`` on port 80).
 
@@ -67,7 +102,14 @@ def host_ok(host: str | None, allowed: frozenset[str]) -> bool:
     return host is not None and host.lower() in allowed
 
 
-def origin_ok(origin: str, allowed: frozenset[str]) -> bool:
-    """An ``Origin`` header of one of the console's own pages (``http://<allowed host>``)."""
+def with_hosts(allowed: frozenset[str], hosts: tuple[str, ...]) -> frozenset[str]:
+    """``allowed`` and the hosts a proxy serves the console as (``--allowed-host``), each
+    exactly as the Host header carries it (``console.example.com``, ``name:8443``)."""
+    return allowed | {h.strip().lower() for h in hosts if h.strip()}
+
+
+def origin_ok(origin: str, allowed: frozenset[str], schemes: tuple[str, ...] = ("http",)) -> bool:
+    """An ``Origin`` header of one of the console's own pages (``http://<allowed host>``;
+    behind a proxy terminating TLS, ``https`` too)."""
     scheme, sep, host = origin.partition("://")
-    return bool(sep) and scheme == "http" and host_ok(host, allowed)
+    return bool(sep) and scheme in schemes and host_ok(host, allowed)

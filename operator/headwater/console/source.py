@@ -4,7 +4,10 @@
 namespace (chunked, once), get one object, watch a kind from a resourceVersion,
 and a synchronous lightkube client for the CLI functions the actions call.
 :class:`KubeSource` is the real one, built from the CLI's kubeconfig handling
-(the user's own credentials); unit tests pass a store of plain dicts.
+(the user's own credentials); unit tests pass a store of plain dicts. In token
+mode each user gets a KubeSource of their own, built by :func:`with_token` from
+the cluster alone (:func:`in_cluster` or a kubeconfig's cluster entry) and the
+user's bearer token: never the pod's service account, never a kubeconfig's user.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, Protocol
 
 import click
 
+UNAUTHORIZED = 401
+REFUSED_MESSAGE = "your token was refused by the Kubernetes API server (401 Unauthorized)"
 LIST_CHUNK = 500
 """Objects per list request (limit/continue): 2,000 Builds are four requests."""
 
@@ -87,9 +92,11 @@ def problem(exc: BaseException, doing: str = "") -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, ApiError):
-        from headwater.kube import Failure, classify
+        from headwater.kube import Failure, classify, is_unauthorized
 
         message = str(exc.status.message or exc.status.reason or "error")
+        if is_unauthorized(exc):
+            return Problem("Unauthorized", prefix + REFUSED_MESSAGE, UNAUTHORIZED)
         failure = classify(exc)
         if failure is Failure.FORBIDDEN:
             return Problem("Forbidden", f"{prefix}you may not do this: {message}", 403)
@@ -104,6 +111,8 @@ def problem(exc: BaseException, doing: str = "") -> Problem:
         # An answer that is not a Kubernetes Status: the API group itself is not served.
         code = exc.response.status_code
         path = exc.request.url.path
+        if code == UNAUTHORIZED:
+            return Problem("Unauthorized", prefix + REFUSED_MESSAGE, UNAUTHORIZED)
         if code == 404:
             return Problem(
                 "Not found",
@@ -120,6 +129,14 @@ def problem(exc: BaseException, doing: str = "") -> Problem:
     if isinstance(exc, httpx2.TransportError):
         return Problem("Unreachable", f"{prefix}cannot reach the Kubernetes API server: {exc}", 502)
     raise exc
+
+
+def refused(exc: BaseException) -> bool:
+    """The API server refused the credentials themselves (401): not a permission, the token."""
+    try:
+        return problem(exc).status == UNAUTHORIZED
+    except BaseException:
+        return False
 
 
 def is_problem(exc: BaseException) -> bool:
@@ -180,6 +197,12 @@ class KubeSource:
             )
         return self._sync
 
+    def connect(self) -> None:
+        """Make both clients now (reading the CA, building the TLS context): token mode
+        calls this in a thread for each new user, not on the event loop."""
+        self._client()
+        self.sync_client()
+
     async def list(
         self, kind: Kind, namespace: str | None, labels: Mapping[str, str] | None = None
     ) -> tuple[list[dict[str, Any]], str]:
@@ -219,3 +242,35 @@ class KubeSource:
             await self._async.close()
         if self._sync is not None:
             self._sync.close()
+
+
+SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
+def in_cluster(namespace: str) -> Any:
+    """The cluster of the pod the console runs in (its API server's address and CA, as
+    every in-cluster client finds them), with no user: :func:`with_token` adds each
+    user's own token. The service account's token is never read."""
+    import os
+
+    from lightkube.config.kubeconfig import KubeConfig
+    from lightkube.config.models import Cluster
+
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise click.ClickException(
+            "--token-auth: not in a pod (KUBERNETES_SERVICE_HOST is not set); "
+            "name the cluster with --kubeconfig (only its cluster entry is used)"
+        )
+    host = f"[{host}]" if ":" in host else host
+    cluster = Cluster(server=f"https://{host}:{port}", certificate_auth=SERVICE_ACCOUNT_CA)
+    return KubeConfig.from_one(cluster=cluster, namespace=namespace).get()
+
+
+def with_token(cluster_config: Any, token: str) -> Any:
+    """``cluster_config`` (a lightkube SingleConfig) acting as the bearer of ``token``:
+    its cluster (address, CA) kept, any user it had replaced."""
+    from lightkube.config.models import User
+
+    return cluster_config._replace(user=User(token=token))
