@@ -452,3 +452,36 @@ async def test_the_watches_of_all_users_together_are_bounded(cluster: Cluster) -
         answer = await client.get("/ns/shop/overview/events", headers=bearer(BOB))
         assert answer.status == 503
         assert users.budget.used() == 3
+
+
+async def test_one_user_cannot_take_every_log_follower(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each followed log is a thread: a token-mode user holds at most 4 of the 16."""
+    import headwater.cli.builds as cli_builds
+    from headwater.console import app as console_app
+
+    release = threading.Event()
+
+    def held_log(client: Any, namespace: str, name: str, follow: bool, out: Any, say: Any) -> None:
+        out.write("started\n")
+        release.wait(10)
+
+    monkeypatch.setattr(cli_builds, "stream_logs", held_log)
+    monkeypatch.setattr(cli_builds, "get_build", lambda c, ns, n: {"status": {"phase": "Complete"}})
+    held = []
+    try:
+        for number in range(console_app.MAX_LOG_FOLLOWERS_PER_USER):
+            answer = await client.get(f"/ns/shop/builds/web-{number}/log", headers=bearer(ALICE))
+            assert answer.status == 200
+            held.append(answer)
+        refused = await client.get("/ns/shop/builds/web-9/log", headers=bearer(ALICE))
+        assert refused.status == 503
+        assert "too many logs" in await refused.text()
+        other = await client.get("/ns/shop/builds/web-9/log", headers=bearer(BOB))
+        assert other.status == 200
+        held.append(other)
+    finally:
+        release.set()
+        for answer in held:
+            answer.close()

@@ -637,6 +637,9 @@ async def build_events(request: web.Request) -> web.StreamResponse:
 
 
 MAX_LOG_FOLLOWERS = 16
+"""Logs followed at once by the whole console (each is a thread reading a pod's log)."""
+MAX_LOG_FOLLOWERS_PER_USER = 4
+"""Of those, by one user of a token-mode console: one user cannot take them all."""
 LOG_BATCH = 200
 """Log lines sent in one event when they arrive faster than the browser takes them."""
 LOGS = web.AppKey("log_followers", list)
@@ -660,7 +663,9 @@ async def build_log(request: web.Request) -> web.StreamResponse:
 
     namespace, name = _namespace(request), _name_param(request)
     followers = request.app[LOGS]
-    if len(followers) >= MAX_LOG_FOLLOWERS:
+    user = request[VIEWER].key
+    mine = sum(1 for key, _ in followers if key == user)
+    if len(followers) >= MAX_LOG_FOLLOWERS or (user and mine >= MAX_LOG_FOLLOWERS_PER_USER):
         return _with_headers(
             web.Response(
                 status=503, text="busy: too many logs followed\n", headers={"Retry-After": "5"}
@@ -720,7 +725,8 @@ async def build_log(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     _with_headers(response)
-    followers.append(name)
+    follower = (user, name)
+    followers.append(follower)
     # A thread of its own, a daemon: a log that prints nothing more must not hold up
     # the console's exit (the default executor is joined at exit); the reader ends at
     # its next line once ``closed`` is set.
@@ -769,7 +775,7 @@ async def build_log(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         closed.set()
-        followers.remove(name)
+        followers.remove(follower)
     return response
 
 
