@@ -584,9 +584,7 @@ def _delete_tag(client: Any, resource: Any, target: Any, settle: float = 15) -> 
     )
 
 
-def _wait_for_tag(
-    client: Any, resource: Any, target: Any, digest: str, settle: float = 15
-) -> None:
+def _wait_for_tag(client: Any, resource: Any, target: Any, digest: str, settle: float = 15) -> None:
     """Wait (at most ``settle`` seconds) until the operator has pointed ``target``'s
     history at ``digest``: as ``oc tag`` from another tag, whose image the API server
     records at once, the tag is there for the next command (``get istag``)."""
