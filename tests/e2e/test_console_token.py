@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,9 @@ def account_token(cluster: Cluster, namespace: str, account: str, role: str) -> 
 
 def call(
     port: int, method: str, path: str, token: str | None = None,
-    body: dict[str, str] | None = None,
+    body: dict[str, str] | None = None, host: str = "127.0.0.1",
 ) -> tuple[int, str]:  # fmt: skip
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection = http.client.HTTPConnection(host, port, timeout=30)
     headers = {"Host": HOST}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -178,3 +179,82 @@ def test_each_token_sees_and_does_only_what_it_may(
     assert "Traceback" not in out, out
     for token in (editor, viewer):
         assert token not in out
+
+
+CONSOLE_PORT = 8090
+
+
+def console_pod(image: str, namespace: str) -> dict[str, Any]:
+    """The console in token mode, as an admin would run it behind a proxy: the restricted
+    Pod Security profile, a read-only root, its own service account (mounted: the CA)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "console", "labels": {"app": "headwater-console"}},
+        "spec": {
+            "serviceAccountName": "console",
+            "securityContext": {
+                "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "console",
+                    "image": image,
+                    "args": [
+                        "console", "--token-auth", "--address", "0.0.0.0",
+                        "--port", str(CONSOLE_PORT), "--allowed-host", HOST, "-n", namespace,
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }  # fmt: skip
+
+
+def test_in_a_pod_the_console_reads_its_cluster_from_the_pod_and_never_its_token(
+    cluster: Cluster, namespace: str, operator_image: str
+) -> None:
+    """The in-cluster path for real: the address from KUBERNETES_SERVICE_*, the CA from the
+    mount. The pod's own service account may view the namespace; a token with no rights
+    must still see nothing, so the console cannot have used the pod's token."""
+    if not cluster.is_local:
+        pytest.skip("reaches the pod at its address from this machine")
+    stream = imagestream("alpha")
+    stream["spec"] = {"tags": [docker_tag("latest", "registry.invalid/alpha:1")]}
+    cluster.apply(stream, namespace)
+    editor = account_token(cluster, namespace, "editor", "edit")
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    nobody = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    account_token(cluster, namespace, "console", "view")  # the pod's own account
+    cluster.apply(console_pod(operator_image, namespace), namespace)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pod/console", "-n", namespace, "--timeout=180s"
+    )
+    address = cluster.get_json("pod/console", "-n", namespace)["status"]["podIP"]
+
+    def serving() -> bool:
+        try:
+            return call(CONSOLE_PORT, "GET", "/", host=address)[0] == 401
+        except OSError:
+            return False
+
+    eventually("the console in its pod to answer", serving, timeout=60)
+    status, page = call(CONSOLE_PORT, "GET", f"/ns/{namespace}", editor, host=address)
+    assert status == 200, page
+    assert f'href="/ns/{namespace}/imagestreams/alpha"' in page
+    status, page = call(CONSOLE_PORT, "GET", f"/ns/{namespace}", nobody, host=address)
+    assert "Forbidden" in page, page
+    assert "imagestreams/alpha" not in page
+    status, page = call(
+        CONSOLE_PORT, "GET", f"/ns/{namespace}/imagestreams/alpha", nobody, host=address
+    )
+    assert status == 403
+    assert "registry.invalid" not in page
+    logs = cluster.kubectl("logs", "pod/console", "-n", namespace).stdout
+    assert "Traceback" not in logs, logs
+    for token in (editor, nobody):
+        assert token not in logs
