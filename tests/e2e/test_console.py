@@ -105,6 +105,14 @@ def viewer_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
             }
         )
     )  # fmt: skip
+    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
+    eventually(
+        "the viewer's view role",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--kubeconfig", str(path), check=False,
+        ).stdout.strip() == "yes",
+    )  # fmt: skip
     return path
 
 

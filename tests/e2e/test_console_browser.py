@@ -194,6 +194,14 @@ def view_only_kubeconfig(cluster: Cluster, namespace: str, workdir: Path) -> Pat
     path = workdir / "viewer.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
+    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
+    eventually(
+        "the viewer's view role",
+        lambda: cluster.kubectl(
+            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
+            "--kubeconfig", str(path), check=False,
+        ).stdout.strip() == "yes",
+    )  # fmt: skip
     return path
 
 
