@@ -379,6 +379,18 @@ async def test_imagestream_page_shows_each_tag(
     assert 'sse-connect="/ns/shop/imagestreams/web/events"' in html
 
 
+async def test_answers_on_the_imagestream_page_sit_outside_its_live_section(
+    source: FakeSource, client: TestClient[Any, Any]
+) -> None:
+    """A live update replaces the tags section: an answer inside it would be wiped."""
+    html = await (await client.get("/ns/shop/imagestreams/web")).text()
+    live = html.index('sse-swap="tags"')
+    for region in ('id="import-result"', 'id="followers-result"', 'id="promote-result"'):
+        assert html.index(region) < live, region
+    assert 'hx-get="/ns/shop/imagestreams/web/followers"' in html
+    assert '<option value="v0">' in html
+
+
 async def test_a_missing_stream_is_a_not_found_page(client: TestClient[Any, Any]) -> None:
     answer = await client.get("/ns/shop/imagestreams/nope")
     assert answer.status == 404
