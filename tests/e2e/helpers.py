@@ -112,6 +112,16 @@ def eventually(what: str, check: Callable[[], bool], timeout: float = 60) -> Non
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_until_allowed(cluster: Cluster, *request: str) -> None:
+    """Wait until ``kubectl auth can-i *request`` says yes (``request`` names who, with
+    ``--as`` or ``--kubeconfig``): the API server's authorizer sees a new RoleBinding
+    through its informer, not at once."""
+    eventually(
+        f"can-i {' '.join(request)}",
+        lambda: cluster.kubectl("auth", "can-i", *request, check=False).stdout.strip() == "yes",
+    )
+
+
 @dataclass
 class Cluster:
     """A real cluster, its kubectl, and what the local one offers besides."""

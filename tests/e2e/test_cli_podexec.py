@@ -18,7 +18,7 @@ from lightkube.config.models import User
 from headwater.cli.archive import make_archive
 from headwater.cli.podexec import V4, V5, ExecError, ExecResult, exec_with_stdin, upload
 
-from .helpers import Cluster, eventually
+from .helpers import Cluster, wait_until_allowed
 
 pytestmark = pytest.mark.e2e
 
@@ -238,13 +238,8 @@ def test_token_users_and_rbac(config: SingleConfig, target: str, cluster: Cluste
     )  # fmt: skip
     allowed = token_for(cluster, target, "execer")
     denied = token_for(cluster, target, "nobody")
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        "the execer's exec role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "create", "pods/exec", "-n", target,
-            f"--as=system:serviceaccount:{target}:execer", check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "create", "pods/exec", "-n", target, f"--as=system:serviceaccount:{target}:execer",
     )  # fmt: skip
 
     def as_user(token: str) -> SingleConfig:

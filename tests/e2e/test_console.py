@@ -31,6 +31,7 @@ from .helpers import (
     eventually,
     imagestream,
     push_image,
+    wait_until_allowed,
 )
 from .test_imagestream_imports import docker_tag, newest_image
 
@@ -105,13 +106,9 @@ def viewer_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
             }
         )
     )  # fmt: skip
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        "the viewer's view role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
-            "--kubeconfig", str(path), check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "get", "imagestreams.image.headwater.dev", "-n", namespace, "--kubeconfig",
+        str(path),
     )  # fmt: skip
     return path
 

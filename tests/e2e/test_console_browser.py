@@ -38,6 +38,7 @@ from .helpers import (
     builds_of,
     eventually,
     imagestream,
+    wait_until_allowed,
 )
 from .test_story import deployment, rolled_out
 
@@ -194,13 +195,9 @@ def view_only_kubeconfig(cluster: Cluster, namespace: str, workdir: Path) -> Pat
     path = workdir / "viewer.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        "the viewer's view role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
-            "--kubeconfig", str(path), check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "get", "imagestreams.image.headwater.dev", "-n", namespace, "--kubeconfig",
+        str(path),
     )  # fmt: skip
     return path
 

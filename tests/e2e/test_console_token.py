@@ -24,7 +24,7 @@ import pytest
 
 from tests.registry_servers import free_port
 
-from .helpers import Cluster, eventually, imagestream
+from .helpers import Cluster, eventually, imagestream, wait_until_allowed
 from .test_console import HEADWATER
 from .test_imagestream_imports import docker_tag
 
@@ -41,13 +41,9 @@ def account_token(cluster: Cluster, namespace: str, account: str, role: str) -> 
         "create", "rolebinding", account, "-n", namespace, f"--clusterrole={role}",
         f"--serviceaccount={namespace}:{account}",
     )  # fmt: skip
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        f"{account}'s {role} role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "list", "imagestreams.image.headwater.dev", "-n", namespace,
-            f"--as=system:serviceaccount:{namespace}:{account}", check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "list", "imagestreams.image.headwater.dev", "-n", namespace,
+        f"--as=system:serviceaccount:{namespace}:{account}",
     )  # fmt: skip
     return cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
 

@@ -15,7 +15,14 @@ import kopf.testing
 import pytest
 
 from .conftest import IMPORT_INTERVAL_SECONDS
-from .helpers import Cluster, eventually, push_image, push_index, registry_digest
+from .helpers import (
+    Cluster,
+    eventually,
+    push_image,
+    push_index,
+    registry_digest,
+    wait_until_allowed,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -368,13 +375,7 @@ def test_admission_refuses_a_reference_the_requester_may_not_read(
         "--clusterrole=headwater-view",
         f"--user={developer}",
     )
-    # The webhook asks the API server (a SubjectAccessReview), whose authorizer sees a new
-    # RoleBinding through its informer: not at once.
-    eventually(
-        "the developer's read access to the source namespace",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "get", "imagestreams.image.headwater.dev", "-n", namespace,
-            "--as", developer, check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "get", "imagestreams.image.headwater.dev", "-n", namespace, "--as", developer,
     )  # fmt: skip
     cluster.kubectl(*as_developer, input=json.dumps(promoted))

@@ -32,7 +32,7 @@ from typing import Any
 import kopf.testing
 import pytest
 
-from .helpers import Cluster, eventually
+from .helpers import Cluster, eventually, wait_until_allowed
 from .test_imagestream_imports import docker_tag, import_condition, stream
 
 pytestmark = pytest.mark.e2e
@@ -154,13 +154,8 @@ def as_tenant(cluster: Cluster, namespace: str, obj: dict[str, Any]) -> None:
         "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={TENANT}",
         "-n", namespace, check=False,
     )  # fmt: skip
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        "the tenant's edit role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "create", "imagestreams.image.headwater.dev", "-n", namespace,
-            "--as", TENANT, check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "create", "imagestreams.image.headwater.dev", "-n", namespace, "--as", TENANT,
     )  # fmt: skip
     cluster.kubectl("--as", TENANT, "apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .helpers import OPERATOR_REPLICAS, Cluster, eventually, push_image
+from .helpers import OPERATOR_REPLICAS, Cluster, eventually, push_image, wait_until_allowed
 from .test_lookup_policy import recreated_image, set_lookup
 
 pytestmark = pytest.mark.e2e
@@ -322,13 +322,8 @@ def test_the_installed_operator_refuses_imports_aimed_inside_the_cluster(
         "create", "rolebinding", "tenant-edit", "--clusterrole=edit", f"--user={tenant}",
         "-n", namespace,
     )  # fmt: skip
-    # The API server's authorizer sees a new RoleBinding through its informer: not at once.
-    eventually(
-        "the tenant's edit role",
-        lambda: cluster.kubectl(
-            "auth", "can-i", "create", "imagestreams.image.headwater.dev", "-n", namespace,
-            "--as", tenant, check=False,
-        ).stdout.strip() == "yes",
+    wait_until_allowed(
+        cluster, "create", "imagestreams.image.headwater.dev", "-n", namespace, "--as", tenant,
     )  # fmt: skip
     probe = {
         "apiVersion": "image.headwater.dev/v1",
