@@ -72,6 +72,11 @@ NODE_NAME = "headwater-node"
 BRIDGE = "hw0"
 POD_CIDR = "10.244.0.0/24"
 NODE_IP = "10.244.0.1"
+# The bridge's own MAC, set by hand: a bridge whose MAC the kernel chose takes the lowest MAC
+# of its ports, so it changes whenever the pod holding that port goes, and every pod that had
+# the gateway's old MAC in its ARP cache loses this machine (registry, API server, git) until
+# the entry expires: 30 s and more, long enough to fail a build's push. Locally administered.
+BRIDGE_MAC = "02:68:77:00:00:01"
 SERVICE_CIDR = "10.96.0.0/24"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 ETCD_CLIENT = "127.0.0.1:12379"  # not 2379: stays clear of any other etcd on the machine
@@ -415,6 +420,7 @@ def make_bridge() -> None:
     addrs = sh("ip", "-4", "-o", "addr", "show", "dev", BRIDGE).stdout
     if f"{NODE_IP}/" not in addrs:
         sh("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)
     sh("ip", "link", "set", BRIDGE, "up")
     # kube-proxy's Service rules must see traffic crossing the bridge.
     Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("1\n")
@@ -976,6 +982,7 @@ def up() -> None:
         try:
             if _https_ok(f"https://{NODE_IP}:{APISERVER_PORT}/readyz") and _node_ready():
                 log("cluster already running")
+                make_bridge()  # a cluster started before the bridge's MAC was pinned gets it
                 print(ENV_FILE)
                 return
         except Exception as exc:
