@@ -99,10 +99,7 @@ class Attestations:
         """The dependency with its digest checked in the registry, and its layers."""
         repo = self.outputs.repository(image, credentials)
         try:
-            resolved = await self.registry.resolve(
-                repo.registry, repo.repository, digest or image.tag or "latest",
-                credentials=repo.credentials, insecure=repo.insecure,
-            )  # fmt: skip
+            resolved = await self.outputs.resolve(repo, digest or image.tag or "latest")
             raw = await self.registry.get_manifest(repo, resolved.digest)
         except (RegistryError, ValueError) as exc:
             if isinstance(exc, RegistryError) and exc.transient:

@@ -253,15 +253,16 @@ class Outputs:
         preserve_original: bool = False,
     ) -> Resolved:
         """``image`` at ``reference`` (a digest), else at its tag, else ``latest``."""
-        return await self._resolve(
+        return await self.resolve(
             self.repository(image, credentials),
             reference or image.tag or "latest",
             preserve_original=preserve_original,
         )
 
-    async def _resolve(
+    async def resolve(
         self, repo: Repository, reference: str, *, preserve_original: bool = False
     ) -> Resolved:
+        """``reference`` (a tag or digest) in ``repo``, as its registry has it."""
         return await self.registry.resolve(
             repo.registry,
             repo.repository,
@@ -278,7 +279,7 @@ class Outputs:
         read with the secret the build pushes with: output.pushSecret or the service account's."""
         repo = await self.output_repository(build, output)
         tag = parse_reference(output).tag
-        return await self._resolve(repo, reference or tag or "latest", preserve_original=True)
+        return await self.resolve(repo, reference or tag or "latest", preserve_original=True)
 
     async def remember_before(self, build: Mapping[str, Any], output: str) -> None:
         """Note the output tag's digest before a Custom build runs ("" when it has none)."""
