@@ -115,11 +115,12 @@ def viewer_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
 
 def request(
     port: int, method: str, path: str, body: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, host: str = "127.0.0.1",
 ) -> tuple[int, dict[str, str], str]:  # fmt: skip
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    """One HTTP exchange with the console at ``host:port``: status, headers and text."""
+    connection = http.client.HTTPConnection(host, port, timeout=30)
     data = urllib.parse.urlencode(body) if body is not None else None
-    sent = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+    sent = {"Host": f"{host}:{port}", **(headers or {})}
     if data is not None:
         sent["Content-Type"] = "application/x-www-form-urlencoded"
     connection.request(method, path, body=data, headers=sent)

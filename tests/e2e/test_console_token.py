@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import html
-import http.client
 import re
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ import pytest
 from tests.registry_servers import free_port
 
 from .helpers import Cluster, eventually, imagestream, wait_until_allowed
-from .test_console import HEADWATER
+from .test_console import HEADWATER, request
 from .test_imagestream_imports import docker_tag
 
 pytestmark = pytest.mark.e2e
@@ -52,19 +50,14 @@ def call(
     port: int, method: str, path: str, token: str | None = None,
     body: dict[str, str] | None = None, host: str = "127.0.0.1",
 ) -> tuple[int, str]:  # fmt: skip
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+    """A request as the proxy in front of the console sends it: its Host, the bearer token."""
     headers = {"Host": HOST}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    data = urllib.parse.urlencode(body) if body is not None else None
-    if data is not None:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if body is not None:
         headers["Origin"] = f"https://{HOST}"
-    connection.request(method, path, body=data, headers=headers)
-    response = connection.getresponse()
-    text = response.read().decode()
-    connection.close()
-    return response.status, text
+    status, _, text = request(port, method, path, body, headers, host=host)
+    return status, text
 
 
 def csrf_of(page: str) -> str:
