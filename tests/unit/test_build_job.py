@@ -1047,6 +1047,7 @@ def test_kaniko_arguments_full() -> None:
     ]
     assert "--insecure-registry=registry.local:5000" in args
     assert "--skip-tls-verify-registry=registry.local:5000" in args
+    assert {"--push-retry=2", "--image-download-retry=2"} <= set(args)
     # Every argument is one --flag[=value] word: nothing is split or shell-quoted.
     assert all(a.startswith("--") for a in args)
 

@@ -250,6 +250,10 @@ def buildah_arguments(
     return args
 
 
+KANIKO_RETRIES = 2
+"""How often kaniko tries a registry call again (pulling a base image, pushing) before failing."""
+
+
 def kaniko_arguments(
     spec: Mapping[str, Any], resolved: Resolved, settings: JobSettings, context: str
 ) -> list[str]:
@@ -279,6 +283,9 @@ def kaniko_arguments(
         args.append(f"--label={name}={value}")
     for registry in settings.insecure_registries:
         args += [f"--insecure-registry={registry}", f"--skip-tls-verify-registry={registry}"]
+    # A registry that drops a connection for a moment fails neither the base image's pull
+    # nor the push (kaniko backs off between tries); its check of push access is not retried.
+    args += [f"--image-download-retry={KANIKO_RETRIES}", f"--push-retry={KANIKO_RETRIES}"]
     args.append("--verbosity=info")
     return args
 
