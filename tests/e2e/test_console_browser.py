@@ -329,6 +329,15 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     eventually("web:prod at the build's digest", promoted, timeout=60)
     # The page shows the new tag by itself.
     page.get_by_role("heading", name="web:prod").wait_for()
+    # Who follows web:latest: the Deployment. The answer outlives a live update of the tags.
+    page.get_by_role("link", name="Who follows web:latest").click()
+    followers = page.locator("#followers-result")
+    followers.get_by_role("cell", name="Deployment", exact=True).wait_for()
+    page.evaluate("document.querySelector('#tags-h').dataset.before = 'yes'")
+    cluster.kubectl("annotate", "is/web", "-n", namespace, "console-test/touched=yes")
+    page.locator("#tags-h[data-before]").wait_for(state="detached", timeout=30_000)
+    assert followers.get_by_role("cell", name="Deployment", exact=True).is_visible()
+    accessible(page, "imagestream with its followers")
     screenshot(page, artifacts, "imagestream")
 
     # The overview tab, never reloaded, lists the build as Complete and the new tag.
