@@ -358,14 +358,10 @@ def test_a_build_started_from_the_page_streams_its_log_then_traces_to_the_rollou
     page.context.close()
 
 
-def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
-    cluster: Cluster,
-    namespace: str,
-    browser: Browser,
-    artifacts: Path,
-    console_factory: StartConsole,
-    tmp_path: Path,
-) -> None:
+def viewer_console(
+    cluster: Cluster, namespace: str, tmp_path: Path, console_factory: StartConsole
+) -> Console:
+    """A console of a user who may read the stream ``base`` and may not change it."""
     cluster.apply(
         {
             **imagestream("base"),
@@ -375,13 +371,26 @@ def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
         namespace,
     )  # fmt: skip
     viewer = view_only_kubeconfig(cluster, namespace, tmp_path)
-    # The viewer may read the stream and may not change it.
     cant = cluster.kubectl(
         "auth", "can-i", "patch", "imagestreams.image.headwater.dev", "-n", namespace,
         "--kubeconfig", str(viewer), check=False,
     )  # fmt: skip
     assert cant.stdout.strip() == "no"
-    console = console_factory(namespace, viewer)
+    return console_factory(namespace, viewer)
+
+
+FORBIDDEN = re.compile(r"forbidden|not allowed|may not|cannot", re.I)
+
+
+def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
+    cluster: Cluster,
+    namespace: str,
+    browser: Browser,
+    artifacts: Path,
+    console_factory: StartConsole,
+    tmp_path: Path,
+) -> None:
+    console = viewer_console(cluster, namespace, tmp_path, console_factory)
     page = new_page(browser)
     page.goto(console.url(f"/ns/{namespace}/imagestreams/base"))
     page.get_by_role("heading", name=re.compile("ImageStream.*base")).wait_for()
@@ -398,7 +407,7 @@ def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
     alert = page.get_by_role("alert")
     alert.wait_for()
     text = alert.inner_text()
-    assert re.search(r"forbidden|not allowed|may not|cannot", text, re.I), text
+    assert FORBIDDEN.search(text), text
     # It says who was refused what, not just that something failed.
     assert re.search(r"console-viewer|patch|update", text), text
     body = page.locator("body").inner_text()
@@ -407,3 +416,27 @@ def test_a_forbidden_action_is_explained_and_actions_work_by_keyboard(
     accessible(page, "forbidden")
     screenshot(page, artifacts, "forbidden")
     page.context.close()
+
+
+def test_without_javascript_an_action_is_a_form_the_browser_posts(
+    cluster: Cluster,
+    namespace: str,
+    browser: Browser,
+    console_factory: StartConsole,
+    tmp_path: Path,
+) -> None:
+    """Each action is a plain form too. Posted by the browser itself, its answer is a page
+    (here the viewer's refusal): not the bare "refused: cross-origin request" it once was,
+    when the pages' ``Referrer-Policy: no-referrer`` made the browser send ``Origin: null``."""
+    console = viewer_console(cluster, namespace, tmp_path, console_factory)
+    context = browser.new_context(java_script_enabled=False)
+    page = watched(context.new_page())
+    page.goto(console.url(f"/ns/{namespace}/imagestreams/base"))
+    page.get_by_role("button", name="Import latest now").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert FORBIDDEN.search(alert.inner_text()), alert.inner_text()
+    assert page.url == console.url(f"/ns/{namespace}/imagestreams/base/import")
+    page.get_by_role("link", name="Back").click()
+    page.get_by_role("heading", name=re.compile("ImageStream.*base")).wait_for()
+    context.close()
